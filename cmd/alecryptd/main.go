@@ -1,0 +1,191 @@
+// Command alecryptd is the alecrypt crypto service: the ale.v1 Connect API
+// (Connect, gRPC and gRPC-Web over one h2c port), gRPC health and server
+// reflection, serving keys from the embedded keystore file.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/alecrypt/alecrypt/service/api"
+	"github.com/alecrypt/alecrypt/service/engine"
+	"github.com/alecrypt/alecrypt/service/key"
+	"github.com/alecrypt/alecrypt/service/keyring"
+	"github.com/alecrypt/alecrypt/service/keystore"
+	"github.com/alecrypt/alecrypt/service/keystore/filestore"
+)
+
+// Config is everything alecryptd reads from flags and the environment.
+type Config struct {
+	Listen          string
+	Keystore        string
+	Refresh         time.Duration
+	MaxRequestBytes int
+	DefaultAlias    string
+	LogFormat       string
+	LogLevel        slog.Level
+	ShutdownTimeout time.Duration
+}
+
+func parseConfig(args []string, getenv func(string) string) (Config, error) {
+	fs := flag.NewFlagSet("alecryptd", flag.ContinueOnError)
+	var c Config
+	fs.StringVar(&c.Listen, "listen", envOr(getenv, "ALECRYPT_LISTEN", "127.0.0.1:8080"), "address to serve Connect, gRPC and gRPC-Web on (env ALECRYPT_LISTEN)")
+	fs.StringVar(&c.Keystore, "keystore", envOr(getenv, "ALECRYPT_KEYSTORE", "./alecrypt-data/keystore.json"), "embedded keystore file, created with one fresh key if missing (env ALECRYPT_KEYSTORE)")
+	fs.DurationVar(&c.Refresh, "refresh", 2*time.Second, "how often to check the keystore for changes (0 disables; SIGHUP reloads at once)")
+	fs.IntVar(&c.MaxRequestBytes, "max-request-bytes", api.DefaultMaxRequestBytes, "largest request message accepted; larger ones get ResourceExhausted")
+	fs.StringVar(&c.DefaultAlias, "default-alias", envOr(getenv, "ALECRYPT_DEFAULT_ALIAS", engine.DefaultAlias), "alias used when a request names no key (env ALECRYPT_DEFAULT_ALIAS)")
+	fs.StringVar(&c.LogFormat, "log-format", "json", "log format: json or text")
+	fs.TextVar(&c.LogLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn or error")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long in-flight calls may take to finish on SIGTERM")
+	if err := fs.Parse(args); err != nil {
+		return Config{}, err
+	}
+	if fs.NArg() > 0 {
+		return Config{}, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	switch {
+	case c.Keystore == "":
+		return Config{}, errors.New("--keystore must not be empty")
+	case c.MaxRequestBytes <= 0:
+		return Config{}, errors.New("--max-request-bytes must be positive")
+	case c.LogFormat != "json" && c.LogFormat != "text":
+		return Config{}, fmt.Errorf("--log-format must be json or text, got %q", c.LogFormat)
+	case c.Refresh < 0:
+		return Config{}, errors.New("--refresh must not be negative")
+	}
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		return Config{}, fmt.Errorf("--listen %q: %w", c.Listen, err)
+	}
+	return c, nil
+}
+
+func envOr(getenv func(string) string, name, def string) string {
+	if v := getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+func main() {
+	cfg, err := parseConfig(os.Args[1:], os.Getenv)
+	if errors.Is(err, flag.ErrHelp) {
+		return
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "alecryptd:", err)
+		os.Exit(2)
+	}
+	log := newLogger(os.Stderr, cfg)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, cfg, log); err != nil {
+		log.Error("alecryptd stopped", "err", err)
+		os.Exit(1)
+	}
+}
+
+func newLogger(w io.Writer, cfg Config) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
+	if cfg.LogFormat == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+func run(ctx context.Context, cfg Config, log *slog.Logger) error {
+	store := filestore.New(cfg.Keystore)
+	var err error
+	var fresh key.Record
+	created, err := store.Init(func() (key.Record, error) {
+		fresh, err = key.Generate(rand.Reader, key.AES256CTR, []string{cfg.DefaultAlias}, time.Now())
+		return fresh, err
+	})
+	if err != nil {
+		return fmt.Errorf("initializing keystore: %w", err)
+	}
+	ring := keyring.New()
+	refresher := keystore.NewRefresher(store, ring, log, cfg.Refresh)
+	if err := refresher.Reload(ctx); err != nil {
+		return fmt.Errorf("loading keystore: %w", err)
+	}
+	if created {
+		// The fingerprint is public; the secret is never logged.
+		log.Info("created keystore with a fresh key", "path", cfg.Keystore, "fingerprint", fresh.Fingerprint, "alias", cfg.DefaultAlias)
+	}
+	go refresher.Run(ctx)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for range hup {
+			log.Info("SIGHUP: reloading keystore")
+			refresher.Trigger()
+		}
+	}()
+
+	eng := engine.New(ring, engine.WithDefaultAlias(cfg.DefaultAlias))
+	handler := api.NewHandler(eng, ring, api.Options{MaxRequestBytes: cfg.MaxRequestBytes, Logger: log})
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return err
+	}
+	if !isLoopback(ln.Addr()) {
+		log.Warn("listening beyond loopback without TLS or caller authentication; anyone who can reach this port can use every key", "addr", ln.Addr().String())
+	}
+	srv := newServer(handler, log)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	log.Info("alecryptd listening", "addr", ln.Addr().String(), "keystore", cfg.Keystore, "keys", len(ring.Keys()))
+
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down: finishing in-flight calls", "timeout", cfg.ShutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	log.Info("alecryptd stopped cleanly")
+	return nil
+}
+
+// newServer serves HTTP/1.1 and HTTP/2 without TLS (h2c) on one port, which
+// is what lets Connect, gRPC and gRPC-Web clients share it.
+func newServer(h http.Handler, log *slog.Logger) *http.Server {
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(true)
+	return &http.Server{
+		Handler:           h,
+		Protocols:         &protocols,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       5 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+}
+
+func isLoopback(a net.Addr) bool {
+	host, _, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(strings.Trim(host, "[]"))
+	return ip != nil && ip.IsLoopback()
+}

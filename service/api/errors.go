@@ -1,0 +1,104 @@
+package api
+
+import (
+	"context"
+	"errors"
+
+	"connectrpc.com/connect"
+
+	alev1 "github.com/alecrypt/alecrypt/gen/ale/v1"
+	"github.com/alecrypt/alecrypt/service/engine"
+)
+
+// The ALE error codes and their messages, verbatim from the EK protocol.
+const (
+	ALEHeaders        = 1
+	ALEHeadersMessage = "Incorrect security headers"
+	ALEDecrypt        = 2
+	ALEDecryptMessage = "Unable to decrypt payload"
+)
+
+// toConnectError is the one place where domain errors become wire errors.
+// The client gets a fixed message per case plus the ALE ErrorDetail; the
+// full error (which may name fingerprints and fields, never keys or
+// plaintext) stays as the cause for the server's log.
+func toConnectError(err error) *connect.Error {
+	var (
+		code    connect.Code
+		msg     string
+		aleCode int32
+		fe      *engine.FieldError
+		ce      *connect.Error
+	)
+	switch {
+	case errors.As(err, &ce):
+		return ce
+	case errors.As(err, &fe):
+		// Field errors name the field and what is wrong with it: useful
+		// to the caller and free of secrets.
+		code, msg, aleCode = connect.CodeInvalidArgument, "invalid "+fe.Error(), ALEHeaders
+	case errors.Is(err, engine.ErrUnknownKey):
+		code, msg, aleCode = connect.CodeNotFound, "unknown key", ALEDecrypt
+	case errors.Is(err, engine.ErrKeyDisabled):
+		code, msg, aleCode = connect.CodeFailedPrecondition, "key is disabled", ALEDecrypt
+	case errors.Is(err, engine.ErrKeyNotActive):
+		code, msg, aleCode = connect.CodeFailedPrecondition, "key cannot encrypt: it is decrypt-only, disabled or expired", ALEDecrypt
+	case errors.Is(err, engine.ErrDecrypt):
+		// One message for every decryption failure: no oracle.
+		code, msg, aleCode = connect.CodeInvalidArgument, "unable to decrypt payload", ALEDecrypt
+	case errors.Is(err, engine.ErrKeyUnusable):
+		code, msg, aleCode = connect.CodeInternal, "key is unusable", ALEDecrypt
+	case errors.Is(err, context.Canceled):
+		return connect.NewError(connect.CodeCanceled, errPublic{"request canceled", err})
+	case errors.Is(err, context.DeadlineExceeded):
+		return connect.NewError(connect.CodeDeadlineExceeded, errPublic{"deadline exceeded", err})
+	default:
+		return connect.NewError(connect.CodeInternal, errPublic{"internal error", err})
+	}
+	cerr := connect.NewError(code, errPublic{msg, err})
+	if d, derr := connect.NewErrorDetail(aleDetail(aleCode)); derr == nil {
+		cerr.AddDetail(d)
+	}
+	return cerr
+}
+
+func aleDetail(code int32) *alev1.ErrorDetail {
+	if code == ALEHeaders {
+		return &alev1.ErrorDetail{ErrorCode: ALEHeaders, Message: ALEHeadersMessage}
+	}
+	return &alev1.ErrorDetail{ErrorCode: ALEDecrypt, Message: ALEDecryptMessage}
+}
+
+// toItemError is toConnectError for one item of a batch or stream.
+func toItemError(err error) *alev1.ItemError {
+	cerr := toConnectError(err)
+	item := &alev1.ItemError{Code: cerr.Code().String(), Message: cerr.Message()}
+	for _, d := range cerr.Details() {
+		if v, err := d.Value(); err == nil {
+			if ed, ok := v.(*alev1.ErrorDetail); ok {
+				item.Detail = ed
+			}
+		}
+	}
+	return item
+}
+
+// errPublic is the error a client sees (msg) wrapping the cause the server
+// logs.
+type errPublic struct {
+	msg   string
+	cause error
+}
+
+func (e errPublic) Error() string { return e.msg }
+func (e errPublic) Unwrap() error { return e.cause }
+
+// Cause returns the server-side cause of an error built by toConnectError,
+// for logging; for any other error it returns err.
+func Cause(err error) error {
+	var p errPublic
+	if errors.As(err, &p) {
+		return p.cause
+	}
+	return err
+}

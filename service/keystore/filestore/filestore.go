@@ -1,0 +1,254 @@
+// Package filestore is the embedded keystore: one JSON file, mode 0600,
+//
+//	{"keys": [record, ...]}
+//
+// where each record has the shape key.MarshalRecord writes. It is the default
+// keystore for a single node, development and tests.
+//
+// Writers (alectl, first start) take an exclusive flock on a sibling ".lock"
+// file and replace the file atomically (temporary file, fsync, rename), so a
+// reader never sees half a file and two writers never lose each other's
+// updates. The store refuses to read a keystore that group or others may
+// read, as ssh does for private keys.
+package filestore
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"syscall"
+
+	"github.com/alecrypt/alecrypt/service/key"
+	"github.com/alecrypt/alecrypt/service/keystore"
+)
+
+// Mode is the file mode of the keystore and of its directory's files.
+const Mode = 0o600
+
+// MaxFileSize bounds what Load reads: 10,000 keys take about 4 MB.
+const MaxFileSize = 64 << 20
+
+// Store is a keystore file.
+type Store struct {
+	path string
+}
+
+var _ keystore.Reader = (*Store)(nil)
+
+// New returns the store at path; nothing is read or created yet.
+func New(path string) *Store { return &Store{path: path} }
+
+// Path is the keystore file's path.
+func (s *Store) Path() string { return s.path }
+
+// Load reads and validates the whole file. Its Revision is the SHA-256 of the
+// file's bytes, so an unchanged file costs the refresher nothing.
+func (s *Store) Load(context.Context) (keystore.Snapshot, error) {
+	data, err := s.read()
+	if err != nil {
+		return keystore.Snapshot{}, err
+	}
+	recs, err := Parse(data)
+	if err != nil {
+		return keystore.Snapshot{}, fmt.Errorf("keystore %s: %w", s.path, err)
+	}
+	sum := sha256.Sum256(data)
+	return keystore.Snapshot{Records: recs, Revision: hex.EncodeToString(sum[:])}, nil
+}
+
+func (s *Store) read() ([]byte, error) {
+	f, err := os.Open(s.path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("keystore %s: %w", s.path, keystore.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("keystore: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("keystore: %w", err)
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("keystore %s: mode %v lets others read keys; run chmod 600 on it", s.path, fi.Mode().Perm())
+	}
+	if fi.Size() > MaxFileSize {
+		return nil, fmt.Errorf("keystore %s: %d bytes is over the %d byte limit", s.path, fi.Size(), MaxFileSize)
+	}
+	var buf bytes.Buffer
+	if _, err := buf.ReadFrom(f); err != nil {
+		return nil, fmt.Errorf("keystore %s: %w", s.path, err)
+	}
+	return buf.Bytes(), nil
+}
+
+// fileJSON is the file's top level; records are decoded one by one by the key
+// codec so a bad record is reported with its index.
+type fileJSON struct {
+	Keys []json.RawMessage `json:"keys"`
+}
+
+// Parse decodes and validates a keystore file's content: every record valid,
+// fingerprints unique. It fails as a whole.
+func Parse(data []byte) ([]key.Record, error) {
+	var f fileJSON
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&f); err != nil {
+		var se *json.SyntaxError
+		if errors.As(err, &se) {
+			return nil, fmt.Errorf("malformed JSON at offset %d", se.Offset)
+		}
+		return nil, fmt.Errorf("malformed keystore: %v", err)
+	}
+	if dec.More() {
+		return nil, errors.New("malformed keystore: trailing data")
+	}
+	if f.Keys == nil {
+		return nil, errors.New(`malformed keystore: no "keys" array`)
+	}
+	recs := make([]key.Record, 0, len(f.Keys))
+	seen := make(map[string]bool, len(f.Keys))
+	for i, raw := range f.Keys {
+		r, err := key.UnmarshalRecord(raw)
+		if err != nil {
+			return nil, fmt.Errorf("keys[%d]: %w", i, err)
+		}
+		if seen[r.Fingerprint] {
+			return nil, fmt.Errorf("keys[%d]: duplicate fingerprint %q", i, r.Fingerprint)
+		}
+		seen[r.Fingerprint] = true
+		recs = append(recs, r)
+	}
+	return recs, nil
+}
+
+// Encode writes records in the file format, validating each.
+func Encode(recs []key.Record) ([]byte, error) {
+	raws := make([]json.RawMessage, 0, len(recs))
+	for _, r := range recs {
+		b, err := key.MarshalRecord(r)
+		if err != nil {
+			return nil, err
+		}
+		raws = append(raws, b)
+	}
+	var out bytes.Buffer
+	enc := json.NewEncoder(&out)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(fileJSON{Keys: raws}); err != nil {
+		return nil, err
+	}
+	return out.Bytes(), nil
+}
+
+// Update applies fn to the current records under the write lock and writes
+// the result atomically. A missing file starts as no records when create is
+// true. If fn or the write fails, the file is unchanged.
+func (s *Store) Update(create bool, fn func([]key.Record) ([]key.Record, error)) error {
+	unlock, err := s.lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	var recs []key.Record
+	data, err := s.read()
+	switch {
+	case err == nil:
+		if recs, err = Parse(data); err != nil {
+			return fmt.Errorf("keystore %s: %w", s.path, err)
+		}
+	case errors.Is(err, keystore.ErrNotFound) && create:
+	default:
+		return err
+	}
+	next, err := fn(recs)
+	if err != nil {
+		return err
+	}
+	out, err := Encode(next)
+	if err != nil {
+		return err
+	}
+	return s.writeAtomic(out)
+}
+
+// Init creates the keystore with the record gen returns if the file does not
+// exist, and reports whether it did. An existing file is left alone.
+func (s *Store) Init(gen func() (key.Record, error)) (created bool, err error) {
+	err = s.Update(true, func(recs []key.Record) ([]key.Record, error) {
+		if recs != nil {
+			return nil, errExists
+		}
+		r, err := gen()
+		if err != nil {
+			return nil, err
+		}
+		created = true
+		return []key.Record{r}, nil
+	})
+	if errors.Is(err, errExists) {
+		return false, nil
+	}
+	return created, err
+}
+
+var errExists = errors.New("keystore exists")
+
+func (s *Store) lock() (unlock func(), err error) {
+	if err := os.MkdirAll(filepath.Dir(s.path), 0o700); err != nil {
+		return nil, fmt.Errorf("keystore: %w", err)
+	}
+	f, err := os.OpenFile(s.path+".lock", os.O_CREATE|os.O_RDWR, Mode)
+	if err != nil {
+		return nil, fmt.Errorf("keystore lock: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("keystore lock: %w", err)
+	}
+	return func() {
+		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		f.Close()
+	}, nil
+}
+
+func (s *Store) writeAtomic(data []byte) error {
+	dir := filepath.Dir(s.path)
+	tmp, err := os.CreateTemp(dir, ".keystore-*.tmp")
+	if err != nil {
+		return fmt.Errorf("keystore write: %w", err)
+	}
+	defer os.Remove(tmp.Name()) // no-op after a successful rename
+	if err := tmp.Chmod(Mode); err != nil {
+		tmp.Close()
+		return fmt.Errorf("keystore write: %w", err)
+	}
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return fmt.Errorf("keystore write: %w", err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("keystore write: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("keystore write: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), s.path); err != nil {
+		return fmt.Errorf("keystore write: %w", err)
+	}
+	// Make the rename durable.
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+	return nil
+}

@@ -1,0 +1,128 @@
+// Package keystore owns the contract between alecryptd and the places keys are
+// stored (the embedded file, Vault), and the loop that keeps a keyring in step
+// with a store.
+//
+// A store only reads; how keys get into it (alectl, alesync) is the store's own
+// business. The refresher never lets a failed or invalid load change the keys
+// being served: the last good set stays until a good one replaces it.
+package keystore
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/alecrypt/alecrypt/service/key"
+	"github.com/alecrypt/alecrypt/service/keyring"
+)
+
+// Snapshot is the full content of a store at one moment.
+type Snapshot struct {
+	Records []key.Record
+	// Revision changes whenever the content may have changed; equal
+	// revisions mean the refresher can skip the reload.
+	Revision string
+}
+
+// Reader is a keystore as alecryptd sees it.
+type Reader interface {
+	// Load returns every record. It fails as a whole: a store with one
+	// invalid record returns an error, never a partial set.
+	Load(ctx context.Context) (Snapshot, error)
+}
+
+// ErrNotFound is returned by Load when the store does not exist yet.
+var ErrNotFound = errors.New("keystore not found")
+
+// Refresher loads a store into a ring, once and then on an interval or on
+// demand.
+type Refresher struct {
+	store    Reader
+	ring     *keyring.Ring
+	log      *slog.Logger
+	interval time.Duration
+
+	mu           sync.Mutex // serializes reloads
+	lastRevision string
+	lastErr      error
+	lastOK       time.Time
+	trigger      chan struct{}
+}
+
+// NewRefresher builds a refresher; interval <= 0 disables periodic reloads.
+func NewRefresher(store Reader, ring *keyring.Ring, log *slog.Logger, interval time.Duration) *Refresher {
+	return &Refresher{store: store, ring: ring, log: log, interval: interval, trigger: make(chan struct{}, 1)}
+}
+
+// Reload loads the store now. On any failure the ring keeps its keys and the
+// error is returned (and logged). New keys are derived in the background.
+func (r *Refresher) Reload(ctx context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	snap, err := r.store.Load(ctx)
+	if err == nil && snap.Revision != "" && snap.Revision == r.lastRevision {
+		r.lastOK, r.lastErr = time.Now(), nil
+		return nil
+	}
+	var st keyring.Stats
+	var fresh []*keyring.Key
+	if err == nil {
+		st, fresh, err = r.ring.Replace(snap.Records)
+	}
+	if err != nil {
+		r.lastErr = err
+		r.log.Error("keystore reload failed; serving the last good keys", "err", err, "keys", len(r.ring.Keys()))
+		return err
+	}
+	r.lastRevision, r.lastOK, r.lastErr = snap.Revision, time.Now(), nil
+	r.log.Info("keystore loaded", "keys", st.Total, "active", st.ByState[key.Active],
+		"decrypt_only", st.ByState[key.DecryptOnly], "disabled", st.ByState[key.Disabled],
+		"derivations_reused", st.Reused, "derivations_pending", st.Added)
+	if len(fresh) > 0 {
+		go func() {
+			start := time.Now()
+			if failed := keyring.Warm(context.WithoutCancel(ctx), fresh, 0); failed > 0 {
+				r.log.Error("key derivation failed", "keys", failed)
+			}
+			r.log.Debug("keys derived", "keys", len(fresh), "took", time.Since(start))
+		}()
+	}
+	return nil
+}
+
+// Trigger asks Run for a reload as soon as possible (SIGHUP, for example).
+func (r *Refresher) Trigger() {
+	select {
+	case r.trigger <- struct{}{}:
+	default: // one is already pending
+	}
+}
+
+// Run reloads on every interval tick and every Trigger until ctx ends.
+func (r *Refresher) Run(ctx context.Context) {
+	var tick <-chan time.Time
+	if r.interval > 0 {
+		t := time.NewTicker(r.interval)
+		defer t.Stop()
+		tick = t.C
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick:
+		case <-r.trigger:
+		}
+		_ = r.Reload(ctx) // logged inside; the last good keys stay
+	}
+}
+
+// Status is the refresher's health: when the keys were last confirmed current
+// and the last error, if the latest attempt failed.
+func (r *Refresher) Status() (lastOK time.Time, lastErr error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.lastOK, r.lastErr
+}
