@@ -1,0 +1,174 @@
+package main
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/alecrypt/alecrypt/service/key"
+	"github.com/alecrypt/alecrypt/service/keystore/filestore"
+	"github.com/alecrypt/alecrypt/service/secret"
+)
+
+func (e env) keystoreFlag(fs interface {
+	StringVar(*string, string, string, string)
+}) *string {
+	path := e.getenv("ALECRYPT_KEYSTORE")
+	if path == "" {
+		path = "./alecrypt-data/keystore.json"
+	}
+	p := new(string)
+	fs.StringVar(p, "keystore", path, "embedded keystore file (env ALECRYPT_KEYSTORE)")
+	return p
+}
+
+// keysAdd creates a key in the keystore: generated, or from a Secret Key the
+// Portal issued (--secret-file). The secret is never printed.
+func (e env) keysAdd(args []string) error {
+	fs := e.newFlags("keys add")
+	ks := e.keystoreFlag(fs)
+	aliases := fs.String("alias", "", "comma-separated aliases (required)")
+	alg := fs.String("algorithm", string(key.AES256CTR), "aes-256-ctr or aes-256-gcm")
+	secretFile := fs.String("secret-file", "", "file holding the Secret Key as issued (- for stdin); generated when empty")
+	fingerprint := fs.String("fingerprint", "", "fingerprint (required with --secret-file; random otherwise)")
+	salt := fs.String("salt", "", "PBKDF2 salt (required with --secret-file; random otherwise)")
+	iterations := fs.Int("iterations", key.DefaultIterations, "PBKDF2 iterations")
+	counterBits := fs.Int("counter-bits", 64, "aes-256-ctr counter width: 64 (WebCrypto length 64, EK) or 128")
+	notAfter := fs.String("not-after", "", "RFC 3339 time after which the key no longer encrypts")
+	jsonOut := fs.Bool("json", false, "print the new key's metadata as JSON")
+	if _, err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	if *aliases == "" {
+		return usageError("keys add needs --alias")
+	}
+	rec, err := key.Generate(rand.Reader, key.Algorithm(*alg), splitList(*aliases), time.Now())
+	if err != nil {
+		return err
+	}
+	if *secretFile != "" {
+		if *fingerprint == "" || *salt == "" {
+			return usageError("--secret-file needs --fingerprint and --salt")
+		}
+		src := "@" + *secretFile
+		if *secretFile == "-" {
+			src = "-"
+		}
+		raw, err := e.readData(src)
+		if err != nil {
+			return err
+		}
+		// Secret files usually end with a newline the Portal did not issue.
+		rec.Secret = secret.New(bytes.TrimRight(raw, "\r\n"))
+		clear(raw)
+		rec.Source = key.SourcePortal
+	}
+	if *fingerprint != "" {
+		rec.Fingerprint = *fingerprint
+	}
+	if *salt != "" {
+		rec.KDF.Salt = *salt
+	}
+	rec.KDF.Iterations = *iterations
+	if rec.Algorithm == key.AES256CTR {
+		rec.CounterBits = *counterBits
+	}
+	if *notAfter != "" {
+		if rec.NotAfter, err = time.Parse(time.RFC3339, *notAfter); err != nil {
+			return usageError("--not-after: %v", err)
+		}
+	}
+	if err := rec.Validate(); err != nil {
+		return err
+	}
+	res, err := filestore.New(*ks).Import([]key.Record{rec}, false)
+	if err != nil {
+		return err
+	}
+	if res.Added != 1 {
+		return fmt.Errorf("key %q already exists", rec.Fingerprint)
+	}
+	if *jsonOut {
+		return json.NewEncoder(e.stdout).Encode(metadata(rec))
+	}
+	_, err = fmt.Fprintf(e.stdout, "added %s (%s, aliases %s) to %s\n", rec.Fingerprint, rec.Algorithm, strings.Join(rec.Aliases, ","), *ks)
+	return err
+}
+
+// keysImport merges a file of records ({"keys":[...]}, the keystore format)
+// into the keystore, all or nothing.
+func (e env) keysImport(args []string) error {
+	fs := e.newFlags("keys import")
+	ks := e.keystoreFlag(fs)
+	replace := fs.Bool("replace", false, "overwrite keys whose fingerprint exists, if the import has a higher version")
+	pos, err := parse(fs, args, 1)
+	if err != nil {
+		return err
+	}
+	data, err := os.ReadFile(pos[0])
+	if err != nil {
+		return err
+	}
+	recs, err := filestore.Parse(data)
+	if err != nil {
+		return fmt.Errorf("%s: %w", pos[0], err)
+	}
+	res, err := filestore.New(*ks).Import(recs, *replace)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(e.stdout, "imported into %s: %d added, %d replaced, %d unchanged\n", *ks, res.Added, res.Replaced, res.Unchanged)
+	return err
+}
+
+// keysState moves a key through rotation: active, decrypt-only, disabled.
+func (e env) keysState(args []string) error {
+	fs := e.newFlags("keys state")
+	ks := e.keystoreFlag(fs)
+	pos, err := parse(fs, args, 2)
+	if err != nil {
+		return err
+	}
+	state := key.State(pos[1])
+	switch state {
+	case key.Active, key.DecryptOnly, key.Disabled:
+	default:
+		return usageError("state must be active, decrypt-only or disabled, got %q", pos[1])
+	}
+	rec, err := filestore.New(*ks).SetState(pos[0], state)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(e.stdout, "%s is now %s (version %d)\n", rec.Fingerprint, rec.State, rec.Version)
+	return err
+}
+
+// metadata is a record without its secret, for printing.
+func metadata(r key.Record) map[string]any {
+	m := map[string]any{
+		"fingerprint": r.Fingerprint, "aliases": r.Aliases, "algorithm": r.Algorithm,
+		"state": r.State, "version": r.Version, "created_at": r.CreatedAt, "source": r.Source,
+		"kdf": map[string]any{"name": r.KDF.Name, "iterations": r.KDF.Iterations},
+	}
+	if r.Algorithm == key.AES256CTR {
+		m["counter_bits"] = r.EffectiveCounterBits()
+	}
+	if !r.NotAfter.IsZero() {
+		m["not_after"] = r.NotAfter
+	}
+	return m
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}

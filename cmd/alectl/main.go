@@ -1,0 +1,158 @@
+// Command alectl is the alecrypt CLI for POS backends and operators.
+//
+// Against a running alecryptd (--addr, env ALECRYPT_ADDR) it encrypts,
+// decrypts, resolves and lists keys; it holds no keys itself. The keys add,
+// import and state commands edit an embedded keystore file directly
+// (--keystore, env ALECRYPT_KEYSTORE); alecryptd notices the change within
+// its refresh interval, or at once on SIGHUP.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+)
+
+const usage = `alectl: the alecrypt CLI
+
+Against a running alecryptd (--addr, env ALECRYPT_ADDR, default http://127.0.0.1:8080):
+  alectl encrypt  [--alias A | --fingerprint F] [--data TEXT|@FILE] [--aad TEXT] [--json]
+                  plaintext from --data or stdin; prints the envelope {"iv","fingerprint","message"}
+  alectl decrypt  [--data FRAME|@FILE] [--aad TEXT] [--expect json|utf8] [--json]
+                  reads an envelope frame; prints the plaintext
+  alectl resolve  [--alias A | --fingerprint F] [--json]
+  alectl keys list [--alias A] [--json]
+
+On an embedded keystore file (--keystore, env ALECRYPT_KEYSTORE, default ./alecrypt-data/keystore.json):
+  alectl keys add    --alias A[,B] [--algorithm aes-256-ctr|aes-256-gcm] [--secret-file F] ...
+  alectl keys import FILE [--replace]      FILE holds {"keys":[record,...]}
+  alectl keys state  FINGERPRINT active|decrypt-only|disabled
+
+Every command takes --help. Exit status: 0 ok, 1 the operation failed, 2 usage error.
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr, os.Getenv))
+}
+
+// env holds the process's streams and environment so commands are testable.
+type env struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	getenv         func(string) string
+}
+
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) int {
+	e := env{stdin: stdin, stdout: stdout, stderr: stderr, getenv: getenv}
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	var err error
+	switch cmd, rest := args[0], args[1:]; cmd {
+	case "encrypt":
+		err = e.encrypt(rest)
+	case "decrypt":
+		err = e.decrypt(rest)
+	case "resolve":
+		err = e.resolve(rest)
+	case "keys":
+		if len(rest) == 0 {
+			err = usageError("keys needs a subcommand: list, add, import or state")
+			break
+		}
+		switch sub, subRest := rest[0], rest[1:]; sub {
+		case "list":
+			err = e.keysList(subRest)
+		case "add":
+			err = e.keysAdd(subRest)
+		case "import":
+			err = e.keysImport(subRest)
+		case "state":
+			err = e.keysState(subRest)
+		default:
+			err = usageError("unknown keys subcommand %q", sub)
+		}
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		err = usageError("unknown command %q", cmd)
+	}
+	var ue *usageErr
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.As(err, &ue):
+		fmt.Fprintf(stderr, "alectl: %v\n\n%s", err, usage)
+		return 2
+	default:
+		fmt.Fprintf(stderr, "alectl: %v\n", err)
+		return 1
+	}
+}
+
+type usageErr struct{ msg string }
+
+func (u *usageErr) Error() string { return u.msg }
+
+func usageError(format string, args ...any) error {
+	return &usageErr{fmt.Sprintf(format, args...)}
+}
+
+// newFlags makes a subcommand's flag set; parse errors become usage errors.
+func (e env) newFlags(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet("alectl "+name, flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	return fs
+}
+
+// parse parses flags that may come before or after the positional
+// arguments ("keys import FILE --replace") and returns the positional ones,
+// of which there must be exactly want.
+func parse(fs *flag.FlagSet, args []string, want int) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, usageError("%v", err)
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+	if len(pos) != want {
+		return nil, usageError("%s takes %d argument(s), got %d", fs.Name(), want, len(pos))
+	}
+	return pos, nil
+}
+
+// readData returns --data's value: literal text, @FILE for a file's
+// content, or stdin when empty or "-".
+func (e env) readData(data string) ([]byte, error) {
+	switch {
+	case data == "" || data == "-":
+		return io.ReadAll(io.LimitReader(e.stdin, maxInput))
+	case strings.HasPrefix(data, "@"):
+		b, err := os.ReadFile(data[1:])
+		if err != nil {
+			return nil, err
+		}
+		return b, nil
+	default:
+		return []byte(data), nil
+	}
+}
+
+// maxInput bounds what alectl reads from stdin; the service's default request
+// limit is 4 MiB, so more could never succeed anyway.
+const maxInput = 64 << 20

@@ -1,0 +1,256 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net/http"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"connectrpc.com/connect"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
+	alev1 "github.com/alecrypt/alecrypt/gen/ale/v1"
+	"github.com/alecrypt/alecrypt/gen/ale/v1/alev1connect"
+	"github.com/alecrypt/alecrypt/service/wire"
+)
+
+// remote holds the flags every command that talks to alecryptd shares.
+type remote struct {
+	addr     string
+	grpc     bool
+	timeout  time.Duration
+	jsonOut  bool
+	alias    string
+	fp       string
+}
+
+func (e env) remoteFlags(fs *flag.FlagSet, withKey bool) *remote {
+	r := &remote{}
+	addr := e.getenv("ALECRYPT_ADDR")
+	if addr == "" {
+		addr = "http://127.0.0.1:8080"
+	}
+	fs.StringVar(&r.addr, "addr", addr, "alecryptd base URL (env ALECRYPT_ADDR)")
+	fs.BoolVar(&r.grpc, "grpc", false, "use the gRPC protocol over h2c instead of Connect over HTTP/1.1")
+	fs.DurationVar(&r.timeout, "timeout", 10*time.Second, "deadline for the call")
+	fs.BoolVar(&r.jsonOut, "json", false, "print the full response as JSON")
+	if withKey {
+		fs.StringVar(&r.alias, "alias", "", "key alias (its primary key is used)")
+		fs.StringVar(&r.fp, "fingerprint", "", "exact key fingerprint")
+	}
+	return r
+}
+
+func (r *remote) httpClient() *http.Client {
+	var p http.Protocols
+	if r.grpc {
+		// gRPC needs HTTP/2; without TLS that means h2c with prior knowledge.
+		p.SetUnencryptedHTTP2(true)
+	} else {
+		p.SetHTTP1(true)
+	}
+	return &http.Client{Transport: &http.Transport{Protocols: &p}}
+}
+
+func (r *remote) clientOpts() []connect.ClientOption {
+	if r.grpc {
+		return []connect.ClientOption{connect.WithGRPC()}
+	}
+	return nil
+}
+
+func (r *remote) crypto() alev1connect.CryptoServiceClient {
+	return alev1connect.NewCryptoServiceClient(r.httpClient(), strings.TrimRight(r.addr, "/"), r.clientOpts()...)
+}
+
+func (r *remote) keyRef() (*alev1.KeyRef, error) {
+	switch {
+	case r.alias != "" && r.fp != "":
+		return nil, usageError("give --alias or --fingerprint, not both")
+	case r.alias != "":
+		return &alev1.KeyRef{Ref: &alev1.KeyRef_Alias{Alias: r.alias}}, nil
+	case r.fp != "":
+		return &alev1.KeyRef{Ref: &alev1.KeyRef_Fingerprint{Fingerprint: r.fp}}, nil
+	default:
+		return nil, nil // the service's default key
+	}
+}
+
+func (r *remote) ctx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), r.timeout)
+}
+
+// callError makes a Connect error readable: code, message and ALE code.
+func callError(err error) error {
+	var ce *connect.Error
+	if !errors.As(err, &ce) {
+		return err
+	}
+	msg := fmt.Sprintf("%s: %s", ce.Code(), ce.Message())
+	for _, d := range ce.Details() {
+		if v, derr := d.Value(); derr == nil {
+			if ed, ok := v.(*alev1.ErrorDetail); ok {
+				msg += fmt.Sprintf(" (ALE %d: %s)", ed.GetErrorCode(), ed.GetMessage())
+			}
+		}
+	}
+	return errors.New(msg)
+}
+
+func (e env) printJSON(m proto.Message) error {
+	b, err := protojson.MarshalOptions{Multiline: false}.Marshal(m)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(e.stdout, "%s\n", b)
+	return err
+}
+
+func (e env) encrypt(args []string) error {
+	fs := e.newFlags("encrypt")
+	r := e.remoteFlags(fs, true)
+	data := fs.String("data", "", "plaintext: TEXT, @FILE, or - / empty for stdin")
+	aad := fs.String("aad", "", "associated data (aes-256-gcm keys only)")
+	if _, err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	ref, err := r.keyRef()
+	if err != nil {
+		return err
+	}
+	pt, err := e.readData(*data)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := r.ctx()
+	defer cancel()
+	res, err := r.crypto().Encrypt(ctx, connect.NewRequest(&alev1.EncryptRequest{Plaintext: pt, Key: ref, AssociatedData: []byte(*aad)}))
+	if err != nil {
+		return callError(err)
+	}
+	if r.jsonOut {
+		return e.printJSON(res.Msg)
+	}
+	env := res.Msg.GetEnvelope()
+	_, err = fmt.Fprintf(e.stdout, "%s\n", wire.MarshalFrame(wire.Frame{IV: env.GetIv(), Fingerprint: env.GetFingerprint(), Message: env.GetMessage()}))
+	return err
+}
+
+func (e env) decrypt(args []string) error {
+	fs := e.newFlags("decrypt")
+	r := e.remoteFlags(fs, false)
+	data := fs.String("data", "", `envelope frame {"iv","fingerprint","message"}: TEXT, @FILE, or - / empty for stdin`)
+	aad := fs.String("aad", "", "associated data (aes-256-gcm keys only)")
+	expect := fs.String("expect", "", "check the plaintext: json or utf8")
+	if _, err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	var format alev1.PlaintextFormat
+	switch *expect {
+	case "":
+	case "json":
+		format = alev1.PlaintextFormat_PLAINTEXT_FORMAT_JSON
+	case "utf8":
+		format = alev1.PlaintextFormat_PLAINTEXT_FORMAT_UTF8
+	default:
+		return usageError("--expect must be json or utf8, got %q", *expect)
+	}
+	raw, err := e.readData(*data)
+	if err != nil {
+		return err
+	}
+	frame, err := wire.ParseFrame([]byte(strings.TrimSpace(string(raw))))
+	if err != nil {
+		return fmt.Errorf("reading the envelope: %w", err)
+	}
+	ctx, cancel := r.ctx()
+	defer cancel()
+	res, err := r.crypto().Decrypt(ctx, connect.NewRequest(&alev1.DecryptRequest{
+		Envelope:       &alev1.Envelope{Iv: frame.IV, Fingerprint: frame.Fingerprint, Message: frame.Message},
+		AssociatedData: []byte(*aad),
+		Expect:         format,
+	}))
+	if err != nil {
+		return callError(err)
+	}
+	if r.jsonOut {
+		return e.printJSON(res.Msg)
+	}
+	_, err = e.stdout.Write(res.Msg.GetPlaintext())
+	return err
+}
+
+func (e env) resolve(args []string) error {
+	fs := e.newFlags("resolve")
+	r := e.remoteFlags(fs, true)
+	if _, err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	ref, err := r.keyRef()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := r.ctx()
+	defer cancel()
+	res, err := r.crypto().Resolve(ctx, connect.NewRequest(&alev1.ResolveRequest{Key: ref}))
+	if err != nil {
+		return callError(err)
+	}
+	if r.jsonOut {
+		return e.printJSON(res.Msg)
+	}
+	return e.printKeys([]*alev1.KeyInfo{res.Msg.GetKey()})
+}
+
+func (e env) keysList(args []string) error {
+	fs := e.newFlags("keys list")
+	r := e.remoteFlags(fs, false)
+	alias := fs.String("alias", "", "only keys with this alias")
+	if _, err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	client := alev1connect.NewKeyServiceClient(r.httpClient(), strings.TrimRight(r.addr, "/"), r.clientOpts()...)
+	var all []*alev1.KeyInfo
+	token := ""
+	for {
+		ctx, cancel := r.ctx()
+		res, err := client.ListKeys(ctx, connect.NewRequest(&alev1.ListKeysRequest{PageToken: token, Alias: *alias}))
+		cancel()
+		if err != nil {
+			return callError(err)
+		}
+		all = append(all, res.Msg.GetKeys()...)
+		if token = res.Msg.GetNextPageToken(); token == "" {
+			break
+		}
+	}
+	if r.jsonOut {
+		return e.printJSON(&alev1.ListKeysResponse{Keys: all})
+	}
+	return e.printKeys(all)
+}
+
+func (e env) printKeys(keys []*alev1.KeyInfo) error {
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "FINGERPRINT\tALIASES\tALGORITHM\tSTATE\tPRIMARY\tVERSION\tCREATED\tSOURCE")
+	for _, k := range keys {
+		created := ""
+		if k.GetCreatedAt() != nil {
+			created = k.GetCreatedAt().AsTime().Format(time.RFC3339)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%t\t%d\t%s\t%s\n", k.GetFingerprint(), strings.Join(k.GetAliases(), ","),
+			shortEnum(k.GetAlgorithm().String(), "ALGORITHM_"), shortEnum(k.GetState().String(), "KEY_STATE_"),
+			k.GetPrimary(), k.GetVersion(), created, k.GetSource())
+	}
+	return tw.Flush()
+}
+
+// shortEnum turns ALGORITHM_AES_256_CTR into aes-256-ctr.
+func shortEnum(s, prefix string) string {
+	return strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(s, prefix)), "_", "-")
+}

@@ -1,0 +1,115 @@
+package wire
+
+import (
+	"bytes"
+	"encoding/json"
+	"testing"
+)
+
+func TestParseFrame(t *testing.T) {
+	t.Parallel()
+	const iv16 = "AAECAwQFBgcICQoLDA0ODw==" // bytes 0..15
+	tests := []struct {
+		name    string
+		in      string
+		want    Frame
+		wantALE int // 0 = success
+	}{
+		{"good", `{"iv":"` + iv16 + `","fingerprint":"fp-1","message":"aGk="}`, Frame{IV: seq(16), Fingerprint: "fp-1", Message: []byte("hi")}, 0},
+		{"member order free", `{"message":"aGk=","fingerprint":"fp-1","iv":"` + iv16 + `"}`, Frame{IV: seq(16), Fingerprint: "fp-1", Message: []byte("hi")}, 0},
+		{"absent message is empty", `{"iv":"` + iv16 + `","fingerprint":"fp-1"}`, Frame{IV: seq(16), Fingerprint: "fp-1"}, 0},
+		{"not JSON", `iv=abc`, Frame{}, CodeDecrypt},
+		{"JSON array", `[1,2]`, Frame{}, CodeDecrypt},
+		{"JSON null", `null`, Frame{}, CodeDecrypt},
+		{"JSON string", `"x"`, Frame{}, CodeDecrypt},
+		{"unknown member", `{"iv":"` + iv16 + `","fingerprint":"f","message":"","extra":1}`, Frame{}, CodeDecrypt},
+		{"mistyped member", `{"iv":16,"fingerprint":"f","message":""}`, Frame{}, CodeDecrypt},
+		{"trailing data", `{"iv":"` + iv16 + `","fingerprint":"f"} {}`, Frame{}, CodeDecrypt},
+		{"missing iv", `{"fingerprint":"f","message":"aGk="}`, Frame{}, CodeHeaders},
+		{"empty iv", `{"iv":"","fingerprint":"f","message":"aGk="}`, Frame{}, CodeHeaders},
+		{"missing fingerprint", `{"iv":"` + iv16 + `","message":"aGk="}`, Frame{}, CodeHeaders},
+		{"empty fingerprint", `{"iv":"` + iv16 + `","fingerprint":"","message":"aGk="}`, Frame{}, CodeHeaders},
+		{"fingerprint with space", `{"iv":"` + iv16 + `","fingerprint":"a b","message":"aGk="}`, Frame{}, CodeHeaders},
+		{"iv not base64", `{"iv":"!!!!","fingerprint":"f","message":"aGk="}`, Frame{}, CodeHeaders},
+		{"iv url-safe base64", `{"iv":"-_-_","fingerprint":"f","message":"aGk="}`, Frame{}, CodeHeaders},
+		{"iv unpadded", `{"iv":"AAECAwQFBgcICQoLDA0ODw","fingerprint":"f","message":"aGk="}`, Frame{}, CodeHeaders},
+		{"message not base64", `{"iv":"` + iv16 + `","fingerprint":"f","message":"%%%"}`, Frame{}, CodeDecrypt},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			got, err := ParseFrame([]byte(tc.in))
+			if tc.wantALE == 0 {
+				if err != nil {
+					t.Fatalf("ParseFrame(%s) err = %v, want nil", tc.in, err)
+				}
+				if !bytes.Equal(got.IV, tc.want.IV) || got.Fingerprint != tc.want.Fingerprint || !bytes.Equal(got.Message, tc.want.Message) {
+					t.Fatalf("ParseFrame(%s) = %+v, want %+v", tc.in, got, tc.want)
+				}
+				return
+			}
+			e, ok := AsError(err)
+			if !ok || e.Code != tc.wantALE {
+				t.Fatalf("ParseFrame(%s) err = %v, want ALE code %d", tc.in, err, tc.wantALE)
+			}
+		})
+	}
+}
+
+func TestMarshalFrameRoundTrip(t *testing.T) {
+	t.Parallel()
+	f := Frame{IV: seq(16), Fingerprint: "fp-9", Message: []byte{0, 1, 0xff}}
+	b := MarshalFrame(f)
+	if want := `{"iv":"AAECAwQFBgcICQoLDA0ODw==","fingerprint":"fp-9","message":"AAH/"}`; string(b) != want {
+		t.Fatalf("MarshalFrame = %s, want %s", b, want)
+	}
+	got, err := ParseFrame(b)
+	if err != nil || !bytes.Equal(got.IV, f.IV) || got.Fingerprint != f.Fingerprint || !bytes.Equal(got.Message, f.Message) {
+		t.Fatalf("ParseFrame(MarshalFrame(f)) = %+v, %v; want %+v", got, err, f)
+	}
+}
+
+func TestErrorBodies(t *testing.T) {
+	t.Parallel()
+	for code, want := range map[int]string{
+		1: `{"errorCode":1,"message":"Incorrect security headers"}`,
+		2: `{"errorCode":2,"message":"Unable to decrypt payload"}`,
+	} {
+		if got := string(ErrorBody(code)); got != want {
+			t.Errorf("ErrorBody(%d) = %s, want %s", code, got, want)
+		}
+		if !json.Valid(ErrorBody(code)) {
+			t.Errorf("ErrorBody(%d) is not valid JSON", code)
+		}
+	}
+}
+
+func FuzzParseFrame(f *testing.F) {
+	f.Add([]byte(`{"iv":"AAECAwQFBgcICQoLDA0ODw==","fingerprint":"fp-1","message":"aGk="}`))
+	f.Add([]byte(`{"iv":"","fingerprint":"","message":""}`))
+	f.Add([]byte(`[]`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		fr, err := ParseFrame(data)
+		if err != nil {
+			if e, ok := AsError(err); !ok || (e.Code != CodeHeaders && e.Code != CodeDecrypt) {
+				t.Fatalf("ParseFrame error %v is not an ALE 1/2 *Error", err)
+			}
+			return
+		}
+		if len(fr.IV) == 0 || fr.Fingerprint == "" {
+			t.Fatalf("ParseFrame accepted a frame without iv or fingerprint: %q", data)
+		}
+		again, err := ParseFrame(MarshalFrame(fr))
+		if err != nil || !bytes.Equal(again.IV, fr.IV) || again.Fingerprint != fr.Fingerprint || !bytes.Equal(again.Message, fr.Message) {
+			t.Fatalf("round trip of %q: %+v, %v", data, again, err)
+		}
+	})
+}
+
+func seq(n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(i)
+	}
+	return b
+}
