@@ -21,12 +21,12 @@ import (
 
 // remote holds the flags every command that talks to alecryptd shares.
 type remote struct {
-	addr     string
-	grpc     bool
-	timeout  time.Duration
-	jsonOut  bool
-	alias    string
-	fp       string
+	addr    string
+	grpc    bool
+	timeout time.Duration
+	jsonOut bool
+	alias   string
+	fp      string
 }
 
 func (e env) remoteFlags(fs *flag.FlagSet, withKey bool) *remote {
