@@ -33,9 +33,11 @@ func Generate(rnd io.Reader, alg Algorithm, aliases []string, now time.Time) (Re
 			Salt:       base64.RawURLEncoding.EncodeToString(buf[32:48]),
 			Iterations: DefaultIterations,
 		},
-		State:     Active,
-		Version:   1,
-		CreatedAt: now.UTC().Truncate(time.Second),
+		State:   Active,
+		Version: 1,
+		// Full precision: keys added within one second must still order,
+		// since the newest active key of an alias is its primary.
+		CreatedAt: now.UTC(),
 		Source:    SourceLocal,
 	}
 	secretText := []byte(base64.RawURLEncoding.EncodeToString(buf[:32]))

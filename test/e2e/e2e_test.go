@@ -1,0 +1,231 @@
+// Package e2e runs alecrypt's real programs against each other and against
+// programs we did not write: Node's WebCrypto and grpcurl.
+package e2e
+
+import (
+	"encoding/json"
+
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/alecrypt/alecrypt/test/harness"
+)
+
+// addKey writes a key with a known secret into a keystore with alectl, the
+// way an operator imports a Portal key. The secret goes through a file, never
+// a flag or the test log.
+func addKey(t *testing.T, keystore, fingerprint, alias, secret, salt string, iterations int) {
+	t.Helper()
+	bin := harness.Binaries(t)
+	secretFile := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(secretFile, []byte(secret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code := harness.Run(t, "", nil, filepath.Join(bin, "alectl"), "keys", "add",
+		"--keystore", keystore, "--alias", alias, "--fingerprint", fingerprint,
+		"--secret-file", secretFile, "--salt", salt, "--iterations", strconv.Itoa(iterations))
+	if code != 0 {
+		t.Fatalf("alectl keys add: exit %d: %s%s", code, out, errOut)
+	}
+}
+
+// TestNodeWebCryptoInterop proves byte-for-byte compatibility with an
+// implementation we did not write: test/node/interop.mjs uses only Node's
+// built-in WebCrypto (PBKDF2, AES-CTR length 64) and fetch, and checks both
+// directions against the running service, including a 64-bit counter wrap.
+func TestNodeWebCryptoInterop(t *testing.T) {
+	node := harness.RequireTool(t, "node")
+	ks := filepath.Join(t.TempDir(), "keystore.json")
+	const (
+		fp     = "ek-interop-1"
+		secret = "interop-sécret-🔑-not-a-real-key"
+		salt   = "sel-日本語"
+		iter   = 1000
+	)
+	addKey(t, ks, fp, "interop", secret, salt, iter)
+	svc := harness.StartAlecryptd(t, harness.StartOptions{Keystore: ks})
+	keyJSON, _ := json.Marshal(map[string]any{"fingerprint": fp, "secret": secret, "salt": salt, "iterations": iter, "counter_bits": 64})
+	out, errOut, code := harness.Run(t, "", []string{"ALECRYPT_URL=" + svc.URL, "ALE_INTEROP_KEY=" + string(keyJSON)},
+		node, filepath.Join(harness.RepoRoot(), "test", "node", "interop.mjs"))
+	t.Logf("interop.mjs output:\n%s%s", out, errOut)
+	if code != 0 {
+		t.Fatalf("interop.mjs exit %d", code)
+	}
+	m := regexp.MustCompile(`interop: (\d+) checks passed`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("interop.mjs printed no summary line")
+	}
+	if n, _ := strconv.Atoi(m[1]); n < 15 {
+		t.Fatalf("interop.mjs ran %d checks, want at least 15", n)
+	}
+	if strings.Contains(out+errOut+svc.Logs(), secret) {
+		t.Fatal("the secret appeared in output or logs")
+	}
+}
+
+// TestNodeVectorsUpToDate regenerates the WebCrypto vectors and fails if the
+// committed file differs, so testdata can only come from WebCrypto.
+func TestNodeVectorsUpToDate(t *testing.T) {
+	node := harness.RequireTool(t, "node")
+	out, errOut, code := harness.Run(t, "", nil, node, filepath.Join(harness.RepoRoot(), "test", "node", "webcrypto-vectors.mjs"), "--check")
+	if code != 0 {
+		t.Fatalf("webcrypto-vectors.mjs --check: exit %d\n%s%s", code, out, errOut)
+	}
+}
+
+func alectl(t *testing.T, svc *harness.Service, stdin string, args ...string) (string, string, int) {
+	t.Helper()
+	return harness.Run(t, stdin, []string{"ALECRYPT_ADDR=" + svc.URL, "ALECRYPT_KEYSTORE=" + svc.Keystore},
+		filepath.Join(harness.Binaries(t), "alectl"), args...)
+}
+
+func mustAlectl(t *testing.T, svc *harness.Service, stdin string, args ...string) string {
+	t.Helper()
+	out, errOut, code := alectl(t, svc, stdin, args...)
+	if code != 0 {
+		t.Fatalf("alectl %s: exit %d\n%s%s", strings.Join(args, " "), code, out, errOut)
+	}
+	return out
+}
+
+// TestFirstStartAndAlectl is the README's walk-through: a fresh alecryptd
+// creates its keystore, then alectl encrypts, decrypts, resolves, adds and
+// rotates keys while the service keeps running.
+func TestFirstStartAndAlectl(t *testing.T) {
+	svc := harness.StartAlecryptd(t, harness.StartOptions{})
+	created := regexp.MustCompile(`"msg":"created keystore with a fresh key".*"fingerprint":"([0-9a-f]{32})"`).FindStringSubmatch(svc.Logs())
+	if created == nil {
+		t.Fatalf("no fingerprint logged on first start:\n%s", svc.Logs())
+	}
+	fi, err := os.Stat(svc.Keystore)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("keystore = %v, %v; want mode 0600", fi, err)
+	}
+	first := created[1]
+
+	for _, proto := range [][]string{nil, {"--grpc"}} {
+		frame := mustAlectl(t, svc, `{"order":1,"item":"café"}`, append([]string{"encrypt"}, proto...)...)
+		var env struct{ IV, Fingerprint, Message string }
+		if err := json.Unmarshal([]byte(frame), &env); err != nil || env.Fingerprint != first || env.IV == "" {
+			t.Fatalf("encrypt printed %q (%v), want a frame under %s", frame, err, first)
+		}
+		if got := mustAlectl(t, svc, frame, append([]string{"decrypt", "--expect", "json"}, proto...)...); got != `{"order":1,"item":"café"}` {
+			t.Fatalf("decrypt = %q", got)
+		}
+	}
+	var resolved struct {
+		Key struct {
+			Fingerprint string
+			Primary     bool
+			State       string
+		}
+	}
+	if err := json.Unmarshal([]byte(mustAlectl(t, svc, "", "resolve", "--json")), &resolved); err != nil ||
+		resolved.Key.Fingerprint != first || !resolved.Key.Primary || resolved.Key.State != "KEY_STATE_ACTIVE" {
+		t.Fatalf("resolve --json = %+v, %v", resolved, err)
+	}
+
+	// A key added to the file is served without a restart.
+	out := mustAlectl(t, svc, "", "keys", "add", "--alias", "default", "--json")
+	var added struct{ Fingerprint string }
+	if err := json.Unmarshal([]byte(out), &added); err != nil || added.Fingerprint == "" {
+		t.Fatalf("keys add --json = %q, %v", out, err)
+	}
+	waitFor(t, "the new key to become the default", func() bool {
+		out, _, code := alectl(t, svc, "", "resolve", "--json")
+		return code == 0 && strings.Contains(out, added.Fingerprint)
+	})
+	// Rotation: retire the first key; it still decrypts but no longer encrypts.
+	oldFrame := mustAlectl(t, svc, "kept", "encrypt", "--fingerprint", first)
+	mustAlectl(t, svc, "", "keys", "state", first, "decrypt-only")
+	waitFor(t, "the first key to be decrypt-only", func() bool {
+		_, errOut, code := alectl(t, svc, "x", "encrypt", "--fingerprint", first)
+		return code == 1 && strings.Contains(errOut, "failed_precondition")
+	})
+	if got := mustAlectl(t, svc, oldFrame, "decrypt"); got != "kept" {
+		t.Fatalf("decrypt under the retired key = %q, want kept", got)
+	}
+	if list := mustAlectl(t, svc, "", "keys", "list"); !strings.Contains(list, "decrypt-only") || strings.Count(list, "\n") != 3 {
+		t.Fatalf("keys list =\n%s", list)
+	}
+
+	// A conflicting import changes nothing.
+	before, _ := os.ReadFile(svc.Keystore)
+	conflict := strings.Replace(string(before), `"state": "active"`, `"state": "disabled"`, 1)
+	importFile := filepath.Join(t.TempDir(), "import.json")
+	if err := os.WriteFile(importFile, []byte(conflict), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, errOut, code := alectl(t, svc, "", "keys", "import", importFile); code != 1 || !strings.Contains(errOut, "different key") {
+		t.Fatalf("conflicting import: exit %d, %s; want exit 1 naming the conflict", code, errOut)
+	}
+	if after, _ := os.ReadFile(svc.Keystore); string(after) != string(before) {
+		t.Fatal("a refused import changed the keystore")
+	}
+
+	// Usage errors exit 2.
+	if _, _, code := alectl(t, svc, "", "encrypt", "--alias", "a", "--fingerprint", "b"); code != 2 {
+		t.Fatalf("alectl with both --alias and --fingerprint: exit %d, want 2", code)
+	}
+	if err := svc.Stop(t); err != nil {
+		t.Fatalf("alecryptd exit after SIGTERM = %v, want clean exit", err)
+	}
+	if !strings.Contains(svc.Logs(), "alecryptd stopped cleanly") {
+		t.Fatalf("no clean-shutdown line in the log")
+	}
+}
+
+// TestBadKeystoreKeepsLastGoodKeys corrupts the keystore under a running
+// service: it keeps serving the keys it had, and recovers when the file is
+// fixed.
+func TestBadKeystoreKeepsLastGoodKeys(t *testing.T) {
+	svc := harness.StartAlecryptd(t, harness.StartOptions{})
+	good, err := os.ReadFile(svc.Keystore)
+	if err != nil {
+		t.Fatal(err)
+	}
+	frame := mustAlectl(t, svc, "before", "encrypt")
+	for i, bad := range []string{`{"keys":[`, `{"keys":[{"fingerprint":"x"}]}`, `{"nokeys":[]}`} {
+		writeAtomic(t, svc.Keystore, []byte(bad))
+		svc.Signal(t, syscall.SIGHUP)
+		waitFor(t, "the reload failure to be logged", func() bool {
+			return strings.Count(svc.Logs(), "keystore reload failed") > i
+		})
+		if got := mustAlectl(t, svc, frame, "decrypt"); got != "before" {
+			t.Fatalf("after bad keystore %d: decrypt = %q, want before", i, got)
+		}
+		mustAlectl(t, svc, "still encrypting", "encrypt")
+	}
+	writeAtomic(t, svc.Keystore, append(good, ' '))
+	waitFor(t, "a successful reload", func() bool {
+		return strings.Count(svc.Logs(), `"msg":"keystore loaded"`) >= 2
+	})
+}
+
+func writeAtomic(t *testing.T, path string, data []byte) {
+	t.Helper()
+	tmp := path + ".test-tmp"
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
