@@ -1,0 +1,52 @@
+# The commands a developer and CI run. `make test` is the README's test command.
+
+GO       ?= go
+TOOL     := $(GO) tool -modfile=tools/go.mod
+FUZZTIME ?= 5s
+
+# package:FuzzTarget pairs, each run for FUZZTIME by `make fuzz`.
+FUZZ_TARGETS := \
+	./service/wire:FuzzParseFrame \
+	./service/key:FuzzUnmarshalRecord \
+	./service/keystore/filestore:FuzzParse
+
+.PHONY: test run lint gen gen-check fuzz bench ci
+
+## test: every test, unit to end-to-end (real alecryptd, alectl, grpcurl, Node WebCrypto), with the race detector
+test:
+	$(GO) vet ./...
+	$(GO) test -race -count=1 ./...
+
+## run: the service on its embedded default keystore (./alecrypt-data/keystore.json)
+run:
+	$(GO) run ./cmd/alecryptd
+
+## lint: staticcheck and buf lint
+lint:
+	$(TOOL) staticcheck ./...
+	$(TOOL) buf lint
+	$(TOOL) buf format --diff --exit-code
+
+## gen: regenerate gen/ from proto/ (local plugins only)
+gen:
+	$(TOOL) buf generate
+
+## gen-check: fail if gen/ is not exactly what buf generate produces
+gen-check: gen
+	@git diff --exit-code -- gen || (echo "gen/ is stale: run make gen and commit" && exit 1)
+	@test -z "$$(git status --porcelain -- gen)" || (git status --porcelain -- gen; echo "gen/ has untracked files: run make gen and commit" && exit 1)
+
+## fuzz: run every fuzz target briefly (FUZZTIME each) on top of its committed corpus
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "fuzz $$name in $$pkg for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$name$$" -fuzztime $(FUZZTIME) $$pkg; \
+	done
+
+## bench: the in-process cipher ceiling
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./service/suite ./service/engine
+
+## ci: what .ci/run runs
+ci: gen-check lint test fuzz
