@@ -80,8 +80,12 @@ type syncBuffer struct {
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
-func (s *syncBuffer) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 // newFixture serves the real handler over h2c, as alecryptd does, and builds
 // clients for the Connect and gRPC protocols.
@@ -115,7 +119,9 @@ func newFixture(t *testing.T) *fixture {
 	return f
 }
 
-func fpRef(fp string) *alev1.KeyRef { return &alev1.KeyRef{Ref: &alev1.KeyRef_Fingerprint{Fingerprint: fp}} }
+func fpRef(fp string) *alev1.KeyRef {
+	return &alev1.KeyRef{Ref: &alev1.KeyRef_Fingerprint{Fingerprint: fp}}
+}
 func aliasRef(a string) *alev1.KeyRef {
 	return &alev1.KeyRef{Ref: &alev1.KeyRef_Alias{Alias: a}}
 }

@@ -200,7 +200,9 @@ func (e *Engine) Decrypt(env Envelope, aad []byte, expect Format) ([]byte, *keyr
 		return nil, nil, fmt.Errorf("decrypt with %q: %w", rec.Fingerprint, ErrDecrypt)
 	}
 	if !matches(pt, expect) {
-		return nil, nil, fmt.Errorf("decrypt with %q: plaintext check: %w", rec.Fingerprint, ErrDecrypt)
+		// Word for word the error of a failed Open: which check failed must
+		// not show, even in a log.
+		return nil, nil, fmt.Errorf("decrypt with %q: %w", rec.Fingerprint, ErrDecrypt)
 	}
 	return pt, k, nil
 }

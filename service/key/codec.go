@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/alecrypt/alecrypt/service/secret"
@@ -70,7 +71,9 @@ func UnmarshalRecord(data []byte) (Record, error) {
 	if err := dec.Decode(&w); err != nil {
 		return Record{}, fmt.Errorf("%w: %v", ErrInvalidRecord, redactJSONError(err))
 	}
-	if dec.More() {
+	// dec.More reports false before a stray '}' or ']', so ask for the next
+	// token instead: anything but EOF is trailing data.
+	if _, err := dec.Token(); err != io.EOF {
 		return Record{}, fmt.Errorf("%w: trailing data after the record", ErrInvalidRecord)
 	}
 	r := Record{
@@ -102,6 +105,8 @@ func redactJSONError(err error) string {
 		return fmt.Sprintf("malformed JSON at offset %d", e.Offset)
 	case *json.UnmarshalTypeError:
 		return fmt.Sprintf("field %q has the wrong type (want %s)", e.Field, e.Type)
+	case *time.ParseError:
+		return "a time is not RFC 3339"
 	default:
 		return err.Error()
 	}

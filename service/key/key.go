@@ -93,7 +93,8 @@ type Record struct {
 	// Version increases with every change the source makes to the record.
 	Version   int64
 	CreatedAt time.Time
-	// NotAfter is when the key stops being usable; zero means never.
+	// NotAfter is when the key stops encrypting; it still decrypts old
+	// traffic until its state says otherwise. Zero means never.
 	NotAfter time.Time
 	// Source is SourcePortal or SourceLocal.
 	Source string
@@ -151,7 +152,21 @@ func (r Record) Validate() error {
 	if r.Source != SourcePortal && r.Source != SourceLocal {
 		return fail("source must be %q or %q, got %q", SourcePortal, SourceLocal, r.Source)
 	}
+	// The codec writes times as RFC 3339 in UTC, which has four-digit years.
+	// A time that is in range only thanks to its zone offset would load but
+	// could never be written back, breaking every later keystore update.
+	if !encodableTime(r.CreatedAt) {
+		return fail("created_at must be within years 0-9999 in UTC")
+	}
+	if !encodableTime(r.NotAfter) {
+		return fail("not_after must be within years 0-9999 in UTC")
+	}
 	return nil
+}
+
+func encodableTime(t time.Time) bool {
+	y := t.UTC().Year()
+	return y >= 0 && y <= 9999
 }
 
 // ValidateFingerprint checks the shape of a fingerprint: 1 to

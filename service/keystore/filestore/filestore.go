@@ -20,6 +20,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -108,7 +109,9 @@ func Parse(data []byte) ([]key.Record, error) {
 		}
 		return nil, fmt.Errorf("malformed keystore: %v", err)
 	}
-	if dec.More() {
+	// dec.More reports false before a stray '}' or ']'; anything but EOF
+	// after the object is trailing data.
+	if _, err := dec.Token(); err != io.EOF {
 		return nil, errors.New("malformed keystore: trailing data")
 	}
 	if f.Keys == nil {
@@ -130,14 +133,21 @@ func Parse(data []byte) ([]key.Record, error) {
 	return recs, nil
 }
 
-// Encode writes records in the file format, validating each.
+// Encode writes records in the file format, validating each and checking
+// fingerprints are unique: whatever it writes, Parse accepts, so an Update
+// cannot leave a keystore that no one can load or update again.
 func Encode(recs []key.Record) ([]byte, error) {
 	raws := make([]json.RawMessage, 0, len(recs))
-	for _, r := range recs {
+	seen := make(map[string]bool, len(recs))
+	for i, r := range recs {
 		b, err := key.MarshalRecord(r)
 		if err != nil {
 			return nil, err
 		}
+		if seen[r.Fingerprint] {
+			return nil, fmt.Errorf("keys[%d]: duplicate fingerprint %q", i, r.Fingerprint)
+		}
+		seen[r.Fingerprint] = true
 		raws = append(raws, b)
 	}
 	var out bytes.Buffer
