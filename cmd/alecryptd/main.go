@@ -1,6 +1,7 @@
 // Command alecryptd is the alecrypt crypto service: the ale.v1 Connect API
 // (Connect, gRPC and gRPC-Web over one h2c port), gRPC health and server
-// reflection, serving keys from the embedded keystore file.
+// reflection, and Prometheus metrics on a separate port, serving keys from the
+// embedded keystore file or from Vault (--keystore vault).
 package main
 
 import (
@@ -19,12 +20,17 @@ import (
 	"syscall"
 	"time"
 
+	vaultapi "github.com/hashicorp/vault/api"
+
 	"github.com/alecrypt/alecrypt/service/api"
 	"github.com/alecrypt/alecrypt/service/engine"
 	"github.com/alecrypt/alecrypt/service/key"
 	"github.com/alecrypt/alecrypt/service/keyring"
 	"github.com/alecrypt/alecrypt/service/keystore"
 	"github.com/alecrypt/alecrypt/service/keystore/filestore"
+	"github.com/alecrypt/alecrypt/service/keystore/vaultstore"
+	"github.com/alecrypt/alecrypt/service/metrics"
+	"github.com/alecrypt/alecrypt/service/vaultauth"
 )
 
 // Config is everything alecryptd reads from flags and the environment.
@@ -37,14 +43,36 @@ type Config struct {
 	LogFormat       string
 	LogLevel        slog.Level
 	ShutdownTimeout time.Duration
+	MetricsListen   string
+	Vault           VaultConfig
 }
+
+// VaultConfig is the Vault keystore's part of Config. Address, CA, token and
+// namespace come from the standard VAULT_* environment.
+type VaultConfig struct {
+	Mount  string
+	Prefix string
+	Auth   vaultauth.Config
+}
+
+// keystoreVault is the --keystore value that selects Vault.
+const keystoreVault = "vault"
 
 func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	fs := flag.NewFlagSet("alecryptd", flag.ContinueOnError)
 	var c Config
 	fs.StringVar(&c.Listen, "listen", envOr(getenv, "ALECRYPT_LISTEN", "127.0.0.1:8080"), "address to serve Connect, gRPC and gRPC-Web on (env ALECRYPT_LISTEN)")
-	fs.StringVar(&c.Keystore, "keystore", envOr(getenv, "ALECRYPT_KEYSTORE", "./alecrypt-data/keystore.json"), "embedded keystore file, created with one fresh key if missing (env ALECRYPT_KEYSTORE)")
-	fs.DurationVar(&c.Refresh, "refresh", 2*time.Second, "how often to check the keystore for changes (0 disables; SIGHUP reloads at once)")
+	fs.StringVar(&c.Keystore, "keystore", envOr(getenv, "ALECRYPT_KEYSTORE", "./alecrypt-data/keystore.json"), "embedded keystore file (created with one fresh key if missing), or \"vault\" (env ALECRYPT_KEYSTORE)")
+	fs.StringVar(&c.MetricsListen, "metrics-listen", envOr(getenv, "ALECRYPT_METRICS_LISTEN", "127.0.0.1:9090"), "address for Prometheus /metrics; empty turns it off (env ALECRYPT_METRICS_LISTEN)")
+	fs.StringVar(&c.Vault.Mount, "vault-mount", vaultstore.DefaultMount, "Vault KV v2 mount holding the keys")
+	fs.StringVar(&c.Vault.Prefix, "vault-prefix", vaultstore.DefaultPrefix, "path under the mount: one secret per fingerprint")
+	fs.StringVar(&c.Vault.Auth.Method, "vault-auth", vaultauth.MethodToken, "Vault auth: token (VAULT_TOKEN), approle or kubernetes")
+	fs.StringVar(&c.Vault.Auth.Mount, "vault-auth-mount", "", "auth mount path (default: the method's name)")
+	fs.StringVar(&c.Vault.Auth.RoleID, "vault-role-id", "", "AppRole role id")
+	fs.StringVar(&c.Vault.Auth.SecretIDFile, "vault-secret-id-file", "", "file holding the AppRole secret id")
+	fs.StringVar(&c.Vault.Auth.Role, "vault-k8s-role", "", "Kubernetes auth role")
+	fs.StringVar(&c.Vault.Auth.ServiceAccountTokenFile, "vault-k8s-token-file", "", "service account token file (default: the in-pod path)")
+	fs.DurationVar(&c.Refresh, "refresh", 0, "how often to reload the keystore; 0 means 2s for a file, 30s for Vault (SIGHUP reloads at once)")
 	fs.IntVar(&c.MaxRequestBytes, "max-request-bytes", api.DefaultMaxRequestBytes, "largest request message accepted; larger ones get ResourceExhausted")
 	fs.StringVar(&c.DefaultAlias, "default-alias", envOr(getenv, "ALECRYPT_DEFAULT_ALIAS", engine.DefaultAlias), "alias used when a request names no key (env ALECRYPT_DEFAULT_ALIAS)")
 	fs.StringVar(&c.LogFormat, "log-format", "json", "log format: json or text")
@@ -66,8 +94,24 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	case c.Refresh < 0:
 		return Config{}, errors.New("--refresh must not be negative")
 	}
+	if c.Refresh == 0 {
+		c.Refresh = 2 * time.Second
+		if c.Keystore == keystoreVault {
+			c.Refresh = 30 * time.Second
+		}
+	}
+	if c.Keystore == keystoreVault {
+		if err := c.Vault.Auth.Validate(); err != nil {
+			return Config{}, err
+		}
+	}
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		return Config{}, fmt.Errorf("--listen %q: %w", c.Listen, err)
+	}
+	if c.MetricsListen != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsListen); err != nil {
+			return Config{}, fmt.Errorf("--metrics-listen %q: %w", c.MetricsListen, err)
+		}
 	}
 	return c, nil
 }
@@ -106,24 +150,15 @@ func newLogger(w io.Writer, cfg Config) *slog.Logger {
 }
 
 func run(ctx context.Context, cfg Config, log *slog.Logger) error {
-	store := filestore.New(cfg.Keystore)
-	var err error
-	var fresh key.Record
-	created, err := store.Init(func() (key.Record, error) {
-		fresh, err = key.Generate(rand.Reader, key.AES256CTR, []string{cfg.DefaultAlias}, time.Now())
-		return fresh, err
-	})
+	store, err := openKeystore(ctx, cfg, log)
 	if err != nil {
-		return fmt.Errorf("initializing keystore: %w", err)
+		return err
 	}
 	ring := keyring.New()
 	refresher := keystore.NewRefresher(store, ring, log, cfg.Refresh)
 	if err := refresher.Reload(ctx); err != nil {
-		return fmt.Errorf("loading keystore: %w", err)
-	}
-	if created {
-		// The fingerprint is public; the secret is never logged.
-		log.Info("created keystore with a fresh key", "path", cfg.Keystore, "fingerprint", fresh.Fingerprint, "alias", cfg.DefaultAlias)
+		// With no keys yet there is nothing to serve: fail clearly.
+		return fmt.Errorf("loading keys from %s: %w", cfg.Keystore, err)
 	}
 	go refresher.Run(ctx)
 	hup := make(chan os.Signal, 1)
@@ -146,8 +181,22 @@ func run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		log.Warn("listening beyond loopback without TLS or caller authentication; anyone who can reach this port can use every key", "addr", ln.Addr().String())
 	}
 	srv := newServer(handler, log)
-	errc := make(chan error, 1)
+	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(ln) }()
+	if cfg.MetricsListen != "" {
+		reg := metrics.NewRegistry()
+		metrics.RegisterKeystore(reg, ring, refresher, time.Now)
+		mln, err := net.Listen("tcp", cfg.MetricsListen)
+		if err != nil {
+			return fmt.Errorf("--metrics-listen: %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", metrics.Handler(reg))
+		msrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go func() { errc <- msrv.Serve(mln) }()
+		defer msrv.Close()
+		log.Info("metrics listening", "addr", mln.Addr().String())
+	}
 	log.Info("alecryptd listening", "addr", ln.Addr().String(), "keystore", cfg.Keystore, "keys", len(ring.Keys()))
 
 	select {
@@ -179,6 +228,41 @@ func newServer(h http.Handler, log *slog.Logger) *http.Server {
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+}
+
+// openKeystore opens the configured keystore. The embedded file is created
+// with one fresh key on first start; Vault is logged in to, and its token
+// kept alive in the background.
+func openKeystore(ctx context.Context, cfg Config, log *slog.Logger) (keystore.Reader, error) {
+	if cfg.Keystore == keystoreVault {
+		client, err := vaultapi.NewClient(vaultapi.DefaultConfig())
+		if err != nil {
+			return nil, fmt.Errorf("vault client: %w", err)
+		}
+		sec, err := vaultauth.Login(ctx, client, cfg.Vault.Auth)
+		if err != nil {
+			return nil, err
+		}
+		go vaultauth.KeepAlive(ctx, client, cfg.Vault.Auth, sec, log)
+		store := vaultstore.New(client, vaultstore.WithMount(cfg.Vault.Mount), vaultstore.WithPrefix(cfg.Vault.Prefix))
+		log.Info("using the vault keystore", "vault_addr", client.Address(), "path", store.Location())
+		return store, nil
+	}
+	store := filestore.New(cfg.Keystore)
+	var fresh key.Record
+	created, err := store.Init(func() (key.Record, error) {
+		var err error
+		fresh, err = key.Generate(rand.Reader, key.AES256CTR, []string{cfg.DefaultAlias}, time.Now())
+		return fresh, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("initializing keystore: %w", err)
+	}
+	if created {
+		// The fingerprint is public; the secret is never logged.
+		log.Info("created keystore with a fresh key", "path", cfg.Keystore, "fingerprint", fresh.Fingerprint, "alias", cfg.DefaultAlias)
+	}
+	return store, nil
 }
 
 func isLoopback(a net.Addr) bool {

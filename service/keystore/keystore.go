@@ -44,12 +44,19 @@ type Refresher struct {
 	log      *slog.Logger
 	interval time.Duration
 
-	mu           sync.Mutex // serializes reloads
-	lastRevision string
-	lastErr      error
-	lastOK       time.Time
-	trigger      chan struct{}
+	reloadMu     sync.Mutex // serializes reloads
+	lastRevision string     // guarded by reloadMu
+
+	statusMu sync.Mutex // guards the status fields; never held during a load
+	lastErr  error
+	lastOK   time.Time
+	failures int64
+
+	trigger chan struct{}
 }
+
+// LoadTimeout bounds one load, so a hung backend cannot stall reloads.
+const LoadTimeout = 30 * time.Second
 
 // NewRefresher builds a refresher; interval <= 0 disables periodic reloads.
 func NewRefresher(store Reader, ring *keyring.Ring, log *slog.Logger, interval time.Duration) *Refresher {
@@ -59,11 +66,13 @@ func NewRefresher(store Reader, ring *keyring.Ring, log *slog.Logger, interval t
 // Reload loads the store now. On any failure the ring keeps its keys and the
 // error is returned (and logged). New keys are derived in the background.
 func (r *Refresher) Reload(ctx context.Context) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	snap, err := r.store.Load(ctx)
+	r.reloadMu.Lock()
+	defer r.reloadMu.Unlock()
+	lctx, cancel := context.WithTimeout(ctx, LoadTimeout)
+	snap, err := r.store.Load(lctx)
+	cancel()
 	if err == nil && snap.Revision != "" && snap.Revision == r.lastRevision {
-		r.lastOK, r.lastErr = time.Now(), nil
+		r.setStatus(nil)
 		return nil
 	}
 	var st keyring.Stats
@@ -72,11 +81,16 @@ func (r *Refresher) Reload(ctx context.Context) error {
 		st, fresh, err = r.ring.Replace(snap.Records)
 	}
 	if err != nil {
-		r.lastErr = err
-		r.log.Error("keystore reload failed; serving the last good keys", "err", err, "keys", len(r.ring.Keys()))
+		lastOK := r.setStatus(err)
+		attrs := []any{"err", err, "keys", len(r.ring.Keys())}
+		if !lastOK.IsZero() {
+			attrs = append(attrs, "stale_for", time.Since(lastOK).Round(time.Millisecond).String())
+		}
+		r.log.Error("keystore reload failed; serving the last good keys", attrs...)
 		return err
 	}
-	r.lastRevision, r.lastOK, r.lastErr = snap.Revision, time.Now(), nil
+	r.lastRevision = snap.Revision
+	r.setStatus(nil)
 	r.log.Info("keystore loaded", "keys", st.Total, "active", st.ByState[key.Active],
 		"decrypt_only", st.ByState[key.DecryptOnly], "disabled", st.ByState[key.Disabled],
 		"derivations_reused", st.Reused, "derivations_pending", st.Added)
@@ -119,10 +133,31 @@ func (r *Refresher) Run(ctx context.Context) {
 	}
 }
 
+// setStatus records an attempt's outcome and returns the last success time.
+func (r *Refresher) setStatus(err error) (lastOK time.Time) {
+	r.statusMu.Lock()
+	defer r.statusMu.Unlock()
+	r.lastErr = err
+	if err == nil {
+		r.lastOK = time.Now()
+	} else {
+		r.failures++
+	}
+	return r.lastOK
+}
+
 // Status is the refresher's health: when the keys were last confirmed current
-// and the last error, if the latest attempt failed.
+// and the last error, if the latest attempt failed. It never waits for a
+// load in progress.
 func (r *Refresher) Status() (lastOK time.Time, lastErr error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
+	r.statusMu.Lock()
+	defer r.statusMu.Unlock()
 	return r.lastOK, r.lastErr
+}
+
+// Failures counts failed loads since start.
+func (r *Refresher) Failures() int64 {
+	r.statusMu.Lock()
+	defer r.statusMu.Unlock()
+	return r.failures
 }

@@ -84,8 +84,9 @@ func RequireTool(t testing.TB, name string) string {
 
 // Service is a running alecryptd.
 type Service struct {
-	Addr     string // host:port
-	URL      string // http://host:port
+	Addr       string // host:port
+	URL        string // http://host:port
+	MetricsURL string // http://host:port/metrics
 	Keystore string
 	Dir      string
 	cmd      *exec.Cmd
@@ -118,6 +119,11 @@ type StartOptions struct {
 	Keystore string
 	// Args are extra flags.
 	Args []string
+	// Env are extra environment variables (VAULT_ADDR=..., for example).
+	Env []string
+	// ExpectExit makes StartAlecryptd return once the process exits instead
+	// of failing the test: for startup failures that are the point.
+	ExpectExit bool
 }
 
 // StartAlecryptd starts alecryptd on 127.0.0.1:0 and waits until it logs the
@@ -131,10 +137,10 @@ func StartAlecryptd(t testing.TB, opts StartOptions) *Service {
 	if ks == "" {
 		ks = filepath.Join(dir, "keystore.json")
 	}
-	args := append([]string{"--listen", "127.0.0.1:0", "--keystore", ks, "--log-level", "debug", "--refresh", "200ms"}, opts.Args...)
+	args := append([]string{"--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--keystore", ks, "--log-level", "debug", "--refresh", "200ms"}, opts.Args...)
 	cmd := exec.Command(filepath.Join(bin, "alecryptd"), args...)
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "ALECRYPT_LISTEN=", "ALECRYPT_KEYSTORE=")
+	cmd.Env = append(append(os.Environ(), "ALECRYPT_LISTEN=", "ALECRYPT_KEYSTORE=", "ALECRYPT_METRICS_LISTEN="), opts.Env...)
 	pr, pw := io.Pipe()
 	s := &Service{Keystore: ks, Dir: dir, cmd: cmd, logs: &lockedBuffer{}, done: make(chan struct{})}
 	cmd.Stderr = io.MultiWriter(s.logs, pw)
@@ -156,12 +162,19 @@ func StartAlecryptd(t testing.TB, opts StartOptions) *Service {
 	addr := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(pr)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
 		for sc.Scan() {
 			var line struct {
 				Msg  string `json:"msg"`
 				Addr string `json:"addr"`
 			}
-			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "alecryptd listening" {
+			if json.Unmarshal(sc.Bytes(), &line) != nil {
+				continue
+			}
+			if line.Msg == "metrics listening" {
+				s.MetricsURL = "http://" + line.Addr + "/metrics"
+			}
+			if line.Msg == "alecryptd listening" {
 				addr <- line.Addr
 				break
 			}
@@ -172,11 +185,24 @@ func StartAlecryptd(t testing.TB, opts StartOptions) *Service {
 	case a := <-addr:
 		s.Addr, s.URL = a, "http://"+a
 	case <-s.done:
+		if opts.ExpectExit {
+			return s
+		}
 		t.Fatalf("alecryptd exited before listening: %v\n%s", s.waitErr, s.logs.String())
 	case <-time.After(30 * time.Second):
 		t.Fatalf("alecryptd did not start within 30s:\n%s", s.logs.String())
 	}
 	return s
+}
+
+// Exited reports whether the process has exited, and its exit error.
+func (s *Service) Exited() (bool, error) {
+	select {
+	case <-s.done:
+		return true, s.waitErr
+	default:
+		return false, nil
+	}
 }
 
 // Logs returns everything the process has written so far.

@@ -1,0 +1,258 @@
+// Package vaultstore keeps key records in HashiCorp Vault's KV v2 engine: one
+// secret per fingerprint at {mount}/data/{prefix}/{fingerprint}, whose data is
+// the key record (the same fields as the embedded keystore's records).
+//
+// alecryptd reads through Load (read and list only; its Vault policy allows
+// nothing else); alesync writes through Put with check-and-set, so two syncs
+// racing cannot lose an update. The store takes a built *api.Client: address,
+// TLS, namespace and authentication are the caller's business. Errors name
+// paths and fingerprints, never secrets.
+package vaultstore
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/hashicorp/vault/api"
+
+	"github.com/alecrypt/alecrypt/service/key"
+	"github.com/alecrypt/alecrypt/service/keystore"
+)
+
+// Defaults for where keys live.
+const (
+	DefaultMount  = "secret"
+	DefaultPrefix = "alecrypt/keys"
+)
+
+// readers bounds concurrent secret reads during a load: enough to hide
+// round-trip latency for thousands of keys, few enough not to flood Vault.
+const readers = 8
+
+var (
+	// ErrCASMismatch means the secret changed since it was read: another
+	// writer got there first. Nothing was written.
+	ErrCASMismatch = errors.New("vault: check-and-set mismatch: the key changed concurrently")
+	// ErrInvalidEntry wraps a secret whose data is not a valid record.
+	ErrInvalidEntry = errors.New("vault: invalid key record")
+)
+
+// Store is a KV v2 keystore.
+type Store struct {
+	client *api.Client
+	mount  string
+	prefix string
+}
+
+var _ keystore.Reader = (*Store)(nil)
+
+// Option configures a Store.
+type Option func(*Store)
+
+// WithMount sets the KV v2 mount (default "secret").
+func WithMount(m string) Option { return func(s *Store) { s.mount = strings.Trim(m, "/") } }
+
+// WithPrefix sets the path under the mount (default "alecrypt/keys").
+func WithPrefix(p string) Option { return func(s *Store) { s.prefix = strings.Trim(p, "/") } }
+
+// New returns a store over client.
+func New(client *api.Client, opts ...Option) *Store {
+	s := &Store{client: client, mount: DefaultMount, prefix: DefaultPrefix}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
+}
+
+// Location describes where the keys live, for logs.
+func (s *Store) Location() string { return s.mount + "/" + s.prefix }
+
+// Entry is one key as stored: the record and the KV version it was read at,
+// which Put needs for check-and-set. Err is set instead of Record when the
+// secret's data is not a valid record.
+type Entry struct {
+	Record  key.Record
+	Version int
+	Err     error
+}
+
+// Entries reads every key under the prefix. A secret whose data is invalid is
+// returned with Err set, so a sync can repair it; a Vault failure fails the
+// whole call.
+func (s *Store) Entries(ctx context.Context) (map[string]Entry, error) {
+	names, err := s.list(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]Entry, len(names))
+	var (
+		mu       sync.Mutex
+		firstErr error
+		wg       sync.WaitGroup
+		next     = make(chan string)
+	)
+	for range min(readers, len(names)) {
+		wg.Go(func() {
+			for fp := range next {
+				e, found, err := s.get(ctx, fp)
+				mu.Lock()
+				switch {
+				case err != nil && firstErr == nil:
+					firstErr = err
+				case err == nil && found:
+					out[fp] = e
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	for _, fp := range names {
+		next <- fp
+	}
+	close(next)
+	wg.Wait()
+	if firstErr != nil {
+		return nil, firstErr
+	}
+	return out, nil
+}
+
+// Load implements keystore.Reader: every record, or an error if Vault fails
+// or any entry is invalid. The revision hashes the fingerprints and KV
+// versions, so an unchanged Vault costs the refresher no keyring rebuild.
+func (s *Store) Load(ctx context.Context) (keystore.Snapshot, error) {
+	entries, err := s.Entries(ctx)
+	if err != nil {
+		return keystore.Snapshot{}, err
+	}
+	fps := make([]string, 0, len(entries))
+	for fp := range entries {
+		fps = append(fps, fp)
+	}
+	slices.Sort(fps)
+	h := sha256.New()
+	recs := make([]key.Record, 0, len(entries))
+	for _, fp := range fps {
+		e := entries[fp]
+		if e.Err != nil {
+			return keystore.Snapshot{}, e.Err
+		}
+		fmt.Fprintf(h, "%s\x00%d\x00", fp, e.Version)
+		recs = append(recs, e.Record)
+	}
+	return keystore.Snapshot{Records: recs, Revision: hex.EncodeToString(h.Sum(nil))}, nil
+}
+
+// Put writes rec at its fingerprint's path with check-and-set: cas is the
+// version the caller read (0 to create a key that must not exist yet). A
+// concurrent change returns ErrCASMismatch and writes nothing.
+func (s *Store) Put(ctx context.Context, rec key.Record, cas int) (newVersion int, err error) {
+	data, err := toData(rec)
+	if err != nil {
+		return 0, err
+	}
+	sec, err := s.client.KVv2(s.mount).Put(ctx, s.path(rec.Fingerprint), data, api.WithCheckAndSet(cas))
+	if err != nil {
+		if isCASError(err) {
+			return 0, fmt.Errorf("put %q: %w", rec.Fingerprint, ErrCASMismatch)
+		}
+		return 0, fmt.Errorf("vault: put %s: %w", s.path(rec.Fingerprint), err)
+	}
+	if sec == nil || sec.VersionMetadata == nil {
+		return 0, fmt.Errorf("vault: put %s: no version in the response", s.path(rec.Fingerprint))
+	}
+	return sec.VersionMetadata.Version, nil
+}
+
+func (s *Store) path(fp string) string { return s.prefix + "/" + fp }
+
+func (s *Store) list(ctx context.Context) ([]string, error) {
+	sec, err := s.client.Logical().ListWithContext(ctx, s.mount+"/metadata/"+s.prefix)
+	if err != nil {
+		return nil, fmt.Errorf("vault: list %s: %w", s.Location(), err)
+	}
+	if sec == nil || sec.Data == nil {
+		return nil, nil // no keys yet: Vault answers 404, the client returns nil
+	}
+	raw, _ := sec.Data["keys"].([]any)
+	names := make([]string, 0, len(raw))
+	for _, v := range raw {
+		name, ok := v.(string)
+		// Sub-folders end in "/"; keys live directly under the prefix.
+		if ok && name != "" && !strings.HasSuffix(name, "/") {
+			names = append(names, name)
+		}
+	}
+	return names, nil
+}
+
+// get reads one key; found is false when it was deleted meanwhile (or its
+// latest version is soft-deleted), which counts as removed.
+func (s *Store) get(ctx context.Context, fp string) (Entry, bool, error) {
+	sec, err := s.client.KVv2(s.mount).Get(ctx, s.path(fp))
+	if errors.Is(err, api.ErrSecretNotFound) {
+		return Entry{}, false, nil
+	}
+	if err != nil {
+		return Entry{}, false, fmt.Errorf("vault: read %s: %w", s.path(fp), err)
+	}
+	if sec == nil || sec.Data == nil {
+		return Entry{}, false, nil
+	}
+	e := Entry{}
+	if sec.VersionMetadata != nil {
+		e.Version = sec.VersionMetadata.Version
+	}
+	e.Record, e.Err = fromData(sec.Data)
+	if e.Err == nil && e.Record.Fingerprint != fp {
+		e.Err = fmt.Errorf("record at %s names fingerprint %q", s.path(fp), e.Record.Fingerprint)
+	}
+	if e.Err != nil {
+		e.Err = fmt.Errorf("%w at %s: %w", ErrInvalidEntry, s.path(fp), e.Err)
+	}
+	return e, true, nil
+}
+
+// toData turns a record into KV data through the one record codec, so Vault
+// holds exactly the keystore record shape.
+func toData(rec key.Record) (map[string]any, error) {
+	b, err := key.MarshalRecord(rec)
+	if err != nil {
+		return nil, err
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, err
+	}
+	clear(b)
+	return m, nil
+}
+
+func fromData(data map[string]any) (key.Record, error) {
+	b, err := json.Marshal(data)
+	if err != nil {
+		return key.Record{}, err
+	}
+	defer clear(b)
+	return key.UnmarshalRecord(b)
+}
+
+func isCASError(err error) bool {
+	var re *api.ResponseError
+	if errors.As(err, &re) && re.StatusCode == http.StatusBadRequest {
+		for _, e := range re.Errors {
+			if strings.Contains(e, "check-and-set") {
+				return true
+			}
+		}
+	}
+	return false
+}

@@ -1,0 +1,90 @@
+// Package metrics owns alecryptd's Prometheus metrics: the registry, the
+// collectors that read the keyring and the keystore refresher at scrape time,
+// and the /metrics handler.
+//
+// Labels are states and outcomes only: neither key material nor fingerprints
+// reach a scrape.
+package metrics
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/alecrypt/alecrypt/service/key"
+	"github.com/alecrypt/alecrypt/service/keyring"
+)
+
+// NewRegistry returns a registry with the Go runtime and process collectors.
+func NewRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
+}
+
+// Handler serves the registry in the Prometheus exposition format.
+func Handler(reg *prometheus.Registry) http.Handler {
+	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})
+}
+
+// KeystoreStatus is what the keystore collector reads at scrape time.
+type KeystoreStatus interface {
+	Status() (lastOK time.Time, lastErr error)
+	Failures() int64
+}
+
+// RegisterKeystore adds the keystore metrics: keys loaded by state, when the
+// keys were last confirmed current and how stale they are, whether the last
+// refresh worked, and failed refreshes. Staleness is what an operator alerts
+// on while Vault is down and the service serves its last good keys.
+func RegisterKeystore(reg prometheus.Registerer, ring *keyring.Ring, status KeystoreStatus, now func() time.Time) {
+	reg.MustRegister(&keystoreCollector{ring: ring, status: status, now: now})
+}
+
+var (
+	keysDesc = prometheus.NewDesc("alecrypt_keys", "Keys loaded, by state.", []string{"state"}, nil)
+	lastDesc = prometheus.NewDesc("alecrypt_keystore_last_success_timestamp_seconds",
+		"Unix time the keys were last loaded or confirmed current.", nil, nil)
+	ageDesc = prometheus.NewDesc("alecrypt_keystore_age_seconds",
+		"Seconds since the keys were last loaded or confirmed current (staleness).", nil, nil)
+	upDesc = prometheus.NewDesc("alecrypt_keystore_up",
+		"1 if the last keystore refresh succeeded, 0 if the service is serving its last good keys.", nil, nil)
+	failDesc = prometheus.NewDesc("alecrypt_keystore_refresh_failures_total",
+		"Keystore refreshes that failed since start.", nil, nil)
+)
+
+type keystoreCollector struct {
+	ring   *keyring.Ring
+	status KeystoreStatus
+	now    func() time.Time
+}
+
+func (c *keystoreCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{keysDesc, lastDesc, ageDesc, upDesc, failDesc} {
+		ch <- d
+	}
+}
+
+func (c *keystoreCollector) Collect(ch chan<- prometheus.Metric) {
+	counts := map[key.State]int{key.Active: 0, key.DecryptOnly: 0, key.Disabled: 0}
+	for _, k := range c.ring.Keys() {
+		counts[k.Record().State]++
+	}
+	for state, n := range counts {
+		ch <- prometheus.MustNewConstMetric(keysDesc, prometheus.GaugeValue, float64(n), string(state))
+	}
+	lastOK, lastErr := c.status.Status()
+	up := 1.0
+	if lastErr != nil {
+		up = 0
+	}
+	ch <- prometheus.MustNewConstMetric(upDesc, prometheus.GaugeValue, up)
+	ch <- prometheus.MustNewConstMetric(failDesc, prometheus.CounterValue, float64(c.status.Failures()))
+	if !lastOK.IsZero() {
+		ch <- prometheus.MustNewConstMetric(lastDesc, prometheus.GaugeValue, float64(lastOK.UnixNano())/1e9)
+		ch <- prometheus.MustNewConstMetric(ageDesc, prometheus.GaugeValue, c.now().Sub(lastOK).Seconds())
+	}
+}

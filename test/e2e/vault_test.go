@@ -1,0 +1,331 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+	vaultapi "github.com/hashicorp/vault/api"
+
+	alev1 "github.com/alecrypt/alecrypt/gen/ale/v1"
+	"github.com/alecrypt/alecrypt/gen/ale/v1/alev1connect"
+	"github.com/alecrypt/alecrypt/service/key"
+	"github.com/alecrypt/alecrypt/service/keystore/vaultstore"
+	"github.com/alecrypt/alecrypt/service/secret"
+	"github.com/alecrypt/alecrypt/test/harness"
+)
+
+// policyToken installs deploy/vault/<name>.hcl as a policy on v and returns a
+// token holding only that policy (plus Vault's default).
+func policyToken(t *testing.T, v *harness.Vault, name string) string {
+	t.Helper()
+	root := v.Client(t, harness.VaultRootToken)
+	hcl, err := os.ReadFile(filepath.Join(harness.RepoRoot(), "deploy", "vault", name+".hcl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := root.Sys().PutPolicy(name, string(hcl)); err != nil {
+		t.Fatalf("PutPolicy %s: %v", name, err)
+	}
+	sec, err := root.Auth().Token().Create(&vaultapi.TokenCreateRequest{Policies: []string{name}, TTL: "1h"})
+	if err != nil {
+		t.Fatalf("token create: %v", err)
+	}
+	return sec.Auth.ClientToken
+}
+
+func testKey(fp, alias, secretText string, created time.Time) key.Record {
+	return key.Record{
+		Fingerprint: fp,
+		Aliases:     []string{alias},
+		Algorithm:   key.AES256CTR,
+		Secret:      secret.FromString(secretText),
+		KDF:         key.KDF{Name: key.KDFPBKDF2SHA256, Salt: "salt-" + fp, Iterations: 1000},
+		CounterBits: 64,
+		State:       key.Active,
+		Version:     1,
+		CreatedAt:   created,
+		Source:      key.SourcePortal,
+	}
+}
+
+func isPermissionDenied(err error) bool {
+	var re *vaultapi.ResponseError
+	return errors.As(err, &re) && re.StatusCode == http.StatusForbidden
+}
+
+// TestVaultPolicies proves the least-privilege policies in deploy/vault on a
+// real Vault: alecryptd's token reads and lists keys but cannot write;
+// alesync's token writes keys but cannot touch any other path.
+func TestVaultPolicies(t *testing.T) {
+	v := harness.StartVault(t)
+	ctx := context.Background()
+	root := v.Client(t, harness.VaultRootToken)
+	if _, err := vaultstore.New(root).Put(ctx, testKey("fp-policy", "store-1", "policy-test-secret", time.Now()), 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := root.KVv2("secret").Put(ctx, "other/app", map[string]any{"password": "not yours"}); err != nil {
+		t.Fatal(err)
+	}
+
+	svc := v.Client(t, policyToken(t, v, "alecryptd"))
+	if entries, err := vaultstore.New(svc).Entries(ctx); err != nil || len(entries) != 1 {
+		t.Fatalf("alecryptd token: Entries = %d, %v; want 1 key", len(entries), err)
+	}
+	if _, err := vaultstore.New(svc).Put(ctx, testKey("fp-evil", "store-1", "x-secret-x", time.Now()), 0); !isPermissionDenied(err) {
+		t.Errorf("alecryptd token wrote a key: err = %v, want permission denied", err)
+	}
+	if _, err := svc.KVv2("secret").Get(ctx, "other/app"); !isPermissionDenied(err) {
+		t.Errorf("alecryptd token read secret/other/app: err = %v, want permission denied", err)
+	}
+	if err := svc.KVv2("secret").DeleteMetadata(ctx, "alecrypt/keys/fp-policy"); !isPermissionDenied(err) {
+		t.Errorf("alecryptd token deleted a key: err = %v, want permission denied", err)
+	}
+
+	sync := v.Client(t, policyToken(t, v, "alesync"))
+	if _, err := vaultstore.New(sync).Put(ctx, testKey("fp-new", "store-2", "sync-test-secret", time.Now()), 0); err != nil {
+		t.Errorf("alesync token cannot write a key: %v", err)
+	}
+	if _, err := sync.KVv2("secret").Get(ctx, "other/app"); !isPermissionDenied(err) {
+		t.Errorf("alesync token read secret/other/app: err = %v, want permission denied", err)
+	}
+	if _, err := sync.KVv2("secret").Put(ctx, "other/app", map[string]any{"x": "y"}); !isPermissionDenied(err) {
+		t.Errorf("alesync token wrote secret/other/app: err = %v, want permission denied", err)
+	}
+	if err := sync.KVv2("secret").DeleteMetadata(ctx, "alecrypt/keys/fp-policy"); !isPermissionDenied(err) {
+		t.Errorf("alesync token deleted a key: err = %v, want permission denied", err)
+	}
+	if _, err := sync.Sys().ListPolicies(); !isPermissionDenied(err) {
+		t.Errorf("alesync token listed policies: err = %v, want permission denied", err)
+	}
+}
+
+// TestVaultKeystoreAppRole runs alecryptd on Vault, logged in with AppRole
+// and the alecryptd policy: keys written to Vault are served, changes are
+// picked up without a restart, and a key removed from Vault stops encrypting.
+func TestVaultKeystoreAppRole(t *testing.T) {
+	v := harness.StartVault(t)
+	ctx := context.Background()
+	root := v.Client(t, harness.VaultRootToken)
+	policyToken(t, v, "alecryptd") // installs the policy
+	if err := root.Sys().EnableAuthWithOptions("approle", &vaultapi.EnableAuthOptions{Type: "approle"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := root.Logical().Write("auth/approle/role/alecryptd", map[string]any{"token_policies": "alecryptd", "token_ttl": "10s", "token_max_ttl": "1h"}); err != nil {
+		t.Fatal(err)
+	}
+	roleID, err := root.Logical().Read("auth/approle/role/alecryptd/role-id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	secretID, err := root.Logical().Write("auth/approle/role/alecryptd/secret-id", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secretIDFile := filepath.Join(t.TempDir(), "secret-id")
+	if err := os.WriteFile(secretIDFile, []byte(secretID.Data["secret_id"].(string)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	store := vaultstore.New(root)
+	t0 := time.Now().UTC()
+	if _, err := store.Put(ctx, testKey("fp-a", "store-1", "vault-secret-a", t0), 0); err != nil {
+		t.Fatal(err)
+	}
+	svc := harness.StartAlecryptd(t, harness.StartOptions{
+		Keystore: "vault",
+		Env:      append(v.Env(""), "VAULT_TOKEN="),
+		Args: []string{"--vault-auth", "approle", "--vault-role-id", roleID.Data["role_id"].(string),
+			"--vault-secret-id-file", secretIDFile},
+	})
+	client := newCryptoClient(svc.URL)
+	if got := resolveFP(t, client, "store-1"); got != "fp-a" {
+		t.Fatalf("Resolve(store-1) = %q, want fp-a", got)
+	}
+	// A newer key for the alias is picked up without a restart.
+	if _, err := store.Put(ctx, testKey("fp-b", "store-1", "vault-secret-b", t0.Add(time.Minute)), 0); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "fp-b to become store-1's primary", func() bool { return resolveFP(t, client, "store-1") == "fp-b" })
+	// A key removed from Vault stops encrypting.
+	if err := root.KVv2("secret").DeleteMetadata(ctx, "alecrypt/keys/fp-b"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "fp-b to disappear", func() bool {
+		_, err := client.Encrypt(ctx, connect.NewRequest(&alev1.EncryptRequest{Key: &alev1.KeyRef{Ref: &alev1.KeyRef_Fingerprint{Fingerprint: "fp-b"}}}))
+		return connect.CodeOf(err) == connect.CodeNotFound
+	})
+	if got := resolveFP(t, client, "store-1"); got != "fp-a" {
+		t.Fatalf("after removing fp-b, Resolve(store-1) = %q, want fp-a", got)
+	}
+	// The AppRole token has a 10s TTL: after it has been renewed a few
+	// times, the service still reads Vault.
+	time.Sleep(12 * time.Second)
+	if _, err := store.Put(ctx, testKey("fp-c", "store-9", "vault-secret-c", t0), 0); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "fp-c after the token's first TTL", func() bool { return resolveFP(t, client, "store-9") == "fp-c" })
+	if !strings.Contains(svc.Logs(), "vault token renewed") {
+		t.Errorf("no token renewal was logged")
+	}
+	for _, s := range []string{"vault-secret-a", "vault-secret-b", "vault-secret-c", secretID.Data["secret_id"].(string)} {
+		if strings.Contains(svc.Logs(), s) {
+			t.Fatal("a secret appeared in the service log")
+		}
+	}
+}
+
+// TestVaultDownAtStartFails: with Vault unreachable and nothing loaded yet
+// there is nothing to serve, so alecryptd exits non-zero and says why.
+func TestVaultDownAtStartFails(t *testing.T) {
+	svc := harness.StartAlecryptd(t, harness.StartOptions{
+		Keystore:   "vault",
+		Env:        []string{"VAULT_ADDR=http://127.0.0.1:1", "VAULT_TOKEN=whatever", "VAULT_MAX_RETRIES=0"},
+		ExpectExit: true,
+	})
+	waitFor(t, "alecryptd to exit", func() bool { done, _ := svc.Exited(); return done })
+	_, err := svc.Exited()
+	if err == nil {
+		t.Fatal("alecryptd exited 0 with Vault down")
+	}
+	if !regexp.MustCompile(`vault: token lookup: .*connection refused`).MatchString(svc.Logs()) {
+		t.Fatalf("the log does not say Vault is unreachable:\n%s", svc.Logs())
+	}
+}
+
+// TestVaultOutageKeepsServing stops Vault under load: every Encrypt and
+// Decrypt of cached keys keeps succeeding, health stays SERVING while
+// metrics report the staleness, and when Vault is back (empty, as a dev
+// server restarts) and re-populated, the service catches up by itself.
+func TestVaultOutageKeepsServing(t *testing.T) {
+	v := harness.StartVault(t)
+	ctx := context.Background()
+	root := v.Client(t, harness.VaultRootToken)
+	t0 := time.Now().UTC()
+	if _, err := vaultstore.New(root).Put(ctx, testKey("fp-1", "store-1", "outage-secret-1", t0), 0); err != nil {
+		t.Fatal(err)
+	}
+	// The dev server loses its tokens when it restarts, all but the fixed
+	// root token; a production Vault keeps them. So this test, unlike the
+	// policy tests, gives the service the root token.
+	svc := harness.StartAlecryptd(t, harness.StartOptions{Keystore: "vault", Env: v.Env(harness.VaultRootToken), Args: []string{"--refresh", "200ms", "--default-alias", "store-1"}})
+	client := newCryptoClient(svc.URL)
+
+	var ok, failed atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				enc, err := client.Encrypt(ctx, connect.NewRequest(&alev1.EncryptRequest{Plaintext: []byte(`{"n":1}`)}))
+				if err == nil {
+					_, err = client.Decrypt(ctx, connect.NewRequest(&alev1.DecryptRequest{Envelope: enc.Msg.GetEnvelope(), Expect: alev1.PlaintextFormat_PLAINTEXT_FORMAT_JSON}))
+				}
+				if err != nil {
+					failed.Add(1)
+				} else {
+					ok.Add(1)
+				}
+			}
+		})
+	}
+	time.Sleep(300 * time.Millisecond)
+	v.Stop(t)
+	waitFor(t, "a failed refresh to be logged", func() bool { return strings.Contains(svc.Logs(), "serving the last good keys") })
+	time.Sleep(time.Second) // keep traffic going with Vault down
+	// grpchealth's JSON names the enum value SERVING_STATUS_SERVING.
+	if got := health(t, svc.URL); !strings.HasSuffix(got, "SERVING") || strings.Contains(got, "NOT") {
+		t.Errorf("health with Vault down = %q, want SERVING", got)
+	}
+	m := scrape(t, svc.MetricsURL)
+	if !strings.Contains(m, "alecrypt_keystore_up 0") || !regexp.MustCompile(`alecrypt_keystore_age_seconds [0-9.e+-]+`).MatchString(m) {
+		t.Errorf("metrics with Vault down do not report staleness:\n%s", grep(m, "alecrypt_keystore"))
+	}
+	duringOutage := ok.Load()
+
+	// Vault returns (empty, as a dev server restarts) and is repopulated,
+	// with a key added meanwhile, as alesync would do.
+	v.Start(t)
+	root = v.Client(t, harness.VaultRootToken)
+	for _, r := range []key.Record{testKey("fp-1", "store-1", "outage-secret-1", t0), testKey("fp-2", "store-2", "outage-secret-2", t0)} {
+		if _, err := vaultstore.New(root).Put(ctx, r, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "the service to catch up with fp-2", func() bool { return resolveFP(t, client, "store-2") == "fp-2" })
+	if m := scrape(t, svc.MetricsURL); !strings.Contains(m, "alecrypt_keystore_up 1") {
+		t.Errorf("metrics after recovery:\n%s", grep(m, "alecrypt_keystore"))
+	}
+	close(stop)
+	wg.Wait()
+	if failed.Load() != 0 || ok.Load() == 0 || duringOutage == 0 {
+		t.Fatalf("requests: %d ok, %d failed; want all ok", ok.Load(), failed.Load())
+	}
+	t.Logf("%d Encrypt+Decrypt pairs, none failed, across the Vault outage", ok.Load())
+}
+
+func newCryptoClient(url string) alev1connect.CryptoServiceClient {
+	return alev1connect.NewCryptoServiceClient(http.DefaultClient, url)
+}
+
+func resolveFP(t *testing.T, c alev1connect.CryptoServiceClient, alias string) string {
+	t.Helper()
+	res, err := c.Resolve(context.Background(), connect.NewRequest(&alev1.ResolveRequest{Key: &alev1.KeyRef{Ref: &alev1.KeyRef_Alias{Alias: alias}}}))
+	if err != nil {
+		return ""
+	}
+	return res.Msg.GetKey().GetFingerprint()
+}
+
+// health asks grpc.health.v1 over the Connect protocol's JSON form.
+func health(t *testing.T, base string) string {
+	t.Helper()
+	res, err := http.Post(base+"/grpc.health.v1.Health/Check", "application/json", bytes.NewReader([]byte(`{}`)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var out struct{ Status string }
+	_ = json.NewDecoder(res.Body).Decode(&out)
+	return out.Status
+}
+
+func scrape(t *testing.T, url string) string {
+	t.Helper()
+	if url == "" {
+		t.Fatal("no metrics URL")
+	}
+	res, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return string(b)
+}
+
+func grep(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}

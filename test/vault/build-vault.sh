@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Builds the Vault server used by the integration tests, once per machine.
+#
+# There is no Docker and no Vault package here, so the server is built from the
+# Go module proxy. Only this recipe works (see ../shared/TOOLCHAIN.md): Vault
+# v1.19.0 built as the main module from a writable copy of its module folder,
+# without the replace directives that point at nested modules missing from the
+# module zip. The binary is cached by version outside the repository; a cached
+# binary is never rebuilt. Prints the binary's path on stdout.
+set -euo pipefail
+
+VAULT_VERSION="${VAULT_VERSION:-v1.19.0}"
+cache="${ALECRYPT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/alecrypt}"
+bin="$cache/vault-$VAULT_VERSION/vault"
+
+if [ -x "$bin" ] && "$bin" version >/dev/null 2>&1; then
+  echo "$bin"
+  exit 0
+fi
+
+mkdir -p "$cache"
+exec 9>"$cache/vault-build.lock"
+flock 9 # one build at a time, even from parallel test processes
+if [ -x "$bin" ] && "$bin" version >/dev/null 2>&1; then
+  echo "$bin"
+  exit 0
+fi
+
+echo "building vault $VAULT_VERSION (first time on this machine: several minutes)" >&2
+export GOFLAGS=-mod=mod
+export GONOSUMDB="github.com/hashicorp/vault-plugin-*"
+src_dir=$(cd "$cache" && GOFLAGS= go mod download -json "github.com/hashicorp/vault@$VAULT_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+[ -d "$src_dir" ] || { echo "go mod download gave no folder for vault $VAULT_VERSION" >&2; exit 1; }
+work="$cache/vault-src-$VAULT_VERSION"
+rm -rf "$work"
+cp -r "$src_dir" "$work"
+chmod -R u+w "$work"
+cd "$work"
+for m in sdk api api/auth/approle api/auth/kubernetes api/auth/userpass; do
+  go mod edit -dropreplace "github.com/hashicorp/vault/$m"
+done
+mkdir -p "$(dirname "$bin")"
+go build -ldflags='-s -w' -o "$bin.tmp" . >&2
+mv "$bin.tmp" "$bin"
+cd "$cache" && rm -rf "$work"
+echo "$bin"
