@@ -87,12 +87,12 @@ type Service struct {
 	Addr       string // host:port
 	URL        string // http://host:port
 	MetricsURL string // http://host:port/metrics
-	Keystore string
-	Dir      string
-	cmd      *exec.Cmd
-	logs     *lockedBuffer
-	done     chan struct{}
-	waitErr  error
+	Keystore   string
+	Dir        string
+	cmd        *exec.Cmd
+	logs       *lockedBuffer
+	done       chan struct{}
+	waitErr    error
 }
 
 type lockedBuffer struct {
