@@ -12,10 +12,11 @@ FUZZ_TARGETS := \
 
 .PHONY: test run lint gen gen-check fuzz bench ci
 
-## test: every test, unit to end-to-end (real alecryptd, alectl, grpcurl, Node WebCrypto), with the race detector
+## test: every test, unit to end-to-end (real alecryptd, alectl, alesync, Vault, grpcurl, Node WebCrypto), with the race detector
 test:
 	$(GO) vet ./...
-	$(GO) test -race -count=1 ./...
+	@# The Vault server is built once per machine (minutes the first time), outside the tests' timeout.
+	ALECRYPT_VAULT_BIN="$$(bash test/vault/build-vault.sh)" $(GO) test -race -count=1 -timeout 20m ./...
 
 ## run: the service on its embedded default keystore (./alecrypt-data/keystore.json)
 run:

@@ -172,7 +172,9 @@ func run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}()
 
 	eng := engine.New(ring, engine.WithDefaultAlias(cfg.DefaultAlias))
-	handler := api.NewHandler(eng, ring, api.Options{MaxRequestBytes: cfg.MaxRequestBytes, Logger: log})
+	reg := metrics.NewRegistry()
+	metrics.RegisterKeystore(reg, ring, refresher, time.Now)
+	handler := api.NewHandler(eng, ring, api.Options{MaxRequestBytes: cfg.MaxRequestBytes, Logger: log, Metrics: reg})
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return err
@@ -184,8 +186,6 @@ func run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(ln) }()
 	if cfg.MetricsListen != "" {
-		reg := metrics.NewRegistry()
-		metrics.RegisterKeystore(reg, ring, refresher, time.Now)
 		mln, err := net.Listen("tcp", cfg.MetricsListen)
 		if err != nil {
 			return fmt.Errorf("--metrics-listen: %w", err)

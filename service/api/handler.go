@@ -16,6 +16,7 @@ import (
 	"connectrpc.com/connect"
 	"connectrpc.com/grpchealth"
 	"connectrpc.com/grpcreflect"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/alecrypt/alecrypt/gen/ale/v1/alev1connect"
 	"github.com/alecrypt/alecrypt/service/engine"
@@ -32,6 +33,9 @@ type Options struct {
 	MaxRequestBytes int
 	// Logger receives one line per call; nil discards.
 	Logger *slog.Logger
+	// Metrics, when set, receives the RPC metrics (requests by procedure
+	// and code, latency, message bytes).
+	Metrics prometheus.Registerer
 	// Interceptors run after the built-in ones (outermost first).
 	Interceptors []connect.Interceptor
 }
@@ -46,7 +50,11 @@ func NewHandler(eng *engine.Engine, ring *keyring.Ring, opts Options) http.Handl
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	interceptors := append([]connect.Interceptor{newLogInterceptor(log)}, opts.Interceptors...)
+	interceptors := []connect.Interceptor{newLogInterceptor(log)}
+	if opts.Metrics != nil {
+		interceptors = append(interceptors, newRPCMetrics(opts.Metrics))
+	}
+	interceptors = append(interceptors, opts.Interceptors...)
 	handlerOpts := []connect.HandlerOption{
 		connect.WithInterceptors(interceptors...),
 		connect.WithReadMaxBytes(opts.MaxRequestBytes),

@@ -1,0 +1,113 @@
+package api
+
+import (
+	"context"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/protobuf/proto"
+)
+
+// rpcMetrics counts calls by procedure and outcome, their latency and the
+// bytes of their messages. Labels are procedure names and codes only: never
+// fingerprints, aliases or payloads.
+type rpcMetrics struct {
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+	bytes    *prometheus.CounterVec
+	messages *prometheus.CounterVec
+}
+
+func newRPCMetrics(reg prometheus.Registerer) *rpcMetrics {
+	m := &rpcMetrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "alecrypt_rpc_requests_total",
+			Help: "RPCs handled, by procedure and Connect code (ok for success).",
+		}, []string{"procedure", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "alecrypt_rpc_duration_seconds",
+			Help: "Time to handle an RPC (whole stream for streaming RPCs), by procedure.",
+			// From tens of microseconds (a 1 KiB unary call) to seconds.
+			Buckets: []float64{25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 1, 5},
+		}, []string{"procedure"}),
+		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "alecrypt_rpc_message_bytes_total",
+			Help: "Bytes of protobuf messages received and sent, by procedure and direction (in, out).",
+		}, []string{"procedure", "direction"}),
+		messages: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "alecrypt_rpc_messages_total",
+			Help: "Messages received and sent, by procedure and direction (in, out); for streams, one per item.",
+		}, []string{"procedure", "direction"}),
+	}
+	reg.MustRegister(m.requests, m.duration, m.bytes, m.messages)
+	return m
+}
+
+func (m *rpcMetrics) observe(procedure string, start time.Time, err error) {
+	code := "ok"
+	if err != nil {
+		code = connect.CodeOf(err).String()
+	}
+	m.requests.WithLabelValues(procedure, code).Inc()
+	m.duration.WithLabelValues(procedure).Observe(time.Since(start).Seconds())
+}
+
+func (m *rpcMetrics) message(procedure, direction string, msg any) {
+	m.messages.WithLabelValues(procedure, direction).Inc()
+	if pm, ok := msg.(proto.Message); ok {
+		m.bytes.WithLabelValues(procedure, direction).Add(float64(proto.Size(pm)))
+	}
+}
+
+func (m *rpcMetrics) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
+	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+		if req.Spec().IsClient {
+			return next(ctx, req)
+		}
+		start := time.Now()
+		proc := req.Spec().Procedure
+		m.message(proc, "in", req.Any())
+		res, err := next(ctx, req)
+		if err == nil && res != nil {
+			m.message(proc, "out", res.Any())
+		}
+		m.observe(proc, start, err)
+		return res, err
+	}
+}
+
+func (m *rpcMetrics) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
+	return next
+}
+
+func (m *rpcMetrics) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
+	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
+		start := time.Now()
+		err := next(ctx, &countingConn{StreamingHandlerConn: conn, m: m})
+		m.observe(conn.Spec().Procedure, start, err)
+		return err
+	}
+}
+
+type countingConn struct {
+	connect.StreamingHandlerConn
+	m *rpcMetrics
+}
+
+func (c *countingConn) Receive(msg any) error {
+	err := c.StreamingHandlerConn.Receive(msg)
+	if err == nil {
+		c.m.message(c.Spec().Procedure, "in", msg)
+	}
+	return err
+}
+
+func (c *countingConn) Send(msg any) error {
+	err := c.StreamingHandlerConn.Send(msg)
+	if err == nil {
+		c.m.message(c.Spec().Procedure, "out", msg)
+	}
+	return err
+}
+

@@ -1,0 +1,129 @@
+package e2e
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"connectrpc.com/connect"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	alev1 "github.com/alecrypt/alecrypt/gen/ale/v1"
+	"github.com/alecrypt/alecrypt/test/harness"
+)
+
+// series flattens a scrape into "name{label=value,...}" → value, counting
+// histograms by their sample count.
+func series(t *testing.T, url string) map[string]float64 {
+	t.Helper()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(strings.NewReader(scrape(t, url)))
+	if err != nil {
+		t.Fatalf("parsing /metrics: %v", err)
+	}
+	out := map[string]float64{}
+	for name, fam := range families {
+		for _, m := range fam.GetMetric() {
+			var labels []string
+			for _, l := range m.GetLabel() {
+				labels = append(labels, l.GetName()+"="+l.GetValue())
+			}
+			k := name + "{" + strings.Join(labels, ",") + "}"
+			switch fam.GetType() {
+			case dto.MetricType_COUNTER:
+				out[k] = m.GetCounter().GetValue()
+			case dto.MetricType_GAUGE:
+				out[k] = m.GetGauge().GetValue()
+			case dto.MetricType_HISTOGRAM:
+				out[k] = float64(m.GetHistogram().GetSampleCount())
+			}
+		}
+	}
+	return out
+}
+
+// TestMetricsCountExactlyTheTraffic scrapes /metrics around known traffic
+// and checks each counter moved by exactly that traffic.
+func TestMetricsCountExactlyTheTraffic(t *testing.T) {
+	svc := harness.StartAlecryptd(t, harness.StartOptions{})
+	c := newCryptoClient(svc.URL)
+	ctx := context.Background()
+	before := series(t, svc.MetricsURL)
+
+	var env *alev1.Envelope
+	for range 3 {
+		res, err := c.Encrypt(ctx, connect.NewRequest(&alev1.EncryptRequest{Plaintext: []byte("0123456789")}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		env = res.Msg.GetEnvelope()
+	}
+	for range 2 {
+		if _, err := c.Decrypt(ctx, connect.NewRequest(&alev1.DecryptRequest{Envelope: env})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c.Decrypt(ctx, connect.NewRequest(&alev1.DecryptRequest{Envelope: &alev1.Envelope{Iv: make([]byte, 16), Fingerprint: "nope"}})); connect.CodeOf(err) != connect.CodeNotFound {
+		t.Fatalf("Decrypt(nope) = %v", err)
+	}
+	if _, err := c.EncryptBatch(ctx, connect.NewRequest(&alev1.EncryptBatchRequest{Items: []*alev1.EncryptRequest{{}, {}, {}}})); err != nil {
+		t.Fatal(err)
+	}
+	after := series(t, svc.MetricsURL)
+
+	const p = "procedure=/ale.v1.CryptoService/"
+	for k, want := range map[string]float64{
+		"alecrypt_rpc_requests_total{code=ok," + p + "Encrypt}":          3,
+		"alecrypt_rpc_requests_total{code=ok," + p + "Decrypt}":          2,
+		"alecrypt_rpc_requests_total{code=not_found," + p + "Decrypt}":   1,
+		"alecrypt_rpc_requests_total{code=ok," + p + "EncryptBatch}":     1,
+		"alecrypt_rpc_duration_seconds{" + p + "Encrypt}":                3,
+		"alecrypt_rpc_duration_seconds{" + p + "Decrypt}":                3,
+		"alecrypt_rpc_messages_total{direction=in," + p + "Encrypt}":     3,
+		"alecrypt_rpc_messages_total{direction=out," + p + "Encrypt}":    3,
+		"alecrypt_rpc_messages_total{direction=out," + p + "Decrypt}":    2,
+		"alecrypt_rpc_message_bytes_total{direction=in," + p + "Encrypt}": 3 * 12, // field tag + length + 10 bytes
+	} {
+		if got := after[k] - before[k]; got != want {
+			t.Errorf("%s moved by %v, want %v", k, got, want)
+		}
+	}
+	if after["alecrypt_keys{state=active}"] != 1 || after["alecrypt_keystore_up{}"] != 1 {
+		t.Errorf("keystore gauges: keys active %v, up %v; want 1, 1", after["alecrypt_keys{state=active}"], after["alecrypt_keystore_up{}"])
+	}
+}
+
+// TestCanaryNeverLeaks runs traffic with a canary key and a canary plaintext
+// through a real alecryptd at debug log level, including failures, and
+// checks neither appears in its logs or metrics.
+func TestCanaryNeverLeaks(t *testing.T) {
+	ks := filepath.Join(t.TempDir(), "keystore.json")
+	const canaryKey, canaryText = "CANARY-KEY-7d1f0c", "CANARY-PLAINTEXT-3b9e"
+	addKey(t, ks, "canary-fp", "default", canaryKey, "canary-salt", 1000)
+	svc := harness.StartAlecryptd(t, harness.StartOptions{Keystore: ks})
+	c := newCryptoClient(svc.URL)
+	ctx := context.Background()
+	enc, err := c.Encrypt(ctx, connect.NewRequest(&alev1.EncryptRequest{Plaintext: []byte(canaryText)}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Decrypt(ctx, connect.NewRequest(&alev1.DecryptRequest{Envelope: enc.Msg.GetEnvelope()})); err != nil {
+		t.Fatal(err)
+	}
+	// Failing calls log their cause: still nothing secret.
+	_, _ = c.Decrypt(ctx, connect.NewRequest(&alev1.DecryptRequest{Envelope: enc.Msg.GetEnvelope(), Expect: alev1.PlaintextFormat_PLAINTEXT_FORMAT_JSON}))
+	_, _ = c.Encrypt(ctx, connect.NewRequest(&alev1.EncryptRequest{Plaintext: []byte(canaryText), AssociatedData: []byte(canaryText)}))
+	m := scrape(t, svc.MetricsURL)
+	logs := svc.Logs()
+	if !strings.Contains(logs, "call failed") || !strings.Contains(m, "alecrypt_rpc_requests_total") {
+		t.Fatal("no failure logged or no RPC metrics: the scan would prove nothing")
+	}
+	for _, needle := range []string{canaryKey, canaryText} {
+		if strings.Contains(logs, needle) || strings.Contains(m, needle) {
+			t.Fatalf("a canary appeared in the logs or metrics")
+		}
+	}
+}
