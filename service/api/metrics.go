@@ -110,4 +110,3 @@ func (c *countingConn) Send(msg any) error {
 	}
 	return err
 }
-

@@ -76,15 +76,15 @@ func TestMetricsCountExactlyTheTraffic(t *testing.T) {
 
 	const p = "procedure=/ale.v1.CryptoService/"
 	for k, want := range map[string]float64{
-		"alecrypt_rpc_requests_total{code=ok," + p + "Encrypt}":          3,
-		"alecrypt_rpc_requests_total{code=ok," + p + "Decrypt}":          2,
-		"alecrypt_rpc_requests_total{code=not_found," + p + "Decrypt}":   1,
-		"alecrypt_rpc_requests_total{code=ok," + p + "EncryptBatch}":     1,
-		"alecrypt_rpc_duration_seconds{" + p + "Encrypt}":                3,
-		"alecrypt_rpc_duration_seconds{" + p + "Decrypt}":                3,
-		"alecrypt_rpc_messages_total{direction=in," + p + "Encrypt}":     3,
-		"alecrypt_rpc_messages_total{direction=out," + p + "Encrypt}":    3,
-		"alecrypt_rpc_messages_total{direction=out," + p + "Decrypt}":    2,
+		"alecrypt_rpc_requests_total{code=ok," + p + "Encrypt}":           3,
+		"alecrypt_rpc_requests_total{code=ok," + p + "Decrypt}":           2,
+		"alecrypt_rpc_requests_total{code=not_found," + p + "Decrypt}":    1,
+		"alecrypt_rpc_requests_total{code=ok," + p + "EncryptBatch}":      1,
+		"alecrypt_rpc_duration_seconds{" + p + "Encrypt}":                 3,
+		"alecrypt_rpc_duration_seconds{" + p + "Decrypt}":                 3,
+		"alecrypt_rpc_messages_total{direction=in," + p + "Encrypt}":      3,
+		"alecrypt_rpc_messages_total{direction=out," + p + "Encrypt}":     3,
+		"alecrypt_rpc_messages_total{direction=out," + p + "Decrypt}":     2,
 		"alecrypt_rpc_message_bytes_total{direction=in," + p + "Encrypt}": 3 * 12, // field tag + length + 10 bytes
 	} {
 		if got := after[k] - before[k]; got != want {
