@@ -30,6 +30,7 @@ import (
 	"github.com/alecrypt/alecrypt/service/keystore/filestore"
 	"github.com/alecrypt/alecrypt/service/keystore/vaultstore"
 	"github.com/alecrypt/alecrypt/service/metrics"
+	"github.com/alecrypt/alecrypt/service/tracing"
 	"github.com/alecrypt/alecrypt/service/vaultauth"
 )
 
@@ -174,7 +175,20 @@ func run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	eng := engine.New(ring, engine.WithDefaultAlias(cfg.DefaultAlias))
 	reg := metrics.NewRegistry()
 	metrics.RegisterKeystore(reg, ring, refresher, time.Now)
-	handler := api.NewHandler(eng, ring, api.Options{MaxRequestBytes: cfg.MaxRequestBytes, Logger: log, Metrics: reg})
+	tr, err := tracing.FromEnv(ctx, os.Getenv, "alecryptd", os.Stdout)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = tr.Shutdown(sctx)
+	}()
+	if tr.Provider != nil {
+		log.Info("tracing on", "exporter", tr.Exporter)
+	}
+	handler := api.NewHandler(eng, ring, api.Options{MaxRequestBytes: cfg.MaxRequestBytes, Logger: log, Metrics: reg,
+		TracerProvider: tr.Provider, Propagator: tr.Propagator})
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return err

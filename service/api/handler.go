@@ -16,6 +16,9 @@ import (
 	"connectrpc.com/connect"
 	"connectrpc.com/grpchealth"
 	"connectrpc.com/grpcreflect"
+	"connectrpc.com/otelconnect"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/alecrypt/alecrypt/gen/ale/v1/alev1connect"
@@ -36,6 +39,10 @@ type Options struct {
 	// Metrics, when set, receives the RPC metrics (requests by procedure
 	// and code, latency, message bytes).
 	Metrics prometheus.Registerer
+	// Tracing, when set, traces every call (otelconnect) with these; calls
+	// continue the trace their caller propagated.
+	TracerProvider trace.TracerProvider
+	Propagator     propagation.TextMapPropagator
 	// Interceptors run after the built-in ones (outermost first).
 	Interceptors []connect.Interceptor
 }
@@ -50,7 +57,17 @@ func NewHandler(eng *engine.Engine, ring *keyring.Ring, opts Options) http.Handl
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	interceptors := []connect.Interceptor{newLogInterceptor(log)}
+	var interceptors []connect.Interceptor
+	if opts.TracerProvider != nil {
+		// Outermost, so the log line of a call can name its trace.
+		otel, err := otelconnect.NewInterceptor(otelconnect.WithTracerProvider(opts.TracerProvider),
+			otelconnect.WithPropagator(opts.Propagator), otelconnect.WithoutMetrics())
+		if err != nil {
+			panic(err) // only invalid options fail, and these are fixed
+		}
+		interceptors = append(interceptors, otel)
+	}
+	interceptors = append(interceptors, newLogInterceptor(log))
 	if opts.Metrics != nil {
 		interceptors = append(interceptors, newRPCMetrics(opts.Metrics))
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // RequestIDHeader carries the request id in and out; a caller's id is kept
@@ -82,6 +83,9 @@ func (l *logInterceptor) done(ctx context.Context, id, procedure, protocol strin
 		slog.String("procedure", procedure),
 		slog.String("protocol", protocol),
 		slog.Duration("duration", time.Since(start)),
+	}
+	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+		attrs = append(attrs, slog.String("trace_id", sc.TraceID().String()))
 	}
 	if err == nil {
 		l.log.LogAttrs(ctx, slog.LevelDebug, "call", append(attrs, slog.String("code", "ok"))...)

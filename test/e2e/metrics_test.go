@@ -127,3 +127,33 @@ func TestCanaryNeverLeaks(t *testing.T) {
 		}
 	}
 }
+
+// TestTracingContinuesCallersTrace turns tracing on through the standard
+// environment (console exporter), sends a call carrying a W3C traceparent,
+// and checks the service's span joined that trace and recorded no payload.
+func TestTracingContinuesCallersTrace(t *testing.T) {
+	svc := harness.StartAlecryptd(t, harness.StartOptions{Env: []string{"OTEL_TRACES_EXPORTER=console", "OTEL_SERVICE_NAME=alecryptd-test"}})
+	const traceID = "4bf92f3577b34da6a3ce929d0e0e4736"
+	const canaryText = "CANARY-TRACE-PLAINTEXT-51c2"
+	req := connect.NewRequest(&alev1.EncryptRequest{Plaintext: []byte(canaryText)})
+	req.Header().Set("traceparent", "00-"+traceID+"-00f067aa0ba902b7-01")
+	if _, err := newCryptoClient(svc.URL).Encrypt(context.Background(), req); err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.Stop(t); err != nil { // flushes the exporter
+		t.Fatal(err)
+	}
+	logs := svc.Logs()
+	if !strings.Contains(logs, `"Name":"ale.v1.CryptoService/Encrypt"`) || !strings.Contains(logs, `"TraceID":"`+traceID+`"`) {
+		t.Fatalf("no Encrypt span in trace %s in the console export:\n%s", traceID, logs)
+	}
+	if !strings.Contains(logs, `"trace_id":"`+traceID+`"`) {
+		t.Errorf("the call's log line does not name its trace")
+	}
+	if !strings.Contains(logs, `"Value":"alecryptd-test"`) {
+		t.Errorf("the span's resource does not carry OTEL_SERVICE_NAME")
+	}
+	if strings.Contains(logs, canaryText) {
+		t.Fatal("the plaintext appeared in a trace or log")
+	}
+}
