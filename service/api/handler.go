@@ -17,9 +17,9 @@ import (
 	"connectrpc.com/grpchealth"
 	"connectrpc.com/grpcreflect"
 	"connectrpc.com/otelconnect"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/alecrypt/alecrypt/gen/ale/v1/alev1connect"
 	"github.com/alecrypt/alecrypt/service/engine"
@@ -59,9 +59,12 @@ func NewHandler(eng *engine.Engine, ring *keyring.Ring, opts Options) http.Handl
 	}
 	var interceptors []connect.Interceptor
 	if opts.TracerProvider != nil {
-		// Outermost, so the log line of a call can name its trace.
+		// Outermost, so the log line of a call can name its trace. Callers
+		// are our own gateways and backends, so their trace context is
+		// trusted: a call continues the caller's trace rather than starting
+		// a new one linked to it.
 		otel, err := otelconnect.NewInterceptor(otelconnect.WithTracerProvider(opts.TracerProvider),
-			otelconnect.WithPropagator(opts.Propagator), otelconnect.WithoutMetrics())
+			otelconnect.WithPropagator(opts.Propagator), otelconnect.WithoutMetrics(), otelconnect.WithTrustRemote())
 		if err != nil {
 			panic(err) // only invalid options fail, and these are fixed
 		}
