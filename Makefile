@@ -8,12 +8,17 @@ FUZZTIME ?= 5s
 FUZZ_TARGETS := \
 	./service/wire:FuzzParseFrame \
 	./service/key:FuzzUnmarshalRecord \
-	./service/keystore/filestore:FuzzParse
+	./service/keystore/filestore:FuzzParse \
+	./service/portal:FuzzFetchAll
 
-.PHONY: test run lint gen gen-check fuzz bench ci
+# The pinned TypeScript toolchain (protoc-gen-es, connect-node, tsx, typescript),
+# installed only when package-lock.json is newer than the installed tree.
+NPM_CI := [ node_modules/.package-lock.json -nt package-lock.json ] || npm ci --no-audit --no-fund
+
+.PHONY: test run lint gen gen-check fuzz bench ci node-deps
 
 ## test: every test, unit to end-to-end (real alecryptd, alectl, alesync, Vault, grpcurl, Node WebCrypto), with the race detector
-test:
+test: node-deps
 	$(GO) vet ./...
 	@# The Vault server is built once per machine (minutes the first time), outside the tests' timeout.
 	ALECRYPT_VAULT_BIN="$$(bash test/vault/build-vault.sh)" $(GO) test -race -count=1 -timeout 20m ./...
@@ -22,14 +27,20 @@ test:
 run:
 	$(GO) run ./cmd/alecryptd
 
-## lint: staticcheck and buf lint
-lint:
+## node-deps: install the pinned npm packages if needed
+node-deps:
+	@$(NPM_CI)
+
+## lint: staticcheck, buf lint and format, TypeScript type checks
+lint: node-deps
 	$(TOOL) staticcheck ./...
+	npx tsc --noEmit -p clients/ts
+	npx tsc --noEmit -p test/node
 	$(TOOL) buf lint
 	$(TOOL) buf format --diff --exit-code
 
-## gen: regenerate gen/ from proto/ (local plugins only)
-gen:
+## gen: regenerate gen/ from proto/ (local plugins only: Go and TypeScript)
+gen: node-deps
 	$(TOOL) buf generate
 
 ## gen-check: fail if gen/ is not exactly what buf generate produces

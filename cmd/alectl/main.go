@@ -25,6 +25,8 @@ Against a running alecryptd (--addr, env ALECRYPT_ADDR, default http://127.0.0.1
                   reads an envelope frame; prints the plaintext
   alectl resolve  [--alias A | --fingerprint F] [--json]
   alectl keys list [--alias A] [--json]
+  alectl http METHOD URL [--alias A | --fingerprint F] [--data TEXT|@FILE] [--authorization V] [--header "K: V"]
+                  an ALE request through a gateway: body encrypted, encrypted responses decrypted
 
 On an embedded keystore file (--keystore, env ALECRYPT_KEYSTORE, default ./alecrypt-data/keystore.json):
   alectl keys add    --alias A[,B] [--algorithm aes-256-ctr|aes-256-gcm] [--secret-file F] ...
@@ -59,6 +61,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(s
 		err = e.decrypt(rest)
 	case "resolve":
 		err = e.resolve(rest)
+	case "http":
+		err = e.httpCmd(rest)
 	case "keys":
 		if len(rest) == 0 {
 			err = usageError("keys needs a subcommand: list, add, import or state")

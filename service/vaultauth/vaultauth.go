@@ -146,7 +146,7 @@ func KeepAlive(ctx context.Context, client *api.Client, cfg Config, sec *api.Sec
 				sec, backoff = next, time.Second
 				break
 			}
-			log.Error("vault login failed; serving from the last loaded keys meanwhile", "err", lerr, "retry_in", backoff.String())
+			log.Error("vault login failed; retrying", "err", lerr, "retry_in", backoff.String())
 			select {
 			case <-ctx.Done():
 				return

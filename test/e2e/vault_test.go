@@ -98,6 +98,20 @@ func TestVaultPolicies(t *testing.T) {
 	if _, err := vaultstore.New(sync).Put(ctx, testKey("fp-new", "store-2", "sync-test-secret", time.Now()), 0); err != nil {
 		t.Errorf("alesync token cannot write a key: %v", err)
 	}
+	// A key soft-deleted by hand reads as absent and can be written again
+	// by the sync, whose create-only write must not be stuck on it.
+	if err := root.KVv2("secret").Delete(ctx, "alecrypt/keys/fp-new"); err != nil {
+		t.Fatal(err)
+	}
+	if entries, err := vaultstore.New(sync).Entries(ctx); err != nil || len(entries) != 1 {
+		t.Fatalf("after a soft delete, Entries = %v, %v; want only fp-policy", entries, err)
+	}
+	if v, err := vaultstore.New(sync).Put(ctx, testKey("fp-new", "store-2", "sync-test-secret", time.Now()), 0); err != nil || v != 2 {
+		t.Errorf("re-creating a soft-deleted key: version %d, %v; want version 2", v, err)
+	}
+	if _, err := vaultstore.New(sync).Put(ctx, testKey("fp-new", "store-2", "sync-test-secret", time.Now()), 0); !errors.Is(err, vaultstore.ErrCASMismatch) {
+		t.Errorf("create-only write over a live key: err = %v, want ErrCASMismatch", err)
+	}
 	if _, err := sync.KVv2("secret").Get(ctx, "other/app"); !isPermissionDenied(err) {
 		t.Errorf("alesync token read secret/other/app: err = %v, want permission denied", err)
 	}

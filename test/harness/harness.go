@@ -37,7 +37,7 @@ var (
 	buildErr  error
 )
 
-// Binaries builds alecryptd, alectl and grpcurl (from the pinned tools
+// Binaries builds alecryptd, alectl, alesync, alegate and grpcurl (from the pinned tools
 // module) into a temporary directory, once per test process, and returns it.
 func Binaries(t testing.TB) string {
 	t.Helper()
@@ -50,6 +50,8 @@ func Binaries(t testing.TB) string {
 		builds := [][]string{
 			{"build", "-o", filepath.Join(binDir, "alecryptd"), "./cmd/alecryptd"},
 			{"build", "-o", filepath.Join(binDir, "alectl"), "./cmd/alectl"},
+			{"build", "-o", filepath.Join(binDir, "alesync"), "./cmd/alesync"},
+			{"build", "-o", filepath.Join(binDir, "alegate"), "./cmd/alegate"},
 			{"build", "-modfile=tools/go.mod", "-o", filepath.Join(binDir, "grpcurl"), "github.com/fullstorydev/grpcurl/cmd/grpcurl"},
 		}
 		for _, args := range builds {
@@ -82,7 +84,7 @@ func RequireTool(t testing.TB, name string) string {
 	return ""
 }
 
-// Service is a running alecryptd.
+// Service is a running program of ours (alecryptd, alegate).
 type Service struct {
 	Addr       string // host:port
 	URL        string // http://host:port
@@ -131,22 +133,42 @@ type StartOptions struct {
 // log is printed if the test failed.
 func StartAlecryptd(t testing.TB, opts StartOptions) *Service {
 	t.Helper()
-	bin := Binaries(t)
 	dir := t.TempDir()
 	ks := opts.Keystore
 	if ks == "" {
 		ks = filepath.Join(dir, "keystore.json")
 	}
 	args := append([]string{"--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--keystore", ks, "--log-level", "debug", "--refresh", "200ms"}, opts.Args...)
-	cmd := exec.Command(filepath.Join(bin, "alecryptd"), args...)
+	env := append([]string{"ALECRYPT_LISTEN=", "ALECRYPT_KEYSTORE=", "ALECRYPT_METRICS_LISTEN="}, opts.Env...)
+	s := StartProgram(t, "alecryptd", args, env, "alecryptd listening", opts.ExpectExit)
+	s.Keystore = ks
+	return s
+}
+
+// StartAlegate starts alegate on 127.0.0.1:0 in front of upstream, calling
+// the alecryptd at cryptoURL.
+func StartAlegate(t testing.TB, upstream, cryptoURL string, args ...string) *Service {
+	t.Helper()
+	args = append([]string{"--listen", "127.0.0.1:0", "--upstream", upstream, "--crypto", cryptoURL}, args...)
+	return StartProgram(t, "alegate", args, []string{"ALEGATE_LISTEN="}, "alegate listening", false)
+}
+
+// StartProgram starts one of our binaries in a temporary directory and waits
+// for its JSON log line whose msg is ready (it must carry "addr"). With
+// expectExit, a process that exits first is returned instead of failing.
+func StartProgram(t testing.TB, name string, args, env []string, ready string, expectExit bool) *Service {
+	t.Helper()
+	bin := Binaries(t)
+	dir := t.TempDir()
+	cmd := exec.Command(filepath.Join(bin, name), args...)
 	cmd.Dir = dir
-	cmd.Env = append(append(os.Environ(), "ALECRYPT_LISTEN=", "ALECRYPT_KEYSTORE=", "ALECRYPT_METRICS_LISTEN="), opts.Env...)
+	cmd.Env = append(os.Environ(), env...)
 	pr, pw := io.Pipe()
-	s := &Service{Keystore: ks, Dir: dir, cmd: cmd, logs: &lockedBuffer{}, done: make(chan struct{})}
+	s := &Service{Dir: dir, cmd: cmd, logs: &lockedBuffer{}, done: make(chan struct{})}
 	cmd.Stderr = io.MultiWriter(s.logs, pw)
 	cmd.Stdout = s.logs
 	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting alecryptd: %v", err)
+		t.Fatalf("starting %s: %v", name, err)
 	}
 	go func() {
 		s.waitErr = cmd.Wait()
@@ -156,7 +178,7 @@ func StartAlecryptd(t testing.TB, opts StartOptions) *Service {
 	t.Cleanup(func() {
 		s.Stop(t)
 		if t.Failed() {
-			t.Logf("alecryptd log:\n%s", s.logs.String())
+			t.Logf("%s log:\n%s", name, s.logs.String())
 		}
 	})
 	addr := make(chan string, 1)
@@ -174,7 +196,7 @@ func StartAlecryptd(t testing.TB, opts StartOptions) *Service {
 			if line.Msg == "metrics listening" {
 				s.MetricsURL = "http://" + line.Addr + "/metrics"
 			}
-			if line.Msg == "alecryptd listening" {
+			if line.Msg == ready {
 				addr <- line.Addr
 				break
 			}
@@ -185,12 +207,12 @@ func StartAlecryptd(t testing.TB, opts StartOptions) *Service {
 	case a := <-addr:
 		s.Addr, s.URL = a, "http://"+a
 	case <-s.done:
-		if opts.ExpectExit {
+		if expectExit {
 			return s
 		}
-		t.Fatalf("alecryptd exited before listening: %v\n%s", s.waitErr, s.logs.String())
+		t.Fatalf("%s exited before listening: %v\n%s", name, s.waitErr, s.logs.String())
 	case <-time.After(30 * time.Second):
-		t.Fatalf("alecryptd did not start within 30s:\n%s", s.logs.String())
+		t.Fatalf("%s did not start within 30s:\n%s", name, s.logs.String())
 	}
 	return s
 }
@@ -231,7 +253,7 @@ func (s *Service) Stop(t testing.TB) error {
 	case <-time.After(15 * time.Second):
 		_ = s.cmd.Process.Kill()
 		<-s.done
-		t.Errorf("alecryptd did not stop within 15s of SIGTERM")
+		t.Errorf("process did not stop within 15s of SIGTERM")
 	}
 	return s.waitErr
 }

@@ -154,12 +154,22 @@ func (s *Store) Load(ctx context.Context) (keystore.Snapshot, error) {
 // Put writes rec at its fingerprint's path with check-and-set: cas is the
 // version the caller read (0 to create a key that must not exist yet). A
 // concurrent change returns ErrCASMismatch and writes nothing.
+//
+// A key whose latest version was deleted (soft delete) reads as absent, so a
+// sync puts it with cas 0; KV v2 still counts the deleted version, so that
+// case is retried once against the deleted version, and only that case.
 func (s *Store) Put(ctx context.Context, rec key.Record, cas int) (newVersion int, err error) {
 	data, err := toData(rec)
 	if err != nil {
 		return 0, err
 	}
-	sec, err := s.client.KVv2(s.mount).Put(ctx, s.path(rec.Fingerprint), data, api.WithCheckAndSet(cas))
+	kv := s.client.KVv2(s.mount)
+	sec, err := kv.Put(ctx, s.path(rec.Fingerprint), data, api.WithCheckAndSet(cas))
+	if err != nil && cas == 0 && isCASError(err) {
+		if v, deleted := s.deletedVersion(ctx, rec.Fingerprint); deleted {
+			sec, err = kv.Put(ctx, s.path(rec.Fingerprint), data, api.WithCheckAndSet(v))
+		}
+	}
 	if err != nil {
 		if isCASError(err) {
 			return 0, fmt.Errorf("put %q: %w", rec.Fingerprint, ErrCASMismatch)
@@ -173,6 +183,21 @@ func (s *Store) Put(ctx context.Context, rec key.Record, cas int) (newVersion in
 }
 
 func (s *Store) path(fp string) string { return s.prefix + "/" + fp }
+
+// deletedVersion reports the current version of a key whose latest version is
+// deleted or destroyed.
+func (s *Store) deletedVersion(ctx context.Context, fp string) (int, bool) {
+	meta, err := s.client.KVv2(s.mount).GetMetadata(ctx, s.path(fp))
+	if err != nil || meta == nil {
+		return 0, false
+	}
+	for _, v := range meta.Versions {
+		if v.Version == meta.CurrentVersion {
+			return v.Version, !v.DeletionTime.IsZero() || v.Destroyed
+		}
+	}
+	return 0, false
+}
 
 func (s *Store) list(ctx context.Context) ([]string, error) {
 	sec, err := s.client.Logical().ListWithContext(ctx, s.mount+"/metadata/"+s.prefix)

@@ -1,0 +1,146 @@
+// Command alegate is the Kitchen gateway: a reverse proxy and WebSocket
+// bridge that terminates ALE in front of a kitchen backend, asking alecryptd
+// for every cryptographic operation. It holds no keys.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/alecrypt/alecrypt/gen/ale/v1/alev1connect"
+	"github.com/alecrypt/alecrypt/service/gateway"
+)
+
+// Config is everything alegate reads from flags and the environment.
+type Config struct {
+	Listen           string
+	Upstream         *url.URL
+	Crypto           string
+	RequireALE       bool
+	EncryptResponses bool
+	MaxBodyBytes     int64
+	MaxResponseBytes int64
+	MaxFrameBytes    int64
+	OriginPatterns   []string
+	LogFormat        string
+	ShutdownTimeout  time.Duration
+}
+
+func parseConfig(args []string, getenv func(string) string) (Config, error) {
+	fs := flag.NewFlagSet("alegate", flag.ContinueOnError)
+	var c Config
+	listen := getenv("ALEGATE_LISTEN")
+	if listen == "" {
+		listen = "127.0.0.1:8081"
+	}
+	var upstream, origins string
+	fs.StringVar(&c.Listen, "listen", listen, "address to serve kitchen clients on (env ALEGATE_LISTEN)")
+	fs.StringVar(&upstream, "upstream", "", "kitchen backend base URL, http(s); WebSockets go to the same host as ws(s) (required)")
+	fs.StringVar(&c.Crypto, "crypto", "http://127.0.0.1:8080", "alecryptd base URL")
+	fs.BoolVar(&c.RequireALE, "require-ale", true, "refuse requests without ALE headers (errorCode 1)")
+	fs.BoolVar(&c.EncryptResponses, "encrypt-responses", false, "encrypt upstream response bodies under the request's key")
+	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", gateway.DefaultMaxBodyBytes, "largest encrypted request body (413 beyond)")
+	fs.Int64Var(&c.MaxResponseBytes, "max-response-bytes", gateway.DefaultMaxResponseBytes, "largest upstream response to encrypt (502 beyond)")
+	fs.Int64Var(&c.MaxFrameBytes, "max-frame-bytes", gateway.DefaultMaxFrameBytes, "largest WebSocket message")
+	fs.StringVar(&origins, "ws-origins", "", "comma-separated browser origins allowed to open WebSockets (host patterns)")
+	fs.StringVar(&c.LogFormat, "log-format", "json", "json or text")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "grace period for in-flight requests on SIGTERM")
+	if err := fs.Parse(args); err != nil {
+		return Config{}, err
+	}
+	if upstream == "" {
+		return Config{}, errors.New("--upstream is required")
+	}
+	u, err := url.Parse(upstream)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return Config{}, fmt.Errorf("--upstream %q must be an http(s) URL", upstream)
+	}
+	c.Upstream = u
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		return Config{}, fmt.Errorf("--listen: %w", err)
+	}
+	for _, o := range strings.Split(origins, ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			c.OriginPatterns = append(c.OriginPatterns, o)
+		}
+	}
+	if c.LogFormat != "json" && c.LogFormat != "text" {
+		return Config{}, fmt.Errorf("--log-format must be json or text")
+	}
+	return c, nil
+}
+
+func main() {
+	cfg, err := parseConfig(os.Args[1:], os.Getenv)
+	if errors.Is(err, flag.ErrHelp) {
+		return
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "alegate:", err)
+		os.Exit(2)
+	}
+	var h slog.Handler = slog.NewJSONHandler(os.Stderr, nil)
+	if cfg.LogFormat == "text" {
+		h = slog.NewTextHandler(os.Stderr, nil)
+	}
+	log := slog.New(h)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, cfg, log); err != nil {
+		log.Error("alegate stopped", "err", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, cfg Config, log *slog.Logger) error {
+	// One HTTP/2 (h2c) client for every call to alecryptd: connections are
+	// reused and calls multiplexed.
+	var p http.Protocols
+	p.SetUnencryptedHTTP2(true)
+	cryptoHTTP := &http.Client{Transport: &http.Transport{Protocols: &p, ForceAttemptHTTP2: true}}
+	crypto := alev1connect.NewCryptoServiceClient(cryptoHTTP, strings.TrimRight(cfg.Crypto, "/"))
+	gw := gateway.New(crypto, cfg.Upstream, gateway.Options{
+		RequireALE:       cfg.RequireALE,
+		EncryptResponses: cfg.EncryptResponses,
+		MaxBodyBytes:     cfg.MaxBodyBytes,
+		MaxResponseBytes: cfg.MaxResponseBytes,
+		MaxFrameBytes:    cfg.MaxFrameBytes,
+		OriginPatterns:   cfg.OriginPatterns,
+		Logger:           log,
+	})
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: gw, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 5 * time.Minute,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	log.Info("alegate listening", "addr", ln.Addr().String(), "upstream", cfg.Upstream.String(), "crypto", cfg.Crypto,
+		"require_ale", cfg.RequireALE, "encrypt_responses", cfg.EncryptResponses)
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	// WebSockets are hijacked connections: Shutdown does not wait for them,
+	// and they end with the process.
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	log.Info("alegate stopped cleanly")
+	return nil
+}

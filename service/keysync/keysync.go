@@ -1,0 +1,338 @@
+// Package keysync owns the rules that bring a keystore in step with the
+// Portal's listing: what to add, update, retire or leave alone (Plan), and how
+// to write it without losing a concurrent update (Apply).
+//
+// It makes no HTTP or Vault calls of its own: the listing arrives as records
+// and the store is a Target. The rules:
+//
+//   - A key the Portal lists and the store lacks is added; one whose record
+//     differs in any field (the secret compared in constant time) is
+//     overwritten with the Portal's record, as is a stored entry that is not
+//     a valid record. An identical record is left alone, so an unchanged
+//     Portal causes no writes.
+//   - A key the Portal no longer lists is retired: made decrypt-only with its
+//     version bumped by one, never deleted. A key already decrypt-only or
+//     disabled is left alone.
+//   - A key the Portal lists but whose record is unusable is skipped and
+//     counts as failed; it is never retired for being unreadable. When an
+//     unusable record's fingerprint cannot even be read, the caller holds
+//     back every retirement (HoldRetirements).
+//   - Every write is check-and-set against the version read. When another
+//     writer got there first the key is read again and planned once more; a
+//     second conflict counts as failed.
+//
+// Plan never retires because of a failure: the caller must not call it when
+// the listing itself failed.
+package keysync
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/alecrypt/alecrypt/service/key"
+	"github.com/alecrypt/alecrypt/service/keystore/vaultstore"
+)
+
+// Target is a keystore sync can write. *vaultstore.Store is one.
+type Target interface {
+	// Entries reads every stored key by fingerprint, with the version each
+	// was read at. An entry that is not a valid record has Err set.
+	Entries(ctx context.Context) (map[string]vaultstore.Entry, error)
+	// Put writes rec if the stored version is still cas (0: must not
+	// exist) and returns the new version, or an error wrapping
+	// vaultstore.ErrCASMismatch when another writer got there first.
+	Put(ctx context.Context, rec key.Record, cas int) (int, error)
+}
+
+var _ Target = (*vaultstore.Store)(nil)
+
+// Kind is what an action does.
+type Kind string
+
+// The kinds of action.
+const (
+	// Add writes a key the store lacks.
+	Add Kind = "add"
+	// Update overwrites a stored key with the Portal's record.
+	Update Kind = "update"
+	// Retire makes a key the Portal no longer lists decrypt-only.
+	Retire Kind = "retire"
+	// Unchanged writes nothing.
+	Unchanged Kind = "unchanged"
+	// Skip writes nothing because something is wrong; it counts as failed.
+	Skip Kind = "skip"
+)
+
+// Action is the plan for one fingerprint.
+type Action struct {
+	Fingerprint string
+	Kind        Kind
+	// Record is what Add, Update and Retire write.
+	Record key.Record
+	// CAS is the stored version the write is conditional on (0 for Add).
+	CAS int
+	// Reason explains an Update of an invalid entry or a Skip. It never
+	// holds key material.
+	Reason string
+}
+
+// String describes the action for a plan listing: fingerprint, kind and
+// reason, never the record's secret.
+func (a Action) String() string {
+	if a.Reason == "" {
+		return a.Fingerprint + " " + string(a.Kind)
+	}
+	return a.Fingerprint + " " + string(a.Kind) + " (" + a.Reason + ")"
+}
+
+// Plan decides what to do for every fingerprint that is listed, failed or
+// stored. listed are the Portal's valid records; failedFingerprints are keys
+// the Portal lists with an unusable record; current is the store's content.
+// Actions come sorted by fingerprint.
+func Plan(listed []key.Record, failedFingerprints []string, current map[string]vaultstore.Entry) []Action {
+	failed := make(map[string]bool, len(failedFingerprints))
+	for _, fp := range failedFingerprints {
+		failed[fp] = true
+	}
+	byFP := make(map[string]key.Record, len(listed))
+	for _, r := range listed {
+		if _, dup := byFP[r.Fingerprint]; dup {
+			failed[r.Fingerprint] = true // which copy is right is unknowable
+		}
+		byFP[r.Fingerprint] = r
+	}
+	var actions []Action
+	for fp := range failed {
+		actions = append(actions, Action{Fingerprint: fp, Kind: Skip, Reason: "the Portal's record is unusable; the stored key is left as it is"})
+	}
+	for fp, r := range byFP {
+		if failed[fp] {
+			continue
+		}
+		e, found := current[fp]
+		actions = append(actions, planListed(r, e, found))
+	}
+	for fp, e := range current {
+		if _, ok := byFP[fp]; ok || failed[fp] {
+			continue
+		}
+		actions = append(actions, planUnlisted(fp, e, true))
+	}
+	slices.SortFunc(actions, func(a, b Action) int { return cmp.Compare(a.Fingerprint, b.Fingerprint) })
+	return actions
+}
+
+// HoldRetirements turns every Retire in actions into a Skip for reason. A
+// caller uses it when the listing held a record whose fingerprint could not
+// be read: that record may be any stored key, so no absence can be trusted.
+func HoldRetirements(actions []Action, reason string) []Action {
+	out := slices.Clone(actions)
+	for i, a := range out {
+		if a.Kind == Retire {
+			out[i] = Action{Fingerprint: a.Fingerprint, Kind: Skip, Reason: "not retired: " + reason}
+		}
+	}
+	return out
+}
+
+// planListed plans a key the Portal lists with a valid record.
+func planListed(r key.Record, e vaultstore.Entry, found bool) Action {
+	a := Action{Fingerprint: r.Fingerprint, Record: r}
+	switch {
+	case !found:
+		a.Kind = Add
+	case e.Err != nil:
+		a.Kind, a.CAS, a.Reason = Update, e.Version, "the stored entry is not a valid record"
+	case Same(r, e.Record):
+		a.Kind, a.Record = Unchanged, key.Record{}
+	default:
+		a.Kind, a.CAS = Update, e.Version
+	}
+	return a
+}
+
+// planUnlisted plans a key the Portal does not list.
+func planUnlisted(fp string, e vaultstore.Entry, found bool) Action {
+	a := Action{Fingerprint: fp}
+	switch {
+	case !found:
+		a.Kind, a.Reason = Unchanged, "no longer stored"
+	case e.Err != nil:
+		// There is no record to retire, and deleting is never allowed.
+		a.Kind, a.Reason = Skip, "the stored entry is not a valid record and the Portal no longer lists the key; fix or remove it by hand"
+	case e.Record.State != key.Active:
+		a.Kind = Unchanged
+	default:
+		r := e.Record.Clone()
+		r.State = key.DecryptOnly
+		r.Version++
+		a.Kind, a.Record, a.CAS = Retire, r, e.Version
+	}
+	return a
+}
+
+// Same reports whether two records are identical in every field: metadata
+// compared exactly (times by instant), the key material through
+// Record.SameMaterial, so the secret is compared in constant time.
+func Same(a, b key.Record) bool {
+	return a.Fingerprint == b.Fingerprint &&
+		slices.Equal(a.Aliases, b.Aliases) &&
+		a.CounterBits == b.CounterBits &&
+		a.State == b.State &&
+		a.Version == b.Version &&
+		a.CreatedAt.Equal(b.CreatedAt) &&
+		a.NotAfter.Equal(b.NotAfter) &&
+		a.Source == b.Source &&
+		a.SameMaterial(b)
+}
+
+// Summary is the outcome of one Apply.
+type Summary struct {
+	Added, Updated, Retired, Unchanged, Failed int
+	// DryRun is set when nothing was written: the counts are the plan's.
+	DryRun bool
+	// Outcomes has one entry per action, in order.
+	Outcomes []Outcome
+}
+
+// Outcome is what happened to one fingerprint.
+type Outcome struct {
+	// Action is what was finally attempted: after a check-and-set conflict,
+	// the action re-planned from a fresh read.
+	Action Action
+	// Version is the stored version after a successful write.
+	Version int
+	// Retried is set when a check-and-set conflict forced a re-plan.
+	Retried bool
+	// Err is why the action failed; nil on success.
+	Err error
+}
+
+// Failed reports whether the outcome counts as failed.
+func (o Outcome) Failed() bool { return o.Err != nil || o.Action.Kind == Skip }
+
+// OK reports whether nothing failed.
+func (s Summary) OK() bool { return s.Failed == 0 }
+
+// String is the run's summary line.
+func (s Summary) String() string {
+	return fmt.Sprintf("added=%d updated=%d retired=%d unchanged=%d failed=%d",
+		s.Added, s.Updated, s.Retired, s.Unchanged, s.Failed)
+}
+
+func (s *Summary) count(o Outcome) {
+	s.Outcomes = append(s.Outcomes, o)
+	if o.Failed() {
+		s.Failed++
+		return
+	}
+	switch o.Action.Kind {
+	case Add:
+		s.Added++
+	case Update:
+		s.Updated++
+	case Retire:
+		s.Retired++
+	case Unchanged:
+		s.Unchanged++
+	}
+}
+
+// errSkipped is the error of a Skip's outcome, so every failed outcome
+// carries an error saying why.
+var errSkipped = errors.New("skipped")
+
+// Apply carries out actions against t, in order. With dryRun it writes
+// nothing and counts the plan. A check-and-set conflict makes Apply read the
+// store again (once, after the first pass) and re-plan each conflicting key
+// from what it finds; a second conflict counts as failed. A failed write
+// affects only its own key.
+func Apply(ctx context.Context, t Target, actions []Action, dryRun bool) Summary {
+	s := Summary{DryRun: dryRun}
+	if dryRun {
+		for _, a := range actions {
+			o := Outcome{Action: a}
+			if a.Kind == Skip {
+				o.Err = skipError(a)
+			}
+			s.count(o)
+		}
+		return s
+	}
+	var conflicts []int // positions in s.Outcomes awaiting a re-plan
+	for _, a := range actions {
+		o := write(ctx, t, a)
+		if errors.Is(o.Err, vaultstore.ErrCASMismatch) {
+			conflicts = append(conflicts, len(s.Outcomes))
+			s.Outcomes = append(s.Outcomes, o) // counted after the retry
+			continue
+		}
+		s.count(o)
+	}
+	if len(conflicts) == 0 {
+		return s
+	}
+	fresh, err := t.Entries(ctx)
+	retried := make([]Outcome, 0, len(conflicts))
+	for _, i := range conflicts {
+		first := s.Outcomes[i]
+		o := first
+		if err != nil {
+			o.Err = fmt.Errorf("%w; re-reading the store failed: %w", first.Err, err)
+		} else {
+			o = write(ctx, t, replan(first.Action, fresh))
+		}
+		o.Retried = true
+		retried = append(retried, o)
+	}
+	// Rebuild the outcomes in the original order, counting each once.
+	outcomes := s.Outcomes
+	s = Summary{}
+	next := 0
+	for i, o := range outcomes {
+		if next < len(conflicts) && conflicts[next] == i {
+			o = retried[next]
+			next++
+		}
+		s.count(o)
+	}
+	return s
+}
+
+// replan plans a conflicting key again from a fresh read. Whether the Portal
+// lists it is known from the first plan: Add and Update carry its record.
+func replan(a Action, fresh map[string]vaultstore.Entry) Action {
+	e, found := fresh[a.Fingerprint]
+	if a.Kind == Add || a.Kind == Update {
+		return planListed(a.Record, e, found)
+	}
+	return planUnlisted(a.Fingerprint, e, found)
+}
+
+// write carries out one action.
+func write(ctx context.Context, t Target, a Action) Outcome {
+	o := Outcome{Action: a}
+	switch a.Kind {
+	case Add, Update, Retire:
+		if err := ctx.Err(); err != nil {
+			o.Err = fmt.Errorf("%s %s: not attempted: %w", a.Kind, a.Fingerprint, err)
+			return o
+		}
+		v, err := t.Put(ctx, a.Record, a.CAS)
+		if err != nil {
+			o.Err = fmt.Errorf("%s %s: %w", a.Kind, a.Fingerprint, err)
+			return o
+		}
+		o.Version = v
+	case Skip:
+		o.Err = skipError(a)
+	}
+	return o
+}
+
+func skipError(a Action) error {
+	return fmt.Errorf("%s: %w: %s", a.Fingerprint, errSkipped, a.Reason)
+}
