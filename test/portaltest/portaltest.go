@@ -54,11 +54,12 @@ func Start(t testing.TB, token string) *Portal {
 	return p
 }
 
-// SetKeys replaces what the Portal lists.
+// SetKeys replaces what the Portal lists, raw records included.
 func (p *Portal) SetKeys(recs ...key.Record) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.records = append([]key.Record(nil), recs...)
+	p.raw = nil
 }
 
 // AddRaw appends a raw JSON record (valid or not) to the listing.
