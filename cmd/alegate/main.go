@@ -18,8 +18,12 @@ import (
 	"syscall"
 	"time"
 
+	"connectrpc.com/connect"
+	"connectrpc.com/otelconnect"
+
 	"github.com/alecrypt/alecrypt/gen/ale/v1/alev1connect"
 	"github.com/alecrypt/alecrypt/service/gateway"
+	"github.com/alecrypt/alecrypt/service/tracing"
 )
 
 // Config is everything alegate reads from flags and the environment.
@@ -109,8 +113,29 @@ func run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	var p http.Protocols
 	p.SetUnencryptedHTTP2(true)
 	cryptoHTTP := &http.Client{Transport: &http.Transport{Protocols: &p, ForceAttemptHTTP2: true}}
-	crypto := alev1connect.NewCryptoServiceClient(cryptoHTTP, strings.TrimRight(cfg.Crypto, "/"))
+	tr, err := tracing.FromEnv(ctx, os.Getenv, "alegate", os.Stdout)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = tr.Shutdown(sctx)
+	}()
+	var clientOpts []connect.ClientOption
+	if tr.Provider != nil {
+		otel, err := otelconnect.NewInterceptor(otelconnect.WithTracerProvider(tr.Provider),
+			otelconnect.WithPropagator(tr.Propagator), otelconnect.WithoutMetrics())
+		if err != nil {
+			return err
+		}
+		clientOpts = append(clientOpts, connect.WithInterceptors(otel))
+		log.Info("tracing on", "exporter", tr.Exporter)
+	}
+	crypto := alev1connect.NewCryptoServiceClient(cryptoHTTP, strings.TrimRight(cfg.Crypto, "/"), clientOpts...)
 	gw := gateway.New(crypto, cfg.Upstream, gateway.Options{
+		TracerProvider:   tr.Provider,
+		Propagator:       tr.Propagator,
 		RequireALE:       cfg.RequireALE,
 		EncryptResponses: cfg.EncryptResponses,
 		MaxBodyBytes:     cfg.MaxBodyBytes,

@@ -24,6 +24,8 @@ import (
 	"strings"
 
 	"connectrpc.com/connect"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 
 	alev1 "github.com/alecrypt/alecrypt/gen/ale/v1"
 	"github.com/alecrypt/alecrypt/gen/ale/v1/alev1connect"
@@ -60,6 +62,12 @@ type Options struct {
 	Transport http.RoundTripper
 	// Logger gets one line per refused request or frame; nil discards.
 	Logger *slog.Logger
+	// TracerProvider, when set, gives every request a server span that
+	// continues the caller's W3C trace; the Connect client to alecryptd
+	// (given its own otelconnect interceptor) and the upstream request then
+	// carry it on.
+	TracerProvider trace.TracerProvider
+	Propagator     propagation.TextMapPropagator
 }
 
 // Gateway is the http.Handler in front of the kitchen backend.
@@ -69,6 +77,7 @@ type Gateway struct {
 	opts     Options
 	proxy    *httputil.ReverseProxy
 	log      *slog.Logger
+	tracer   trace.Tracer // nil when tracing is off
 }
 
 // New builds a gateway that sends decrypted traffic to upstream and asks
@@ -91,10 +100,19 @@ func New(crypto alev1connect.CryptoServiceClient, upstream *url.URL, opts Option
 	if g.log == nil {
 		g.log = slog.New(slog.DiscardHandler)
 	}
+	if opts.TracerProvider != nil {
+		g.tracer = opts.TracerProvider.Tracer("github.com/alecrypt/alecrypt/service/gateway")
+		if g.opts.Propagator == nil {
+			g.opts.Propagator = propagation.TraceContext{}
+		}
+	}
 	g.proxy = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(upstream)
 			pr.SetXForwarded()
+			if g.tracer != nil {
+				g.opts.Propagator.Inject(pr.Out.Context(), propagation.HeaderCarrier(pr.Out.Header))
+			}
 		},
 		Transport:      opts.Transport,
 		ModifyResponse: g.encryptResponse,
@@ -107,6 +125,12 @@ func New(crypto alev1connect.CryptoServiceClient, upstream *url.URL, opts Option
 type aleKey struct{}
 
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if g.tracer != nil {
+		ctx := g.opts.Propagator.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+		ctx, span := g.tracer.Start(ctx, "alegate "+r.Method, trace.WithSpanKind(trace.SpanKindServer))
+		defer span.End()
+		r = r.WithContext(ctx)
+	}
 	if isWebSocket(r) {
 		g.serveWebSocket(w, r)
 		return

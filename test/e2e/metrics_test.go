@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -13,6 +14,7 @@ import (
 
 	alev1 "github.com/alecrypt/alecrypt/gen/ale/v1"
 	"github.com/alecrypt/alecrypt/test/harness"
+	"github.com/alecrypt/alecrypt/test/kitchentest"
 )
 
 // series flattens a scrape into "name{label=value,...}" → value, counting
@@ -155,5 +157,42 @@ func TestTracingContinuesCallersTrace(t *testing.T) {
 	}
 	if strings.Contains(logs, canaryText) {
 		t.Fatal("the plaintext appeared in a trace or log")
+	}
+}
+
+// TestTracingThroughGateway: a kitchen client's W3C trace continues through
+// alegate into alecryptd, so one trace shows the whole request.
+func TestTracingThroughGateway(t *testing.T) {
+	otel := []string{"OTEL_TRACES_EXPORTER=console"}
+	ks := filepath.Join(t.TempDir(), "keystore.json")
+	addKey(t, ks, "trace-fp", "default", "trace-test-secret", "trace-salt", 1000)
+	svc := harness.StartAlecryptd(t, harness.StartOptions{Keystore: ks, Env: otel})
+	kitchen := kitchentest.Start(t)
+	gate := harness.StartAlegateEnv(t, kitchen.URL, svc.URL, otel)
+	env, err := newCryptoClient(svc.URL).Encrypt(context.Background(), connect.NewRequest(&alev1.EncryptRequest{Plaintext: []byte(`{"a":1}`)}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const traceID = "0af7651916cd43dd8448eb211c80319c"
+	req, _ := http.NewRequest(http.MethodPost, gate.URL+"/orders", strings.NewReader(b64(env.Msg.GetEnvelope().GetMessage())))
+	req.Header = http.Header{"Authorization": {"Bearer t"}, "Sec-Iv": {b64(env.Msg.GetEnvelope().GetIv())},
+		"Sec-Fingerprint": {"trace-fp"}, "Traceparent": {"00-" + traceID + "-b7ad6b7169203331-01"}}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil || res.StatusCode != 200 {
+		t.Fatalf("request through the gateway: %v %v", res, err)
+	}
+	res.Body.Close()
+	if got := kitchen.Requests()[0].Header.Get("Traceparent"); !strings.Contains(got, traceID) {
+		t.Errorf("the kitchen got traceparent %q, want trace %s", got, traceID)
+	}
+	_ = gate.Stop(t)
+	_ = svc.Stop(t)
+	for name, logs := range map[string]string{"alegate": gate.Logs(), "alecryptd": svc.Logs()} {
+		if !strings.Contains(logs, `"TraceID":"`+traceID+`"`) {
+			t.Errorf("%s exported no span in trace %s", name, traceID)
+		}
+	}
+	if !strings.Contains(svc.Logs(), `"Name":"ale.v1.CryptoService/Decrypt"`) {
+		t.Errorf("alecryptd exported no Decrypt span")
 	}
 }

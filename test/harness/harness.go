@@ -149,8 +149,14 @@ func StartAlecryptd(t testing.TB, opts StartOptions) *Service {
 // the alecryptd at cryptoURL.
 func StartAlegate(t testing.TB, upstream, cryptoURL string, args ...string) *Service {
 	t.Helper()
+	return StartAlegateEnv(t, upstream, cryptoURL, nil, args...)
+}
+
+// StartAlegateEnv is StartAlegate with extra environment variables.
+func StartAlegateEnv(t testing.TB, upstream, cryptoURL string, env []string, args ...string) *Service {
+	t.Helper()
 	args = append([]string{"--listen", "127.0.0.1:0", "--upstream", upstream, "--crypto", cryptoURL}, args...)
-	return StartProgram(t, "alegate", args, []string{"ALEGATE_LISTEN="}, "alegate listening", false)
+	return StartProgram(t, "alegate", args, append([]string{"ALEGATE_LISTEN="}, env...), "alegate listening", false)
 }
 
 // StartProgram starts one of our binaries in a temporary directory and waits
