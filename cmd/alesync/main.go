@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -35,6 +36,7 @@ import (
 	"github.com/alecrypt/alecrypt/service/key"
 	"github.com/alecrypt/alecrypt/service/keystore/vaultstore"
 	"github.com/alecrypt/alecrypt/service/keysync"
+	"github.com/alecrypt/alecrypt/service/metrics"
 	"github.com/alecrypt/alecrypt/service/portal"
 	"github.com/alecrypt/alecrypt/service/secret"
 	"github.com/alecrypt/alecrypt/service/vaultauth"
@@ -75,6 +77,9 @@ type Config struct {
 
 	LogFormat string
 	LogLevel  slog.Level
+	// MetricsListen serves Prometheus /metrics while alesync runs (useful
+	// with --interval); empty turns it off.
+	MetricsListen string
 }
 
 // VaultConfig is where the keys go and how to log in, with the same flags as
@@ -101,6 +106,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	fs.StringVar(&portalURL, "portal-url", getenv("ALESYNC_PORTAL_URL"), "the Portal's base URL, https:// (env ALESYNC_PORTAL_URL)")
 	fs.StringVar(&c.PortalTokenFile, "portal-token-file", "", "file holding the Portal's bearer token (or the token itself in env ALESYNC_PORTAL_TOKEN)")
 	fs.StringVar(&c.PortalCA, "portal-ca", getenv("ALESYNC_PORTAL_CA"), "PEM file of the CA(s) to trust for the Portal instead of the system roots (env ALESYNC_PORTAL_CA)")
+	fs.StringVar(&c.MetricsListen, "metrics-listen", getenv("ALESYNC_METRICS_LISTEN"), "address for Prometheus /metrics (sync results); empty turns it off (env ALESYNC_METRICS_LISTEN)")
 	fs.StringVar(&c.Vault.Mount, "vault-mount", vaultstore.DefaultMount, "Vault KV v2 mount holding the keys")
 	fs.StringVar(&c.Vault.Prefix, "vault-prefix", vaultstore.DefaultPrefix, "path under the mount: one secret per fingerprint")
 	fs.StringVar(&c.Vault.Auth.Method, "vault-auth", vaultauth.MethodToken, "Vault auth: token (VAULT_TOKEN), approle or kubernetes")
@@ -222,6 +228,21 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) in
 		log:        log,
 		out:        stdout,
 	}
+	if cfg.MetricsListen != "" {
+		reg := metrics.NewRegistry()
+		s.metrics = metrics.NewSync(reg)
+		ln, err := net.Listen("tcp", cfg.MetricsListen)
+		if err != nil {
+			log.Error("alesync cannot start", "err", fmt.Errorf("--metrics-listen: %w", err))
+			return 1
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", metrics.Handler(reg))
+		msrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go func() { _ = msrv.Serve(ln) }()
+		defer msrv.Close()
+		log.Info("metrics listening", "addr", ln.Addr().String())
+	}
 	log.Info("alesync starting", "portal", redactURL(cfg.PortalURL), "vault", vc.Address(), "location", store.Location(),
 		"vault_auth", cfg.Vault.Auth.Method, "interval", cfg.Interval.String(), "dry_run", cfg.DryRun)
 	if cfg.Interval == 0 {
@@ -251,6 +272,7 @@ type syncer struct {
 	allowEmpty bool
 	log        *slog.Logger
 	out        io.Writer
+	metrics    *metrics.Sync // nil when --metrics-listen is off
 }
 
 // errEmptyPortal refuses a run that would retire every key because the
@@ -268,6 +290,17 @@ func (s *syncer) runAndReport(ctx context.Context) bool {
 		"added", sum.Added, "updated", sum.Updated, "retired", sum.Retired,
 		"unchanged", sum.Unchanged, "failed", sum.Failed,
 		"dry_run", s.dryRun, "ok", ok, "duration", time.Since(start).String(),
+	}
+	if s.metrics != nil {
+		outcome := metrics.SyncOK
+		switch {
+		case err != nil:
+			outcome = metrics.SyncAborted
+		case !ok:
+			outcome = metrics.SyncFailed
+		}
+		s.metrics.Observe(metrics.SyncCounts{Added: sum.Added, Updated: sum.Updated, Retired: sum.Retired,
+			Unchanged: sum.Unchanged, Failed: sum.Failed}, outcome, time.Now())
 	}
 	switch {
 	case err != nil:

@@ -327,3 +327,25 @@ func TestGatewayWebSocket(t *testing.T) {
 		t.Fatalf("close status = %v (%v), want 4001", websocket.CloseStatus(err), err)
 	}
 }
+
+// TestAlectlHTTP: an operator's ALE request through the gateway with alectl,
+// built on the POS RoundTripper.
+func TestAlectlHTTP(t *testing.T) {
+	e := startGateway(t, "--encrypt-responses")
+	alectl := filepath.Join(harness.Binaries(t), "alectl")
+	env := []string{"ALECRYPT_ADDR=" + e.crypto.URL}
+	out, errOut, code := harness.Run(t, "", env, alectl, "http", "POST", e.gate.URL+"/v1/orders?src=alectl",
+		"--alias", "store-1", "--authorization", "Bearer ops", "--header", "Content-Type: application/json", "--data", `{"order":"from alectl"}`)
+	if code != 0 || out != `{"order":"from alectl"}` || !strings.Contains(errOut, "200 OK") {
+		t.Fatalf("alectl http: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	reqs := e.kitchen.Requests()
+	if len(reqs) != 1 || string(reqs[0].Body) != `{"order":"from alectl"}` || reqs[0].RawQuery != "src=alectl" {
+		t.Fatalf("kitchen saw %+v", reqs)
+	}
+	// A refused request: the gateway's ALE error is printed and the exit is 1.
+	_, errOut, code = harness.Run(t, "", env, alectl, "http", "POST", e.gate.URL+"/v1/orders", "--alias", "store-1", "--data", "x")
+	if code != 1 || !strings.Contains(errOut, "400 Bad Request") {
+		t.Fatalf("alectl http without authorization: exit %d, stderr %q; want exit 1 and the 400", code, errOut)
+	}
+}

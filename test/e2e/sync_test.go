@@ -180,3 +180,28 @@ func TestPortalSyncEndToEnd(t *testing.T) {
 		}
 	}
 }
+
+// TestAlesyncIntervalMetrics runs alesync on an interval with its metrics
+// listener: the counters show the runs and the keys they handled.
+func TestAlesyncIntervalMetrics(t *testing.T) {
+	e := newSyncEnv(t)
+	t0 := time.Now().UTC().Truncate(time.Second)
+	e.portal.SetKeys(testKey("ek-m-1", "store-1", "sync-secret-m1", t0), testKey("ek-m-2", "store-2", "sync-secret-m2", t0))
+	p := harness.StartProgram(t, "alesync", []string{"--interval", "1s", "--metrics-listen", "127.0.0.1:0",
+		"--portal-url", e.portal.URL, "--portal-token-file", e.tokenFile, "--portal-ca", e.portal.CAFile},
+		append(e.vault.Env(e.syncToken), "ALESYNC_PORTAL_TOKEN=", "ALESYNC_METRICS_LISTEN="), "metrics listening", false)
+	url := p.URL + "/metrics"
+	waitFor(t, "two sync runs", func() bool { return series(t, url)["alecrypt_sync_runs_total{outcome=ok}"] >= 2 })
+	m := series(t, url)
+	if m["alecrypt_sync_keys_total{result=added}"] != 2 || m["alecrypt_sync_keys_total{result=failed}"] != 0 ||
+		m["alecrypt_sync_keys_total{result=unchanged}"] < 2 || m["alecrypt_sync_last_success_timestamp_seconds{}"] == 0 {
+		t.Fatalf("sync metrics = added %v, failed %v, unchanged %v, last success %v",
+			m["alecrypt_sync_keys_total{result=added}"], m["alecrypt_sync_keys_total{result=failed}"],
+			m["alecrypt_sync_keys_total{result=unchanged}"], m["alecrypt_sync_last_success_timestamp_seconds{}"])
+	}
+	e.portal.FailWith(http.StatusServiceUnavailable)
+	waitFor(t, "an aborted run to be counted", func() bool { return series(t, url)["alecrypt_sync_runs_total{outcome=aborted}"] >= 1 })
+	if err := p.Stop(t); err != nil {
+		t.Fatalf("alesync --interval exit after SIGTERM = %v, want 0", err)
+	}
+}

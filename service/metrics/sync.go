@@ -1,0 +1,68 @@
+package metrics
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Sync holds alesync's metrics: runs by outcome, keys by result, and when
+// the last run and the last clean run finished. An operator alerts on the
+// age of the last clean run.
+type Sync struct {
+	runs        *prometheus.CounterVec
+	keys        *prometheus.CounterVec
+	lastRun     prometheus.Gauge
+	lastSuccess prometheus.Gauge
+}
+
+// SyncCounts is one run's per-key results.
+type SyncCounts struct {
+	Added, Updated, Retired, Unchanged, Failed int
+}
+
+// Sync run outcomes.
+const (
+	SyncOK      = "ok"      // every key synced
+	SyncFailed  = "failed"  // some keys failed
+	SyncAborted = "aborted" // Portal or Vault error: nothing written
+)
+
+// NewSync registers alesync's metrics on reg.
+func NewSync(reg prometheus.Registerer) *Sync {
+	s := &Sync{
+		runs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "alecrypt_sync_runs_total", Help: "Sync runs, by outcome (ok, failed, aborted).",
+		}, []string{"outcome"}),
+		keys: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "alecrypt_sync_keys_total", Help: "Keys handled by sync runs, by result (added, updated, retired, unchanged, failed).",
+		}, []string{"result"}),
+		lastRun: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "alecrypt_sync_last_run_timestamp_seconds", Help: "Unix time the last sync run ended.",
+		}),
+		lastSuccess: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "alecrypt_sync_last_success_timestamp_seconds", Help: "Unix time the last clean sync run ended.",
+		}),
+	}
+	for _, o := range []string{SyncOK, SyncFailed, SyncAborted} {
+		s.runs.WithLabelValues(o)
+	}
+	for _, r := range []string{"added", "updated", "retired", "unchanged", "failed"} {
+		s.keys.WithLabelValues(r)
+	}
+	reg.MustRegister(s.runs, s.keys, s.lastRun, s.lastSuccess)
+	return s
+}
+
+// Observe records one run.
+func (s *Sync) Observe(c SyncCounts, outcome string, at time.Time) {
+	s.runs.WithLabelValues(outcome).Inc()
+	for r, n := range map[string]int{"added": c.Added, "updated": c.Updated, "retired": c.Retired, "unchanged": c.Unchanged, "failed": c.Failed} {
+		s.keys.WithLabelValues(r).Add(float64(n))
+	}
+	ts := float64(at.UnixNano()) / 1e9
+	s.lastRun.Set(ts)
+	if outcome == SyncOK {
+		s.lastSuccess.Set(ts)
+	}
+}
