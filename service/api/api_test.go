@@ -190,7 +190,7 @@ func TestRetiredKeyStillDecrypts(t *testing.T) {
 	if _, _, err := ring.Replace(recs); err != nil {
 		t.Fatal(err)
 	}
-	env, _, err := engine.New(ring).Encrypt(engine.Ref{Fingerprint: "ctr-retired"}, []byte("old order"), nil)
+	env, _, err := engine.New(ring).Encrypt(context.Background(), engine.Ref{Fingerprint: "ctr-retired"}, []byte("old order"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -254,13 +254,13 @@ func aleCode(t *testing.T, err error) int32 {
 func TestBadInputs(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	good, _, err := f.eng.Encrypt(engine.Ref{Alias: "gcm"}, []byte(`{"a":1}`), nil)
+	good, _, err := f.eng.Encrypt(context.Background(), engine.Ref{Alias: "gcm"}, []byte(`{"a":1}`), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	tampered := bytes.Clone(good.Message)
 	tampered[len(tampered)-1] ^= 1
-	ctrEnv, _, err := f.eng.Encrypt(engine.Ref{Fingerprint: "ctr-old"}, []byte("not json"), nil)
+	ctrEnv, _, err := f.eng.Encrypt(context.Background(), engine.Ref{Fingerprint: "ctr-old"}, []byte("not json"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

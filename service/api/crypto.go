@@ -24,15 +24,15 @@ type cryptoServer struct {
 
 var _ alev1connect.CryptoServiceHandler = (*cryptoServer)(nil)
 
-func (s *cryptoServer) encrypt(req *alev1.EncryptRequest) (*alev1.EncryptResponse, error) {
-	env, k, err := s.eng.Encrypt(refFromProto(req.GetKey()), req.GetPlaintext(), req.GetAssociatedData())
+func (s *cryptoServer) encrypt(ctx context.Context, req *alev1.EncryptRequest) (*alev1.EncryptResponse, error) {
+	env, k, err := s.eng.Encrypt(ctx, refFromProto(req.GetKey()), req.GetPlaintext(), req.GetAssociatedData())
 	if err != nil {
 		return nil, err
 	}
 	return &alev1.EncryptResponse{Envelope: envelopeToProto(env), Key: keyInfo(k)}, nil
 }
 
-func (s *cryptoServer) decrypt(req *alev1.DecryptRequest) (*alev1.DecryptResponse, error) {
+func (s *cryptoServer) decrypt(ctx context.Context, req *alev1.DecryptRequest) (*alev1.DecryptResponse, error) {
 	if req.GetEnvelope() == nil {
 		return nil, &engine.FieldError{Field: "envelope", Reason: "missing"}
 	}
@@ -40,55 +40,55 @@ func (s *cryptoServer) decrypt(req *alev1.DecryptRequest) (*alev1.DecryptRespons
 	if err != nil {
 		return nil, err
 	}
-	pt, k, err := s.eng.Decrypt(envelopeFromProto(req.GetEnvelope()), req.GetAssociatedData(), expect)
+	pt, k, err := s.eng.Decrypt(ctx, envelopeFromProto(req.GetEnvelope()), req.GetAssociatedData(), expect)
 	if err != nil {
 		return nil, err
 	}
 	return &alev1.DecryptResponse{Plaintext: pt, Key: keyInfo(k)}, nil
 }
 
-func (s *cryptoServer) Encrypt(_ context.Context, req *connect.Request[alev1.EncryptRequest]) (*connect.Response[alev1.EncryptResponse], error) {
-	res, err := s.encrypt(req.Msg)
+func (s *cryptoServer) Encrypt(ctx context.Context, req *connect.Request[alev1.EncryptRequest]) (*connect.Response[alev1.EncryptResponse], error) {
+	res, err := s.encrypt(ctx, req.Msg)
 	if err != nil {
 		return nil, toConnectError(err)
 	}
 	return connect.NewResponse(res), nil
 }
 
-func (s *cryptoServer) Decrypt(_ context.Context, req *connect.Request[alev1.DecryptRequest]) (*connect.Response[alev1.DecryptResponse], error) {
-	res, err := s.decrypt(req.Msg)
+func (s *cryptoServer) Decrypt(ctx context.Context, req *connect.Request[alev1.DecryptRequest]) (*connect.Response[alev1.DecryptResponse], error) {
+	res, err := s.decrypt(ctx, req.Msg)
 	if err != nil {
 		return nil, toConnectError(err)
 	}
 	return connect.NewResponse(res), nil
 }
 
-func (s *cryptoServer) Resolve(_ context.Context, req *connect.Request[alev1.ResolveRequest]) (*connect.Response[alev1.ResolveResponse], error) {
-	k, err := s.eng.Resolve(refFromProto(req.Msg.GetKey()))
+func (s *cryptoServer) Resolve(ctx context.Context, req *connect.Request[alev1.ResolveRequest]) (*connect.Response[alev1.ResolveResponse], error) {
+	k, err := s.eng.Resolve(ctx, refFromProto(req.Msg.GetKey()))
 	if err != nil {
 		return nil, toConnectError(err)
 	}
 	return connect.NewResponse(&alev1.ResolveResponse{Key: keyInfo(k)}), nil
 }
 
-func (s *cryptoServer) EncryptBatch(_ context.Context, req *connect.Request[alev1.EncryptBatchRequest]) (*connect.Response[alev1.EncryptBatchResponse], error) {
+func (s *cryptoServer) EncryptBatch(ctx context.Context, req *connect.Request[alev1.EncryptBatchRequest]) (*connect.Response[alev1.EncryptBatchResponse], error) {
 	if err := checkBatch(len(req.Msg.GetItems())); err != nil {
 		return nil, err
 	}
 	out := &alev1.EncryptBatchResponse{Results: make([]*alev1.EncryptResult, len(req.Msg.GetItems()))}
 	for i, item := range req.Msg.GetItems() {
-		out.Results[i] = s.encryptResult(item)
+		out.Results[i] = s.encryptResult(ctx, item)
 	}
 	return connect.NewResponse(out), nil
 }
 
-func (s *cryptoServer) DecryptBatch(_ context.Context, req *connect.Request[alev1.DecryptBatchRequest]) (*connect.Response[alev1.DecryptBatchResponse], error) {
+func (s *cryptoServer) DecryptBatch(ctx context.Context, req *connect.Request[alev1.DecryptBatchRequest]) (*connect.Response[alev1.DecryptBatchResponse], error) {
 	if err := checkBatch(len(req.Msg.GetItems())); err != nil {
 		return nil, err
 	}
 	out := &alev1.DecryptBatchResponse{Results: make([]*alev1.DecryptResult, len(req.Msg.GetItems()))}
 	for i, item := range req.Msg.GetItems() {
-		out.Results[i] = s.decryptResult(item)
+		out.Results[i] = s.decryptResult(ctx, item)
 	}
 	return connect.NewResponse(out), nil
 }
@@ -100,16 +100,16 @@ func checkBatch(n int) error {
 	return nil
 }
 
-func (s *cryptoServer) encryptResult(item *alev1.EncryptRequest) *alev1.EncryptResult {
-	res, err := s.encrypt(item)
+func (s *cryptoServer) encryptResult(ctx context.Context, item *alev1.EncryptRequest) *alev1.EncryptResult {
+	res, err := s.encrypt(ctx, item)
 	if err != nil {
 		return &alev1.EncryptResult{Result: &alev1.EncryptResult_Error{Error: toItemError(err)}}
 	}
 	return &alev1.EncryptResult{Result: &alev1.EncryptResult_Response{Response: res}}
 }
 
-func (s *cryptoServer) decryptResult(item *alev1.DecryptRequest) *alev1.DecryptResult {
-	res, err := s.decrypt(item)
+func (s *cryptoServer) decryptResult(ctx context.Context, item *alev1.DecryptRequest) *alev1.DecryptResult {
+	res, err := s.decrypt(ctx, item)
 	if err != nil {
 		return &alev1.DecryptResult{Result: &alev1.DecryptResult_Error{Error: toItemError(err)}}
 	}
@@ -133,12 +133,12 @@ func (s *cryptoServer) Stream(ctx context.Context, stream *connect.BidiStream[al
 		switch op := req.GetOperation().(type) {
 		case *alev1.StreamRequest_Encrypt:
 			var r *alev1.EncryptResponse
-			if r, opErr = s.encrypt(op.Encrypt); opErr == nil {
+			if r, opErr = s.encrypt(ctx, op.Encrypt); opErr == nil {
 				res.Result = &alev1.StreamResponse_Encrypt{Encrypt: r}
 			}
 		case *alev1.StreamRequest_Decrypt:
 			var r *alev1.DecryptResponse
-			if r, opErr = s.decrypt(op.Decrypt); opErr == nil {
+			if r, opErr = s.decrypt(ctx, op.Decrypt); opErr == nil {
 				res.Result = &alev1.StreamResponse_Decrypt{Decrypt: r}
 			}
 		default:

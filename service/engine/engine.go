@@ -9,6 +9,7 @@
 package engine
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/json"
 	"errors"
@@ -38,7 +39,31 @@ var (
 	// ErrKeyUnusable: the key's derivation failed (ALE 2). The record was
 	// validated, so this is an internal fault worth alerting on.
 	ErrKeyUnusable = errors.New("key cannot be derived")
+	// ErrPermissionDenied: the caller may not use this key for this
+	// operation. Authorizers wrap it.
+	ErrPermissionDenied = errors.New("permission denied")
 )
+
+// Op is an operation an Authorizer decides on.
+type Op string
+
+// The operations.
+const (
+	OpEncrypt Op = "encrypt"
+	OpDecrypt Op = "decrypt"
+	OpResolve Op = "resolve"
+	OpList    Op = "list"
+)
+
+// Authorizer decides whether the caller in ctx may apply op to a key. The
+// engine asks it after resolving the key and before touching any cipher, so
+// a denied call learns nothing but the denial.
+type Authorizer interface {
+	// Authorize returns nil or an error wrapping ErrPermissionDenied.
+	Authorize(ctx context.Context, op Op, k *keyring.Key) error
+	// DefaultAlias is the caller's default alias ("" for the service's).
+	DefaultAlias(ctx context.Context) string
+}
 
 // FieldError reports a missing or unusable request field (ALE 1).
 type FieldError struct {
@@ -77,6 +102,7 @@ type Engine struct {
 	rand         io.Reader
 	now          func() time.Time
 	defaultAlias string
+	authz        Authorizer // nil: everything allowed
 }
 
 // Option configures an Engine.
@@ -90,6 +116,9 @@ func WithClock(now func() time.Time) Option { return func(e *Engine) { e.now = n
 
 // WithDefaultAlias sets the alias an empty Ref resolves to.
 func WithDefaultAlias(alias string) Option { return func(e *Engine) { e.defaultAlias = alias } }
+
+// WithAuthorizer makes every operation ask a (nil means allow all).
+func WithAuthorizer(a Authorizer) Option { return func(e *Engine) { e.authz = a } }
 
 // DefaultAlias is the alias an empty Ref resolves to unless configured; the
 // key created on first start carries it.
@@ -105,8 +134,32 @@ func New(ring *keyring.Ring, opts ...Option) *Engine {
 }
 
 // Resolve returns the key a reference names: the exact key for a fingerprint
-// (in any state), the primary for an alias.
-func (e *Engine) Resolve(ref Ref) (*keyring.Key, error) {
+// (in any state), the primary for an alias; if the caller may resolve it.
+func (e *Engine) Resolve(ctx context.Context, ref Ref) (*keyring.Key, error) {
+	k, err := e.resolve(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	if err := e.authorize(ctx, OpResolve, k); err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+// Authorize asks the configured Authorizer; the api layer uses it for
+// operations on key sets (listing).
+func (e *Engine) Authorize(ctx context.Context, op Op, k *keyring.Key) error {
+	return e.authorize(ctx, op, k)
+}
+
+func (e *Engine) authorize(ctx context.Context, op Op, k *keyring.Key) error {
+	if e.authz == nil {
+		return nil
+	}
+	return e.authz.Authorize(ctx, op, k)
+}
+
+func (e *Engine) resolve(ctx context.Context, ref Ref) (*keyring.Key, error) {
 	switch {
 	case ref.Fingerprint != "" && ref.Alias != "":
 		return nil, &FieldError{Field: "key", Reason: "set fingerprint or alias, not both"}
@@ -118,6 +171,9 @@ func (e *Engine) Resolve(ref Ref) (*keyring.Key, error) {
 		return k, nil
 	default:
 		alias := ref.Alias
+		if alias == "" && e.authz != nil {
+			alias = e.authz.DefaultAlias(ctx)
+		}
 		if alias == "" {
 			alias = e.defaultAlias
 		}
@@ -133,9 +189,12 @@ func (e *Engine) Resolve(ref Ref) (*keyring.Key, error) {
 }
 
 // Encrypt seals plaintext under the referenced key with a fresh random IV.
-func (e *Engine) Encrypt(ref Ref, plaintext, aad []byte) (Envelope, *keyring.Key, error) {
-	k, err := e.Resolve(ref)
+func (e *Engine) Encrypt(ctx context.Context, ref Ref, plaintext, aad []byte) (Envelope, *keyring.Key, error) {
+	k, err := e.resolve(ctx, ref)
 	if err != nil {
+		return Envelope{}, nil, err
+	}
+	if err := e.authorize(ctx, OpEncrypt, k); err != nil {
 		return Envelope{}, nil, err
 	}
 	rec := k.Record()
@@ -170,7 +229,7 @@ func (e *Engine) Encrypt(ref Ref, plaintext, aad []byte) (Envelope, *keyring.Key
 // Decrypt opens an envelope. Missing or unusable fields are FieldErrors; an
 // unknown key is ErrUnknownKey; everything that goes wrong with the message
 // itself is ErrDecrypt.
-func (e *Engine) Decrypt(env Envelope, aad []byte, expect Format) ([]byte, *keyring.Key, error) {
+func (e *Engine) Decrypt(ctx context.Context, env Envelope, aad []byte, expect Format) ([]byte, *keyring.Key, error) {
 	if env.Fingerprint == "" {
 		return nil, nil, &FieldError{Field: "envelope.fingerprint", Reason: "missing"}
 	}
@@ -180,6 +239,9 @@ func (e *Engine) Decrypt(env Envelope, aad []byte, expect Format) ([]byte, *keyr
 	k, err := e.ring.Lookup(env.Fingerprint)
 	if err != nil {
 		return nil, nil, fmt.Errorf("fingerprint %q: %w", env.Fingerprint, err)
+	}
+	if err := e.authorize(ctx, OpDecrypt, k); err != nil {
+		return nil, nil, err
 	}
 	rec := k.Record()
 	if rec.State == key.Disabled {

@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"math/rand/v2"
@@ -87,7 +88,7 @@ func sealDirect(t *testing.T, fp string, plaintext []byte) engine.Envelope {
 
 func mustEncrypt(t *testing.T, e *engine.Engine, ref engine.Ref, plaintext, aad []byte) engine.Envelope {
 	t.Helper()
-	env, _, err := e.Encrypt(ref, plaintext, aad)
+	env, _, err := e.Encrypt(context.Background(), ref, plaintext, aad)
 	if err != nil {
 		t.Fatalf("Encrypt(%+v) err = %v, want nil", ref, err)
 	}
@@ -116,7 +117,7 @@ func TestErrors(t *testing.T) {
 	}
 	encrypt := func(ref engine.Ref, aad []byte) func() error {
 		return func() error {
-			env, k, err := e.Encrypt(ref, pt, aad)
+			env, k, err := e.Encrypt(context.Background(), ref, pt, aad)
 			if err != nil && (env.Message != nil || env.IV != nil || k != nil) {
 				return errors.New("Encrypt returned an envelope or key along with an error")
 			}
@@ -125,7 +126,7 @@ func TestErrors(t *testing.T) {
 	}
 	decrypt := func(env engine.Envelope, aad []byte, expect engine.Format) func() error {
 		return func() error {
-			out, k, err := e.Decrypt(env, aad, expect)
+			out, k, err := e.Decrypt(context.Background(), env, aad, expect)
 			if err != nil && (out != nil || k != nil) {
 				return errors.New("Decrypt returned plaintext or a key along with an error")
 			}
@@ -133,7 +134,7 @@ func TestErrors(t *testing.T) {
 		}
 	}
 	resolve := func(ref engine.Ref) func() error {
-		return func() error { _, err := e.Resolve(ref); return err }
+		return func() error { _, err := e.Resolve(context.Background(), ref); return err }
 	}
 
 	for _, tc := range []struct {
@@ -223,14 +224,14 @@ func TestDecryptFailuresLookAlike(t *testing.T) {
 	t.Parallel()
 	e := newEngine(t)
 	notJSON := mustEncrypt(t, e, engine.Ref{Fingerprint: "fp-gcm"}, []byte("not json"), nil)
-	_, _, errCheck := e.Decrypt(notJSON, nil, engine.FormatJSON)
+	_, _, errCheck := e.Decrypt(context.Background(), notJSON, nil, engine.FormatJSON)
 
 	badTag := mustEncrypt(t, e, engine.Ref{Fingerprint: "fp-gcm"}, []byte(`{"ok":true}`), nil)
 	badTag.Message = flipLast(badTag.Message)
-	_, _, errTag := e.Decrypt(badTag, nil, engine.FormatJSON)
+	_, _, errTag := e.Decrypt(context.Background(), badTag, nil, engine.FormatJSON)
 
 	badUTF8 := mustEncrypt(t, e, engine.Ref{Fingerprint: "fp-gcm"}, []byte{0xff, 0xfe}, nil)
-	_, _, errUTF8 := e.Decrypt(badUTF8, nil, engine.FormatUTF8)
+	_, _, errUTF8 := e.Decrypt(context.Background(), badUTF8, nil, engine.FormatUTF8)
 
 	for _, err := range []error{errCheck, errTag, errUTF8} {
 		if !errors.Is(err, engine.ErrDecrypt) {
@@ -242,7 +243,7 @@ func TestDecryptFailuresLookAlike(t *testing.T) {
 	}
 
 	ctr := mustEncrypt(t, e, engine.Ref{Fingerprint: "fp-ctr"}, []byte("not json"), nil)
-	_, _, errCTR := e.Decrypt(ctr, nil, engine.FormatJSON)
+	_, _, errCTR := e.Decrypt(context.Background(), ctr, nil, engine.FormatJSON)
 	if got, want := strings.ReplaceAll(errCTR.Error(), "fp-ctr", "FP"), strings.ReplaceAll(errTag.Error(), "fp-gcm", "FP"); got != want {
 		t.Errorf("CTR plaintext check error = %q, want the GCM failure's shape %q", errCTR, errTag)
 	}
@@ -269,7 +270,7 @@ func TestRoundTrip(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			env, k, err := e.Encrypt(tc.ref, tc.plaintext, tc.aad)
+			env, k, err := e.Encrypt(context.Background(), tc.ref, tc.plaintext, tc.aad)
 			if err != nil {
 				t.Fatalf("Encrypt err = %v, want nil", err)
 			}
@@ -279,7 +280,7 @@ func TestRoundTrip(t *testing.T) {
 			if len(env.IV) != tc.wantIV {
 				t.Errorf("Encrypt IV is %d bytes, want %d", len(env.IV), tc.wantIV)
 			}
-			got, dk, err := e.Decrypt(env, tc.aad, tc.expect)
+			got, dk, err := e.Decrypt(context.Background(), env, tc.aad, tc.expect)
 			if err != nil {
 				t.Fatalf("Decrypt(Encrypt(...)) err = %v, want nil", err)
 			}
@@ -307,7 +308,7 @@ func TestDecryptStates(t *testing.T) {
 		t.Run(tc.fp, func(t *testing.T) {
 			t.Parallel()
 			env := sealDirect(t, tc.fp, []byte(`{"old":"traffic"}`))
-			got, _, err := e.Decrypt(env, nil, engine.FormatJSON)
+			got, _, err := e.Decrypt(context.Background(), env, nil, engine.FormatJSON)
 			if !errors.Is(err, tc.wantErr) {
 				t.Fatalf("Decrypt(%s) err = %v, want %v", tc.fp, err, tc.wantErr)
 			}
@@ -337,7 +338,7 @@ func TestResolve(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			e := newEngine(t, tc.opts...)
-			k, err := e.Resolve(tc.ref)
+			k, err := e.Resolve(context.Background(), tc.ref)
 			if err != nil {
 				t.Fatalf("Resolve(%+v) err = %v, want nil", tc.ref, err)
 			}
@@ -350,7 +351,7 @@ func TestResolve(t *testing.T) {
 		t.Errorf("DefaultAlias = %q, want %q (the first-start key carries it)", engine.DefaultAlias, "default")
 	}
 	e := newEngine(t, engine.WithDefaultAlias("nope"))
-	if _, _, err := e.Encrypt(engine.Ref{}, []byte("x"), nil); !errors.Is(err, engine.ErrUnknownKey) {
+	if _, _, err := e.Encrypt(context.Background(), engine.Ref{}, []byte("x"), nil); !errors.Is(err, engine.ErrUnknownKey) {
 		t.Errorf("Encrypt(empty ref, default alias unknown) err = %v, want ErrUnknownKey", err)
 	}
 }
@@ -413,7 +414,7 @@ func TestRandFailure(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			e := newEngine(t, engine.WithRand(tc.r))
-			env, _, err := e.Encrypt(engine.Ref{Fingerprint: "fp-ctr"}, []byte("x"), nil)
+			env, _, err := e.Encrypt(context.Background(), engine.Ref{Fingerprint: "fp-ctr"}, []byte("x"), nil)
 			if !errors.Is(err, tc.want) || env.IV != nil {
 				t.Errorf("Encrypt with a failing random source = %x, %v; want no IV, %v", env.IV, err, tc.want)
 			}
@@ -433,7 +434,7 @@ func TestEnvelopeSlicesIndependent(t *testing.T) {
 		if !bytes.Equal(env.Message, msg) {
 			t.Errorf("%s: appending to Envelope.IV changed Envelope.Message", fp)
 		}
-		if _, _, err := e.Decrypt(env, nil, engine.FormatJSON); err != nil {
+		if _, _, err := e.Decrypt(context.Background(), env, nil, engine.FormatJSON); err != nil {
 			t.Errorf("%s: Decrypt after appending to IV err = %v, want nil", fp, err)
 		}
 	}
