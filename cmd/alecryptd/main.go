@@ -7,6 +7,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -23,6 +24,8 @@ import (
 	vaultapi "github.com/hashicorp/vault/api"
 
 	"github.com/alecrypt/alecrypt/service/api"
+	"github.com/alecrypt/alecrypt/service/audit"
+	"github.com/alecrypt/alecrypt/service/authn"
 	"github.com/alecrypt/alecrypt/service/engine"
 	"github.com/alecrypt/alecrypt/service/key"
 	"github.com/alecrypt/alecrypt/service/keyring"
@@ -30,6 +33,8 @@ import (
 	"github.com/alecrypt/alecrypt/service/keystore/filestore"
 	"github.com/alecrypt/alecrypt/service/keystore/vaultstore"
 	"github.com/alecrypt/alecrypt/service/metrics"
+	"github.com/alecrypt/alecrypt/service/policy"
+	"github.com/alecrypt/alecrypt/service/tlsconfig"
 	"github.com/alecrypt/alecrypt/service/tracing"
 	"github.com/alecrypt/alecrypt/service/vaultauth"
 )
@@ -46,6 +51,12 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	MetricsListen   string
 	Vault           VaultConfig
+	TLSCert         string
+	TLSKey          string
+	ClientCA        string
+	InsecureListen  bool
+	Policy          string
+	AuditLog        string
 }
 
 // VaultConfig is the Vault keystore's part of Config. Address, CA, token and
@@ -64,6 +75,12 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	var c Config
 	fs.StringVar(&c.Listen, "listen", envOr(getenv, "ALECRYPT_LISTEN", "127.0.0.1:8080"), "address to serve Connect, gRPC and gRPC-Web on (env ALECRYPT_LISTEN)")
 	fs.StringVar(&c.Keystore, "keystore", envOr(getenv, "ALECRYPT_KEYSTORE", "./alecrypt-data/keystore.json"), "embedded keystore file (created with one fresh key if missing), or \"vault\" (env ALECRYPT_KEYSTORE)")
+	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate for the API listener (with --tls-key); re-read when it changes")
+	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM private key for --tls-cert")
+	fs.StringVar(&c.ClientCA, "client-ca", "", "PEM CA(s) that sign client certificates: enables mTLS caller identity (needs --tls-cert)")
+	fs.BoolVar(&c.InsecureListen, "insecure-listen", false, "allow --listen beyond loopback without TLS (never in production)")
+	fs.StringVar(&c.Policy, "policy", envOr(getenv, "ALECRYPT_POLICY", ""), "caller policy file (JSON); once set, callers must authenticate and anything not allowed is denied (env ALECRYPT_POLICY)")
+	fs.StringVar(&c.AuditLog, "audit-log", envOr(getenv, "ALECRYPT_AUDIT_LOG", ""), "audit trail: a file to append to, or - for stdout; empty turns it off (env ALECRYPT_AUDIT_LOG)")
 	fs.StringVar(&c.MetricsListen, "metrics-listen", envOr(getenv, "ALECRYPT_METRICS_LISTEN", "127.0.0.1:9090"), "address for Prometheus /metrics; empty turns it off (env ALECRYPT_METRICS_LISTEN)")
 	fs.StringVar(&c.Vault.Mount, "vault-mount", vaultstore.DefaultMount, "Vault KV v2 mount holding the keys")
 	fs.StringVar(&c.Vault.Prefix, "vault-prefix", vaultstore.DefaultPrefix, "path under the mount: one secret per fingerprint")
@@ -108,6 +125,15 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	}
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		return Config{}, fmt.Errorf("--listen %q: %w", c.Listen, err)
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return Config{}, errors.New("--tls-cert and --tls-key go together")
+	}
+	if c.ClientCA != "" && c.TLSCert == "" {
+		return Config{}, errors.New("--client-ca needs --tls-cert: client certificates are verified during the TLS handshake")
+	}
+	if c.TLSCert == "" && !c.InsecureListen && !isLoopbackHost(c.Listen) {
+		return Config{}, fmt.Errorf("--listen %s is beyond loopback: give --tls-cert/--tls-key, or --insecure-listen to accept plaintext", c.Listen)
 	}
 	if c.MetricsListen != "" {
 		if _, _, err := net.SplitHostPort(c.MetricsListen); err != nil {
@@ -172,7 +198,34 @@ func run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		}
 	}()
 
-	eng := engine.New(ring, engine.WithDefaultAlias(cfg.DefaultAlias))
+	engOpts := []engine.Option{engine.WithDefaultAlias(cfg.DefaultAlias)}
+	var pol *policy.Store
+	if cfg.Policy != "" {
+		if pol, err = policy.Open(cfg.Policy, log); err != nil {
+			return err
+		}
+		go pol.Run(ctx, 2*time.Second)
+		engOpts = append(engOpts, engine.WithAuthorizer(pol))
+	}
+	eng := engine.New(ring, engOpts...)
+	health := api.NewHealth()
+	var auditLog *audit.Log
+	if cfg.AuditLog != "" {
+		auditLog, err = audit.Open(cfg.AuditLog, func(ok bool) {
+			// An audit trail that cannot be written is a reason to take
+			// this replica out of rotation, not to go on unaudited.
+			api.SetServing(health, ok)
+			if !ok {
+				log.Error("audit log write failed; health is NOT_SERVING until a write succeeds")
+			} else {
+				log.Info("audit log writable again; health is SERVING")
+			}
+		})
+		if err != nil {
+			return err
+		}
+		defer auditLog.Close()
+	}
 	reg := metrics.NewRegistry()
 	metrics.RegisterKeystore(reg, ring, refresher, time.Now)
 	tr, err := tracing.FromEnv(ctx, os.Getenv, "alecryptd", os.Stdout)
@@ -188,15 +241,33 @@ func run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		log.Info("tracing on", "exporter", tr.Exporter)
 	}
 	handler := api.NewHandler(eng, ring, api.Options{MaxRequestBytes: cfg.MaxRequestBytes, Logger: log, Metrics: reg,
-		TracerProvider: tr.Provider, Propagator: tr.Propagator})
+		TracerProvider: tr.Provider, Propagator: tr.Propagator,
+		RequireAuth: pol != nil, Audit: auditLog, Health: health})
+	if auditLog != nil {
+		metrics.RegisterAudit(reg, auditLog)
+	}
+	var tokens authn.TokenVerifier
+	if pol != nil {
+		tokens = pol
+	}
+	handler = authn.Middleware(handler, tokens)
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return err
 	}
-	if !isLoopback(ln.Addr()) {
-		log.Warn("listening beyond loopback without TLS or caller authentication; anyone who can reach this port can use every key", "addr", ln.Addr().String())
-	}
 	srv := newServer(handler, log)
+	if cfg.TLSCert != "" {
+		if srv.TLSConfig, err = tlsconfig.Server(cfg.TLSCert, cfg.TLSKey, cfg.ClientCA); err != nil {
+			return err
+		}
+		srv.Protocols.SetHTTP2(true)
+		ln = tls.NewListener(ln, srv.TLSConfig)
+	} else if !isLoopback(ln.Addr()) {
+		log.Warn("listening beyond loopback without TLS (--insecure-listen); traffic and callers' tokens cross the network in the clear", "addr", ln.Addr().String())
+	}
+	if pol == nil {
+		log.Warn("no --policy: every caller that can reach this port may use every key")
+	}
 	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(ln) }()
 	if cfg.MetricsListen != "" {
@@ -279,10 +350,17 @@ func openKeystore(ctx context.Context, cfg Config, log *slog.Logger) (keystore.R
 	return store, nil
 }
 
-func isLoopback(a net.Addr) bool {
-	host, _, err := net.SplitHostPort(a.String())
+func isLoopback(a net.Addr) bool { return isLoopbackHost(a.String()) }
+
+// isLoopbackHost reports whether host:port names a loopback address
+// ("localhost" counts; an empty host means all interfaces and does not).
+func isLoopbackHost(hostport string) bool {
+	host, _, err := net.SplitHostPort(hostport)
 	if err != nil {
 		return false
+	}
+	if host == "localhost" {
+		return true
 	}
 	ip := net.ParseIP(strings.Trim(host, "[]"))
 	return ip != nil && ip.IsLoopback()

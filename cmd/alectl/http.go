@@ -51,7 +51,11 @@ func (e env) httpCmd(args []string) error {
 		}
 		req.Header.Add(strings.TrimSpace(name), strings.TrimSpace(value))
 	}
-	client := &http.Client{Transport: &posclient.Transport{Crypto: r.crypto(), Key: ref}}
+	crypto, err := r.crypto()
+	if err != nil {
+		return err
+	}
+	client := &http.Client{Transport: &posclient.Transport{Crypto: crypto, Key: ref}}
 	res, err := client.Do(req)
 	if err != nil {
 		return callError(err)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net/http"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -16,17 +15,24 @@ import (
 
 	alev1 "github.com/alecrypt/alecrypt/gen/ale/v1"
 	"github.com/alecrypt/alecrypt/gen/ale/v1/alev1connect"
+	"github.com/alecrypt/alecrypt/service/client"
+	"github.com/alecrypt/alecrypt/service/secret"
 	"github.com/alecrypt/alecrypt/service/wire"
 )
 
 // remote holds the flags every command that talks to alecryptd shares.
 type remote struct {
-	addr    string
-	grpc    bool
-	timeout time.Duration
-	jsonOut bool
-	alias   string
-	fp      string
+	addr      string
+	grpc      bool
+	timeout   time.Duration
+	jsonOut   bool
+	alias     string
+	fp        string
+	ca        string
+	cert      string
+	key       string
+	tokenFile string
+	token     string // ALECRYPT_TOKEN
 }
 
 func (e env) remoteFlags(fs *flag.FlagSet, withKey bool) *remote {
@@ -39,6 +45,11 @@ func (e env) remoteFlags(fs *flag.FlagSet, withKey bool) *remote {
 	fs.BoolVar(&r.grpc, "grpc", false, "use the gRPC protocol over h2c instead of Connect over HTTP/1.1")
 	fs.DurationVar(&r.timeout, "timeout", 10*time.Second, "deadline for the call")
 	fs.BoolVar(&r.jsonOut, "json", false, "print the full response as JSON")
+	fs.StringVar(&r.ca, "ca", e.getenv("ALECRYPT_CA"), "PEM CA to trust for an https:// --addr (env ALECRYPT_CA)")
+	fs.StringVar(&r.cert, "cert", e.getenv("ALECRYPT_CERT"), "client certificate for mTLS (env ALECRYPT_CERT)")
+	fs.StringVar(&r.key, "key", e.getenv("ALECRYPT_KEY"), "client certificate key for mTLS (env ALECRYPT_KEY)")
+	fs.StringVar(&r.tokenFile, "token-file", "", "file holding a bearer token (or the token itself in env ALECRYPT_TOKEN)")
+	r.token = e.getenv("ALECRYPT_TOKEN")
 	if withKey {
 		fs.StringVar(&r.alias, "alias", "", "key alias (its primary key is used)")
 		fs.StringVar(&r.fp, "fingerprint", "", "exact key fingerprint")
@@ -46,26 +57,29 @@ func (e env) remoteFlags(fs *flag.FlagSet, withKey bool) *remote {
 	return r
 }
 
-func (r *remote) httpClient() *http.Client {
-	var p http.Protocols
-	if r.grpc {
-		// gRPC needs HTTP/2; without TLS that means h2c with prior knowledge.
-		p.SetUnencryptedHTTP2(true)
-	} else {
-		p.SetHTTP1(true)
+// clients connects to alecryptd: h2c or TLS by the URL's scheme, with the
+// client certificate and bearer token given.
+func (r *remote) clients() (*client.Clients, error) {
+	cfg := client.Config{URL: r.addr, GRPC: r.grpc, HTTP1: !r.grpc, CAFile: r.ca, CertFile: r.cert, KeyFile: r.key}
+	switch {
+	case r.tokenFile != "":
+		tok, err := client.TokenFromFile(r.tokenFile)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Token = tok
+	case r.token != "":
+		cfg.Token = secret.FromString(r.token)
 	}
-	return &http.Client{Transport: &http.Transport{Protocols: &p}}
+	return client.New(cfg)
 }
 
-func (r *remote) clientOpts() []connect.ClientOption {
-	if r.grpc {
-		return []connect.ClientOption{connect.WithGRPC()}
+func (r *remote) crypto() (alev1connect.CryptoServiceClient, error) {
+	c, err := r.clients()
+	if err != nil {
+		return nil, err
 	}
-	return nil
-}
-
-func (r *remote) crypto() alev1connect.CryptoServiceClient {
-	return alev1connect.NewCryptoServiceClient(r.httpClient(), strings.TrimRight(r.addr, "/"), r.clientOpts()...)
+	return c.Crypto, nil
 }
 
 func (r *remote) keyRef() (*alev1.KeyRef, error) {
@@ -129,7 +143,11 @@ func (e env) encrypt(args []string) error {
 	}
 	ctx, cancel := r.ctx()
 	defer cancel()
-	res, err := r.crypto().Encrypt(ctx, connect.NewRequest(&alev1.EncryptRequest{Plaintext: pt, Key: ref, AssociatedData: []byte(*aad)}))
+	crypto, err := r.crypto()
+	if err != nil {
+		return err
+	}
+	res, err := crypto.Encrypt(ctx, connect.NewRequest(&alev1.EncryptRequest{Plaintext: pt, Key: ref, AssociatedData: []byte(*aad)}))
 	if err != nil {
 		return callError(err)
 	}
@@ -170,7 +188,11 @@ func (e env) decrypt(args []string) error {
 	}
 	ctx, cancel := r.ctx()
 	defer cancel()
-	res, err := r.crypto().Decrypt(ctx, connect.NewRequest(&alev1.DecryptRequest{
+	crypto, err := r.crypto()
+	if err != nil {
+		return err
+	}
+	res, err := crypto.Decrypt(ctx, connect.NewRequest(&alev1.DecryptRequest{
 		Envelope:       &alev1.Envelope{Iv: frame.IV, Fingerprint: frame.Fingerprint, Message: frame.Message},
 		AssociatedData: []byte(*aad),
 		Expect:         format,
@@ -197,7 +219,11 @@ func (e env) resolve(args []string) error {
 	}
 	ctx, cancel := r.ctx()
 	defer cancel()
-	res, err := r.crypto().Resolve(ctx, connect.NewRequest(&alev1.ResolveRequest{Key: ref}))
+	crypto, err := r.crypto()
+	if err != nil {
+		return err
+	}
+	res, err := crypto.Resolve(ctx, connect.NewRequest(&alev1.ResolveRequest{Key: ref}))
 	if err != nil {
 		return callError(err)
 	}
@@ -214,12 +240,15 @@ func (e env) keysList(args []string) error {
 	if _, err := parse(fs, args, 0); err != nil {
 		return err
 	}
-	client := alev1connect.NewKeyServiceClient(r.httpClient(), strings.TrimRight(r.addr, "/"), r.clientOpts()...)
+	cl, err := r.clients()
+	if err != nil {
+		return err
+	}
 	var all []*alev1.KeyInfo
 	token := ""
 	for {
 		ctx, cancel := r.ctx()
-		res, err := client.ListKeys(ctx, connect.NewRequest(&alev1.ListKeysRequest{PageToken: token, Alias: *alias}))
+		res, err := cl.Keys.ListKeys(ctx, connect.NewRequest(&alev1.ListKeysRequest{PageToken: token, Alias: *alias}))
 		cancel()
 		if err != nil {
 			return callError(err)

@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -22,7 +23,9 @@ import (
 	"connectrpc.com/otelconnect"
 
 	"github.com/alecrypt/alecrypt/gen/ale/v1/alev1connect"
+	"github.com/alecrypt/alecrypt/service/client"
 	"github.com/alecrypt/alecrypt/service/gateway"
+	"github.com/alecrypt/alecrypt/service/tlsconfig"
 	"github.com/alecrypt/alecrypt/service/tracing"
 )
 
@@ -39,6 +42,12 @@ type Config struct {
 	OriginPatterns   []string
 	LogFormat        string
 	ShutdownTimeout  time.Duration
+	TLSCert, TLSKey  string
+	InsecureListen   bool
+	CryptoCA         string
+	CryptoCert       string
+	CryptoKey        string
+	CryptoTokenFile  string
 }
 
 func parseConfig(args []string, getenv func(string) string) (Config, error) {
@@ -58,6 +67,13 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	fs.Int64Var(&c.MaxResponseBytes, "max-response-bytes", gateway.DefaultMaxResponseBytes, "largest upstream response to encrypt (502 beyond)")
 	fs.Int64Var(&c.MaxFrameBytes, "max-frame-bytes", gateway.DefaultMaxFrameBytes, "largest WebSocket message")
 	fs.StringVar(&origins, "ws-origins", "", "comma-separated browser origins allowed to open WebSockets (host patterns)")
+	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate for the listener (with --tls-key)")
+	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM key for --tls-cert")
+	fs.BoolVar(&c.InsecureListen, "insecure-listen", false, "allow --listen beyond loopback without TLS")
+	fs.StringVar(&c.CryptoCA, "crypto-ca", "", "PEM CA to trust for an https:// --crypto")
+	fs.StringVar(&c.CryptoCert, "crypto-cert", "", "client certificate presented to alecryptd (mTLS)")
+	fs.StringVar(&c.CryptoKey, "crypto-key", "", "key for --crypto-cert")
+	fs.StringVar(&c.CryptoTokenFile, "crypto-token-file", "", "file holding a bearer token for alecryptd")
 	fs.StringVar(&c.LogFormat, "log-format", "json", "json or text")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "grace period for in-flight requests on SIGTERM")
 	if err := fs.Parse(args); err != nil {
@@ -71,8 +87,15 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 		return Config{}, fmt.Errorf("--upstream %q must be an http(s) URL", upstream)
 	}
 	c.Upstream = u
-	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+	host, _, err := net.SplitHostPort(c.Listen)
+	if err != nil {
 		return Config{}, fmt.Errorf("--listen: %w", err)
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return Config{}, errors.New("--tls-cert and --tls-key go together")
+	}
+	if ip := net.ParseIP(host); c.TLSCert == "" && !c.InsecureListen && host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return Config{}, fmt.Errorf("--listen %s is beyond loopback: give --tls-cert/--tls-key, or --insecure-listen", c.Listen)
 	}
 	for _, o := range strings.Split(origins, ",") {
 		if o = strings.TrimSpace(o); o != "" {
@@ -108,11 +131,6 @@ func main() {
 }
 
 func run(ctx context.Context, cfg Config, log *slog.Logger) error {
-	// One HTTP/2 (h2c) client for every call to alecryptd: connections are
-	// reused and calls multiplexed.
-	var p http.Protocols
-	p.SetUnencryptedHTTP2(true)
-	cryptoHTTP := &http.Client{Transport: &http.Transport{Protocols: &p, ForceAttemptHTTP2: true}}
 	tr, err := tracing.FromEnv(ctx, os.Getenv, "alegate", os.Stdout)
 	if err != nil {
 		return err
@@ -132,7 +150,19 @@ func run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		clientOpts = append(clientOpts, connect.WithInterceptors(otel))
 		log.Info("tracing on", "exporter", tr.Exporter)
 	}
-	crypto := alev1connect.NewCryptoServiceClient(cryptoHTTP, strings.TrimRight(cfg.Crypto, "/"), clientOpts...)
+	// One HTTP/2 client (h2c, or TLS for https://) for every call to
+	// alecryptd: connections are reused and calls multiplexed.
+	ccfg := client.Config{URL: cfg.Crypto, CAFile: cfg.CryptoCA, CertFile: cfg.CryptoCert, KeyFile: cfg.CryptoKey}
+	if cfg.CryptoTokenFile != "" {
+		if ccfg.Token, err = client.TokenFromFile(cfg.CryptoTokenFile); err != nil {
+			return err
+		}
+	}
+	cc, err := client.New(ccfg)
+	if err != nil {
+		return err
+	}
+	crypto := alev1connect.NewCryptoServiceClient(cc.HTTP, strings.TrimRight(cfg.Crypto, "/"), clientOpts...)
 	gw := gateway.New(crypto, cfg.Upstream, gateway.Options{
 		TracerProvider:   tr.Provider,
 		Propagator:       tr.Propagator,
@@ -150,6 +180,12 @@ func run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	srv := &http.Server{Handler: gw, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 5 * time.Minute,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	if cfg.TLSCert != "" {
+		if srv.TLSConfig, err = tlsconfig.Server(cfg.TLSCert, cfg.TLSKey, ""); err != nil {
+			return err
+		}
+		ln = tls.NewListener(ln, srv.TLSConfig)
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	log.Info("alegate listening", "addr", ln.Addr().String(), "upstream", cfg.Upstream.String(), "crypto", cfg.Crypto,

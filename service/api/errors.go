@@ -46,6 +46,10 @@ func toConnectError(err error) *connect.Error {
 	case errors.Is(err, engine.ErrDecrypt):
 		// One message for every decryption failure: no oracle.
 		code, msg, aleCode = connect.CodeInvalidArgument, "unable to decrypt payload", ALEDecrypt
+	case errors.Is(err, engine.ErrPermissionDenied):
+		// No ALE detail: not the client's payload's fault but its
+		// onboarding's.
+		return connect.NewError(connect.CodePermissionDenied, errPublic{"permission denied", err})
 	case errors.Is(err, engine.ErrKeyUnusable):
 		code, msg, aleCode = connect.CodeInternal, "key is unusable", ALEDecrypt
 	case errors.Is(err, context.Canceled):

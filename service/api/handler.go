@@ -22,6 +22,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/alecrypt/alecrypt/gen/ale/v1/alev1connect"
+	"github.com/alecrypt/alecrypt/service/audit"
 	"github.com/alecrypt/alecrypt/service/engine"
 	"github.com/alecrypt/alecrypt/service/keyring"
 )
@@ -43,8 +44,33 @@ type Options struct {
 	// continue the trace their caller propagated.
 	TracerProvider trace.TracerProvider
 	Propagator     propagation.TextMapPropagator
+	// RequireAuth refuses calls without an authenticated caller
+	// (Unauthenticated); set it whenever a policy is configured. Callers are
+	// established by authn.Middleware around the returned handler.
+	RequireAuth bool
+	// Audit, when set, gets one entry per operation.
+	Audit *audit.Log
+	// Health is the grpc.health.v1 checker to serve; nil means all
+	// services SERVING, always.
+	Health *grpchealth.StaticChecker
 	// Interceptors run after the built-in ones (outermost first).
 	Interceptors []connect.Interceptor
+}
+
+// NewHealth returns a health checker reporting the ale.v1 services SERVING.
+func NewHealth() *grpchealth.StaticChecker {
+	return grpchealth.NewStaticChecker(alev1connect.CryptoServiceName, alev1connect.KeyServiceName)
+}
+
+// SetServing flips the overall and per-service health status.
+func SetServing(h *grpchealth.StaticChecker, serving bool) {
+	st := grpchealth.StatusServing
+	if !serving {
+		st = grpchealth.StatusNotServing
+	}
+	for _, name := range []string{"", alev1connect.CryptoServiceName, alev1connect.KeyServiceName} {
+		h.SetStatus(name, st)
+	}
 }
 
 // NewHandler returns the HTTP handler serving ale.v1 (Connect, gRPC and
@@ -71,6 +97,11 @@ func NewHandler(eng *engine.Engine, ring *keyring.Ring, opts Options) http.Handl
 		interceptors = append(interceptors, otel)
 	}
 	interceptors = append(interceptors, newLogInterceptor(log))
+	if opts.Audit != nil {
+		// Outside authentication, so refused calls are audited too.
+		interceptors = append(interceptors, auditInterceptor{log: opts.Audit})
+	}
+	interceptors = append(interceptors, authInterceptor{required: opts.RequireAuth})
 	if opts.Metrics != nil {
 		interceptors = append(interceptors, newRPCMetrics(opts.Metrics))
 	}
@@ -84,11 +115,14 @@ func NewHandler(eng *engine.Engine, ring *keyring.Ring, opts Options) http.Handl
 	}
 	mux := http.NewServeMux()
 	mux.Handle(alev1connect.NewCryptoServiceHandler(&cryptoServer{eng: eng}, handlerOpts...))
-	mux.Handle(alev1connect.NewKeyServiceHandler(&keyServer{ring: ring}, handlerOpts...))
-	mux.Handle(grpchealth.NewHandler(grpchealth.NewStaticChecker(
-		alev1connect.CryptoServiceName,
-		alev1connect.KeyServiceName,
-	)))
+	mux.Handle(alev1connect.NewKeyServiceHandler(&keyServer{ring: ring, eng: eng}, handlerOpts...))
+	health := opts.Health
+	if health == nil {
+		health = NewHealth()
+	}
+	// Health and reflection carry no key information and are served
+	// without authentication, so probes and operators' grpcurl work.
+	mux.Handle(grpchealth.NewHandler(health))
 	// grpcurl lists only what the reflector names, so the health and
 	// reflection services are named too.
 	reflector := grpcreflect.NewStaticReflector(

@@ -88,3 +88,25 @@ func (c *keystoreCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(ageDesc, prometheus.GaugeValue, c.now().Sub(lastOK).Seconds())
 	}
 }
+
+// AuditStatus is what the audit collector reads.
+type AuditStatus interface {
+	Failures() int64
+	Healthy() bool
+}
+
+// RegisterAudit adds the audit trail's health: failed writes since start,
+// and whether the last write worked.
+func RegisterAudit(reg prometheus.Registerer, a AuditStatus) {
+	reg.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "alecrypt_audit_write_failures_total",
+			Help: "Audit entries that could not be written."}, func() float64 { return float64(a.Failures()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "alecrypt_audit_up",
+			Help: "1 if the last audit write succeeded."}, func() float64 {
+			if a.Healthy() {
+				return 1
+			}
+			return 0
+		}),
+	)
+}

@@ -18,6 +18,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -142,6 +143,9 @@ func StartAlecryptd(t testing.TB, opts StartOptions) *Service {
 	env := append([]string{"ALECRYPT_LISTEN=", "ALECRYPT_KEYSTORE=", "ALECRYPT_METRICS_LISTEN="}, opts.Env...)
 	s := StartProgram(t, "alecryptd", args, env, "alecryptd listening", opts.ExpectExit)
 	s.Keystore = ks
+	if slices.Contains(opts.Args, "--tls-cert") && s.Addr != "" {
+		s.URL = "https://" + s.Addr
+	}
 	return s
 }
 

@@ -1,0 +1,242 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"slices"
+
+	"connectrpc.com/connect"
+	"google.golang.org/protobuf/proto"
+
+	alev1 "github.com/alecrypt/alecrypt/gen/ale/v1"
+	"github.com/alecrypt/alecrypt/gen/ale/v1/alev1connect"
+	"github.com/alecrypt/alecrypt/service/audit"
+	"github.com/alecrypt/alecrypt/service/authn"
+)
+
+// authInterceptor turns the outcome of authn.Middleware into Connect terms:
+// a credential that failed, or (when required) no credential at all, is
+// Unauthenticated before any handler runs.
+type authInterceptor struct {
+	required bool
+}
+
+func (a authInterceptor) check(ctx context.Context) error {
+	if err := authn.ErrorFromContext(ctx); err != nil {
+		return connect.NewError(connect.CodeUnauthenticated, err)
+	}
+	if _, ok := authn.FromContext(ctx); !ok && a.required {
+		return connect.NewError(connect.CodeUnauthenticated, authn.ErrUnauthenticated)
+	}
+	return nil
+}
+
+func (a authInterceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
+	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+		if req.Spec().IsClient {
+			return next(ctx, req)
+		}
+		if err := a.check(ctx); err != nil {
+			return nil, err
+		}
+		return next(ctx, req)
+	}
+}
+
+func (a authInterceptor) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
+	return next
+}
+
+func (a authInterceptor) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
+	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
+		if err := a.check(ctx); err != nil {
+			return err
+		}
+		return next(ctx, conn)
+	}
+}
+
+// auditInterceptor writes one audit entry per operation: per unary or batch
+// call, and per item of the bidirectional stream. It reads fingerprints,
+// outcomes and sizes from the messages; it never copies payload bytes.
+type auditInterceptor struct {
+	log *audit.Log
+}
+
+var procedureOps = map[string]string{
+	alev1connect.CryptoServiceEncryptProcedure:      "encrypt",
+	alev1connect.CryptoServiceDecryptProcedure:      "decrypt",
+	alev1connect.CryptoServiceResolveProcedure:      "resolve",
+	alev1connect.CryptoServiceEncryptBatchProcedure: "encrypt",
+	alev1connect.CryptoServiceDecryptBatchProcedure: "decrypt",
+	alev1connect.CryptoServiceStreamProcedure:       "stream",
+	alev1connect.KeyServiceListKeysProcedure:        "list",
+}
+
+func (a auditInterceptor) base(ctx context.Context, procedure string) audit.Entry {
+	e := audit.Entry{RequestID: RequestID(ctx), Identity: "anonymous", Procedure: procedure, Operation: procedureOps[procedure]}
+	if c, ok := authn.FromContext(ctx); ok {
+		e.Identity, e.AuthMethod = c.Identity, string(c.Method)
+	}
+	return e
+}
+
+func outcome(e *audit.Entry, err error) {
+	e.Outcome = "ok"
+	if err != nil {
+		e.Outcome = connect.CodeOf(err).String()
+		e.ALECode = int(aleCodeOf(err))
+	}
+}
+
+func aleCodeOf(err error) int32 {
+	var ce *connect.Error
+	if !errors.As(err, &ce) {
+		return 0
+	}
+	for _, d := range ce.Details() {
+		if v, derr := d.Value(); derr == nil {
+			if ed, ok := v.(*alev1.ErrorDetail); ok {
+				return ed.GetErrorCode()
+			}
+		}
+	}
+	return 0
+}
+
+func (a auditInterceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
+	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+		if req.Spec().IsClient {
+			return next(ctx, req)
+		}
+		res, err := next(ctx, req)
+		e := a.base(ctx, req.Spec().Procedure)
+		var resMsg any
+		if res != nil {
+			resMsg = res.Any()
+		}
+		describe(&e, req.Any(), resMsg)
+		outcome(&e, err)
+		a.log.Write(e)
+		return res, err
+	}
+}
+
+func (a auditInterceptor) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
+	return next
+}
+
+func (a auditInterceptor) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
+	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
+		err := next(ctx, &auditConn{StreamingHandlerConn: conn, a: a, ctx: ctx, pending: map[string]*alev1.StreamRequest{}})
+		if err != nil { // the stream itself failed: one entry for it
+			e := a.base(ctx, conn.Spec().Procedure)
+			outcome(&e, err)
+			a.log.Write(e)
+		}
+		return err
+	}
+}
+
+// auditConn audits each stream response against the request it answers.
+// Our Stream handler receives and sends on one goroutine, so pending needs
+// no lock.
+type auditConn struct {
+	connect.StreamingHandlerConn
+	a       auditInterceptor
+	ctx     context.Context
+	pending map[string]*alev1.StreamRequest
+}
+
+// maxPending bounds what a stream of unanswered ids can make us hold.
+const maxPending = 1024
+
+func (c *auditConn) Receive(msg any) error {
+	err := c.StreamingHandlerConn.Receive(msg)
+	if r, ok := msg.(*alev1.StreamRequest); ok && err == nil && len(c.pending) < maxPending {
+		c.pending[r.GetRequestId()] = r
+	}
+	return err
+}
+
+func (c *auditConn) Send(msg any) error {
+	err := c.StreamingHandlerConn.Send(msg)
+	res, ok := msg.(*alev1.StreamResponse)
+	if !ok {
+		return err
+	}
+	req := c.pending[res.GetRequestId()]
+	delete(c.pending, res.GetRequestId())
+	e := c.a.base(c.ctx, c.Spec().Procedure)
+	e.Outcome = "ok"
+	switch {
+	case req.GetEncrypt() != nil:
+		e.Operation = "encrypt"
+		describe(&e, req.GetEncrypt(), res.GetEncrypt())
+	case req.GetDecrypt() != nil:
+		e.Operation = "decrypt"
+		describe(&e, req.GetDecrypt(), res.GetDecrypt())
+	}
+	if ie := res.GetError(); ie != nil {
+		e.Outcome, e.ALECode = ie.GetCode(), int(ie.GetDetail().GetErrorCode())
+	}
+	if err != nil {
+		e.Outcome = connect.CodeOf(err).String()
+	}
+	c.a.log.Write(e)
+	return err
+}
+
+// describe fills fingerprints, item counts and sizes from a request and its
+// response (either may be nil).
+func describe(e *audit.Entry, req, res any) {
+	add := func(fp string) {
+		if fp != "" && !slices.Contains(e.Fingerprints, fp) {
+			e.Fingerprints = append(e.Fingerprints, fp)
+		}
+	}
+	if m, ok := req.(proto.Message); ok && m != nil {
+		e.BytesIn = proto.Size(m)
+	}
+	if m, ok := res.(proto.Message); ok && res != nil {
+		e.BytesOut = proto.Size(m)
+	}
+	switch r := req.(type) {
+	case *alev1.EncryptRequest:
+		add(r.GetKey().GetFingerprint())
+	case *alev1.DecryptRequest:
+		add(r.GetEnvelope().GetFingerprint())
+	case *alev1.ResolveRequest:
+		add(r.GetKey().GetFingerprint())
+	case *alev1.EncryptBatchRequest:
+		e.Items = len(r.GetItems())
+	case *alev1.DecryptBatchRequest:
+		e.Items = len(r.GetItems())
+		for _, it := range r.GetItems() {
+			add(it.GetEnvelope().GetFingerprint())
+		}
+	}
+	switch r := res.(type) {
+	case *alev1.EncryptResponse:
+		add(r.GetKey().GetFingerprint())
+	case *alev1.DecryptResponse:
+		add(r.GetKey().GetFingerprint())
+	case *alev1.ResolveResponse:
+		add(r.GetKey().GetFingerprint())
+	case *alev1.EncryptBatchResponse:
+		for _, it := range r.GetResults() {
+			if it.GetError() != nil {
+				e.FailedItems++
+			}
+			add(it.GetResponse().GetKey().GetFingerprint())
+		}
+	case *alev1.DecryptBatchResponse:
+		for _, it := range r.GetResults() {
+			if it.GetError() != nil {
+				e.FailedItems++
+			}
+		}
+	case *alev1.ListKeysResponse:
+		e.Items = len(r.GetKeys())
+	}
+}

@@ -1,0 +1,120 @@
+// Package authn owns caller identity: who is calling, established from a
+// verified mTLS client certificate or a bearer token, carried in the request
+// context for authorization and audit.
+//
+// It decides nothing about permissions (package policy does) and never
+// stores, logs or returns a token.
+package authn
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"net/http"
+	"strings"
+)
+
+// Method is how a caller proved its identity.
+type Method string
+
+// The methods.
+const (
+	MethodMTLS  Method = "mtls"
+	MethodToken Method = "token"
+)
+
+// Caller is an authenticated caller.
+type Caller struct {
+	Identity string
+	Method   Method
+}
+
+// ErrUnauthenticated means the caller presented no usable credential, or a
+// bearer token no one was issued.
+var ErrUnauthenticated = errors.New("unauthenticated: present a client certificate or a bearer token")
+
+// TokenVerifier maps a bearer token to the identity it was issued to.
+// Implementations compare in constant time.
+type TokenVerifier interface {
+	IdentityForToken(token string) (identity string, ok bool)
+}
+
+type callerKey struct{}
+type errKey struct{}
+
+// NewContext returns ctx carrying c.
+func NewContext(ctx context.Context, c Caller) context.Context {
+	return context.WithValue(ctx, callerKey{}, c)
+}
+
+// FromContext returns the caller in ctx, if one was authenticated.
+func FromContext(ctx context.Context) (Caller, bool) {
+	c, ok := ctx.Value(callerKey{}).(Caller)
+	return c, ok
+}
+
+// ErrorFromContext returns why authentication failed for the request of
+// ctx, or nil if it did not fail (a caller may still be absent when no
+// credential was presented at all).
+func ErrorFromContext(ctx context.Context) error {
+	err, _ := ctx.Value(errKey{}).(error)
+	return err
+}
+
+// IdentityFromCert is a client certificate's identity: its first URI SAN
+// (SPIFFE-style), else its first DNS SAN. Common names are not used.
+func IdentityFromCert(c *x509.Certificate) string {
+	if len(c.URIs) > 0 {
+		return c.URIs[0].String()
+	}
+	if len(c.DNSNames) > 0 {
+		return c.DNSNames[0]
+	}
+	return ""
+}
+
+// Authenticate establishes the caller of one request. A verified client
+// certificate wins; otherwise an "Authorization: Bearer" token is checked.
+// No credential at all returns (Caller{}, false, nil); a bad one an error.
+func Authenticate(state *tls.ConnectionState, authorization string, tokens TokenVerifier) (Caller, bool, error) {
+	if state != nil && len(state.VerifiedChains) > 0 && len(state.VerifiedChains[0]) > 0 {
+		if id := IdentityFromCert(state.VerifiedChains[0][0]); id != "" {
+			return Caller{Identity: id, Method: MethodMTLS}, true, nil
+		}
+		return Caller{}, false, errors.New("unauthenticated: the client certificate has no URI or DNS SAN")
+	}
+	if authorization == "" {
+		return Caller{}, false, nil
+	}
+	scheme, token, ok := strings.Cut(authorization, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(token) == "" {
+		return Caller{}, false, errors.New("unauthenticated: the authorization header is not a bearer token")
+	}
+	if tokens == nil {
+		return Caller{}, false, ErrUnauthenticated
+	}
+	id, ok := tokens.IdentityForToken(strings.TrimSpace(token))
+	if !ok {
+		return Caller{}, false, ErrUnauthenticated
+	}
+	return Caller{Identity: id, Method: MethodToken}, true, nil
+}
+
+// Middleware authenticates every request and records the outcome in its
+// context: the caller, or the reason it failed. It rejects nothing itself,
+// so each protocol can answer in its own terms (the Connect interceptor in
+// package api turns a failure into Unauthenticated).
+func Middleware(next http.Handler, tokens TokenVerifier) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, ok, err := Authenticate(r.TLS, r.Header.Get("Authorization"), tokens)
+		ctx := r.Context()
+		switch {
+		case err != nil:
+			ctx = context.WithValue(ctx, errKey{}, err)
+		case ok:
+			ctx = NewContext(ctx, c)
+		}
+		next.ServeHTTP(w, r.WithContext(ctx))
+	})
+}

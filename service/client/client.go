@@ -1,0 +1,108 @@
+// Package client builds connections to alecryptd for Go programs (alectl,
+// alegate, POS backends): the HTTP client for the URL's scheme (h2c for
+// http://, TLS with HTTP/2 for https://, with a private CA and a client
+// certificate for mTLS), a bearer token on every call, and the generated
+// Connect clients over it.
+package client
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+
+	"connectrpc.com/connect"
+
+	"github.com/alecrypt/alecrypt/gen/ale/v1/alev1connect"
+	"github.com/alecrypt/alecrypt/service/secret"
+	"github.com/alecrypt/alecrypt/service/tlsconfig"
+)
+
+// Config says how to reach alecryptd.
+type Config struct {
+	// URL is alecryptd's base URL, http:// or https://.
+	URL string
+	// GRPC selects the gRPC protocol (Connect otherwise).
+	GRPC bool
+	// HTTP1 uses HTTP/1.1 for plain http:// URLs instead of h2c (Connect
+	// protocol only); the default is HTTP/2, which multiplexes calls.
+	HTTP1 bool
+	// CAFile, CertFile and KeyFile configure TLS for https:// URLs.
+	CAFile, CertFile, KeyFile string
+	// Token is sent as "Authorization: Bearer <token>" when set.
+	Token secret.Bytes
+}
+
+// Clients are the generated clients over one HTTP client.
+type Clients struct {
+	HTTP   *http.Client
+	Crypto alev1connect.CryptoServiceClient
+	Keys   alev1connect.KeyServiceClient
+}
+
+// New builds the clients for cfg.
+func New(cfg Config) (*Clients, error) {
+	u, err := url.Parse(cfg.URL)
+	if err != nil || u.Host == "" {
+		return nil, fmt.Errorf("alecryptd URL %q: want http://host:port or https://host:port", cfg.URL)
+	}
+	tr := &http.Transport{Protocols: new(http.Protocols), ForceAttemptHTTP2: true}
+	switch u.Scheme {
+	case "http":
+		if cfg.HTTP1 && !cfg.GRPC {
+			tr.Protocols.SetHTTP1(true)
+		} else {
+			// gRPC needs HTTP/2; without TLS that is h2c with prior knowledge.
+			tr.Protocols.SetUnencryptedHTTP2(true)
+		}
+	case "https":
+		if tr.TLSClientConfig, err = tlsconfig.Client(cfg.CAFile, cfg.CertFile, cfg.KeyFile); err != nil {
+			return nil, err
+		}
+		tr.Protocols.SetHTTP2(true)
+		tr.Protocols.SetHTTP1(!cfg.GRPC)
+	default:
+		return nil, fmt.Errorf("alecryptd URL %q: scheme must be http or https", cfg.URL)
+	}
+	var rt http.RoundTripper = tr
+	if !cfg.Token.IsZero() {
+		rt = bearer{next: tr, value: "Bearer " + string(cfg.Token.Expose())}
+	}
+	hc := &http.Client{Transport: rt}
+	var opts []connect.ClientOption
+	if cfg.GRPC {
+		opts = append(opts, connect.WithGRPC())
+	}
+	base := strings.TrimRight(cfg.URL, "/")
+	return &Clients{
+		HTTP:   hc,
+		Crypto: alev1connect.NewCryptoServiceClient(hc, base, opts...),
+		Keys:   alev1connect.NewKeyServiceClient(hc, base, opts...),
+	}, nil
+}
+
+// TokenFromFile reads a bearer token file (surrounding whitespace trimmed).
+func TokenFromFile(path string) (secret.Bytes, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return secret.Bytes{}, fmt.Errorf("token file: %w", err)
+	}
+	defer clear(b)
+	tok := strings.TrimSpace(string(b))
+	if tok == "" {
+		return secret.Bytes{}, fmt.Errorf("token file %s is empty", path)
+	}
+	return secret.FromString(tok), nil
+}
+
+type bearer struct {
+	next  http.RoundTripper
+	value string
+}
+
+func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", b.value)
+	return b.next.RoundTrip(r)
+}
