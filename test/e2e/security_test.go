@@ -58,7 +58,6 @@ type secureEnv struct {
 	store1Cert, key string
 }
 
-
 func startSecure(t *testing.T) *secureEnv {
 	t.Helper()
 	e := &secureEnv{pki: harness.NewPKI(t)}
