@@ -22,6 +22,7 @@ import (
 	"connectrpc.com/connect"
 	"connectrpc.com/otelconnect"
 
+	alev1 "github.com/alecrypt/alecrypt/gen/ale/v1"
 	"github.com/alecrypt/alecrypt/gen/ale/v1/alev1connect"
 	"github.com/alecrypt/alecrypt/service/client"
 	"github.com/alecrypt/alecrypt/service/gateway"
@@ -40,6 +41,7 @@ type Config struct {
 	MaxResponseBytes int64
 	MaxFrameBytes    int64
 	OriginPatterns   []string
+	FrameFormat      alev1.PlaintextFormat
 	LogFormat        string
 	ShutdownTimeout  time.Duration
 	TLSCert, TLSKey  string
@@ -57,7 +59,7 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	if listen == "" {
 		listen = "127.0.0.1:8081"
 	}
-	var upstream, origins string
+	var upstream, origins, frameFormat string
 	fs.StringVar(&c.Listen, "listen", listen, "address to serve kitchen clients on (env ALEGATE_LISTEN)")
 	fs.StringVar(&upstream, "upstream", "", "kitchen backend base URL, http(s); WebSockets go to the same host as ws(s) (required)")
 	fs.StringVar(&c.Crypto, "crypto", "http://127.0.0.1:8080", "alecryptd base URL")
@@ -66,6 +68,7 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", gateway.DefaultMaxBodyBytes, "largest encrypted request body (413 beyond)")
 	fs.Int64Var(&c.MaxResponseBytes, "max-response-bytes", gateway.DefaultMaxResponseBytes, "largest upstream response to encrypt (502 beyond)")
 	fs.Int64Var(&c.MaxFrameBytes, "max-frame-bytes", gateway.DefaultMaxFrameBytes, "largest WebSocket message")
+	fs.StringVar(&frameFormat, "ws-expect", "utf8", "check each WebSocket frame's plaintext before forwarding: utf8, json or none (frames under a wrong key decrypt to garbage)")
 	fs.StringVar(&origins, "ws-origins", "", "comma-separated browser origins allowed to open WebSockets (host patterns)")
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate for the listener (with --tls-key)")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM key for --tls-cert")
@@ -87,6 +90,15 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 		return Config{}, fmt.Errorf("--upstream %q must be an http(s) URL", upstream)
 	}
 	c.Upstream = u
+	switch frameFormat {
+	case "utf8":
+		c.FrameFormat = alev1.PlaintextFormat_PLAINTEXT_FORMAT_UTF8
+	case "json":
+		c.FrameFormat = alev1.PlaintextFormat_PLAINTEXT_FORMAT_JSON
+	case "none":
+	default:
+		return Config{}, fmt.Errorf("--ws-expect must be utf8, json or none, got %q", frameFormat)
+	}
 	host, _, err := net.SplitHostPort(c.Listen)
 	if err != nil {
 		return Config{}, fmt.Errorf("--listen: %w", err)
@@ -172,6 +184,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		MaxResponseBytes: cfg.MaxResponseBytes,
 		MaxFrameBytes:    cfg.MaxFrameBytes,
 		OriginPatterns:   cfg.OriginPatterns,
+		FrameFormat:      cfg.FrameFormat,
 		Logger:           log,
 	})
 	ln, err := net.Listen("tcp", cfg.Listen)

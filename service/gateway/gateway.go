@@ -54,6 +54,13 @@ type Options struct {
 	MaxResponseBytes int64
 	// MaxFrameBytes limits one WebSocket message, both directions.
 	MaxFrameBytes int64
+	// FrameFormat is the check applied to each client frame's plaintext
+	// before it goes upstream. AES-CTR decrypts a frame sealed under the
+	// wrong key to random bytes; requiring UTF-8 (the default, and what a
+	// WebSocket text message must be anyway) or JSON stops those bytes at
+	// the gateway with errorCode 2. PLAINTEXT_FORMAT_UNSPECIFIED forwards
+	// anything.
+	FrameFormat alev1.PlaintextFormat
 	// OriginPatterns are the browser origins allowed to open WebSockets
 	// (same origin, and clients that send no Origin, are always allowed).
 	OriginPatterns []string
@@ -288,6 +295,10 @@ func headersOf(r *http.Request, allowQuery bool) aleHeaders {
 		if h.authorization == "" {
 			h.authorization = q.Get("authorization")
 		}
+		// A browser that builds the URL by concatenation leaves base64's
+		// "+" unescaped, and query decoding turns it into a space; no
+		// base64 IV contains a space, so put the "+" back.
+		h.iv = strings.ReplaceAll(h.iv, " ", "+")
 	}
 	return h
 }

@@ -112,6 +112,7 @@ func (g *Gateway) openFrame(ctx context.Context, data []byte) ([]byte, int) {
 	}
 	res, err := g.crypto.Decrypt(ctx, connect.NewRequest(&alev1.DecryptRequest{
 		Envelope: &alev1.Envelope{Iv: f.IV, Fingerprint: f.Fingerprint, Message: f.Message},
+		Expect:   g.opts.FrameFormat,
 	}))
 	if err != nil {
 		if code, ok := aleCode(err); ok {

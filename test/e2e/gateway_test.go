@@ -256,7 +256,17 @@ func TestGatewayWebSocket(t *testing.T) {
 		t.Fatalf("refused handshakes reached the kitchen (%d)", n)
 	}
 
-	// A browser passes the values as query parameters.
+	// A browser passes the values as query parameters; one that does not
+	// URL-encode them sends base64's "+" raw, which must still work.
+	rawQuery := "sec-iv=" + strings.ReplaceAll(b64(append([]byte{0xfb, 0xef}, hs.Iv[2:]...)), "=", "%3D") + "&sec-fingerprint=k-ctr&authorization=Bearer%20kds-1"
+	if !strings.Contains(rawQuery, "+") {
+		t.Fatalf("test IV has no '+': %s", rawQuery)
+	}
+	if c, _, err := websocket.Dial(ctx, wsURL(e.gate.URL, "/kds", nil)+"?"+rawQuery, nil); err != nil {
+		t.Fatalf("handshake with an unescaped '+' in the IV: %v", err)
+	} else {
+		c.Close(websocket.StatusNormalClosure, "")
+	}
 	q := url.Values{"sec-iv": {b64(hs.Iv)}, "sec-fingerprint": {"k-ctr"}, "authorization": {"Bearer kds-1"}, "screen": {"grill"}}
 	c, _, err := websocket.Dial(ctx, wsURL(e.gate.URL, "/kds", q), nil)
 	if err != nil {
@@ -303,8 +313,13 @@ func TestGatewayWebSocket(t *testing.T) {
 		t.Fatalf("echo = %q", got)
 	}
 	unknownKey := strings.Replace(frame("x"), `"k-ctr"`, `"k-nope"`, 1)
+	// Sealed under k-other but labelled k-ctr: AES-CTR "decrypts" it to
+	// random bytes, which the gateway's UTF-8 check stops.
+	otherEnv := e.seal(t, "k-other", []byte(`{"ticket":"sealed under another key"}`))
+	wrongKey, _ := json.Marshal(map[string]string{"iv": b64(otherEnv.Iv), "fingerprint": "k-ctr", "message": b64(otherEnv.Message)})
 	for _, tc := range []struct{ name, frame, want string }{
 		{"undecryptable frame", unknownKey, aleDecryptBody},
+		{"wrong key's frame", string(wrongKey), aleDecryptBody},
 		{"missing fields", `{"message":"aGk="}`, aleHeadersBody},
 		{"not JSON", `ticket 2 please`, aleDecryptBody},
 	} {
