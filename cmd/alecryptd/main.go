@@ -271,16 +271,12 @@ func run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(ln) }()
 	if cfg.MetricsListen != "" {
-		mln, err := net.Listen("tcp", cfg.MetricsListen)
+		msrv, maddr, err := metrics.Serve(cfg.MetricsListen, reg, errc)
 		if err != nil {
 			return fmt.Errorf("--metrics-listen: %w", err)
 		}
-		mux := http.NewServeMux()
-		mux.Handle("/metrics", metrics.Handler(reg))
-		msrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-		go func() { errc <- msrv.Serve(mln) }()
 		defer msrv.Close()
-		log.Info("metrics listening", "addr", mln.Addr().String())
+		log.Info("metrics listening", "addr", maddr.String())
 	}
 	log.Info("alecryptd listening", "addr", ln.Addr().String(), "keystore", cfg.Keystore, "keys", len(ring.Keys()))
 

@@ -22,7 +22,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -231,17 +230,13 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) in
 	if cfg.MetricsListen != "" {
 		reg := metrics.NewRegistry()
 		s.metrics = metrics.NewSync(reg)
-		ln, err := net.Listen("tcp", cfg.MetricsListen)
+		msrv, addr, err := metrics.Serve(cfg.MetricsListen, reg, nil)
 		if err != nil {
 			log.Error("alesync cannot start", "err", fmt.Errorf("--metrics-listen: %w", err))
 			return 1
 		}
-		mux := http.NewServeMux()
-		mux.Handle("/metrics", metrics.Handler(reg))
-		msrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-		go func() { _ = msrv.Serve(ln) }()
 		defer msrv.Close()
-		log.Info("metrics listening", "addr", ln.Addr().String())
+		log.Info("metrics listening", "addr", addr.String())
 	}
 	log.Info("alesync starting", "portal", redactURL(cfg.PortalURL), "vault", vc.Address(), "location", store.Location(),
 		"vault_auth", cfg.Vault.Auth.Method, "interval", cfg.Interval.String(), "dry_run", cfg.DryRun)

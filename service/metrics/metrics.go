@@ -7,6 +7,8 @@
 package metrics
 
 import (
+	"fmt"
+	"net"
 	"net/http"
 	"time"
 
@@ -109,4 +111,23 @@ func RegisterAudit(reg prometheus.Registerer, a AuditStatus) {
 			return 0
 		}),
 	)
+}
+
+// Serve starts serving reg on /metrics at addr (host:port; port 0 picks
+// one) and returns the server and the address it listens on. Serve errors
+// after startup go to errc when it is not nil.
+func Serve(addr string, reg *prometheus.Registry, errc chan<- error) (*http.Server, net.Addr, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("metrics listener: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", Handler(reg))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && err != http.ErrServerClosed && errc != nil {
+			errc <- err
+		}
+	}()
+	return srv, ln.Addr(), nil
 }
