@@ -78,6 +78,18 @@ func (l *logInterceptor) WrapStreamingHandler(next connect.StreamingHandlerFunc)
 }
 
 func (l *logInterceptor) done(ctx context.Context, id, procedure, protocol string, start time.Time, err error) {
+	level := slog.LevelDebug
+	if err != nil {
+		level = slog.LevelInfo
+		if code := connect.CodeOf(err); code == connect.CodeInternal || code == connect.CodeUnknown {
+			level = slog.LevelError
+		}
+	}
+	// Successful calls log at debug: skip building the line at all when
+	// that is off, since this runs on every call.
+	if !l.log.Enabled(ctx, level) {
+		return
+	}
 	attrs := []slog.Attr{
 		slog.String("request_id", id),
 		slog.String("procedure", procedure),
@@ -88,15 +100,10 @@ func (l *logInterceptor) done(ctx context.Context, id, procedure, protocol strin
 		attrs = append(attrs, slog.String("trace_id", sc.TraceID().String()))
 	}
 	if err == nil {
-		l.log.LogAttrs(ctx, slog.LevelDebug, "call", append(attrs, slog.String("code", "ok"))...)
+		l.log.LogAttrs(ctx, level, "call", append(attrs, slog.String("code", "ok"))...)
 		return
 	}
-	level := slog.LevelInfo
-	code := connect.CodeOf(err)
-	if code == connect.CodeInternal || code == connect.CodeUnknown {
-		level = slog.LevelError
-	}
 	l.log.LogAttrs(ctx, level, "call failed", append(attrs,
-		slog.String("code", code.String()),
+		slog.String("code", connect.CodeOf(err).String()),
 		slog.String("cause", Cause(err).Error()))...)
 }

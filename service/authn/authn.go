@@ -108,13 +108,12 @@ func Authenticate(state *tls.ConnectionState, authorization string, tokens Token
 func Middleware(next http.Handler, tokens TokenVerifier) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c, ok, err := Authenticate(r.TLS, r.Header.Get("Authorization"), tokens)
-		ctx := r.Context()
 		switch {
 		case err != nil:
-			ctx = context.WithValue(ctx, errKey{}, err)
+			r = r.WithContext(context.WithValue(r.Context(), errKey{}, err))
 		case ok:
-			ctx = NewContext(ctx, c)
+			r = r.WithContext(NewContext(r.Context(), c))
 		}
-		next.ServeHTTP(w, r.WithContext(ctx))
+		next.ServeHTTP(w, r)
 	})
 }
