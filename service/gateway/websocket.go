@@ -68,22 +68,30 @@ func (g *Gateway) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	// Base64 makes a frame 4/3 of its plaintext, plus the JSON around it.
 	client.SetReadLimit(g.opts.MaxFrameBytes*4/3 + 1024)
 
+	sess := openSession(ctx, g.crypto)
+	defer sess.close()
 	done := make(chan struct{}, 2)
-	go func() { g.clientToUpstream(ctx, client, up); done <- struct{}{} }()
-	go func() { g.upstreamToClient(ctx, up, client, h.fingerprint); done <- struct{}{} }()
+	go func() { g.clientToUpstream(ctx, sess, client, up); done <- struct{}{} }()
+	go func() { g.upstreamToClient(ctx, sess, up, client, h.fingerprint); done <- struct{}{} }()
 	<-done
 	cancel()
 	<-done
 }
 
-func (g *Gateway) clientToUpstream(ctx context.Context, client, up *websocket.Conn) {
+func (g *Gateway) clientToUpstream(ctx context.Context, sess *cryptoSession, client, up *websocket.Conn) {
 	for {
 		_, data, err := client.Read(ctx)
 		if err != nil {
 			closeLike(up, err)
 			return
 		}
-		pt, aleErr := g.openFrame(ctx, data)
+		pt, aleErr, err := g.openFrame(ctx, sess, data)
+		if err != nil {
+			g.log.Error("crypto service failed on a websocket frame; closing", "err", err)
+			client.Close(websocket.StatusInternalError, "crypto service unavailable")
+			up.Close(websocket.StatusGoingAway, "client side closed")
+			return
+		}
 		if aleErr != 0 {
 			g.log.Info("websocket frame refused", "ale_code", aleErr)
 			if err := client.Write(ctx, websocket.MessageText, wire.ErrorBody(aleErr)); err != nil {
@@ -102,29 +110,22 @@ func (g *Gateway) clientToUpstream(ctx context.Context, client, up *websocket.Co
 	}
 }
 
-// openFrame parses and decrypts one client frame, or returns the ALE code to
-// answer with.
-func (g *Gateway) openFrame(ctx context.Context, data []byte) ([]byte, int) {
+// openFrame parses and decrypts one client frame. It returns the plaintext,
+// or the ALE code to answer the frame with, or an error when alecryptd
+// cannot be reached.
+func (g *Gateway) openFrame(ctx context.Context, sess *cryptoSession, data []byte) ([]byte, int, error) {
 	f, err := wire.ParseFrame(data)
 	if err != nil {
 		e, _ := wire.AsError(err)
-		return nil, e.Code
+		return nil, e.Code, nil
 	}
-	res, err := g.crypto.Decrypt(ctx, connect.NewRequest(&alev1.DecryptRequest{
+	return sess.decrypt(ctx, &alev1.DecryptRequest{
 		Envelope: &alev1.Envelope{Iv: f.IV, Fingerprint: f.Fingerprint, Message: f.Message},
 		Expect:   g.opts.FrameFormat,
-	}))
-	if err != nil {
-		if code, ok := aleCode(err); ok {
-			return nil, code
-		}
-		g.log.Error("crypto service failed on a websocket frame", "err", err)
-		return nil, wire.CodeDecrypt
-	}
-	return res.Msg.GetPlaintext(), 0
+	})
 }
 
-func (g *Gateway) upstreamToClient(ctx context.Context, up, client *websocket.Conn, fingerprint string) {
+func (g *Gateway) upstreamToClient(ctx context.Context, sess *cryptoSession, up, client *websocket.Conn, fingerprint string) {
 	key := &alev1.KeyRef{Ref: &alev1.KeyRef_Fingerprint{Fingerprint: fingerprint}}
 	for {
 		_, data, err := up.Read(ctx)
@@ -132,7 +133,7 @@ func (g *Gateway) upstreamToClient(ctx context.Context, up, client *websocket.Co
 			closeLike(client, err)
 			return
 		}
-		enc, err := g.crypto.Encrypt(ctx, connect.NewRequest(&alev1.EncryptRequest{Plaintext: data, Key: key}))
+		e, err := sess.encrypt(ctx, &alev1.EncryptRequest{Plaintext: data, Key: key})
 		if err != nil {
 			// Never send plaintext the client expects encrypted.
 			g.log.Error("encrypting an upstream websocket message failed; closing", "err", err)
@@ -140,7 +141,6 @@ func (g *Gateway) upstreamToClient(ctx context.Context, up, client *websocket.Co
 			up.Close(websocket.StatusGoingAway, "client side closed")
 			return
 		}
-		e := enc.Msg.GetEnvelope()
 		frame := wire.MarshalFrame(wire.Frame{IV: e.GetIv(), Fingerprint: e.GetFingerprint(), Message: e.GetMessage()})
 		if err := client.Write(ctx, websocket.MessageText, frame); err != nil {
 			up.Close(websocket.StatusGoingAway, "client write failed")

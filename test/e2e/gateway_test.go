@@ -49,7 +49,7 @@ func gatewayKeys() []key.Record {
 	}
 }
 
-func startGateway(t *testing.T, gateArgs ...string) *gatewayEnv {
+func startGateway(t testing.TB, gateArgs ...string) *gatewayEnv {
 	t.Helper()
 	ks := filepath.Join(t.TempDir(), "keystore.json")
 	if _, err := filestore.New(ks).Import(gatewayKeys(), false); err != nil {
@@ -62,7 +62,7 @@ func startGateway(t *testing.T, gateArgs ...string) *gatewayEnv {
 }
 
 // seal encrypts through alecryptd, as a POS would.
-func (e *gatewayEnv) seal(t *testing.T, fp string, plaintext []byte) *alev1.Envelope {
+func (e *gatewayEnv) seal(t testing.TB, fp string, plaintext []byte) *alev1.Envelope {
 	t.Helper()
 	res, err := newCryptoClient(e.crypto.URL).Encrypt(context.Background(), connect.NewRequest(&alev1.EncryptRequest{
 		Plaintext: plaintext, Key: &alev1.KeyRef{Ref: &alev1.KeyRef_Fingerprint{Fingerprint: fp}}}))
