@@ -15,7 +15,7 @@ FUZZ_TARGETS := \
 # installed only when package-lock.json is newer than the installed tree.
 NPM_CI := [ node_modules/.package-lock.json -nt package-lock.json ] || npm ci --no-audit --no-fund
 
-.PHONY: test run lint gen gen-check fuzz bench ci node-deps
+.PHONY: test run lint gen gen-check fuzz bench ci node-deps deploy-test
 
 ## test: every test, unit to end-to-end (real alecryptd, alectl, alesync, Vault, grpcurl, Node WebCrypto), with the race detector
 test: node-deps
@@ -56,9 +56,13 @@ fuzz:
 		$(GO) test -run '^$$' -fuzz "^$$name$$" -fuzztime $(FUZZTIME) $$pkg; \
 	done
 
+## deploy-test: manifests, Dockerfile build stage and systemd unit (separate module deploy/)
+deploy-test:
+	cd deploy && $(GO) vet ./... && $(GO) test -count=1 ./...
+
 ## bench: the in-process cipher ceiling
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./service/suite ./service/engine
 
 ## ci: what .ci/run runs
-ci: gen-check lint test fuzz
+ci: gen-check lint test deploy-test fuzz

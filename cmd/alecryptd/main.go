@@ -21,6 +21,7 @@ import (
 	"syscall"
 	"time"
 
+	"connectrpc.com/grpchealth"
 	vaultapi "github.com/hashicorp/vault/api"
 
 	"github.com/alecrypt/alecrypt/service/api"
@@ -271,7 +272,11 @@ func run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(ln) }()
 	if cfg.MetricsListen != "" {
-		msrv, maddr, err := metrics.Serve(cfg.MetricsListen, reg, errc)
+		ready := func() bool {
+			res, err := health.Check(context.Background(), &grpchealth.CheckRequest{})
+			return err == nil && res.Status == grpchealth.StatusServing
+		}
+		msrv, maddr, err := metrics.Serve(cfg.MetricsListen, reg, ready, errc)
 		if err != nil {
 			return fmt.Errorf("--metrics-listen: %w", err)
 		}

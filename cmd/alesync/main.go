@@ -230,7 +230,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) in
 	if cfg.MetricsListen != "" {
 		reg := metrics.NewRegistry()
 		s.metrics = metrics.NewSync(reg)
-		msrv, addr, err := metrics.Serve(cfg.MetricsListen, reg, nil)
+		msrv, addr, err := metrics.Serve(cfg.MetricsListen, reg, nil, nil)
 		if err != nil {
 			log.Error("alesync cannot start", "err", fmt.Errorf("--metrics-listen: %w", err))
 			return 1

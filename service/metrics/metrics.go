@@ -114,15 +114,26 @@ func RegisterAudit(reg prometheus.Registerer, a AuditStatus) {
 }
 
 // Serve starts serving reg on /metrics at addr (host:port; port 0 picks
-// one) and returns the server and the address it listens on. Serve errors
-// after startup go to errc when it is not nil.
-func Serve(addr string, reg *prometheus.Registry, errc chan<- error) (*http.Server, net.Addr, error) {
+// one) and returns the server and the address it listens on. With ready,
+// it also serves /readyz: 200 while ready reports true, 503 otherwise, for
+// probes that cannot speak gRPC health over TLS. Serve errors after startup
+// go to errc when it is not nil.
+func Serve(addr string, reg *prometheus.Registry, ready func() bool, errc chan<- error) (*http.Server, net.Addr, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, nil, fmt.Errorf("metrics listener: %w", err)
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", Handler(reg))
+	if ready != nil {
+		mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+			if !ready() {
+				http.Error(w, "not serving", http.StatusServiceUnavailable)
+				return
+			}
+			_, _ = w.Write([]byte("ok\n"))
+		})
+	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		if err := srv.Serve(ln); err != nil && err != http.ErrServerClosed && errc != nil {

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -299,11 +300,24 @@ func TestAuditFailureDegradesHealth(t *testing.T) {
 	if got := health(t, svc.URL); got != "SERVING_STATUS_SERVING" {
 		t.Fatalf("health before any audit write = %q", got)
 	}
+	if res, err := http.Get(strings.TrimSuffix(svc.MetricsURL, "/metrics") + "/readyz"); err != nil || res.StatusCode != http.StatusOK {
+		t.Fatalf("/readyz before any audit write = %v, %v; want 200", res, err)
+	} else {
+		res.Body.Close()
+	}
 	if _, err := newCryptoClient(svc.URL).Encrypt(context.Background(), connect.NewRequest(&alev1.EncryptRequest{Plaintext: []byte("x")})); err != nil {
 		t.Fatal(err)
 	}
 	if got := health(t, svc.URL); got != "SERVING_STATUS_NOT_SERVING" {
 		t.Fatalf("health after a failed audit write = %q, want NOT_SERVING", got)
+	}
+	readyz, err := http.Get(strings.TrimSuffix(svc.MetricsURL, "/metrics") + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readyz.Body.Close()
+	if readyz.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("/readyz with a failing audit log = %d, want 503", readyz.StatusCode)
 	}
 	m := series(t, svc.MetricsURL)
 	if m["alecrypt_audit_write_failures_total{}"] < 1 || m["alecrypt_audit_up{}"] != 0 {
