@@ -15,7 +15,7 @@ FUZZ_TARGETS := \
 # installed only when package-lock.json is newer than the installed tree.
 NPM_CI := [ node_modules/.package-lock.json -nt package-lock.json ] || npm ci --no-audit --no-fund
 
-.PHONY: test run lint gen gen-check fuzz bench ci node-deps deploy-test
+.PHONY: test run lint gen gen-check fuzz bench bench-load ci node-deps deploy-test
 
 ## test: every test, unit to end-to-end (real alecryptd, alectl, alesync, Vault, grpcurl, Node WebCrypto), with the race detector
 test: node-deps
@@ -60,9 +60,13 @@ fuzz:
 deploy-test:
 	cd deploy && $(GO) vet ./... && $(GO) test -count=1 ./...
 
-## bench: the in-process cipher ceiling
+## bench: the in-process ceiling (ciphers, engine, Connect handler)
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./service/suite ./service/engine
+	$(GO) test -run '^$$' -bench . -benchmem ./service/suite ./service/engine ./service/api
+
+## bench-load: alecryptd against Vault Transit (BENCHMARKS.md); QUICK=1 for a 30 s check
+bench-load:
+	bash test/bench/run.sh $(if $(QUICK),--quick)
 
 ## ci: what .ci/run runs
 ci: gen-check lint test deploy-test fuzz

@@ -240,6 +240,9 @@ func (s *Service) Exited() (bool, error) {
 // Logs returns everything the process has written so far.
 func (s *Service) Logs() string { return s.logs.String() }
 
+// PID is the process id (for reading its CPU time and memory in /proc).
+func (s *Service) PID() int { return s.cmd.Process.Pid }
+
 // Signal sends sig to the process.
 func (s *Service) Signal(t testing.TB, sig syscall.Signal) {
 	t.Helper()

@@ -146,6 +146,9 @@ func (v *Vault) Stop(t testing.TB) {
 	}
 }
 
+// PID is the server's process id (for reading its CPU time and memory).
+func (v *Vault) PID() int { return v.cmd.Process.Pid }
+
 // Client returns a Vault API client for the server with the given token.
 func (v *Vault) Client(t testing.TB, token string) *vaultapi.Client {
 	t.Helper()

@@ -1,0 +1,253 @@
+// Command alebench measures alecryptd, and Vault Transit beside it, under
+// load: unary Encrypt and Decrypt, batches and the bidirectional stream, over
+// a sweep of payload sizes and concurrency. It reports throughput, latency
+// percentiles, and the server process's CPU per operation and memory, read
+// from /proc so that the load generator's own CPU (it shares the machine) is
+// never counted.
+//
+//	alebench [flags]                          run the sweep (see -h)
+//	alebench genkeys --n 10000 --out FILE     write an embedded keystore of N fresh keys
+//	alebench startup --alecryptd BIN --keystore FILE
+//	                                          time alecryptd's start on a keystore and read its RSS
+//
+// test/bench/run.sh starts both servers and runs the sweep with one command;
+// BENCHMARKS.md explains the method and the results.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run is main without the process: it returns the exit code (0 ok, 1 the
+// measurement failed, 2 usage).
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	var err error
+	switch {
+	case len(args) > 0 && args[0] == "genkeys":
+		var cfg genkeysConfig
+		if cfg, err = parseGenkeys(args[1:], stderr); err == nil {
+			err = genkeys(cfg, stdout)
+		}
+	case len(args) > 0 && args[0] == "startup":
+		var cfg startupConfig
+		if cfg, err = parseStartup(args[1:], stderr); err == nil {
+			err = measureStartup(ctx, cfg, stdout, stderr)
+		}
+	default:
+		var cfg Config
+		if cfg, err = parseConfig(args, getenv, stderr); err == nil {
+			err = runSweep(ctx, cfg, stdout, stderr)
+		}
+	}
+	var usage *usageError
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.As(err, &usage):
+		fmt.Fprintln(stderr, "alebench:", err)
+		return 2
+	default:
+		fmt.Fprintln(stderr, "alebench:", err)
+		return 1
+	}
+}
+
+// usageError is a bad command line (exit 2); anything else failing is exit 1.
+type usageError struct{ err error }
+
+func (e *usageError) Error() string { return e.err.Error() }
+func (e *usageError) Unwrap() error { return e.err }
+
+// parseFlags parses args into fs; a bad command line is a usage error, and
+// -h is flag.ErrHelp.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	err := fs.Parse(args)
+	if err == nil || errors.Is(err, flag.ErrHelp) {
+		return err
+	}
+	return &usageError{err}
+}
+
+func usagef(format string, args ...any) error {
+	return &usageError{fmt.Errorf(format, args...)}
+}
+
+// Targets.
+const (
+	targetAlecrypt = "alecrypt"
+	targetTransit  = "transit"
+	targetBoth     = "both"
+)
+
+// Config is the sweep, from flags and the environment.
+type Config struct {
+	Targets []string // alecrypt and/or transit, in run order
+
+	AlecryptURL   string
+	AlecryptPID   int
+	AlecryptAlias string
+	Protocols     []string
+	Conns         int
+
+	VaultAddr    string
+	VaultToken   string
+	VaultPID     int
+	TransitMount string
+	TransitKey   string
+
+	Ops          []string
+	Sizes        []int
+	Concurrency  []int
+	Duration     time.Duration
+	Warmup       time.Duration
+	BatchSize    int
+	BatchBytes   int
+	StreamWindow int
+	HalfPeak     bool
+	Rates        []int
+	JSON         bool
+	JSONOut      string
+}
+
+func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
+	fs := flag.NewFlagSet("alebench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, "usage: alebench [flags]\n       alebench genkeys -h\n       alebench startup -h\n\nflags:\n")
+		fs.PrintDefaults()
+	}
+	var c Config
+	var target, protocols, ops, sizes, conc, rates string
+	fs.StringVar(&target, "target", targetAlecrypt, "what to load: alecrypt, transit or both (side by side, with ratios)")
+	fs.StringVar(&c.AlecryptURL, "alecrypt-url", envOr(getenv, "ALECRYPT_ADDR", "http://127.0.0.1:8080"), "alecryptd base URL (env ALECRYPT_ADDR)")
+	fs.IntVar(&c.AlecryptPID, "alecrypt-pid", 0, "alecryptd's process id, for its CPU per operation and RSS (0: not measured)")
+	fs.StringVar(&c.AlecryptAlias, "alecrypt-alias", "", "key alias to encrypt with (empty: the service's default alias)")
+	fs.StringVar(&protocols, "protocol", protoConnect, "comma-separated: connect (Connect over h2c), grpc (h2c), connect-http1 (Connect over HTTP/1.1; no stream)")
+	fs.IntVar(&c.Conns, "conns", 0, "HTTP/2 connections to alecryptd per measurement, shared by the workers (0: one per worker, as HTTP/1.1 needs)")
+	fs.StringVar(&c.VaultAddr, "vault-addr", getenv("VAULT_ADDR"), "Vault address (env VAULT_ADDR)")
+	fs.StringVar(&c.VaultToken, "vault-token", getenv("VAULT_TOKEN"), "Vault token allowed to use the transit key (env VAULT_TOKEN)")
+	fs.IntVar(&c.VaultPID, "vault-pid", 0, "Vault's process id, for its CPU per operation and RSS (0: not measured)")
+	fs.StringVar(&c.TransitMount, "transit-mount", "transit", "Vault Transit mount")
+	fs.StringVar(&c.TransitKey, "transit-key", "bench", "Transit key (create it with type=aes256-gcm96)")
+	fs.StringVar(&ops, "ops", "encrypt,decrypt,batch,stream", "comma-separated operations: "+strings.Join(opNames(), ", "))
+	fs.StringVar(&sizes, "sizes", "64,1024,65536", "comma-separated payload sizes in bytes")
+	fs.StringVar(&conc, "concurrency", "1,4,16,64", "comma-separated concurrency levels (workers; for stream, streams)")
+	fs.DurationVar(&c.Duration, "duration", 2*time.Second, "measured window of each measurement")
+	fs.DurationVar(&c.Warmup, "warmup", 500*time.Millisecond, "unmeasured warm-up before each window")
+	fs.IntVar(&c.BatchSize, "batch-size", 100, "items per batch call")
+	fs.IntVar(&c.BatchBytes, "batch-bytes", 1<<20, "cap on a batch's payload bytes: large payloads get fewer items per call")
+	fs.IntVar(&c.StreamWindow, "stream-window", 16, "messages in flight per stream")
+	fs.BoolVar(&c.HalfPeak, "half-peak", true, "after each unary sweep, measure latency at half the peak throughput (open loop)")
+	fs.StringVar(&rates, "rates", "", "comma-separated open-loop rates (calls/s) at which to measure unary latency too")
+	fs.BoolVar(&c.JSON, "json", false, "print JSON instead of the table")
+	fs.StringVar(&c.JSONOut, "json-out", "", "also write the JSON report to this file")
+	if err := parseFlags(fs, args); err != nil {
+		return Config{}, err
+	}
+	if fs.NArg() > 0 {
+		return Config{}, usagef("unexpected arguments: %q", fs.Args())
+	}
+	var err error
+	switch target {
+	case targetAlecrypt, targetTransit:
+		c.Targets = []string{target}
+	case targetBoth:
+		c.Targets = []string{targetAlecrypt, targetTransit}
+	default:
+		return Config{}, usagef("--target must be alecrypt, transit or both, got %q", target)
+	}
+	if c.Protocols, err = parseChoices("--protocol", protocols, []string{protoConnect, protoGRPC, protoConnectHTTP1}); err != nil {
+		return Config{}, err
+	}
+	if c.Ops, err = parseChoices("--ops", ops, opNames()); err != nil {
+		return Config{}, err
+	}
+	if c.Sizes, err = parseInts("--sizes", sizes, 0); err != nil {
+		return Config{}, err
+	}
+	if c.Concurrency, err = parseInts("--concurrency", conc, 1); err != nil {
+		return Config{}, err
+	}
+	if rates != "" {
+		if c.Rates, err = parseInts("--rates", rates, 1); err != nil {
+			return Config{}, err
+		}
+	}
+	switch {
+	case c.Duration <= 0:
+		return Config{}, usagef("--duration must be positive")
+	case c.Warmup < 0:
+		return Config{}, usagef("--warmup must not be negative")
+	case c.BatchSize < 1 || c.BatchBytes < 1:
+		return Config{}, usagef("--batch-size and --batch-bytes must be positive")
+	case c.StreamWindow < 1:
+		return Config{}, usagef("--stream-window must be positive")
+	case c.Conns < 0:
+		return Config{}, usagef("--conns must not be negative")
+	case c.AlecryptPID < 0 || c.VaultPID < 0:
+		return Config{}, usagef("process ids must not be negative")
+	}
+	if slices.Contains(c.Targets, targetTransit) {
+		if c.VaultAddr == "" || c.VaultToken == "" {
+			return Config{}, usagef("--target %s needs --vault-addr and --vault-token (or VAULT_ADDR and VAULT_TOKEN)", target)
+		}
+	}
+	return c, nil
+}
+
+func envOr(getenv func(string) string, name, def string) string {
+	if v := getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+// parseChoices splits a comma-separated list, each item one of allowed,
+// without repeats, in the order given.
+func parseChoices(flagName, s string, allowed []string) ([]string, error) {
+	var out []string
+	for item := range strings.SplitSeq(s, ",") {
+		item = strings.TrimSpace(item)
+		if !slices.Contains(allowed, item) {
+			return nil, usagef("%s: %q is not one of %s", flagName, item, strings.Join(allowed, ", "))
+		}
+		if slices.Contains(out, item) {
+			return nil, usagef("%s: %q given twice", flagName, item)
+		}
+		out = append(out, item)
+	}
+	return out, nil
+}
+
+// parseInts splits a comma-separated list of integers, each at least lo.
+func parseInts(flagName, s string, lo int) ([]int, error) {
+	var out []int
+	for item := range strings.SplitSeq(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(item))
+		if err != nil || n < lo {
+			return nil, usagef("%s: %q is not an integer of at least %d", flagName, item, lo)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
