@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"runtime"
 	"sync"
 	"time"
 
@@ -33,6 +34,16 @@ type Reader interface {
 	Load(ctx context.Context) (Snapshot, error)
 }
 
+// Reviser is implemented by stores that can tell cheaply whether their
+// content may have changed (a file's stat, say). The refresher asks it first
+// and skips Load when the answer equals the revision it last loaded, so an
+// idle service does not re-read and re-parse thousands of keys every tick.
+type Reviser interface {
+	// Revision returns a token that changes whenever the content may have
+	// changed; it need not equal Snapshot.Revision.
+	Revision(ctx context.Context) (string, error)
+}
+
 // ErrNotFound is returned by Load when the store does not exist yet.
 var ErrNotFound = errors.New("keystore not found")
 
@@ -46,6 +57,7 @@ type Refresher struct {
 
 	reloadMu     sync.Mutex // serializes reloads
 	lastRevision string     // guarded by reloadMu
+	lastCheap    string     // the Reviser's token at the last good load; guarded by reloadMu
 
 	statusMu sync.Mutex // guards the status fields; never held during a load
 	lastErr  error
@@ -69,9 +81,20 @@ func (r *Refresher) Reload(ctx context.Context) error {
 	r.reloadMu.Lock()
 	defer r.reloadMu.Unlock()
 	lctx, cancel := context.WithTimeout(ctx, LoadTimeout)
+	defer cancel()
+	var cheap string
+	if rv, ok := r.store.(Reviser); ok {
+		if tok, err := rv.Revision(lctx); err == nil {
+			if tok != "" && tok == r.lastCheap {
+				r.setStatus(nil)
+				return nil
+			}
+			cheap = tok
+		}
+	}
 	snap, err := r.store.Load(lctx)
-	cancel()
 	if err == nil && snap.Revision != "" && snap.Revision == r.lastRevision {
+		r.lastCheap = cheap
 		r.setStatus(nil)
 		return nil
 	}
@@ -89,7 +112,7 @@ func (r *Refresher) Reload(ctx context.Context) error {
 		r.log.Error("keystore reload failed; serving the last good keys", attrs...)
 		return err
 	}
-	r.lastRevision = snap.Revision
+	r.lastRevision, r.lastCheap = snap.Revision, cheap
 	r.setStatus(nil)
 	r.log.Info("keystore loaded", "keys", st.Total, "active", st.ByState[key.Active],
 		"decrypt_only", st.ByState[key.DecryptOnly], "disabled", st.ByState[key.Disabled],
@@ -97,7 +120,10 @@ func (r *Refresher) Reload(ctx context.Context) error {
 	if len(fresh) > 0 {
 		go func() {
 			start := time.Now()
-			if failed := keyring.Warm(context.WithoutCancel(ctx), fresh, 0); failed > 0 {
+			// Leave a core to requests: a key they need before the warm-up
+			// reaches it is derived on demand anyway.
+			workers := max(1, runtime.GOMAXPROCS(0)-1)
+			if failed := keyring.Warm(context.WithoutCancel(ctx), fresh, workers); failed > 0 {
 				r.log.Error("key derivation failed", "keys", failed)
 			}
 			r.log.Debug("keys derived", "keys", len(fresh), "took", time.Since(start))

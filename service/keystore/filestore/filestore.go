@@ -64,6 +64,23 @@ func (s *Store) Load(context.Context) (keystore.Snapshot, error) {
 	return keystore.Snapshot{Records: recs, Revision: hex.EncodeToString(sum[:])}, nil
 }
 
+// Revision implements keystore.Reviser with one stat: the file's inode,
+// size and modification time. Writers replace the file by rename, so any
+// change gives a new inode.
+func (s *Store) Revision(context.Context) (string, error) {
+	fi, err := os.Stat(s.path)
+	if err != nil {
+		return "", err
+	}
+	var ino uint64
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		ino = st.Ino
+	}
+	return fmt.Sprintf("%d:%d:%d", ino, fi.Size(), fi.ModTime().UnixNano()), nil
+}
+
+var _ keystore.Reviser = (*Store)(nil)
+
 func (s *Store) read() ([]byte, error) {
 	f, err := os.Open(s.path)
 	if errors.Is(err, fs.ErrNotExist) {
