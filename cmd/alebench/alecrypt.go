@@ -58,7 +58,7 @@ func (a *alecryptSeries) pid() int         { return a.cfg.AlecryptPID }
 
 // supports: bidi streams need HTTP/2.
 func (a *alecryptSeries) supports(o op) bool {
-	return o.mode != stream || a.proto != protoConnectHTTP1
+	return (o.mode != stream && o.mode != streamBatch) || a.proto != protoConnectHTTP1
 }
 
 // clients returns one client per worker. Over HTTP/1.1 they share a
@@ -140,6 +140,9 @@ func (a *alecryptSeries) prepare(ctx context.Context, sp spec, sched *loadgen.Sc
 		default:
 			if sched != nil {
 				return nil, errors.New("a stream has no open-loop mode")
+			}
+			if sp.op.mode == streamBatch {
+				return w.streamBatch(), nil
 			}
 			return w.stream(), nil
 		}
@@ -239,14 +242,37 @@ func (w *alecryptWorker) stream() loadgen.Worker {
 		}
 		return checkEnvelope(res.GetEncrypt().GetEnvelope(), w.sp.size)
 	}
-	return streamWorker(w.c, w.sp.window, req, fill, check)
+	return streamWorker(w.c, w.sp.window, 1, req, fill, check)
+}
+
+// streamBatch sends batches of encryptions as single stream messages.
+func (w *alecryptWorker) streamBatch() loadgen.Worker {
+	n := w.sp.batchItems
+	items := make([]*alev1.EncryptRequest, n)
+	for i := range items {
+		items[i] = &alev1.EncryptRequest{Plaintext: w.plaintext, Key: w.key}
+	}
+	req := &alev1.StreamRequest{Operation: &alev1.StreamRequest_EncryptBatch{EncryptBatch: &alev1.EncryptBatchRequest{Items: items}}}
+	check := func(res *alev1.StreamResponse) error {
+		if err := itemError(res.GetError()); err != nil {
+			return err
+		}
+		for _, r := range res.GetEncryptBatch().GetResults() {
+			if err := errors.Join(itemError(r.GetError()), checkEnvelope(r.GetResponse().GetEnvelope(), w.sp.size)); err != nil {
+				return err
+			}
+		}
+		_, err := checkCount(len(res.GetEncryptBatch().GetResults()), n)
+		return err
+	}
+	return streamWorker(w.c, w.sp.window, n, req, func() {}, check)
 }
 
 // streamWorker keeps one bidi stream busy with up to window messages in
 // flight. The sender stamps each message's send time into a channel of
 // window slots, which the receiver drains in order (the service answers in
 // order): the channel is both the window and the record of send times.
-func streamWorker(c alev1connect.CryptoServiceClient, window int, req *alev1.StreamRequest, fill func(), check func(*alev1.StreamResponse) error) loadgen.Worker {
+func streamWorker(c alev1connect.CryptoServiceClient, window, items int, req *alev1.StreamRequest, fill func(), check func(*alev1.StreamResponse) error) loadgen.Worker {
 	return func(ctx context.Context, rec *loadgen.Recorder) error {
 		sctx, cancel := context.WithCancel(ctx)
 		defer cancel()
@@ -269,7 +295,7 @@ func streamWorker(c alev1connect.CryptoServiceClient, window int, req *alev1.Str
 					if err := check(res); err != nil {
 						return err
 					}
-					rec.Done(<-sent, 1)
+					rec.Done(<-sent, items)
 				}
 			}()
 		}()

@@ -15,9 +15,10 @@ import (
 type mode int
 
 const (
-	unary  mode = iota // one call per payload
-	batch              // one call per batch of payloads
-	stream             // one message per payload on long-lived bidi streams
+	unary       mode = iota // one call per payload
+	batch                   // one call per batch of payloads
+	stream                  // one message per payload on long-lived bidi streams
+	streamBatch             // one message per batch of payloads on long-lived bidi streams
 )
 
 // op is a kind of operation alebench measures.
@@ -34,6 +35,7 @@ var allOps = []op{
 	{"batch-decrypt", batch, true},
 	{"stream", stream, false},
 	{"stream-decrypt", stream, true},
+	{"stream-batch", streamBatch, false},
 }
 
 func opNames() []string {

@@ -76,6 +76,8 @@ func newRow(s series, sp spec, res loadgen.Result) Row {
 		r.BatchItems = sp.batchItems
 	case stream:
 		r.StreamWindow = sp.window
+	case streamBatch:
+		r.BatchItems, r.StreamWindow = sp.batchItems, sp.window
 	}
 	us := func(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
 	r.LatencyUS.P50, r.LatencyUS.P95, r.LatencyUS.P99 = us(res.Latency.P50), us(res.Latency.P95), us(res.Latency.P99)

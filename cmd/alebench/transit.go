@@ -62,7 +62,7 @@ func newTransitSeries(ctx context.Context, cfg Config) (*transitSeries, error) {
 func (t *transitSeries) target() string     { return targetTransit }
 func (t *transitSeries) protocol() string   { return protoTransit }
 func (t *transitSeries) pid() int           { return t.cfg.VaultPID }
-func (t *transitSeries) supports(o op) bool { return o.mode != stream } // Transit has no streams
+func (t *transitSeries) supports(o op) bool { return o.mode != stream && o.mode != streamBatch } // Transit has no streams
 
 // client returns a Vault client whose connection pool keeps one connection
 // per worker: the default pool keeps only GOMAXPROCS+1 idle, so a larger

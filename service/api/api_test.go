@@ -431,6 +431,20 @@ func TestStream(t *testing.T) {
 		if r := recv(); r.GetRequestId() != "empty" || r.GetError().GetDetail().GetErrorCode() != 1 {
 			t.Fatalf("response to empty = %v, want ALE 1", r)
 		}
+		// A batch rides one stream message; its bad item fails alone.
+		send(&alev1.StreamRequest{RequestId: "b1", Operation: &alev1.StreamRequest_DecryptBatch{DecryptBatch: &alev1.DecryptBatchRequest{Items: []*alev1.DecryptRequest{
+			{Envelope: r.GetEncrypt().GetEnvelope()},
+			{Envelope: &alev1.Envelope{Iv: make([]byte, 16), Fingerprint: "nope"}},
+		}}}})
+		if b := recv(); b.GetRequestId() != "b1" || len(b.GetDecryptBatch().GetResults()) != 2 ||
+			string(b.GetDecryptBatch().GetResults()[0].GetResponse().GetPlaintext()) != "frame-1" ||
+			b.GetDecryptBatch().GetResults()[1].GetError().GetCode() != "not_found" {
+			t.Fatalf("response to batch b1 = %v", b)
+		}
+		send(&alev1.StreamRequest{RequestId: "b2", Operation: &alev1.StreamRequest_EncryptBatch{EncryptBatch: &alev1.EncryptBatchRequest{Items: make([]*alev1.EncryptRequest, api.MaxBatchItems+1)}}})
+		if b := recv(); b.GetRequestId() != "b2" || b.GetError().GetCode() != "resource_exhausted" {
+			t.Fatalf("response to an oversized batch = %v, want resource_exhausted", b)
+		}
 		// The stream survived the bad items.
 		send(&alev1.StreamRequest{RequestId: "d1", Operation: &alev1.StreamRequest_Decrypt{Decrypt: &alev1.DecryptRequest{Envelope: r.GetEncrypt().GetEnvelope()}}})
 		if r := recv(); r.GetRequestId() != "d1" || string(r.GetDecrypt().GetPlaintext()) != "frame-1" {

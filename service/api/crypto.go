@@ -72,25 +72,43 @@ func (s *cryptoServer) Resolve(ctx context.Context, req *connect.Request[alev1.R
 }
 
 func (s *cryptoServer) EncryptBatch(ctx context.Context, req *connect.Request[alev1.EncryptBatchRequest]) (*connect.Response[alev1.EncryptBatchResponse], error) {
-	if err := checkBatch(len(req.Msg.GetItems())); err != nil {
+	out, err := s.encryptBatch(ctx, req.Msg)
+	if err != nil {
 		return nil, err
-	}
-	out := &alev1.EncryptBatchResponse{Results: make([]*alev1.EncryptResult, len(req.Msg.GetItems()))}
-	for i, item := range req.Msg.GetItems() {
-		out.Results[i] = s.encryptResult(ctx, item)
 	}
 	return connect.NewResponse(out), nil
 }
 
 func (s *cryptoServer) DecryptBatch(ctx context.Context, req *connect.Request[alev1.DecryptBatchRequest]) (*connect.Response[alev1.DecryptBatchResponse], error) {
-	if err := checkBatch(len(req.Msg.GetItems())); err != nil {
+	out, err := s.decryptBatch(ctx, req.Msg)
+	if err != nil {
 		return nil, err
 	}
-	out := &alev1.DecryptBatchResponse{Results: make([]*alev1.DecryptResult, len(req.Msg.GetItems()))}
-	for i, item := range req.Msg.GetItems() {
+	return connect.NewResponse(out), nil
+}
+
+// encryptBatch and decryptBatch serve the batch RPCs and batch stream
+// messages alike; they fail only for a batch over MaxBatchItems.
+func (s *cryptoServer) encryptBatch(ctx context.Context, req *alev1.EncryptBatchRequest) (*alev1.EncryptBatchResponse, error) {
+	if err := checkBatch(len(req.GetItems())); err != nil {
+		return nil, err
+	}
+	out := &alev1.EncryptBatchResponse{Results: make([]*alev1.EncryptResult, len(req.GetItems()))}
+	for i, item := range req.GetItems() {
+		out.Results[i] = s.encryptResult(ctx, item)
+	}
+	return out, nil
+}
+
+func (s *cryptoServer) decryptBatch(ctx context.Context, req *alev1.DecryptBatchRequest) (*alev1.DecryptBatchResponse, error) {
+	if err := checkBatch(len(req.GetItems())); err != nil {
+		return nil, err
+	}
+	out := &alev1.DecryptBatchResponse{Results: make([]*alev1.DecryptResult, len(req.GetItems()))}
+	for i, item := range req.GetItems() {
 		out.Results[i] = s.decryptResult(ctx, item)
 	}
-	return connect.NewResponse(out), nil
+	return out, nil
 }
 
 func checkBatch(n int) error {
@@ -141,8 +159,18 @@ func (s *cryptoServer) Stream(ctx context.Context, stream *connect.BidiStream[al
 			if r, opErr = s.decrypt(ctx, op.Decrypt); opErr == nil {
 				res.Result = &alev1.StreamResponse_Decrypt{Decrypt: r}
 			}
+		case *alev1.StreamRequest_EncryptBatch:
+			var r *alev1.EncryptBatchResponse
+			if r, opErr = s.encryptBatch(ctx, op.EncryptBatch); opErr == nil {
+				res.Result = &alev1.StreamResponse_EncryptBatch{EncryptBatch: r}
+			}
+		case *alev1.StreamRequest_DecryptBatch:
+			var r *alev1.DecryptBatchResponse
+			if r, opErr = s.decryptBatch(ctx, op.DecryptBatch); opErr == nil {
+				res.Result = &alev1.StreamResponse_DecryptBatch{DecryptBatch: r}
+			}
 		default:
-			opErr = &engine.FieldError{Field: "operation", Reason: "missing: set encrypt or decrypt"}
+			opErr = &engine.FieldError{Field: "operation", Reason: "missing: set encrypt, decrypt, encrypt_batch or decrypt_batch"}
 		}
 		if opErr != nil {
 			res.Result = &alev1.StreamResponse_Error{Error: toItemError(opErr)}

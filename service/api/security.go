@@ -176,6 +176,12 @@ func (c *auditConn) Send(msg any) error {
 	case req.GetDecrypt() != nil:
 		e.Operation = "decrypt"
 		describe(&e, req.GetDecrypt(), res.GetDecrypt())
+	case req.GetEncryptBatch() != nil:
+		e.Operation = "encrypt"
+		describe(&e, req.GetEncryptBatch(), res.GetEncryptBatch())
+	case req.GetDecryptBatch() != nil:
+		e.Operation = "decrypt"
+		describe(&e, req.GetDecryptBatch(), res.GetDecryptBatch())
 	}
 	if ie := res.GetError(); ie != nil {
 		e.Outcome, e.ALECode = ie.GetCode(), int(ie.GetDetail().GetErrorCode())

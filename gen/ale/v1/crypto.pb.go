@@ -781,6 +781,8 @@ type StreamRequest struct {
 	//
 	//	*StreamRequest_Encrypt
 	//	*StreamRequest_Decrypt
+	//	*StreamRequest_EncryptBatch
+	//	*StreamRequest_DecryptBatch
 	Operation     isStreamRequest_Operation `protobuf_oneof:"operation"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -848,6 +850,24 @@ func (x *StreamRequest) GetDecrypt() *DecryptRequest {
 	return nil
 }
 
+func (x *StreamRequest) GetEncryptBatch() *EncryptBatchRequest {
+	if x != nil {
+		if x, ok := x.Operation.(*StreamRequest_EncryptBatch); ok {
+			return x.EncryptBatch
+		}
+	}
+	return nil
+}
+
+func (x *StreamRequest) GetDecryptBatch() *DecryptBatchRequest {
+	if x != nil {
+		if x, ok := x.Operation.(*StreamRequest_DecryptBatch); ok {
+			return x.DecryptBatch
+		}
+	}
+	return nil
+}
+
 type isStreamRequest_Operation interface {
 	isStreamRequest_Operation()
 }
@@ -862,9 +882,24 @@ type StreamRequest_Decrypt struct {
 	Decrypt *DecryptRequest `protobuf:"bytes,3,opt,name=decrypt,proto3,oneof"`
 }
 
+type StreamRequest_EncryptBatch struct {
+	// Encrypt these items: one stream message for many items, which costs
+	// the service far less per item than one message each.
+	EncryptBatch *EncryptBatchRequest `protobuf:"bytes,4,opt,name=encrypt_batch,json=encryptBatch,proto3,oneof"`
+}
+
+type StreamRequest_DecryptBatch struct {
+	// Decrypt these items, as encrypt_batch.
+	DecryptBatch *DecryptBatchRequest `protobuf:"bytes,5,opt,name=decrypt_batch,json=decryptBatch,proto3,oneof"`
+}
+
 func (*StreamRequest_Encrypt) isStreamRequest_Operation() {}
 
 func (*StreamRequest_Decrypt) isStreamRequest_Operation() {}
+
+func (*StreamRequest_EncryptBatch) isStreamRequest_Operation() {}
+
+func (*StreamRequest_DecryptBatch) isStreamRequest_Operation() {}
 
 // StreamResponse is the outcome of one StreamRequest.
 type StreamResponse struct {
@@ -878,6 +913,8 @@ type StreamResponse struct {
 	//	*StreamResponse_Encrypt
 	//	*StreamResponse_Decrypt
 	//	*StreamResponse_Error
+	//	*StreamResponse_EncryptBatch
+	//	*StreamResponse_DecryptBatch
 	Result        isStreamResponse_Result `protobuf_oneof:"result"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -954,6 +991,24 @@ func (x *StreamResponse) GetError() *ItemError {
 	return nil
 }
 
+func (x *StreamResponse) GetEncryptBatch() *EncryptBatchResponse {
+	if x != nil {
+		if x, ok := x.Result.(*StreamResponse_EncryptBatch); ok {
+			return x.EncryptBatch
+		}
+	}
+	return nil
+}
+
+func (x *StreamResponse) GetDecryptBatch() *DecryptBatchResponse {
+	if x != nil {
+		if x, ok := x.Result.(*StreamResponse_DecryptBatch); ok {
+			return x.DecryptBatch
+		}
+	}
+	return nil
+}
+
 type isStreamResponse_Result interface {
 	isStreamResponse_Result()
 }
@@ -969,8 +1024,20 @@ type StreamResponse_Decrypt struct {
 }
 
 type StreamResponse_Error struct {
-	// The operation failed (or the request carried no operation).
+	// The operation failed (or the request carried no operation). For a
+	// batch this means the whole batch was refused (too many items); item
+	// failures are in the batch response's results.
 	Error *ItemError `protobuf:"bytes,4,opt,name=error,proto3,oneof"`
+}
+
+type StreamResponse_EncryptBatch struct {
+	// The encrypt_batch operation's results, one per item, in order.
+	EncryptBatch *EncryptBatchResponse `protobuf:"bytes,5,opt,name=encrypt_batch,json=encryptBatch,proto3,oneof"`
+}
+
+type StreamResponse_DecryptBatch struct {
+	// The decrypt_batch operation's results, one per item, in order.
+	DecryptBatch *DecryptBatchResponse `protobuf:"bytes,6,opt,name=decrypt_batch,json=decryptBatch,proto3,oneof"`
 }
 
 func (*StreamResponse_Encrypt) isStreamResponse_Result() {}
@@ -978,6 +1045,10 @@ func (*StreamResponse_Encrypt) isStreamResponse_Result() {}
 func (*StreamResponse_Decrypt) isStreamResponse_Result() {}
 
 func (*StreamResponse_Error) isStreamResponse_Result() {}
+
+func (*StreamResponse_EncryptBatch) isStreamResponse_Result() {}
+
+func (*StreamResponse_DecryptBatch) isStreamResponse_Result() {}
 
 var File_ale_v1_crypto_proto protoreflect.FileDescriptor
 
@@ -1017,19 +1088,23 @@ const file_ale_v1_crypto_proto_rawDesc = "" +
 	"\rDecryptResult\x125\n" +
 	"\bresponse\x18\x01 \x01(\v2\x17.ale.v1.DecryptResponseH\x00R\bresponse\x12)\n" +
 	"\x05error\x18\x02 \x01(\v2\x11.ale.v1.ItemErrorH\x00R\x05errorB\b\n" +
-	"\x06result\"\xa3\x01\n" +
+	"\x06result\"\xab\x02\n" +
 	"\rStreamRequest\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x122\n" +
 	"\aencrypt\x18\x02 \x01(\v2\x16.ale.v1.EncryptRequestH\x00R\aencrypt\x122\n" +
-	"\adecrypt\x18\x03 \x01(\v2\x16.ale.v1.DecryptRequestH\x00R\adecryptB\v\n" +
-	"\toperation\"\xce\x01\n" +
+	"\adecrypt\x18\x03 \x01(\v2\x16.ale.v1.DecryptRequestH\x00R\adecrypt\x12B\n" +
+	"\rencrypt_batch\x18\x04 \x01(\v2\x1b.ale.v1.EncryptBatchRequestH\x00R\fencryptBatch\x12B\n" +
+	"\rdecrypt_batch\x18\x05 \x01(\v2\x1b.ale.v1.DecryptBatchRequestH\x00R\fdecryptBatchB\v\n" +
+	"\toperation\"\xd8\x02\n" +
 	"\x0eStreamResponse\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x123\n" +
 	"\aencrypt\x18\x02 \x01(\v2\x17.ale.v1.EncryptResponseH\x00R\aencrypt\x123\n" +
 	"\adecrypt\x18\x03 \x01(\v2\x17.ale.v1.DecryptResponseH\x00R\adecrypt\x12)\n" +
-	"\x05error\x18\x04 \x01(\v2\x11.ale.v1.ItemErrorH\x00R\x05errorB\b\n" +
+	"\x05error\x18\x04 \x01(\v2\x11.ale.v1.ItemErrorH\x00R\x05error\x12C\n" +
+	"\rencrypt_batch\x18\x05 \x01(\v2\x1c.ale.v1.EncryptBatchResponseH\x00R\fencryptBatch\x12C\n" +
+	"\rdecrypt_batch\x18\x06 \x01(\v2\x1c.ale.v1.DecryptBatchResponseH\x00R\fdecryptBatchB\b\n" +
 	"\x06result*i\n" +
 	"\x0fPlaintextFormat\x12 \n" +
 	"\x1cPLAINTEXT_FORMAT_UNSPECIFIED\x10\x00\x12\x19\n" +
@@ -1099,26 +1174,30 @@ var file_ale_v1_crypto_proto_depIdxs = []int32{
 	18, // 15: ale.v1.DecryptResult.error:type_name -> ale.v1.ItemError
 	1,  // 16: ale.v1.StreamRequest.encrypt:type_name -> ale.v1.EncryptRequest
 	3,  // 17: ale.v1.StreamRequest.decrypt:type_name -> ale.v1.DecryptRequest
-	2,  // 18: ale.v1.StreamResponse.encrypt:type_name -> ale.v1.EncryptResponse
-	4,  // 19: ale.v1.StreamResponse.decrypt:type_name -> ale.v1.DecryptResponse
-	18, // 20: ale.v1.StreamResponse.error:type_name -> ale.v1.ItemError
-	1,  // 21: ale.v1.CryptoService.Encrypt:input_type -> ale.v1.EncryptRequest
-	3,  // 22: ale.v1.CryptoService.Decrypt:input_type -> ale.v1.DecryptRequest
-	5,  // 23: ale.v1.CryptoService.Resolve:input_type -> ale.v1.ResolveRequest
-	7,  // 24: ale.v1.CryptoService.EncryptBatch:input_type -> ale.v1.EncryptBatchRequest
-	10, // 25: ale.v1.CryptoService.DecryptBatch:input_type -> ale.v1.DecryptBatchRequest
-	13, // 26: ale.v1.CryptoService.Stream:input_type -> ale.v1.StreamRequest
-	2,  // 27: ale.v1.CryptoService.Encrypt:output_type -> ale.v1.EncryptResponse
-	4,  // 28: ale.v1.CryptoService.Decrypt:output_type -> ale.v1.DecryptResponse
-	6,  // 29: ale.v1.CryptoService.Resolve:output_type -> ale.v1.ResolveResponse
-	8,  // 30: ale.v1.CryptoService.EncryptBatch:output_type -> ale.v1.EncryptBatchResponse
-	11, // 31: ale.v1.CryptoService.DecryptBatch:output_type -> ale.v1.DecryptBatchResponse
-	14, // 32: ale.v1.CryptoService.Stream:output_type -> ale.v1.StreamResponse
-	27, // [27:33] is the sub-list for method output_type
-	21, // [21:27] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	7,  // 18: ale.v1.StreamRequest.encrypt_batch:type_name -> ale.v1.EncryptBatchRequest
+	10, // 19: ale.v1.StreamRequest.decrypt_batch:type_name -> ale.v1.DecryptBatchRequest
+	2,  // 20: ale.v1.StreamResponse.encrypt:type_name -> ale.v1.EncryptResponse
+	4,  // 21: ale.v1.StreamResponse.decrypt:type_name -> ale.v1.DecryptResponse
+	18, // 22: ale.v1.StreamResponse.error:type_name -> ale.v1.ItemError
+	8,  // 23: ale.v1.StreamResponse.encrypt_batch:type_name -> ale.v1.EncryptBatchResponse
+	11, // 24: ale.v1.StreamResponse.decrypt_batch:type_name -> ale.v1.DecryptBatchResponse
+	1,  // 25: ale.v1.CryptoService.Encrypt:input_type -> ale.v1.EncryptRequest
+	3,  // 26: ale.v1.CryptoService.Decrypt:input_type -> ale.v1.DecryptRequest
+	5,  // 27: ale.v1.CryptoService.Resolve:input_type -> ale.v1.ResolveRequest
+	7,  // 28: ale.v1.CryptoService.EncryptBatch:input_type -> ale.v1.EncryptBatchRequest
+	10, // 29: ale.v1.CryptoService.DecryptBatch:input_type -> ale.v1.DecryptBatchRequest
+	13, // 30: ale.v1.CryptoService.Stream:input_type -> ale.v1.StreamRequest
+	2,  // 31: ale.v1.CryptoService.Encrypt:output_type -> ale.v1.EncryptResponse
+	4,  // 32: ale.v1.CryptoService.Decrypt:output_type -> ale.v1.DecryptResponse
+	6,  // 33: ale.v1.CryptoService.Resolve:output_type -> ale.v1.ResolveResponse
+	8,  // 34: ale.v1.CryptoService.EncryptBatch:output_type -> ale.v1.EncryptBatchResponse
+	11, // 35: ale.v1.CryptoService.DecryptBatch:output_type -> ale.v1.DecryptBatchResponse
+	14, // 36: ale.v1.CryptoService.Stream:output_type -> ale.v1.StreamResponse
+	31, // [31:37] is the sub-list for method output_type
+	25, // [25:31] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_ale_v1_crypto_proto_init() }
@@ -1138,11 +1217,15 @@ func file_ale_v1_crypto_proto_init() {
 	file_ale_v1_crypto_proto_msgTypes[12].OneofWrappers = []any{
 		(*StreamRequest_Encrypt)(nil),
 		(*StreamRequest_Decrypt)(nil),
+		(*StreamRequest_EncryptBatch)(nil),
+		(*StreamRequest_DecryptBatch)(nil),
 	}
 	file_ale_v1_crypto_proto_msgTypes[13].OneofWrappers = []any{
 		(*StreamResponse_Encrypt)(nil),
 		(*StreamResponse_Decrypt)(nil),
 		(*StreamResponse_Error)(nil),
+		(*StreamResponse_EncryptBatch)(nil),
+		(*StreamResponse_DecryptBatch)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
