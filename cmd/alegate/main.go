@@ -162,9 +162,10 @@ func run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		clientOpts = append(clientOpts, connect.WithInterceptors(otel))
 		log.Info("tracing on", "exporter", tr.Exporter)
 	}
-	// One HTTP/2 client (h2c, or TLS for https://) for every call to
-	// alecryptd: connections are reused and calls multiplexed.
-	ccfg := client.Config{URL: cfg.Crypto, CAFile: cfg.CryptoCA, CertFile: cfg.CryptoCert, KeyFile: cfg.CryptoKey}
+	// One client for every call to alecryptd: unary calls over HTTP/1.1
+	// keep-alive connections on http:// (half the server CPU of h2c per
+	// call), WebSocket sessions' Stream over h2c; TLS negotiates HTTP/2.
+	ccfg := client.Config{URL: cfg.Crypto, HTTP1: true, CAFile: cfg.CryptoCA, CertFile: cfg.CryptoCert, KeyFile: cfg.CryptoKey}
 	if cfg.CryptoTokenFile != "" {
 		if ccfg.Token, err = client.TokenFromFile(cfg.CryptoTokenFile); err != nil {
 			return err

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"time"
 
 	"connectrpc.com/connect"
 
@@ -25,8 +26,11 @@ type Config struct {
 	URL string
 	// GRPC selects the gRPC protocol (Connect otherwise).
 	GRPC bool
-	// HTTP1 uses HTTP/1.1 for plain http:// URLs instead of h2c (Connect
-	// protocol only); the default is HTTP/2, which multiplexes calls.
+	// HTTP1 sends unary Connect calls to a plain http:// URL over HTTP/1.1
+	// keep-alive connections, and only the bidi Stream over h2c. Go's
+	// HTTP/2 server costs about twice the CPU per small unary call
+	// (BENCHMARKS.md), so this is the cheaper choice for unary-heavy
+	// callers. Ignored for gRPC, which needs HTTP/2 throughout.
 	HTTP1 bool
 	// CAFile, CertFile and KeyFile configure TLS for https:// URLs.
 	CAFile, CertFile, KeyFile string
@@ -48,13 +52,16 @@ func New(cfg Config) (*Clients, error) {
 		return nil, fmt.Errorf("alecryptd URL %q: want http://host:port or https://host:port", cfg.URL)
 	}
 	tr := &http.Transport{Protocols: new(http.Protocols), ForceAttemptHTTP2: true}
+	var rt http.RoundTripper = tr
 	switch u.Scheme {
 	case "http":
+		// gRPC and streams need HTTP/2; without TLS that is h2c with prior
+		// knowledge.
+		tr.Protocols.SetUnencryptedHTTP2(true)
 		if cfg.HTTP1 && !cfg.GRPC {
-			tr.Protocols.SetHTTP1(true)
-		} else {
-			// gRPC needs HTTP/2; without TLS that is h2c with prior knowledge.
-			tr.Protocols.SetUnencryptedHTTP2(true)
+			h1 := &http.Transport{Protocols: new(http.Protocols), MaxIdleConnsPerHost: 256, IdleConnTimeout: 90 * time.Second}
+			h1.Protocols.SetHTTP1(true)
+			rt = streamsOverH2C{h1: h1, h2c: tr}
 		}
 	case "https":
 		if tr.TLSClientConfig, err = tlsconfig.Client(cfg.CAFile, cfg.CertFile, cfg.KeyFile); err != nil {
@@ -65,9 +72,8 @@ func New(cfg Config) (*Clients, error) {
 	default:
 		return nil, fmt.Errorf("alecryptd URL %q: scheme must be http or https", cfg.URL)
 	}
-	var rt http.RoundTripper = tr
 	if !cfg.Token.IsZero() {
-		rt = bearer{next: tr, value: "Bearer " + string(cfg.Token.Expose())}
+		rt = bearer{next: rt, value: "Bearer " + string(cfg.Token.Expose())}
 	}
 	hc := &http.Client{Transport: rt}
 	var opts []connect.ClientOption
@@ -94,6 +100,19 @@ func TokenFromFile(path string) (secret.Bytes, error) {
 		return secret.Bytes{}, fmt.Errorf("token file %s is empty", path)
 	}
 	return secret.FromString(tok), nil
+}
+
+// streamsOverH2C sends the bidi Stream RPC over h2c and every other call
+// over HTTP/1.1.
+type streamsOverH2C struct {
+	h1, h2c http.RoundTripper
+}
+
+func (s streamsOverH2C) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.URL.Path == alev1connect.CryptoServiceStreamProcedure || strings.HasSuffix(r.URL.Path, alev1connect.CryptoServiceStreamProcedure) {
+		return s.h2c.RoundTrip(r)
+	}
+	return s.h1.RoundTrip(r)
 }
 
 type bearer struct {
