@@ -34,6 +34,12 @@ type Entry struct {
 	FailedItems int `json:"failed_items,omitempty"`
 	BytesIn     int `json:"bytes_in"`
 	BytesOut    int `json:"bytes_out"`
+
+	// RequestID above is alecryptd's own id for the call: unique, never
+	// chosen by the caller, so no caller can make its entries pass for
+	// another's. CallerRequestID is the X-Request-Id the caller sent, kept
+	// apart for correlation with the caller's logs: the caller's word only.
+	CallerRequestID string `json:"caller_request_id,omitempty"`
 }
 
 // Log writes entries. It is safe for concurrent use.
