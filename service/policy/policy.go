@@ -63,6 +63,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -267,32 +268,21 @@ func (p *Policy) AllowedKey(identity string, op engine.Op, fingerprint string, a
 // AllowedAlias reports whether identity may apply op to the keys of alias,
 // decided on the name alone.
 func (p *Policy) AllowedAlias(identity string, op engine.Op, alias string) bool {
-	r, ok := p.rule(identity, op)
-	if !ok {
-		return false
-	}
-	for _, sel := range r.keys {
-		if sel.matchesAlias(alias) {
-			return true
-		}
-	}
-	return false
+	return p.anySelector(identity, op, func(sel selector) bool { return sel.matchesAlias(alias) })
 }
 
 // AllowedFingerprint reports whether identity may apply op to the key with
 // this fingerprint, decided on the name alone: by "*" and fingerprint
 // selectors. It is the whole answer when no key has the fingerprint.
 func (p *Policy) AllowedFingerprint(identity string, op engine.Op, fingerprint string) bool {
+	return p.anySelector(identity, op, func(sel selector) bool { return sel.matchesFingerprint(fingerprint) })
+}
+
+// anySelector reports whether identity may apply op and one of its
+// selectors satisfies match.
+func (p *Policy) anySelector(identity string, op engine.Op, match func(selector) bool) bool {
 	r, ok := p.rule(identity, op)
-	if !ok {
-		return false
-	}
-	for _, sel := range r.keys {
-		if sel.matchesFingerprint(fingerprint) {
-			return true
-		}
-	}
-	return false
+	return ok && slices.ContainsFunc(r.keys, match)
 }
 
 // AllowedRef is the decision engine.Authorizer asks for: may identity apply
