@@ -751,6 +751,24 @@ func TestHardeningChecksCatch(t *testing.T) {
 	}
 }
 
+// TestSelectorProblemCatches: the mirror of the policy's selector rules
+// refuses what alecryptd refuses and passes what it accepts.
+func TestSelectorProblemCatches(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		sel string
+		bad bool
+	}{
+		{"*", false}, {"store-1*", false}, {"store-1", false}, {"fingerprint:a65327c9", false},
+		{"store-1-*", true}, {"store-1/*", true}, {"st*re", true}, {"**", true}, {"", true},
+		{"fingerprint:", true}, {"fingerprint:ab*", true},
+	} {
+		if got := selectorProblem(tc.sel) != ""; got != tc.bad {
+			t.Errorf("selectorProblem(%q) = %q, want a problem: %v", tc.sel, selectorProblem(tc.sel), tc.bad)
+		}
+	}
+}
+
 // mountErrors checks that every file a container is told about (a flag value
 // or an environment value that is an absolute path) is under one of its
 // mounts, that each mount has a volume, and that the file is in the volume:
@@ -1005,6 +1023,11 @@ func checkCallerPolicy(t *testing.T, doc string) {
 				t.Errorf("caller %s: unknown operation %q", id, op)
 			}
 		}
+		for _, sel := range c.Keys {
+			if problem := selectorProblem(sel); problem != "" {
+				t.Errorf("caller %s: key selector %q: %s", id, sel, problem)
+			}
+		}
 	}
 	for _, tok := range p.Tokens {
 		if b, err := hex.DecodeString(tok.SHA256); err != nil || len(b) != 32 {
@@ -1017,6 +1040,30 @@ func checkCallerPolicy(t *testing.T, doc string) {
 	if _, ok := p.Callers["spiffe://alecrypt/alegate"]; !ok {
 		t.Error("no caller entry for alegate's certificate (spiffe://alecrypt/alegate)")
 	}
+}
+
+// selectorProblem mirrors the key selector rules of service/policy: "*";
+// "fingerprint:<fp>", exact; or an alias, exact or as a prefix "store-1*"
+// (store-1 and the aliases continuing it after - / . or :), whose stem must
+// not itself end in a delimiter.
+func selectorProblem(sel string) string {
+	if sel == "*" {
+		return ""
+	}
+	if fp, ok := strings.CutPrefix(sel, "fingerprint:"); ok {
+		if fp == "" || strings.Contains(fp, "*") {
+			return "a fingerprint selector names one fingerprint exactly"
+		}
+		return ""
+	}
+	stem, prefix := strings.CutSuffix(sel, "*")
+	switch {
+	case stem == "" || strings.Contains(stem, "*"):
+		return "* may only end a selector"
+	case prefix && strings.ContainsAny(stem[len(stem)-1:], "-/.:"):
+		return "a prefix ends before its delimiter: store-1*, not store-1-*"
+	}
+	return ""
 }
 
 // checkArgs checks that each flag is given once as --name=value, with the

@@ -217,15 +217,33 @@ func run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			// this replica out of rotation, not to go on unaudited.
 			api.SetServing(health, ok)
 			if !ok {
-				log.Error("audit log write failed; health is NOT_SERVING until a write succeeds")
+				log.Error("audit log write failed; entries are held and health is NOT_SERVING until they are written")
 			} else {
-				log.Info("audit log writable again; health is SERVING")
+				log.Info("audit log writable again, held entries written; health is SERVING")
 			}
 		})
 		if err != nil {
 			return err
 		}
 		defer auditLog.Close()
+		// Health recovers by itself once the trail takes writes again,
+		// without waiting for a call to write (see package audit).
+		go auditLog.Run(ctx, time.Second)
+		// SIGHUP also reopens the trail, for logrotate without copytruncate.
+		// signal.Notify delivers to every channel registered for a signal,
+		// so the keystore's SIGHUP handler above is unaffected.
+		auditHup := make(chan os.Signal, 1)
+		signal.Notify(auditHup, syscall.SIGHUP)
+		defer signal.Stop(auditHup)
+		go func() {
+			for range auditHup {
+				if err := auditLog.Reopen(); err != nil {
+					log.Error("SIGHUP: reopening the audit log failed; still writing to the old file", "err", err)
+					continue
+				}
+				log.Info("SIGHUP: audit log reopened", "path", cfg.AuditLog)
+			}
+		}()
 	}
 	reg := metrics.NewRegistry()
 	metrics.RegisterKeystore(reg, ring, refresher, time.Now)

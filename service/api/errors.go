@@ -48,7 +48,8 @@ func toConnectError(err error) *connect.Error {
 		code, msg, aleCode = connect.CodeInvalidArgument, "unable to decrypt payload", ALEDecrypt
 	case errors.Is(err, engine.ErrPermissionDenied):
 		// No ALE detail: not the client's payload's fault but its
-		// onboarding's.
+		// onboarding's. One message for every refused reference, present
+		// or not (engine asks the policy first): no existence oracle.
 		return connect.NewError(connect.CodePermissionDenied, errPublic{"permission denied", err})
 	case errors.Is(err, engine.ErrKeyUnusable):
 		code, msg, aleCode = connect.CodeInternal, "key is unusable", ALEDecrypt

@@ -6,31 +6,49 @@ import (
 	"encoding/hex"
 	"errors"
 	"log/slog"
+	"strings"
 	"time"
 
 	"connectrpc.com/connect"
 	"go.opentelemetry.io/otel/trace"
 )
 
-// RequestIDHeader carries the request id in and out; a caller's id is kept
-// (so a gateway's id follows the request), otherwise one is generated.
+// RequestIDHeader carries the caller's request id in and ours out. Every call
+// gets an id of our own, returned in this header and used in logs and the
+// audit trail: a caller could otherwise choose the id its audit entries
+// carry (reuse another's, or make them collide). The id the caller sent, if
+// any, is kept apart as its caller request id, for correlation with the
+// caller's own logs.
 const RequestIDHeader = "X-Request-Id"
 
 type requestIDKey struct{}
 
-// RequestID returns the id of the call ctx belongs to.
+type requestIDs struct{ ours, caller string }
+
+// RequestID returns our id of the call ctx belongs to.
 func RequestID(ctx context.Context) string {
-	id, _ := ctx.Value(requestIDKey{}).(string)
-	return id
+	ids, _ := ctx.Value(requestIDKey{}).(requestIDs)
+	return ids.ours
 }
 
-func requestID(h interface{ Get(string) string }) string {
-	if id := h.Get(RequestIDHeader); id != "" && len(id) <= 128 {
-		return id
-	}
+// CallerRequestID returns the X-Request-Id the caller sent, or "" if it sent
+// none or one that is not 1-128 printable ASCII characters.
+func CallerRequestID(ctx context.Context) string {
+	ids, _ := ctx.Value(requestIDKey{}).(requestIDs)
+	return ids.caller
+}
+
+// withRequestIDs gives the call our fresh id and notes the caller's.
+func withRequestIDs(ctx context.Context, h interface{ Get(string) string }) (context.Context, string) {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
+	ids := requestIDs{ours: hex.EncodeToString(b[:])}
+	// The caller's id reaches logs and the audit trail: only a bounded,
+	// printable one, so it cannot forge or break lines there.
+	if c := h.Get(RequestIDHeader); c != "" && len(c) <= 128 && !strings.ContainsFunc(c, func(r rune) bool { return r < 0x20 || r > 0x7e }) {
+		ids.caller = c
+	}
+	return context.WithValue(ctx, requestIDKey{}, ids), ids.ours
 }
 
 // logInterceptor assigns request ids and logs one line per call: procedure,
@@ -47,8 +65,7 @@ func (l *logInterceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 		if req.Spec().IsClient {
 			return next(ctx, req)
 		}
-		id := requestID(req.Header())
-		ctx = context.WithValue(ctx, requestIDKey{}, id)
+		ctx, id := withRequestIDs(ctx, req.Header())
 		start := time.Now()
 		res, err := next(ctx, req)
 		if res != nil {
@@ -67,8 +84,7 @@ func (l *logInterceptor) WrapStreamingClient(next connect.StreamingClientFunc) c
 
 func (l *logInterceptor) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
 	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
-		id := requestID(conn.RequestHeader())
-		ctx = context.WithValue(ctx, requestIDKey{}, id)
+		ctx, id := withRequestIDs(ctx, conn.RequestHeader())
 		conn.ResponseHeader().Set(RequestIDHeader, id)
 		start := time.Now()
 		err := next(ctx, conn)
@@ -95,6 +111,9 @@ func (l *logInterceptor) done(ctx context.Context, id, procedure, protocol strin
 		slog.String("procedure", procedure),
 		slog.String("protocol", protocol),
 		slog.Duration("duration", time.Since(start)),
+	}
+	if c := CallerRequestID(ctx); c != "" {
+		attrs = append(attrs, slog.String("caller_request_id", c))
 	}
 	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
 		attrs = append(attrs, slog.String("trace_id", sc.TraceID().String()))

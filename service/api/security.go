@@ -74,7 +74,7 @@ var procedureOps = map[string]string{
 }
 
 func (a auditInterceptor) base(ctx context.Context, procedure string) audit.Entry {
-	e := audit.Entry{RequestID: RequestID(ctx), Identity: "anonymous", Procedure: procedure, Operation: procedureOps[procedure]}
+	e := audit.Entry{RequestID: RequestID(ctx), CallerRequestID: CallerRequestID(ctx), Identity: "anonymous", Procedure: procedure, Operation: procedureOps[procedure]}
 	if c, ok := authn.FromContext(ctx); ok {
 		e.Identity, e.AuthMethod = c.Identity, string(c.Method)
 	}

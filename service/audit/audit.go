@@ -3,11 +3,26 @@
 //
 // An entry has identities, procedures, fingerprints, outcomes and sizes:
 // never plaintext, ciphertext or key material (the Entry type has no field
-// that could hold them). A write that fails is counted and reported to the
-// owner (health degrades), never dropped silently.
+// that could hold them).
+//
+// The trail is whole lines or nothing. A write that fails (ENOSPC, EIO) and
+// left part of a line behind is cut back to the last whole line, so a torn
+// line is never glued to the next one. The failed line is kept, in order
+// with the lines after it, and written once the file takes writes again;
+// until then the log reports itself unhealthy (health degrades) and Run
+// re-attempts the oldest held line every tick, so health recovers by itself
+// when space returns, without waiting for a call. Re-attempting a real
+// pending line is the probe: it writes nothing that is not audit data
+// (no marker lines), and it proves the very thing that failed, which a
+// statfs free-space check would not (reserved blocks, quotas, inodes,
+// /dev/full and EIO all pass statfs and fail writes). Held lines are bounded
+// (MaxPendingBytes); beyond that new lines are dropped and counted, never
+// silently. Reopen (on SIGHUP) moves to a fresh file at the same path, as
+// logrotate without copytruncate needs.
 package audit
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -34,20 +49,42 @@ type Entry struct {
 	FailedItems int `json:"failed_items,omitempty"`
 	BytesIn     int `json:"bytes_in"`
 	BytesOut    int `json:"bytes_out"`
+
+	// RequestID above is alecryptd's own id for the call: unique, never
+	// chosen by the caller, so no caller can make its entries pass for
+	// another's. CallerRequestID is the X-Request-Id the caller sent, kept
+	// apart for correlation with the caller's logs: the caller's word only.
+	CallerRequestID string `json:"caller_request_id,omitempty"`
 }
+
+// MaxPendingBytes bounds the lines held while the trail cannot be written
+// (a few thousand entries); lines beyond it are dropped and counted.
+const MaxPendingBytes = 1 << 20
 
 // Log writes entries. It is safe for concurrent use.
 type Log struct {
-	mu       sync.Mutex
-	w        io.Writer
-	closer   io.Closer
-	failures atomic.Int64
-	healthy  atomic.Bool
 	onChange func(healthy bool)
+	path     string // the file Reopen reopens; "" for stdout or a caller's writer
+
+	mu           sync.Mutex
+	w            io.Writer
+	f            *os.File // w, when the log opened it
+	pending      [][]byte // whole lines not written yet, oldest first
+	pendingBytes int
+	// torn: part of a line is in the trail and could not be cut off (the
+	// writer is not a regular file), so the next write starts a new line
+	// first: the fragment stays a line of its own, never glued to an entry.
+	torn bool
+
+	failures atomic.Int64
+	dropped  atomic.Int64
+	healthy  atomic.Bool
+	cuts     atomic.Int64 // fragments cut off after short writes (for tests)
 }
 
 // New writes entries to w. onChange, if set, is called when writes start
-// failing (false) and when they work again (true).
+// failing (false) and when they work again (true); it is called with the
+// log's lock held, in order, and must not call back into the Log.
 func New(w io.Writer, onChange func(healthy bool)) *Log {
 	l := &Log{w: w, onChange: onChange}
 	l.healthy.Store(true)
@@ -59,47 +96,185 @@ func Open(path string, onChange func(healthy bool)) (*Log, error) {
 	if path == "-" {
 		return New(os.Stdout, onChange), nil
 	}
+	f, err := openFile(path)
+	if err != nil {
+		return nil, err
+	}
+	l := New(f, onChange)
+	l.f, l.path = f, path
+	return l, nil
+}
+
+func openFile(path string) (*os.File, error) {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("audit log: %w", err)
 	}
-	l := New(f, onChange)
-	l.closer = f
-	return l, nil
+	return f, nil
 }
 
-// Close closes the file, if Open opened one.
+// Close closes the file, if Open opened one. Lines still held are lost;
+// they were counted as failures when their write failed.
 func (l *Log) Close() error {
-	if l.closer == nil {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.f == nil {
 		return nil
 	}
-	return l.closer.Close()
+	return l.f.Close()
 }
 
-// Write appends one line. Failures are counted and flip the log unhealthy
-// until a write succeeds again.
+// Reopen closes the file and opens path again, creating it: after logrotate
+// renamed the trail, new lines go to a fresh file at the configured path.
+// Held lines follow into the new file. If the path cannot be opened, the
+// log keeps writing to the file it has and returns the error. For stdout or
+// a writer given to New it does nothing.
+func (l *Log) Reopen() error {
+	if l.path == "" {
+		return nil
+	}
+	f, err := openFile(l.path)
+	if err != nil {
+		return err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	old := l.f
+	l.f, l.w, l.torn = f, f, false
+	// Closing the old descriptor frees the space of a rotated file that
+	// was deleted meanwhile, so held lines may fit now.
+	_ = old.Close()
+	if len(l.pending) > 0 && l.flushLocked() == nil {
+		l.setHealthyLocked(true)
+	}
+	return nil
+}
+
+// Write appends one entry as one line. If the line cannot be written it is
+// held (see the package doc), counted, and the log turns unhealthy until
+// the held lines are written.
 func (l *Log) Write(e Entry) {
 	if e.Time.IsZero() {
 		e.Time = time.Now().UTC()
 	}
 	line, err := json.Marshal(e)
-	if err == nil {
-		line = append(line, '\n')
-		l.mu.Lock()
-		_, err = l.w.Write(line)
-		l.mu.Unlock()
-	}
-	ok := err == nil
-	if !ok {
+	if err != nil {
+		// Entry has only strings, ints and a time: cannot happen.
 		l.failures.Add(1)
+		return
 	}
+	line = append(line, '\n')
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	// Held lines go first, so the trail keeps the order of events.
+	if len(l.pending) == 0 || l.flushLocked() == nil {
+		if l.writeLocked(line) == nil {
+			l.setHealthyLocked(true)
+			return
+		}
+	}
+	l.failures.Add(1)
+	if l.pendingBytes+len(line) > MaxPendingBytes {
+		l.dropped.Add(1)
+	} else {
+		l.pending = append(l.pending, line)
+		l.pendingBytes += len(line)
+	}
+	l.setHealthyLocked(false)
+}
+
+// Probe re-attempts the held lines, oldest first, and turns the log healthy
+// once they are all written. It writes nothing else.
+func (l *Log) Probe() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.pending) > 0 && l.flushLocked() == nil {
+		l.setHealthyLocked(true)
+	}
+}
+
+// Run probes every tick while the log is unhealthy, until ctx ends.
+func (l *Log) Run(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if !l.healthy.Load() {
+				l.Probe()
+			}
+		}
+	}
+}
+
+// flushLocked writes the held lines, oldest first, and stops at the first
+// that fails, which stays held.
+func (l *Log) flushLocked() error {
+	for len(l.pending) > 0 {
+		if err := l.writeLocked(l.pending[0]); err != nil {
+			return err
+		}
+		l.pendingBytes -= len(l.pending[0])
+		l.pending[0] = nil
+		l.pending = l.pending[1:]
+	}
+	l.pending = nil // let the backing array go
+	return nil
+}
+
+// writeLocked writes one whole line or, as far as the file allows, nothing:
+// a failed write that left n bytes behind is cut back by n.
+func (l *Log) writeLocked(line []byte) error {
+	if l.torn {
+		if _, err := l.w.Write([]byte{'\n'}); err != nil {
+			return err
+		}
+		l.torn = false
+	}
+	n, err := l.w.Write(line)
+	if err == nil {
+		return nil
+	}
+	if n > 0 && !l.cutLocked(int64(n)) {
+		l.torn = true
+	}
+	return err
+}
+
+// cutLocked removes the last n bytes of the file. Shrinking a file needs no
+// space, so it works on the full disk that caused the short write. With
+// O_APPEND every write lands at the end, and only this Log writes the file,
+// so the last n bytes are the fragment.
+func (l *Log) cutLocked(n int64) bool {
+	if l.f == nil {
+		return false
+	}
+	fi, err := l.f.Stat()
+	if err != nil || !fi.Mode().IsRegular() || fi.Size() < n {
+		return false
+	}
+	if l.f.Truncate(fi.Size()-n) != nil {
+		return false
+	}
+	l.cuts.Add(1)
+	return true
+}
+
+func (l *Log) setHealthyLocked(ok bool) {
 	if l.healthy.Swap(ok) != ok && l.onChange != nil {
 		l.onChange(ok)
 	}
 }
 
-// Failures counts failed writes since start.
+// Failures counts entries whose write failed when they happened (held for
+// a retry, or dropped) since start.
 func (l *Log) Failures() int64 { return l.failures.Load() }
 
-// Healthy reports whether the last write succeeded.
+// Dropped counts entries lost because MaxPendingBytes of lines were
+// already held.
+func (l *Log) Dropped() int64 { return l.dropped.Load() }
+
+// Healthy reports whether every entry so far is written (none is held).
 func (l *Log) Healthy() bool { return l.healthy.Load() }

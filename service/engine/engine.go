@@ -55,12 +55,26 @@ const (
 	OpList    Op = "list"
 )
 
-// Authorizer decides whether the caller in ctx may apply op to a key. The
-// engine asks it after resolving the key and before touching any cipher, so
-// a denied call learns nothing but the denial.
+// Authorizer decides whether the caller in ctx may use a key.
+//
+// The engine asks it before anything else about the key reaches the caller:
+// before a missing key is reported (NotFound), before the key's state is
+// checked (FailedPrecondition) and before any cipher is touched. A caller
+// therefore learns whether a key exists, and in what state, only for keys
+// its Authorizer lets it use; for every other reference it gets the same
+// ErrPermissionDenied, so the answer cannot serve as an existence oracle
+// across tenants.
 type Authorizer interface {
-	// Authorize returns nil or an error wrapping ErrPermissionDenied.
-	Authorize(ctx context.Context, op Op, k *keyring.Key) error
+	// Authorize decides on ref, the reference as the request named it
+	// (the default alias filled in), and k, the key it names: the key with
+	// that fingerprint, or the alias's primary; nil when there is none. It
+	// returns nil or an error wrapping ErrPermissionDenied, and must decide
+	// the same way whether k is nil or not when the caller may not use the
+	// name (that is the point of asking before the lookup's answer).
+	Authorize(ctx context.Context, op Op, ref Ref, k *keyring.Key) error
+	// AuthorizeOp decides whether the caller may apply op to any key at
+	// all; listing asks it before filtering keys one by one.
+	AuthorizeOp(ctx context.Context, op Op) error
 	// DefaultAlias is the caller's default alias ("" for the service's).
 	DefaultAlias(ctx context.Context) string
 }
@@ -136,65 +150,70 @@ func New(ring *keyring.Ring, opts ...Option) *Engine {
 // Resolve returns the key a reference names: the exact key for a fingerprint
 // (in any state), the primary for an alias; if the caller may resolve it.
 func (e *Engine) Resolve(ctx context.Context, ref Ref) (*keyring.Key, error) {
-	k, err := e.resolve(ctx, ref)
-	if err != nil {
-		return nil, err
-	}
-	if err := e.authorize(ctx, OpResolve, k); err != nil {
-		return nil, err
-	}
-	return k, nil
+	return e.lookup(ctx, OpResolve, ref)
 }
 
-// Authorize asks the configured Authorizer; the api layer uses it for
-// operations on key sets (listing).
-func (e *Engine) Authorize(ctx context.Context, op Op, k *keyring.Key) error {
-	return e.authorize(ctx, op, k)
-}
-
-func (e *Engine) authorize(ctx context.Context, op Op, k *keyring.Key) error {
+// Authorize asks the configured Authorizer about one key; the api layer uses
+// it for operations on key sets (listing) and for listing filters.
+func (e *Engine) Authorize(ctx context.Context, op Op, ref Ref, k *keyring.Key) error {
 	if e.authz == nil {
 		return nil
 	}
-	return e.authz.Authorize(ctx, op, k)
+	return e.authz.Authorize(ctx, op, ref, k)
 }
 
-func (e *Engine) resolve(ctx context.Context, ref Ref) (*keyring.Key, error) {
+// AuthorizeOp asks the configured Authorizer whether the caller may apply
+// op to any key at all.
+func (e *Engine) AuthorizeOp(ctx context.Context, op Op) error {
+	if e.authz == nil {
+		return nil
+	}
+	return e.authz.AuthorizeOp(ctx, op)
+}
+
+// lookup finds the key ref names (the exact key for a fingerprint, the
+// primary for an alias, the default alias for neither) and authorizes op on
+// it. Authorization comes first: a lookup's failure (unknown key, alias
+// without an active key) is returned only to a caller allowed to use the
+// name, so a denied caller gets ErrPermissionDenied whether or not the key
+// exists.
+func (e *Engine) lookup(ctx context.Context, op Op, ref Ref) (*keyring.Key, error) {
+	var (
+		k   *keyring.Key
+		err error
+	)
 	switch {
 	case ref.Fingerprint != "" && ref.Alias != "":
 		return nil, &FieldError{Field: "key", Reason: "set fingerprint or alias, not both"}
 	case ref.Fingerprint != "":
-		k, err := e.ring.Lookup(ref.Fingerprint)
-		if err != nil {
-			return nil, fmt.Errorf("fingerprint %q: %w", ref.Fingerprint, err)
+		if k, err = e.ring.Lookup(ref.Fingerprint); err != nil {
+			k, err = nil, fmt.Errorf("fingerprint %q: %w", ref.Fingerprint, err)
 		}
-		return k, nil
 	default:
-		alias := ref.Alias
-		if alias == "" && e.authz != nil {
-			alias = e.authz.DefaultAlias(ctx)
+		if ref.Alias == "" && e.authz != nil {
+			ref.Alias = e.authz.DefaultAlias(ctx)
 		}
-		if alias == "" {
-			alias = e.defaultAlias
+		if ref.Alias == "" {
+			ref.Alias = e.defaultAlias
 		}
-		k, err := e.ring.Primary(alias)
+		k, err = e.ring.Primary(ref.Alias)
 		switch {
 		case errors.Is(err, keyring.ErrNoPrimary):
-			return nil, fmt.Errorf("alias %q: %w", alias, ErrKeyNotActive)
+			k, err = nil, fmt.Errorf("alias %q: %w", ref.Alias, ErrKeyNotActive)
 		case err != nil:
-			return nil, fmt.Errorf("alias %q: %w", alias, err)
+			k, err = nil, fmt.Errorf("alias %q: %w", ref.Alias, err)
 		}
-		return k, nil
 	}
+	if aerr := e.Authorize(ctx, op, ref, k); aerr != nil {
+		return nil, aerr
+	}
+	return k, err
 }
 
 // Encrypt seals plaintext under the referenced key with a fresh random IV.
 func (e *Engine) Encrypt(ctx context.Context, ref Ref, plaintext, aad []byte) (Envelope, *keyring.Key, error) {
-	k, err := e.resolve(ctx, ref)
+	k, err := e.lookup(ctx, OpEncrypt, ref)
 	if err != nil {
-		return Envelope{}, nil, err
-	}
-	if err := e.authorize(ctx, OpEncrypt, k); err != nil {
 		return Envelope{}, nil, err
 	}
 	rec := k.Record()
@@ -226,9 +245,10 @@ func (e *Engine) Encrypt(ctx context.Context, ref Ref, plaintext, aad []byte) (E
 	return Envelope{IV: iv[:len(iv):len(iv)], Fingerprint: rec.Fingerprint, Message: msg}, k, nil
 }
 
-// Decrypt opens an envelope. Missing or unusable fields are FieldErrors; an
-// unknown key is ErrUnknownKey; everything that goes wrong with the message
-// itself is ErrDecrypt.
+// Decrypt opens an envelope. Missing fields are FieldErrors; a key the
+// caller may not use is ErrPermissionDenied, present or not; an unknown key
+// is ErrUnknownKey; everything that goes wrong with the message itself is
+// ErrDecrypt.
 func (e *Engine) Decrypt(ctx context.Context, env Envelope, aad []byte, expect Format) ([]byte, *keyring.Key, error) {
 	if env.Fingerprint == "" {
 		return nil, nil, &FieldError{Field: "envelope.fingerprint", Reason: "missing"}
@@ -236,11 +256,8 @@ func (e *Engine) Decrypt(ctx context.Context, env Envelope, aad []byte, expect F
 	if len(env.IV) == 0 {
 		return nil, nil, &FieldError{Field: "envelope.iv", Reason: "missing"}
 	}
-	k, err := e.ring.Lookup(env.Fingerprint)
+	k, err := e.lookup(ctx, OpDecrypt, Ref{Fingerprint: env.Fingerprint})
 	if err != nil {
-		return nil, nil, fmt.Errorf("fingerprint %q: %w", env.Fingerprint, err)
-	}
-	if err := e.authorize(ctx, OpDecrypt, k); err != nil {
 		return nil, nil, err
 	}
 	rec := k.Record()

@@ -447,3 +447,72 @@ func TestFieldErrorText(t *testing.T) {
 		t.Errorf("FieldError.Error() = %q, want %q", got, want)
 	}
 }
+
+// denyAll refuses everything and records what it was asked.
+type denyAll struct {
+	asked []engine.Ref
+	keys  []*keyring.Key
+}
+
+func (d *denyAll) Authorize(_ context.Context, _ engine.Op, ref engine.Ref, k *keyring.Key) error {
+	d.asked, d.keys = append(d.asked, ref), append(d.keys, k)
+	return engine.ErrPermissionDenied
+}
+func (d *denyAll) AuthorizeOp(context.Context, engine.Op) error { return engine.ErrPermissionDenied }
+func (d *denyAll) DefaultAlias(context.Context) string          { return "" }
+
+// TestAuthorizationComesFirst: a denied caller gets ErrPermissionDenied
+// whatever the key's existence or state, and the authorizer is asked about
+// the reference as named (the default alias filled in), with the key when
+// there is one.
+func TestAuthorizationComesFirst(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		ref     engine.Ref
+		wantRef engine.Ref
+		wantKey string // fingerprint of the key passed, "" for none
+	}{
+		{"absent fingerprint", engine.Ref{Fingerprint: "fp-404"}, engine.Ref{Fingerprint: "fp-404"}, ""},
+		{"disabled key", engine.Ref{Fingerprint: "fp-off"}, engine.Ref{Fingerprint: "fp-off"}, "fp-off"},
+		{"retired key", engine.Ref{Fingerprint: "fp-old"}, engine.Ref{Fingerprint: "fp-old"}, "fp-old"},
+		{"absent alias", engine.Ref{Alias: "nope"}, engine.Ref{Alias: "nope"}, ""},
+		{"alias without an active key", engine.Ref{Alias: "off-only"}, engine.Ref{Alias: "off-only"}, ""},
+		{"default alias", engine.Ref{}, engine.Ref{Alias: "default"}, "fp-ctr"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			az := &denyAll{}
+			e := newEngine(t, engine.WithAuthorizer(az))
+			ctx := context.Background()
+			_, _, encErr := e.Encrypt(ctx, tc.ref, []byte(canaryPlaintext), nil)
+			_, resErr := e.Resolve(ctx, tc.ref)
+			errs := []error{encErr, resErr}
+			if tc.ref.Fingerprint != "" {
+				_, _, decErr := e.Decrypt(ctx, engine.Envelope{IV: make([]byte, 16), Fingerprint: tc.ref.Fingerprint}, nil, engine.FormatAny)
+				errs = append(errs, decErr)
+			}
+			for i, err := range errs {
+				if !errors.Is(err, engine.ErrPermissionDenied) {
+					t.Errorf("call %d err = %v, want ErrPermissionDenied", i, err)
+				}
+			}
+			for i, ref := range az.asked {
+				if ref != tc.wantRef {
+					t.Errorf("asked about %+v, want %+v", ref, tc.wantRef)
+				}
+				got := ""
+				if az.keys[i] != nil {
+					got = az.keys[i].Fingerprint()
+				}
+				if got != tc.wantKey {
+					t.Errorf("asked with key %q, want %q", got, tc.wantKey)
+				}
+			}
+			if len(az.asked) != len(errs) {
+				t.Errorf("authorizer asked %d times for %d calls", len(az.asked), len(errs))
+			}
+		})
+	}
+}

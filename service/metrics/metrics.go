@@ -94,17 +94,20 @@ func (c *keystoreCollector) Collect(ch chan<- prometheus.Metric) {
 // AuditStatus is what the audit collector reads.
 type AuditStatus interface {
 	Failures() int64
+	Dropped() int64
 	Healthy() bool
 }
 
-// RegisterAudit adds the audit trail's health: failed writes since start,
-// and whether the last write worked.
+// RegisterAudit adds the audit trail's health: entries whose write failed,
+// entries lost for good, and whether every entry so far is written.
 func RegisterAudit(reg prometheus.Registerer, a AuditStatus) {
 	reg.MustRegister(
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "alecrypt_audit_write_failures_total",
-			Help: "Audit entries that could not be written."}, func() float64 { return float64(a.Failures()) }),
+			Help: "Audit entries that could not be written when they happened (held for a retry, or dropped)."}, func() float64 { return float64(a.Failures()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "alecrypt_audit_dropped_total",
+			Help: "Audit entries lost because too many were already held waiting for the trail to take writes."}, func() float64 { return float64(a.Dropped()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "alecrypt_audit_up",
-			Help: "1 if the last audit write succeeded."}, func() float64 {
+			Help: "1 if every audit entry so far is written (none is held)."}, func() float64 {
 			if a.Healthy() {
 				return 1
 			}

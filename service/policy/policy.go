@@ -14,12 +14,42 @@
 //	  }
 //	}
 //
-// A key selector matches a key's fingerprint or any of its aliases, exactly,
-// or by prefix when it ends in "*" ("*" alone matches every key). Tokens are
-// stored only as SHA-256 hashes (tokens are long random strings, so a slow
-// hash adds nothing) and compared in constant time. The Store reloads the file
-// when it changes; a file that does not parse leaves the last good policy in
-// force.
+// # Key selectors
+//
+// Each caller's "keys" is a list of selectors, of three kinds:
+//
+//   - "*" matches every key.
+//   - "fingerprint:<fp>" matches the one key whose fingerprint is <fp>,
+//     exactly. It is the only kind that matches fingerprints.
+//   - Anything else names aliases: "store-1" matches the alias store-1
+//     exactly; "store-1*" matches store-1 and the aliases that continue it
+//     after a delimiter ('-', '/', '.' or ':'): store-1-pos, store-1/a,
+//     store-1.x, store-1:x. Never store-10 or store-1x, which belong to
+//     other tenants.
+//
+// A key is allowed when a selector matches its fingerprint or one of its
+// aliases. A selector that could be read two ways is refused when the file
+// is parsed: "*" anywhere but at the end, a prefix that already ends in a
+// delimiter ("store-1-*": write "store-1*"), a fingerprint selector with a
+// "*" or with no fingerprint, "Fingerprint:" in another case, an empty
+// selector or one with spaces or non-ASCII characters.
+//
+// # Deciding on the reference
+//
+// A caller learns whether a key exists, and its state, only for keys it may
+// use (see engine.Authorizer). So the policy decides on the reference as
+// the request names it, whether or not a key answers to it: an alias
+// reference by the alias selectors alone; a fingerprint reference by the key
+// it names when there is one (its fingerprint and aliases), else by the
+// fingerprint selectors alone. A caller allowed "store-1*" therefore gets
+// PermissionDenied for every fingerprint that is not one of store-1's keys,
+// issued or not, and NotFound only for names of its own, such as an unknown
+// alias store-1-x.
+//
+// Tokens are stored only as SHA-256 hashes (tokens are long random strings,
+// so a slow hash adds nothing) and compared in constant time. The Store
+// reloads the file when it changes; a file that does not parse leaves the
+// last good policy in force.
 package policy
 
 import (
@@ -33,6 +63,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -56,8 +87,78 @@ type tokenEntry struct {
 
 type rule struct {
 	ops          map[engine.Op]bool
-	keys         []string
+	keys         []selector
 	defaultAlias string
+}
+
+// FingerprintSelectorPrefix starts a selector that names a fingerprint.
+const FingerprintSelectorPrefix = "fingerprint:"
+
+// aliasDelimiters end a tenant's part of an alias: "store-1*" covers the
+// aliases that continue store-1 after one of them. Without a delimiter a
+// prefix would cover store-10 and store-1x, someone else's stores.
+const aliasDelimiters = "-/.:"
+
+// selector is one parsed entry of a caller's "keys".
+type selector struct {
+	all         bool
+	fingerprint string // a "fingerprint:" selector: this fingerprint exactly
+	alias       string // an alias, or the stem of an alias prefix
+	prefix      bool   // alias and the aliases continuing it after a delimiter
+}
+
+// parseSelector reads one selector, refusing any that could be read two
+// ways (see the package doc).
+func parseSelector(s string) (selector, error) {
+	switch {
+	case s == "*":
+		return selector{all: true}, nil
+	case s == "":
+		return selector{}, errors.New("empty")
+	case strings.ContainsFunc(s, func(r rune) bool { return r < 0x21 || r > 0x7e }):
+		return selector{}, errors.New("must be printable ASCII without spaces, as fingerprints and aliases are")
+	}
+	if fp, ok := strings.CutPrefix(s, FingerprintSelectorPrefix); ok {
+		switch {
+		case fp == "":
+			return selector{}, errors.New("names no fingerprint")
+		case strings.Contains(fp, "*"):
+			return selector{}, errors.New("fingerprint selectors are exact: no *")
+		}
+		return selector{fingerprint: fp}, nil
+	}
+	if strings.HasPrefix(strings.ToLower(s), FingerprintSelectorPrefix) {
+		return selector{}, fmt.Errorf("write %q in lower case for a fingerprint", FingerprintSelectorPrefix)
+	}
+	stem, prefix := strings.CutSuffix(s, "*")
+	if strings.Contains(stem, "*") {
+		return selector{}, errors.New("* may only end a selector")
+	}
+	if prefix && strings.ContainsRune(aliasDelimiters, rune(stem[len(stem)-1])) {
+		return selector{}, fmt.Errorf("ends in a delimiter: write %q, which matches %s and the aliases continuing it after %s",
+			stem[:len(stem)-1]+"*", stem[:len(stem)-1], strings.Join(strings.Split(aliasDelimiters, ""), " "))
+	}
+	return selector{alias: stem, prefix: prefix}, nil
+}
+
+// matchesAlias reports whether an alias selector covers alias.
+func (sel selector) matchesAlias(alias string) bool {
+	if sel.all {
+		return true
+	}
+	if sel.fingerprint != "" || !strings.HasPrefix(alias, sel.alias) {
+		return false
+	}
+	if len(alias) == len(sel.alias) {
+		return true
+	}
+	return sel.prefix && strings.IndexByte(aliasDelimiters, alias[len(sel.alias)]) >= 0
+}
+
+// matchesFingerprint reports whether sel names fingerprint: only "*" and
+// fingerprint selectors do, never an alias selector spelt the same way.
+func (sel selector) matchesFingerprint(fingerprint string) bool {
+	return sel.all || (sel.fingerprint != "" && sel.fingerprint == fingerprint)
 }
 
 type fileJSON struct {
@@ -98,7 +199,7 @@ func Parse(data []byte) (*Policy, error) {
 		if id == "" {
 			return nil, errors.New("policy: a caller has an empty identity")
 		}
-		r := rule{ops: map[engine.Op]bool{}, keys: c.Keys, defaultAlias: c.DefaultAlias}
+		r := rule{ops: map[engine.Op]bool{}, defaultAlias: c.DefaultAlias}
 		for _, op := range c.Operations {
 			switch o := engine.Op(op); o {
 			case engine.OpEncrypt, engine.OpDecrypt, engine.OpResolve, engine.OpList:
@@ -107,10 +208,12 @@ func Parse(data []byte) (*Policy, error) {
 				return nil, fmt.Errorf("policy: caller %q: unknown operation %q (encrypt, decrypt, resolve, list)", id, op)
 			}
 		}
-		for _, sel := range c.Keys {
-			if sel == "" || strings.Contains(strings.TrimSuffix(sel, "*"), "*") {
-				return nil, fmt.Errorf("policy: caller %q: key selector %q: a name, or a prefix ending in *", id, sel)
+		for _, s := range c.Keys {
+			sel, err := parseSelector(s)
+			if err != nil {
+				return nil, fmt.Errorf("policy: caller %q: key selector %q: %w", id, s, err)
 			}
+			r.keys = append(r.keys, sel)
 		}
 		p.callers[id] = r
 	}
@@ -136,35 +239,70 @@ func (p *Policy) IdentityForToken(token string) (string, bool) {
 	return found, found != ""
 }
 
-// Allowed reports whether identity may apply op to a key with this
-// fingerprint and aliases.
-func (p *Policy) Allowed(identity string, op engine.Op, fingerprint string, aliases []string) bool {
+// rule returns the identity's rule if it includes op.
+func (p *Policy) rule(identity string, op engine.Op) (rule, bool) {
 	r, ok := p.callers[identity]
-	if !ok || !r.ops[op] {
-		return false
+	return r, ok && r.ops[op]
+}
+
+// AllowedOp reports whether identity may apply op to any key at all.
+func (p *Policy) AllowedOp(identity string, op engine.Op) bool {
+	r, ok := p.rule(identity, op)
+	return ok && len(r.keys) > 0
+}
+
+// AllowedKey reports whether identity may apply op to the key with this
+// fingerprint and aliases.
+func (p *Policy) AllowedKey(identity string, op engine.Op, fingerprint string, aliases []string) bool {
+	if p.AllowedFingerprint(identity, op, fingerprint) {
+		return true
 	}
-	for _, sel := range r.keys {
-		if matches(sel, fingerprint) {
+	for _, a := range aliases {
+		if p.AllowedAlias(identity, op, a) {
 			return true
-		}
-		for _, a := range aliases {
-			if matches(sel, a) {
-				return true
-			}
 		}
 	}
 	return false
 }
 
+// AllowedAlias reports whether identity may apply op to the keys of alias,
+// decided on the name alone.
+func (p *Policy) AllowedAlias(identity string, op engine.Op, alias string) bool {
+	return p.anySelector(identity, op, func(sel selector) bool { return sel.matchesAlias(alias) })
+}
+
+// AllowedFingerprint reports whether identity may apply op to the key with
+// this fingerprint, decided on the name alone: by "*" and fingerprint
+// selectors. It is the whole answer when no key has the fingerprint.
+func (p *Policy) AllowedFingerprint(identity string, op engine.Op, fingerprint string) bool {
+	return p.anySelector(identity, op, func(sel selector) bool { return sel.matchesFingerprint(fingerprint) })
+}
+
+// anySelector reports whether identity may apply op and one of its
+// selectors satisfies match.
+func (p *Policy) anySelector(identity string, op engine.Op, match func(selector) bool) bool {
+	r, ok := p.rule(identity, op)
+	return ok && slices.ContainsFunc(r.keys, match)
+}
+
+// AllowedRef is the decision engine.Authorizer asks for: may identity apply
+// op to the key ref names, k (nil when none exists)? An alias is decided on
+// its name (k, its primary, carries it); a fingerprint by its key when there
+// is one, else by its name, so a caller cannot tell an absent key from a
+// key it may not use.
+func (p *Policy) AllowedRef(identity string, op engine.Op, ref engine.Ref, k *keyring.Key) bool {
+	switch {
+	case ref.Alias != "":
+		return p.AllowedAlias(identity, op, ref.Alias)
+	case k != nil:
+		return p.AllowedKey(identity, op, k.Fingerprint(), k.Record().Aliases)
+	default:
+		return p.AllowedFingerprint(identity, op, ref.Fingerprint)
+	}
+}
+
 // DefaultAlias is the identity's default alias, or "".
 func (p *Policy) DefaultAlias(identity string) string { return p.callers[identity].defaultAlias }
-
-func matches(sel, name string) bool {
-	if prefix, ok := strings.CutSuffix(sel, "*"); ok {
-		return strings.HasPrefix(name, prefix)
-	}
-	return sel == name
-}
 
 // Store holds the policy in force and reloads it from its file. It
 // implements engine.Authorizer and authn.TokenVerifier.
@@ -239,17 +377,37 @@ func (s *Store) IdentityForToken(token string) (string, bool) {
 	return s.cur.Load().IdentityForToken(token)
 }
 
-// Authorize implements engine.Authorizer: the caller in ctx must be allowed
-// op on k. A call without an authenticated caller is denied.
-func (s *Store) Authorize(ctx context.Context, op engine.Op, k *keyring.Key) error {
+// Authorize implements engine.Authorizer (see Policy.AllowedRef). A call
+// without an authenticated caller is denied. The error names the reference
+// for the server's log; clients see only "permission denied".
+func (s *Store) Authorize(ctx context.Context, op engine.Op, ref engine.Ref, k *keyring.Key) error {
 	c, ok := authn.FromContext(ctx)
 	if !ok {
-		return fmt.Errorf("%s with %q by an unauthenticated caller: %w", op, k.Fingerprint(), engine.ErrPermissionDenied)
+		return fmt.Errorf("%s with %s by an unauthenticated caller: %w", op, describe(ref), engine.ErrPermissionDenied)
 	}
-	if !s.cur.Load().Allowed(c.Identity, op, k.Fingerprint(), k.Record().Aliases) {
-		return fmt.Errorf("%s with %q by %q: %w", op, k.Fingerprint(), c.Identity, engine.ErrPermissionDenied)
+	if !s.cur.Load().AllowedRef(c.Identity, op, ref, k) {
+		return fmt.Errorf("%s with %s by %q: %w", op, describe(ref), c.Identity, engine.ErrPermissionDenied)
 	}
 	return nil
+}
+
+// AuthorizeOp implements engine.Authorizer.
+func (s *Store) AuthorizeOp(ctx context.Context, op engine.Op) error {
+	c, ok := authn.FromContext(ctx)
+	if !ok {
+		return fmt.Errorf("%s by an unauthenticated caller: %w", op, engine.ErrPermissionDenied)
+	}
+	if !s.cur.Load().AllowedOp(c.Identity, op) {
+		return fmt.Errorf("%s by %q: %w", op, c.Identity, engine.ErrPermissionDenied)
+	}
+	return nil
+}
+
+func describe(ref engine.Ref) string {
+	if ref.Alias != "" {
+		return fmt.Sprintf("alias %q", ref.Alias)
+	}
+	return fmt.Sprintf("fingerprint %q", ref.Fingerprint)
 }
 
 // DefaultAlias implements engine.Authorizer.
