@@ -172,7 +172,12 @@ func TestVaultKeystoreAppRole(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "fp-b to become store-1's primary", func() bool { return resolveFP(t, client, "store-1") == "fp-b" })
-	// A key removed from Vault stops encrypting.
+	sealedB, err := client.Encrypt(ctx, connect.NewRequest(&alev1.EncryptRequest{Key: &alev1.KeyRef{Ref: &alev1.KeyRef_Fingerprint{Fingerprint: "fp-b"}}, Plaintext: []byte("b")}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A key removed from Vault (half the keys: within --max-removal-share,
+	// so applied at once) stops encrypting and decrypting.
 	if err := root.KVv2("secret").DeleteMetadata(ctx, "alecrypt/keys/fp-b"); err != nil {
 		t.Fatal(err)
 	}
@@ -182,6 +187,9 @@ func TestVaultKeystoreAppRole(t *testing.T) {
 	})
 	if got := resolveFP(t, client, "store-1"); got != "fp-a" {
 		t.Fatalf("after removing fp-b, Resolve(store-1) = %q, want fp-a", got)
+	}
+	if _, err := client.Decrypt(ctx, connect.NewRequest(&alev1.DecryptRequest{Envelope: sealedB.Msg.GetEnvelope()})); connect.CodeOf(err) != connect.CodeNotFound {
+		t.Fatalf("Decrypt under the removed fp-b: err = %v, want not_found", err)
 	}
 	// The AppRole token has a 10s TTL: after it has been renewed a few
 	// times, the service still reads Vault.
