@@ -8,8 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -207,29 +205,7 @@ func TestVaultRestartKeepsServing(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	var ok, failed atomic.Int64
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for range 4 {
-		wg.Go(func() {
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				enc, err := client.Encrypt(ctx, connect.NewRequest(&alev1.EncryptRequest{Plaintext: []byte(`{"n":1}`)}))
-				if err == nil {
-					_, err = client.Decrypt(ctx, connect.NewRequest(&alev1.DecryptRequest{Envelope: enc.Msg.GetEnvelope(), Expect: alev1.PlaintextFormat_PLAINTEXT_FORMAT_JSON}))
-				}
-				if err != nil {
-					failed.Add(1)
-				} else {
-					ok.Add(1)
-				}
-			}
-		})
-	}
+	load := startLoad(client)
 	v.Restart(t)
 	waitFor(t, "the held removal to be reported", func() bool {
 		return series(t, svc.MetricsURL)["alecrypt_keystore_removal_held{}"] == 2
@@ -243,12 +219,11 @@ func TestVaultRestartKeepsServing(t *testing.T) {
 	if got := health(t, svc.URL); !strings.HasSuffix(got, "SERVING") || strings.Contains(got, "NOT") {
 		t.Errorf("health during the held removal = %q, want SERVING", got)
 	}
-	close(stop)
-	wg.Wait()
-	if failed.Load() != 0 || ok.Load() == 0 {
-		t.Fatalf("requests across the Vault restart: %d ok, %d failed; want all ok", ok.Load(), failed.Load())
+	ok, failed := load.stop()
+	if failed != 0 || ok == 0 {
+		t.Fatalf("requests across the Vault restart: %d ok, %d failed; want all ok", ok, failed)
 	}
-	t.Logf("%d Encrypt+Decrypt pairs, none failed, across the Vault restart", ok.Load())
+	t.Logf("%d Encrypt+Decrypt pairs, none failed, across the Vault restart", ok)
 
 	if _, err := client.Decrypt(ctx, connect.NewRequest(&alev1.DecryptRequest{Envelope: sealed.Msg.GetEnvelope()})); err != nil {
 		t.Errorf("Decrypt of traffic sealed before the restart: %v, want it to decrypt", err)
