@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -58,6 +59,10 @@ type Config struct {
 	InsecureListen  bool
 	Policy          string
 	AuditLog        string
+	// MaxRemovalShare and RemovalConfirmAfter configure the keystore's
+	// removal guard (keystore.WithRemovalGuard).
+	MaxRemovalShare     float64
+	RemovalConfirmAfter time.Duration
 }
 
 // VaultConfig is the Vault keystore's part of Config. Address, CA, token and
@@ -97,8 +102,19 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	fs.StringVar(&c.LogFormat, "log-format", "json", "log format: json or text")
 	fs.TextVar(&c.LogLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn or error")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long in-flight calls may take to finish on SIGTERM")
+	share := fs.String("max-removal-share", envOr(getenv, "ALECRYPT_MAX_REMOVAL_SHARE", strconv.FormatFloat(keystore.DefaultMaxRemovalShare, 'g', -1, 64)),
+		"a reload removing more than this share (0-1) of the keys, or all of them, keeps serving them until the removal is confirmed (env ALECRYPT_MAX_REMOVAL_SHARE)")
+	confirm := fs.String("removal-confirm-after", envOr(getenv, "ALECRYPT_REMOVAL_CONFIRM_AFTER", keystore.DefaultRemovalConfirmAfter.String()),
+		"how long keys must stay missing, over at least two reloads, before a held removal is applied (env ALECRYPT_REMOVAL_CONFIRM_AFTER)")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
+	}
+	var err error
+	if c.MaxRemovalShare, err = strconv.ParseFloat(*share, 64); err != nil || c.MaxRemovalShare < 0 || c.MaxRemovalShare > 1 {
+		return Config{}, fmt.Errorf("--max-removal-share %q: want a number from 0 to 1", *share)
+	}
+	if c.RemovalConfirmAfter, err = time.ParseDuration(*confirm); err != nil || c.RemovalConfirmAfter < 0 {
+		return Config{}, fmt.Errorf("--removal-confirm-after %q: want a duration of 0 or more", *confirm)
 	}
 	if fs.NArg() > 0 {
 		return Config{}, fmt.Errorf("unexpected arguments: %q", fs.Args())
@@ -183,7 +199,8 @@ func run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	ring := keyring.New()
-	refresher := keystore.NewRefresher(store, ring, log, cfg.Refresh)
+	refresher := keystore.NewRefresher(store, ring, log, cfg.Refresh,
+		keystore.WithRemovalGuard(cfg.MaxRemovalShare, cfg.RemovalConfirmAfter))
 	if err := refresher.Reload(ctx); err != nil {
 		// With no keys yet there is nothing to serve: fail clearly.
 		return fmt.Errorf("loading keys from %s: %w", cfg.Keystore, err)
@@ -195,7 +212,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	go func() {
 		for range hup {
 			log.Info("SIGHUP: reloading keystore")
-			refresher.Trigger()
+			refresher.Trigger() // a full load: never skipped on the file's stat
 		}
 	}()
 
@@ -294,7 +311,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			res, err := health.Check(context.Background(), &grpchealth.CheckRequest{})
 			return err == nil && res.Status == grpchealth.StatusServing
 		}
-		msrv, maddr, err := metrics.Serve(cfg.MetricsListen, reg, ready, errc)
+		msrv, maddr, err := metrics.Serve(cfg.MetricsListen, reg, ready, errc, metrics.WithReadyDetail(refresher.Problems))
 		if err != nil {
 			return fmt.Errorf("--metrics-listen: %w", err)
 		}

@@ -186,6 +186,9 @@ func (e *Engine) lookup(ctx context.Context, op Op, ref Ref) (*keyring.Key, erro
 	case ref.Fingerprint != "" && ref.Alias != "":
 		return nil, &FieldError{Field: "key", Reason: "set fingerprint or alias, not both"}
 	case ref.Fingerprint != "":
+		if err := checkFingerprint("key.fingerprint", ref.Fingerprint); err != nil {
+			return nil, err
+		}
 		if k, err = e.ring.Lookup(ref.Fingerprint); err != nil {
 			k, err = nil, fmt.Errorf("fingerprint %q: %w", ref.Fingerprint, err)
 		}
@@ -253,6 +256,9 @@ func (e *Engine) Decrypt(ctx context.Context, env Envelope, aad []byte, expect F
 	if env.Fingerprint == "" {
 		return nil, nil, &FieldError{Field: "envelope.fingerprint", Reason: "missing"}
 	}
+	if err := checkFingerprint("envelope.fingerprint", env.Fingerprint); err != nil {
+		return nil, nil, err
+	}
 	if len(env.IV) == 0 {
 		return nil, nil, &FieldError{Field: "envelope.iv", Reason: "missing"}
 	}
@@ -284,6 +290,16 @@ func (e *Engine) Decrypt(ctx context.Context, env Envelope, aad []byte, expect F
 		return nil, nil, fmt.Errorf("decrypt with %q: %w", rec.Fingerprint, ErrDecrypt)
 	}
 	return pt, k, nil
+}
+
+// checkFingerprint refuses a fingerprint no key can have before it is looked
+// up: an unusable header (ALE 1), not an unknown key (ALE 2). The reason
+// states the rule and does not echo the value.
+func checkFingerprint(field, fp string) error {
+	if key.ValidateFingerprint(fp) != nil {
+		return &FieldError{Field: field, Reason: "not a valid fingerprint (" + key.FingerprintRule + ")"}
+	}
+	return nil
 }
 
 func cipherOf(k *keyring.Key) (suite.Cipher, error) {

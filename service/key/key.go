@@ -1,6 +1,19 @@
 // Package key owns the model of an ALE key: its record (the same shape in the
 // embedded keystore, in Vault and from the Portal), its algorithm, its state in
-// rotation and the record's JSON codec.
+// rotation, the record's JSON codec, and the one rule for what a fingerprint
+// may be (ValidateFingerprint).
+//
+// # Fingerprints
+//
+// A fingerprint comes from the Portal (or alectl), travels in the
+// sec-fingerprint header and names the key's secret in Vault
+// ({prefix}/{fingerprint}). So it must be safe as a header value and as one
+// path segment: 1 to 256 characters from A-Z a-z 0-9 and - _ . : + = ~, and
+// neither "." nor "..". No "/", "%", backslash, whitespace or control
+// character can appear, so a fingerprint can never name another key's path
+// or leave the key prefix. Invalid fingerprints are refused, never encoded:
+// every entrance (Portal adapter, sync, keystores, the API, the gateway)
+// calls ValidateFingerprint.
 //
 // It holds no cipher state and does no cryptography; package suite turns a
 // Record into a usable cipher. Key material stays in secret.Bytes and leaves it
@@ -68,6 +81,9 @@ const (
 // MaxFingerprintLen bounds fingerprints, which travel in HTTP headers.
 const MaxFingerprintLen = 256
 
+// FingerprintRule describes ValidateFingerprint's rule, for messages.
+const FingerprintRule = "1-256 characters from A-Z a-z 0-9 - _ . : + = ~, not \".\" or \"..\""
+
 // KDF says how the 32-byte AES key is derived from the Secret Key.
 type KDF struct {
 	// Name is KDFPBKDF2SHA256.
@@ -102,6 +118,9 @@ type Record struct {
 
 // ErrInvalidRecord is wrapped by every validation failure.
 var ErrInvalidRecord = errors.New("invalid key record")
+
+// ErrInvalidFingerprint is wrapped by ValidateFingerprint's errors.
+var ErrInvalidFingerprint = errors.New("invalid fingerprint")
 
 // Validate checks a record completely. Its errors name the fingerprint and
 // the field, never the secret.
@@ -169,13 +188,29 @@ func encodableTime(t time.Time) bool {
 	return y >= 0 && y <= 9999
 }
 
-// ValidateFingerprint checks the shape of a fingerprint: 1 to
-// MaxFingerprintLen printable ASCII characters, since it travels in a header.
+// ValidateFingerprint checks a fingerprint against the one rule (see the
+// package doc): it must be usable as a header value and as a single Vault path
+// segment, so it can never be a separator, an escape or a dot-segment. The
+// error wraps ErrInvalidFingerprint and quotes (a prefix of) the value with
+// %q, so a hostile value cannot forge log lines.
 func ValidateFingerprint(fp string) error {
-	if fp == "" || len(fp) > MaxFingerprintLen || strings.ContainsFunc(fp, notPrintableASCII) {
-		return fmt.Errorf("fingerprint %q must be 1-%d printable ASCII characters", truncate(fp), MaxFingerprintLen)
+	if fp == "" || len(fp) > MaxFingerprintLen || fp == "." || fp == ".." || strings.ContainsFunc(fp, notFingerprintChar) {
+		return fmt.Errorf("%w %q: want %s", ErrInvalidFingerprint, truncate(fp), FingerprintRule)
 	}
 	return nil
+}
+
+// notFingerprintChar reports the characters a fingerprint may not hold. The
+// allowed set is RFC 3986's unreserved characters (what hex, base64url and
+// the fixtures use) plus ':', '+' and '=' (standard base64 without '/',
+// "sha256:..." prefixes); none of them is a path separator or an escape in a
+// URL, a Vault path or a file name.
+func notFingerprintChar(r rune) bool {
+	switch {
+	case 'a' <= r && r <= 'z', 'A' <= r && r <= 'Z', '0' <= r && r <= '9':
+		return false
+	}
+	return !strings.ContainsRune("-_.:+=~", r)
 }
 
 func notPrintableASCII(r rune) bool { return r < 0x21 || r > 0x7e }

@@ -202,3 +202,65 @@ func TestCloneSharesNoAliases(t *testing.T) {
 		t.Errorf("HasAlias disagrees with Aliases: clone %q, original %q", c.Aliases, r.Aliases)
 	}
 }
+
+// TestValidateFingerprint pins the one fingerprint rule: what the fixtures,
+// generated keys and Portal use passes; anything that could act as a path
+// separator, an escape or a dot-segment in a Vault path, or break a header,
+// is refused.
+func TestValidateFingerprint(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		fp   string
+		ok   bool
+	}{
+		{"generated hex", "a65327c972dcdb8fc982e5083bb120c3", true},
+		{"fixture", "fp-json-1", true},
+		{"every allowed character", "AZaz09-_.:+=~", true},
+		{"base64 without slash", "q83vEjRWeJA+AbC=", true},
+		{"prefixed digest", "sha256:9f2c", true},
+		{"dots inside", "v1.2.3", true},
+		{"three dots", "...", true},
+		{"one character", "f", true},
+		{"longest", strings.Repeat("f", key.MaxFingerprintLen), true},
+
+		{"traversal into another key", "z/../victim", false},
+		{"escape from the prefix", "../../other-app/x", false},
+		{"sub-path", "x/y", false},
+		{"dot", ".", false},
+		{"dot-dot", "..", false},
+		{"leading slash", "/x", false},
+		{"trailing slash", "x/", false},
+		{"backslash", `x\y`, false},
+		{"percent escape", "x%2Fy", false},
+		{"space", "fp 1", false},
+		{"tab", "fp\t1", false},
+		{"newline", "fp\n1", false},
+		{"NUL", "fp\x001", false},
+		{"non-ASCII", "fp-é", false},
+		{"fullwidth slash", "x\uff0fy", false},
+		{"question mark", "x?y", false},
+		{"hash", "x#y", false},
+		{"empty", "", false},
+		{"too long", strings.Repeat("f", key.MaxFingerprintLen+1), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			err := key.ValidateFingerprint(tc.fp)
+			if tc.ok && err != nil {
+				t.Fatalf("ValidateFingerprint(%q) err = %v, want nil", tc.fp, err)
+			}
+			if !tc.ok && !errors.Is(err, key.ErrInvalidFingerprint) {
+				t.Fatalf("ValidateFingerprint(%q) err = %v, want ErrInvalidFingerprint", tc.fp, err)
+			}
+			r := validRecord()
+			r.Fingerprint = tc.fp
+			if err := r.Validate(); (err == nil) != tc.ok || (err != nil && !errors.Is(err, key.ErrInvalidRecord)) {
+				t.Errorf("Record{Fingerprint: %q}.Validate() err = %v, want ok=%v (ErrInvalidRecord)", tc.fp, err, tc.ok)
+			}
+			if err != nil && strings.ContainsAny(err.Error(), "\n\t\x00") {
+				t.Errorf("ValidateFingerprint(%q) error %q carries raw control characters", tc.fp, err)
+			}
+		})
+	}
+}

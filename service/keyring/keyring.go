@@ -36,9 +36,13 @@ var (
 // Key is one key of a snapshot: its record and, on first use, its cipher.
 // Keys are immutable; a reload produces new Keys.
 type Key struct {
-	rec     key.Record
-	primary bool
-	d       *derivation
+	rec key.Record
+	d   *derivation
+	// snap and now let Primary answer for the moment it is asked: whether
+	// a key is primary depends on the clock (not_after), not only on the
+	// records.
+	snap *snapshot
+	now  func() time.Time
 }
 
 // derivation is shared by the Keys of successive snapshots whose records have
@@ -62,8 +66,27 @@ func (k *Key) Record() key.Record { return k.rec }
 // Fingerprint is the key's fingerprint.
 func (k *Key) Fingerprint() string { return k.rec.Fingerprint }
 
-// Primary reports whether the key is the primary of at least one alias.
-func (k *Key) Primary() bool { return k.primary }
+// String names the key by fingerprint. Without it, %v of a Key would print
+// the record's fields, secret bytes included (fmt cannot reach the secret's
+// own redacting String through an unexported field).
+func (k *Key) String() string { return "key " + k.rec.Fingerprint }
+
+// Primary reports whether the key is, now, the primary of at least one of
+// its aliases in the snapshot it came from. It is computed when asked, by the
+// rule Ring.Primary applies, so a key that passed not_after stops being
+// primary (and the next one takes over) without a reload.
+func (k *Key) Primary() bool {
+	if k.snap == nil || k.rec.State != key.Active {
+		return false
+	}
+	now := k.now()
+	for _, a := range k.rec.Aliases {
+		if k.snap.primary(a, now) == k {
+			return true
+		}
+	}
+	return false
+}
 
 // Cipher returns the derived cipher, deriving it on first use. Concurrent
 // first uses wait for one derivation.
@@ -137,7 +160,7 @@ func (r *Ring) Replace(records []key.Record) (Stats, []*Key, error) {
 			return Stats{}, nil, fmt.Errorf("%w %q", ErrDuplicate, rec.Fingerprint)
 		}
 		rec = rec.Clone()
-		k := &Key{rec: rec}
+		k := &Key{rec: rec, snap: next, now: r.now}
 		if prev, ok := old.byFingerprint[rec.Fingerprint]; ok && prev.rec.SameMaterial(rec) {
 			k.d = prev.d
 			st.Reused++
@@ -159,12 +182,6 @@ func (r *Ring) Replace(records []key.Record) (Stats, []*Key, error) {
 	slices.SortFunc(next.sorted, func(a, b *Key) int { return cmp.Compare(a.rec.Fingerprint, b.rec.Fingerprint) })
 	for _, keys := range next.byAlias {
 		slices.SortStableFunc(keys, newestFirst)
-		for _, k := range keys {
-			if !k.rec.Expired(now) {
-				k.primary = true
-				break
-			}
-		}
 	}
 	st.Total = len(records)
 	r.snap.Store(next)
@@ -194,16 +211,24 @@ func (r *Ring) Lookup(fingerprint string) (*Key, error) {
 // Primary returns the newest active, unexpired key carrying alias.
 func (r *Ring) Primary(alias string) (*Key, error) {
 	s := r.snap.Load()
-	now := r.now()
-	for _, k := range s.byAlias[alias] {
-		if k.rec.CanEncrypt(now) {
-			return k, nil
-		}
+	if k := s.primary(alias, r.now()); k != nil {
+		return k, nil
 	}
 	if s.aliasKnown[alias] {
 		return nil, ErrNoPrimary
 	}
 	return nil, ErrUnknownKey
+}
+
+// primary is alias's primary at now, or nil: the first candidate, best
+// first, that may encrypt at now.
+func (s *snapshot) primary(alias string, now time.Time) *Key {
+	for _, k := range s.byAlias[alias] {
+		if k.rec.CanEncrypt(now) {
+			return k
+		}
+	}
+	return nil
 }
 
 // Keys returns all keys sorted by fingerprint. The slice must not be modified.

@@ -297,6 +297,45 @@ func TestPrimaryFollowsClock(t *testing.T) {
 	}
 }
 
+// TestKeyPrimaryFollowsClock: Key.Primary (what ListKeys and Resolve report
+// as KeyInfo.primary) agrees with Ring.Primary at every moment, not only at
+// load time: once the newest key passes not_after, it is no longer flagged
+// primary and the older key is, without a reload. Keys held from before the
+// clock moved answer for the present too.
+func TestKeyPrimaryFollowsClock(t *testing.T) {
+	t.Parallel()
+	clk := newClock(t0)
+	r := New(WithClock(clk.now))
+	newest := rec("fp-new", key.Active, t0.Add(time.Hour), "a")
+	newest.NotAfter = t0.Add(2 * time.Hour)
+	mustReplace(t, r, rec("fp-old", key.Active, t0, "a"), newest, rec("fp-retired", key.DecryptOnly, t0.Add(3*time.Hour), "a"))
+	held, err := r.Lookup("fp-new")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, step := range []struct {
+		at   time.Time
+		want map[string]bool
+	}{
+		{t0.Add(90 * time.Minute), map[string]bool{"fp-new": true, "fp-old": false, "fp-retired": false}},
+		{t0.Add(2 * time.Hour), map[string]bool{"fp-new": false, "fp-old": true, "fp-retired": false}},
+	} {
+		clk.set(step.at)
+		for _, k := range r.Keys() {
+			if got := k.Primary(); got != step.want[k.Fingerprint()] {
+				t.Errorf("at %v, %s.Primary() = %v, want %v", step.at.Sub(t0), k.Fingerprint(), got, step.want[k.Fingerprint()])
+			}
+		}
+		if got := held.Primary(); got != step.want["fp-new"] {
+			t.Errorf("at %v, fp-new (looked up earlier).Primary() = %v, want %v", step.at.Sub(t0), got, step.want["fp-new"])
+		}
+		p, err := r.Primary("a")
+		if err != nil || !p.Primary() {
+			t.Errorf("at %v, Primary(a) = %v, %v; want a key reporting Primary() = true", step.at.Sub(t0), p, err)
+		}
+	}
+}
+
 // TestDerivationReuse: Replace carries a derived cipher over to the next
 // snapshot when the material is unchanged (whatever the metadata), and
 // derives again when anything PBKDF2 or the cipher depends on changed.
@@ -518,5 +557,23 @@ func TestWarmCanceled(t *testing.T) {
 	}
 	if failed := Warm(context.Background(), nil, 4); failed != 0 {
 		t.Errorf("Warm(no keys) failed = %d, want 0", failed)
+	}
+}
+
+// TestKeyStringHidesMaterial: a Key printed with %v or %+v (a test failure,
+// a careless log line) names its fingerprint and nothing of its secret.
+func TestKeyStringHidesMaterial(t *testing.T) {
+	t.Parallel()
+	r := New()
+	mustReplace(t, r, rec("fp-print", key.Active, t0, "a"))
+	k, err := r.Lookup("fp-print")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, format := range []string{"%v", "%+v", "%s"} {
+		got := fmt.Sprintf(format, k)
+		if got != "key fp-print" {
+			t.Errorf("Sprintf(%q, key) = %q, want %q", format, got, "key fp-print")
+		}
 	}
 }

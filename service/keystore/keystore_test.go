@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -53,7 +54,14 @@ func (f *fakeStore) Load(context.Context) (keystore.Snapshot, error) {
 	for i, r := range f.snap.Records {
 		recs[i] = r.Clone()
 	}
-	return keystore.Snapshot{Records: recs, Revision: f.snap.Revision}, nil
+	return keystore.Snapshot{Records: recs, Invalid: slices.Clone(f.snap.Invalid), Revision: f.snap.Revision}, nil
+}
+
+// setInvalid adds invalid entries to what the store returns.
+func (f *fakeStore) setInvalid(inv ...keystore.InvalidRecord) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.snap.Invalid = inv
 }
 
 func (f *fakeStore) set(revision string, err error, recs ...key.Record) {

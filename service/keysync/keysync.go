@@ -17,6 +17,11 @@
 //     counts as failed; it is never retired for being unreadable. When an
 //     unusable record's fingerprint cannot even be read, the caller holds
 //     back every retirement (HoldRetirements).
+//   - A fingerprint that fails key.ValidateFingerprint is never written,
+//     whichever side it comes from (a listed record, a failed one, a stored
+//     entry's name): its action is a Skip. A fingerprint names the key's
+//     Vault path, and an invalid one could name another key's path or one
+//     outside the prefix.
 //   - Every write is check-and-set against the version read. When another
 //     writer got there first the key is read again and planned once more; a
 //     second conflict counts as failed.
@@ -31,6 +36,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 
 	"github.com/alecrypt/alecrypt/service/key"
 	"github.com/alecrypt/alecrypt/service/keystore/vaultstore"
@@ -80,13 +86,21 @@ type Action struct {
 }
 
 // String describes the action for a plan listing: fingerprint, kind and
-// reason, never the record's secret.
+// reason, never the record's secret. An invalid fingerprint is quoted, so it
+// cannot forge lines of the listing.
 func (a Action) String() string {
-	if a.Reason == "" {
-		return a.Fingerprint + " " + string(a.Kind)
+	fp := a.Fingerprint
+	if key.ValidateFingerprint(fp) != nil {
+		fp = strconv.Quote(fp)
 	}
-	return a.Fingerprint + " " + string(a.Kind) + " (" + a.Reason + ")"
+	if a.Reason == "" {
+		return fp + " " + string(a.Kind)
+	}
+	return fp + " " + string(a.Kind) + " (" + a.Reason + ")"
 }
+
+// reasonInvalidFP is the Skip reason for a fingerprint that cannot be a path.
+const reasonInvalidFP = "not a valid fingerprint (" + key.FingerprintRule + "); nothing is written for it"
 
 // Plan decides what to do for every fingerprint that is listed, failed or
 // stored. listed are the Portal's valid records; failedFingerprints are keys
@@ -98,13 +112,27 @@ func Plan(listed []key.Record, failedFingerprints []string, current map[string]v
 		failed[fp] = true
 	}
 	byFP := make(map[string]key.Record, len(listed))
+	invalidFP := map[string]bool{}
 	for _, r := range listed {
+		if key.ValidateFingerprint(r.Fingerprint) != nil {
+			invalidFP[r.Fingerprint] = true
+			continue
+		}
 		if _, dup := byFP[r.Fingerprint]; dup {
 			failed[r.Fingerprint] = true // which copy is right is unknowable
 		}
 		byFP[r.Fingerprint] = r
 	}
+	for fp := range failed {
+		if key.ValidateFingerprint(fp) != nil {
+			delete(failed, fp)
+			invalidFP[fp] = true
+		}
+	}
 	var actions []Action
+	for fp := range invalidFP {
+		actions = append(actions, Action{Fingerprint: fp, Kind: Skip, Reason: reasonInvalidFP})
+	}
 	for fp := range failed {
 		actions = append(actions, Action{Fingerprint: fp, Kind: Skip, Reason: "the Portal's record is unusable; the stored key is left as it is"})
 	}
@@ -116,7 +144,7 @@ func Plan(listed []key.Record, failedFingerprints []string, current map[string]v
 		actions = append(actions, planListed(r, e, found))
 	}
 	for fp, e := range current {
-		if _, ok := byFP[fp]; ok || failed[fp] {
+		if _, ok := byFP[fp]; ok || failed[fp] || invalidFP[fp] {
 			continue
 		}
 		actions = append(actions, planUnlisted(fp, e, true))
@@ -158,6 +186,10 @@ func planListed(r key.Record, e vaultstore.Entry, found bool) Action {
 func planUnlisted(fp string, e vaultstore.Entry, found bool) Action {
 	a := Action{Fingerprint: fp}
 	switch {
+	case key.ValidateFingerprint(fp) != nil:
+		// Stored under a name that is not a fingerprint: retiring it would
+		// write to a path derived from that name.
+		a.Kind, a.Reason = Skip, "stored under a name that is "+reasonInvalidFP+"; fix or remove it by hand"
 	case !found:
 		a.Kind, a.Reason = Unchanged, "no longer stored"
 	case e.Err != nil:

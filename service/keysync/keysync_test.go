@@ -606,3 +606,78 @@ func TestSummaryString(t *testing.T) {
 		t.Errorf("String() = %q, want %q", got, want)
 	}
 }
+
+// recordingTarget accepts every write without checking it, as a careless
+// store would, and remembers which fingerprints were written.
+type recordingTarget struct {
+	entries map[string]vaultstore.Entry
+	mu      sync.Mutex
+	puts    []string
+}
+
+func (r *recordingTarget) Entries(context.Context) (map[string]vaultstore.Entry, error) {
+	return maps.Clone(r.entries), nil
+}
+
+func (r *recordingTarget) Put(_ context.Context, rec key.Record, _ int) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.puts = append(r.puts, rec.Fingerprint)
+	return 1, nil
+}
+
+// TestPlanNeverWritesInvalidFingerprints: a fingerprint that could name
+// another key's path ("z/../victim"), a path outside the prefix
+// ("../../other-app/x") or a sub-folder ("x/y") is never written, wherever
+// it comes from: a listed record, a failed one, or a stored entry's name
+// (with or without an error). Its action is a Skip, printed quoted.
+func TestPlanNeverWritesInvalidFingerprints(t *testing.T) {
+	t.Parallel()
+	for _, fp := range []string{"z/../victim", "../../other-app/x", "x/y"} {
+		for _, tc := range []struct {
+			name    string
+			listed  []key.Record
+			failed  []string
+			current map[string]vaultstore.Entry
+		}{
+			{name: "listed", listed: []key.Record{rec("ok"), rec(fp)}},
+			{name: "listed twice", listed: []key.Record{rec(fp), rec(fp)}},
+			{name: "listed and stored", listed: []key.Record{rec(fp, func(r *key.Record) { r.Version = 9 })}, current: map[string]vaultstore.Entry{fp: stored(rec(fp), 1)}},
+			{name: "failed", failed: []string{fp}},
+			{name: "stored active, unlisted", current: map[string]vaultstore.Entry{fp: stored(rec(fp), 1)}},
+			{name: "stored with an error, unlisted", current: map[string]vaultstore.Entry{fp: invalid(1)}},
+			{name: "stored with an error, listed", listed: []key.Record{rec(fp)}, current: map[string]vaultstore.Entry{fp: invalid(1)}},
+		} {
+			t.Run(fp+"/"+tc.name, func(t *testing.T) {
+				t.Parallel()
+				actions := keysync.Plan(tc.listed, tc.failed, tc.current)
+				found := false
+				for _, a := range actions {
+					if a.Fingerprint != fp {
+						continue
+					}
+					found = true
+					if a.Kind != keysync.Skip {
+						t.Errorf("Plan action for %q = %s, want skip", fp, a.Kind)
+					}
+					if strings.ContainsRune(a.String(), '\n') || !strings.HasPrefix(a.String(), `"`) {
+						t.Errorf("Action.String() = %q, want the invalid fingerprint quoted", a.String())
+					}
+				}
+				if !found {
+					t.Errorf("Plan has no action for %q; want a skip so the run reports it", fp)
+				}
+				target := &recordingTarget{entries: tc.current}
+				sum := keysync.Apply(context.Background(), target, actions, false)
+				for _, put := range target.puts {
+					if put == fp {
+						t.Errorf("Apply wrote %q", fp)
+					}
+				}
+				if sum.OK() {
+					t.Errorf("Apply summary %v is OK; an invalid fingerprint must count as failed", sum)
+				}
+			})
+		}
+	}
+}

@@ -36,6 +36,11 @@ func Handler(reg *prometheus.Registry) http.Handler {
 type KeystoreStatus interface {
 	Status() (lastOK time.Time, lastErr error)
 	Failures() int64
+	// InvalidRecords is how many entries the last load skipped as invalid.
+	InvalidRecords() int
+	// HeldRemoval is how many keys are still served although the store no
+	// longer has them, awaiting confirmation, and since when.
+	HeldRemoval() (keys int, since time.Time)
 }
 
 // RegisterKeystore adds the keystore metrics: keys loaded by state, when the
@@ -56,6 +61,12 @@ var (
 		"1 if the last keystore refresh succeeded, 0 if the service is serving its last good keys.", nil, nil)
 	failDesc = prometheus.NewDesc("alecrypt_keystore_refresh_failures_total",
 		"Keystore refreshes that failed since start.", nil, nil)
+	invalidDesc = prometheus.NewDesc("alecrypt_keystore_invalid_records",
+		"Entries of the keystore skipped as invalid by the last load; every other key is served.", nil, nil)
+	heldDesc = prometheus.NewDesc("alecrypt_keystore_removal_held",
+		"Keys still served although the keystore no longer has them: a removal over the allowed share, held until confirmed.", nil, nil)
+	heldSinceDesc = prometheus.NewDesc("alecrypt_keystore_removal_held_since_timestamp_seconds",
+		"Unix time the held removal was first seen; absent when none is held.", nil, nil)
 )
 
 type keystoreCollector struct {
@@ -65,7 +76,7 @@ type keystoreCollector struct {
 }
 
 func (c *keystoreCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{keysDesc, lastDesc, ageDesc, upDesc, failDesc} {
+	for _, d := range []*prometheus.Desc{keysDesc, lastDesc, ageDesc, upDesc, failDesc, invalidDesc, heldDesc, heldSinceDesc} {
 		ch <- d
 	}
 }
@@ -85,6 +96,12 @@ func (c *keystoreCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(upDesc, prometheus.GaugeValue, up)
 	ch <- prometheus.MustNewConstMetric(failDesc, prometheus.CounterValue, float64(c.status.Failures()))
+	ch <- prometheus.MustNewConstMetric(invalidDesc, prometheus.GaugeValue, float64(c.status.InvalidRecords()))
+	held, since := c.status.HeldRemoval()
+	ch <- prometheus.MustNewConstMetric(heldDesc, prometheus.GaugeValue, float64(held))
+	if held > 0 {
+		ch <- prometheus.MustNewConstMetric(heldSinceDesc, prometheus.GaugeValue, float64(since.UnixNano())/1e9)
+	}
 	if !lastOK.IsZero() {
 		ch <- prometheus.MustNewConstMetric(lastDesc, prometheus.GaugeValue, float64(lastOK.UnixNano())/1e9)
 		ch <- prometheus.MustNewConstMetric(ageDesc, prometheus.GaugeValue, c.now().Sub(lastOK).Seconds())
@@ -116,12 +133,30 @@ func RegisterAudit(reg prometheus.Registerer, a AuditStatus) {
 	)
 }
 
+// ServeOption configures Serve.
+type ServeOption func(*serveOptions)
+
+type serveOptions struct {
+	detail func() []string
+}
+
+// WithReadyDetail adds detail's lines to the /readyz body, whatever the
+// status: conditions an operator should see (a held key removal, say) that
+// must not take the replica out of rotation.
+func WithReadyDetail(detail func() []string) ServeOption {
+	return func(o *serveOptions) { o.detail = detail }
+}
+
 // Serve starts serving reg on /metrics at addr (host:port; port 0 picks
 // one) and returns the server and the address it listens on. With ready,
 // it also serves /readyz: 200 while ready reports true, 503 otherwise, for
 // probes that cannot speak gRPC health over TLS. Serve errors after startup
 // go to errc when it is not nil.
-func Serve(addr string, reg *prometheus.Registry, ready func() bool, errc chan<- error) (*http.Server, net.Addr, error) {
+func Serve(addr string, reg *prometheus.Registry, ready func() bool, errc chan<- error, opts ...ServeOption) (*http.Server, net.Addr, error) {
+	var o serveOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, nil, fmt.Errorf("metrics listener: %w", err)
@@ -130,11 +165,22 @@ func Serve(addr string, reg *prometheus.Registry, ready func() bool, errc chan<-
 	mux.Handle("/metrics", Handler(reg))
 	if ready != nil {
 		mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-			if !ready() {
-				http.Error(w, "not serving", http.StatusServiceUnavailable)
-				return
+			ok := ready()
+			body := "ok\n"
+			if !ok {
+				body = "not serving\n"
 			}
-			_, _ = w.Write([]byte("ok\n"))
+			if o.detail != nil {
+				for _, line := range o.detail() {
+					body += line + "\n"
+				}
+			}
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			w.Header().Set("X-Content-Type-Options", "nosniff")
+			if !ok {
+				w.WriteHeader(http.StatusServiceUnavailable)
+			}
+			_, _ = w.Write([]byte(body))
 		})
 	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}

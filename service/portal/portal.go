@@ -20,7 +20,9 @@
 // the keystore record as key.MarshalRecord writes them (fingerprint, aliases,
 // algorithm, secret, kdf{name,salt,iterations}, counter_bits, state, version,
 // created_at, not_after, source) and is decoded strictly with
-// key.UnmarshalRecord. Any status other than 200 is an error (401 and 403 are
+// key.UnmarshalRecord; its fingerprint must pass key.ValidateFingerprint (it
+// becomes a Vault path segment), else the record is a Problem with no
+// salvaged fingerprint. Any status other than 200 is an error (401 and 403 are
 // ErrUnauthorized).
 //
 // # What it guarantees

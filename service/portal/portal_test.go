@@ -2,13 +2,17 @@ package portal_test
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,6 +22,7 @@ import (
 	"github.com/alecrypt/alecrypt/service/key"
 	"github.com/alecrypt/alecrypt/service/portal"
 	"github.com/alecrypt/alecrypt/service/secret"
+	"github.com/alecrypt/alecrypt/test/portaltest"
 )
 
 const (
@@ -425,5 +430,51 @@ func TestCheckToken(t *testing.T) {
 		if err != nil && tc.tok != "" && strings.Contains(err.Error(), tc.tok) {
 			t.Errorf("CheckToken(%q) err = %v quotes the token", tc.tok, err)
 		}
+	}
+}
+
+// TestFetchAllRefusesPathFingerprints: over HTTPS from the Portal stand-in,
+// a record whose fingerprint could become another key's Vault path, a path
+// outside the prefix or a sub-folder is refused as a Problem whose
+// fingerprint is not salvaged (it is no key's name), and never becomes a
+// record; the valid records around it still count.
+func TestFetchAllRefusesPathFingerprints(t *testing.T) {
+	t.Parallel()
+	p := portaltest.Start(t, token)
+	p.SetKeys(record("fp-ok"))
+	attacks := []string{"z/../victim", "../../other-app/x", "x/y"}
+	for _, fp := range attacks {
+		b := marshal(t, record("placeholder"))[0]
+		p.AddRaw(strings.Replace(string(b), `"placeholder"`, strconv.Quote(fp), 1))
+	}
+	pem, err := os.ReadFile(p.CAFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
+	base, err := url.Parse(p.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := portal.NewClient(base, hc, token).FetchAll(t.Context())
+	if err != nil {
+		t.Fatalf("FetchAll err = %v, want nil", err)
+	}
+	if got := fingerprints(res.Records); !slices.Equal(got, []string{"fp-ok"}) {
+		t.Errorf("FetchAll records = %q, want only fp-ok", got)
+	}
+	if len(res.Problems) != len(attacks) {
+		t.Fatalf("FetchAll problems = %v, want one per attack fingerprint", res.Problems)
+	}
+	for _, pr := range res.Problems {
+		if pr.Fingerprint != "" || !errors.Is(pr.Err, key.ErrInvalidFingerprint) {
+			t.Errorf("problem %v: fingerprint %q, err %v; want no fingerprint and ErrInvalidFingerprint", pr, pr.Fingerprint, pr.Err)
+		}
+		checkClean(t, pr)
+	}
+	if fps := res.FailedFingerprints(); len(fps) != 0 {
+		t.Errorf("FailedFingerprints = %q, want none: an invalid fingerprint names no stored key", fps)
 	}
 }

@@ -4,7 +4,7 @@ package e2e
 
 import (
 	"encoding/json"
-
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -183,7 +183,9 @@ func TestFirstStartAndAlectl(t *testing.T) {
 
 // TestBadKeystoreKeepsLastGoodKeys corrupts the keystore under a running
 // service: it keeps serving the keys it had, and recovers when the file is
-// fixed.
+// fixed. A file that is not a keystore fails the reload; a keystore whose
+// only record is invalid skips that record, and the removal of every key it
+// would mean is held.
 func TestBadKeystoreKeepsLastGoodKeys(t *testing.T) {
 	svc := harness.StartAlecryptd(t, harness.StartOptions{})
 	good, err := os.ReadFile(svc.Keystore)
@@ -191,11 +193,17 @@ func TestBadKeystoreKeepsLastGoodKeys(t *testing.T) {
 		t.Fatal(err)
 	}
 	frame := mustAlectl(t, svc, "before", "encrypt")
-	for i, bad := range []string{`{"keys":[`, `{"keys":[{"fingerprint":"x"}]}`, `{"nokeys":[]}`} {
-		writeAtomic(t, svc.Keystore, []byte(bad))
+	for i, bad := range []struct{ content, log string }{
+		{`{"keys":[`, "keystore reload failed"},
+		{`{"keys":[{"fingerprint":"x"}]}`, "keystore: skipping an invalid record"},
+		{`{"nokeys":[]}`, "keystore reload failed"},
+		{`{"keys":[{"fingerprint":"z/../victim"}]}`, "keystore: skipping an invalid record"},
+	} {
+		before := strings.Count(svc.Logs(), bad.log)
+		writeAtomic(t, svc.Keystore, []byte(bad.content))
 		svc.Signal(t, syscall.SIGHUP)
-		waitFor(t, "the reload failure to be logged", func() bool {
-			return strings.Count(svc.Logs(), "keystore reload failed") > i
+		waitFor(t, fmt.Sprintf("%q to be logged for bad keystore %d", bad.log, i), func() bool {
+			return strings.Count(svc.Logs(), bad.log) > before
 		})
 		if got := mustAlectl(t, svc, frame, "decrypt"); got != "before" {
 			t.Fatalf("after bad keystore %d: decrypt = %q, want before", i, got)

@@ -172,7 +172,12 @@ func TestVaultKeystoreAppRole(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "fp-b to become store-1's primary", func() bool { return resolveFP(t, client, "store-1") == "fp-b" })
-	// A key removed from Vault stops encrypting.
+	sealedB, err := client.Encrypt(ctx, connect.NewRequest(&alev1.EncryptRequest{Key: &alev1.KeyRef{Ref: &alev1.KeyRef_Fingerprint{Fingerprint: "fp-b"}}, Plaintext: []byte("b")}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A key removed from Vault (half the keys: within --max-removal-share,
+	// so applied at once) stops encrypting and decrypting.
 	if err := root.KVv2("secret").DeleteMetadata(ctx, "alecrypt/keys/fp-b"); err != nil {
 		t.Fatal(err)
 	}
@@ -182,6 +187,9 @@ func TestVaultKeystoreAppRole(t *testing.T) {
 	})
 	if got := resolveFP(t, client, "store-1"); got != "fp-a" {
 		t.Fatalf("after removing fp-b, Resolve(store-1) = %q, want fp-a", got)
+	}
+	if _, err := client.Decrypt(ctx, connect.NewRequest(&alev1.DecryptRequest{Envelope: sealedB.Msg.GetEnvelope()})); connect.CodeOf(err) != connect.CodeNotFound {
+		t.Fatalf("Decrypt under the removed fp-b: err = %v, want not_found", err)
 	}
 	// The AppRole token has a 10s TTL: after it has been renewed a few
 	// times, the service still reads Vault.
@@ -236,29 +244,7 @@ func TestVaultOutageKeepsServing(t *testing.T) {
 	svc := harness.StartAlecryptd(t, harness.StartOptions{Keystore: "vault", Env: v.Env(harness.VaultRootToken), Args: []string{"--refresh", "200ms", "--default-alias", "store-1"}})
 	client := newCryptoClient(svc.URL)
 
-	var ok, failed atomic.Int64
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for range 4 {
-		wg.Go(func() {
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				enc, err := client.Encrypt(ctx, connect.NewRequest(&alev1.EncryptRequest{Plaintext: []byte(`{"n":1}`)}))
-				if err == nil {
-					_, err = client.Decrypt(ctx, connect.NewRequest(&alev1.DecryptRequest{Envelope: enc.Msg.GetEnvelope(), Expect: alev1.PlaintextFormat_PLAINTEXT_FORMAT_JSON}))
-				}
-				if err != nil {
-					failed.Add(1)
-				} else {
-					ok.Add(1)
-				}
-			}
-		})
-	}
+	load := startLoad(client)
 	time.Sleep(300 * time.Millisecond)
 	v.Stop(t)
 	waitFor(t, "a failed refresh to be logged", func() bool { return strings.Contains(svc.Logs(), "serving the last good keys") })
@@ -271,7 +257,7 @@ func TestVaultOutageKeepsServing(t *testing.T) {
 	if !strings.Contains(m, "alecrypt_keystore_up 0") || !regexp.MustCompile(`alecrypt_keystore_age_seconds [0-9.e+-]+`).MatchString(m) {
 		t.Errorf("metrics with Vault down do not report staleness:\n%s", grep(m, "alecrypt_keystore"))
 	}
-	duringOutage := ok.Load()
+	duringOutage := load.ok.Load()
 
 	// Vault returns (empty, as a dev server restarts) and is repopulated,
 	// with a key added meanwhile, as alesync would do.
@@ -286,12 +272,52 @@ func TestVaultOutageKeepsServing(t *testing.T) {
 	if m := scrape(t, svc.MetricsURL); !strings.Contains(m, "alecrypt_keystore_up 1") {
 		t.Errorf("metrics after recovery:\n%s", grep(m, "alecrypt_keystore"))
 	}
-	close(stop)
-	wg.Wait()
-	if failed.Load() != 0 || ok.Load() == 0 || duringOutage == 0 {
-		t.Fatalf("requests: %d ok, %d failed; want all ok", ok.Load(), failed.Load())
+	ok, failed := load.stop()
+	if failed != 0 || ok == 0 || duringOutage == 0 {
+		t.Fatalf("requests: %d ok, %d failed; want all ok", ok, failed)
 	}
-	t.Logf("%d Encrypt+Decrypt pairs, none failed, across the Vault outage", ok.Load())
+	t.Logf("%d Encrypt+Decrypt pairs, none failed, across the Vault outage", ok)
+}
+
+// load is traffic on the default key: 4 clients each doing Encrypt then
+// Decrypt (with a JSON check) in a loop, counting pairs that worked or not.
+type load struct {
+	ok, failed atomic.Int64
+	done       chan struct{}
+	wg         sync.WaitGroup
+}
+
+func startLoad(client alev1connect.CryptoServiceClient) *load {
+	l := &load{done: make(chan struct{})}
+	ctx := context.Background()
+	for range 4 {
+		l.wg.Go(func() {
+			for {
+				select {
+				case <-l.done:
+					return
+				default:
+				}
+				enc, err := client.Encrypt(ctx, connect.NewRequest(&alev1.EncryptRequest{Plaintext: []byte(`{"n":1}`)}))
+				if err == nil {
+					_, err = client.Decrypt(ctx, connect.NewRequest(&alev1.DecryptRequest{Envelope: enc.Msg.GetEnvelope(), Expect: alev1.PlaintextFormat_PLAINTEXT_FORMAT_JSON}))
+				}
+				if err != nil {
+					l.failed.Add(1)
+				} else {
+					l.ok.Add(1)
+				}
+			}
+		})
+	}
+	return l
+}
+
+// stop ends the traffic and returns its counts.
+func (l *load) stop() (ok, failed int64) {
+	close(l.done)
+	l.wg.Wait()
+	return l.ok.Load(), l.failed.Load()
 }
 
 func newCryptoClient(url string) alev1connect.CryptoServiceClient {

@@ -129,6 +129,16 @@ func (v *Vault) Start(t testing.TB) {
 	}
 }
 
+// Restart stops the server and starts a fresh one on the same port. A dev
+// server keeps everything in memory, so Vault comes back empty (only the
+// fixed root token survives): the fault of a restarted dev server or a lost
+// storage backend, which a reader must not take as "delete every key".
+func (v *Vault) Restart(t testing.TB) {
+	t.Helper()
+	v.Stop(t)
+	v.Start(t)
+}
+
 // Stop terminates the server (SIGTERM, then SIGKILL) and waits for it.
 func (v *Vault) Stop(t testing.TB) {
 	t.Helper()

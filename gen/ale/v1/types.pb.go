@@ -152,8 +152,10 @@ type Envelope struct {
 	// The initialization vector, random and fresh for every message: 16 bytes
 	// for aes-256-ctr, 12 bytes for aes-256-gcm.
 	Iv []byte `protobuf:"bytes,1,opt,name=iv,proto3" json:"iv,omitempty"`
-	// Identifies the key that encrypted message; an opaque ASCII string issued by
-	// the Portal (or by alectl for local keys).
+	// Identifies the key that encrypted message; an opaque string issued by the
+	// Portal (or by alectl for local keys): 1-256 characters from A-Z a-z 0-9
+	// and - _ . : + = ~, never "." or "..". Any other value is refused as an
+	// unusable field (InvalidArgument, ALE 1) before any key lookup.
 	Fingerprint string `protobuf:"bytes,2,opt,name=fingerprint,proto3" json:"fingerprint,omitempty"`
 	// The ciphertext. For aes-256-gcm the 16-byte authentication tag is appended.
 	Message       []byte `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`

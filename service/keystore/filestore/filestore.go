@@ -10,6 +10,14 @@
 // reader never sees half a file and two writers never lose each other's
 // updates. The store refuses to read a keystore that group or others may
 // read, as ssh does for private keys.
+//
+// Validity is decided like Vault's, record by record: a file that is not a
+// keystore document (malformed JSON, unknown top-level fields, no "keys"
+// array), or that cannot be read safely, fails as a whole; within a document,
+// a record that does not validate, or whose fingerprint appears more than
+// once (no copy can be trusted), is reported in Snapshot.Invalid and the
+// others load. Writers stay strict: Update refuses to rewrite a file holding
+// an invalid record, since writing it back would silently drop it.
 package filestore
 
 import (
@@ -24,6 +32,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"syscall"
 
 	"github.com/alecrypt/alecrypt/service/key"
@@ -49,24 +58,28 @@ func New(path string) *Store { return &Store{path: path} }
 // Path is the keystore file's path.
 func (s *Store) Path() string { return s.path }
 
-// Load reads and validates the whole file. Its Revision is the SHA-256 of the
-// file's bytes, so an unchanged file costs the refresher nothing.
+// Load reads the file and validates each record. Its Revision is the
+// SHA-256 of the file's bytes, so an unchanged file costs the refresher
+// nothing.
 func (s *Store) Load(context.Context) (keystore.Snapshot, error) {
 	data, err := s.read()
 	if err != nil {
 		return keystore.Snapshot{}, err
 	}
-	recs, err := Parse(data)
+	recs, invalid, err := Decode(data)
 	if err != nil {
 		return keystore.Snapshot{}, fmt.Errorf("keystore %s: %w", s.path, err)
 	}
 	sum := sha256.Sum256(data)
-	return keystore.Snapshot{Records: recs, Revision: hex.EncodeToString(sum[:])}, nil
+	return keystore.Snapshot{Records: recs, Invalid: invalid, Revision: hex.EncodeToString(sum[:])}, nil
 }
 
 // Revision implements keystore.Reviser with one stat: the file's inode,
-// size and modification time. Writers replace the file by rename, so any
-// change gives a new inode.
+// size, modification time, permissions and change time. Writers replace the
+// file by rename, so their changes give a new inode; an edit in place moves
+// the change time even when size and mtime are kept; and a chmod that
+// exposes the file moves mode and change time, so the next tick loads it and
+// Load refuses it, instead of the service never noticing.
 func (s *Store) Revision(context.Context) (string, error) {
 	fi, err := os.Stat(s.path)
 	if err != nil {
@@ -76,7 +89,7 @@ func (s *Store) Revision(context.Context) (string, error) {
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
 		ino = st.Ino
 	}
-	return fmt.Sprintf("%d:%d:%d", ino, fi.Size(), fi.ModTime().UnixNano()), nil
+	return fmt.Sprintf("%d:%d:%d:%o:%d", ino, fi.Size(), fi.ModTime().UnixNano(), fi.Mode(), changeTime(fi)), nil
 }
 
 var _ keystore.Reviser = (*Store)(nil)
@@ -113,41 +126,89 @@ type fileJSON struct {
 	Keys []json.RawMessage `json:"keys"`
 }
 
-// Parse decodes and validates a keystore file's content: every record valid,
-// fingerprints unique. It fails as a whole.
+// Parse decodes and validates a keystore file's content for a writer: every
+// record valid, fingerprints unique. It fails as a whole.
 func Parse(data []byte) ([]key.Record, error) {
+	recs, invalid, err := Decode(data)
+	if err != nil {
+		return nil, err
+	}
+	if len(invalid) > 0 {
+		return nil, fmt.Errorf("%s: %w", invalid[0].Name, invalid[0].Err)
+	}
+	return recs, nil
+}
+
+// Decode decodes a keystore file's content for a reader. A document that is
+// not a keystore fails as a whole; otherwise each record is decoded alone:
+// the valid ones are returned, the others (a record that does not validate,
+// every copy of a fingerprint listed more than once) are in invalid, named
+// "keys[i]", in the order found.
+func Decode(data []byte) (recs []key.Record, invalid []keystore.InvalidRecord, err error) {
 	var f fileJSON
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&f); err != nil {
 		var se *json.SyntaxError
 		if errors.As(err, &se) {
-			return nil, fmt.Errorf("malformed JSON at offset %d", se.Offset)
+			return nil, nil, fmt.Errorf("malformed JSON at offset %d", se.Offset)
 		}
-		return nil, fmt.Errorf("malformed keystore: %v", err)
+		return nil, nil, fmt.Errorf("malformed keystore: %v", err)
 	}
 	// dec.More reports false before a stray '}' or ']'; anything but EOF
 	// after the object is trailing data.
 	if _, err := dec.Token(); err != io.EOF {
-		return nil, errors.New("malformed keystore: trailing data")
+		return nil, nil, errors.New("malformed keystore: trailing data")
 	}
 	if f.Keys == nil {
-		return nil, errors.New(`malformed keystore: no "keys" array`)
+		return nil, nil, errors.New(`malformed keystore: no "keys" array`)
 	}
-	recs := make([]key.Record, 0, len(f.Keys))
-	seen := make(map[string]bool, len(f.Keys))
+	recs = make([]key.Record, 0, len(f.Keys))
+	first := make(map[string]int, len(f.Keys)) // fingerprint -> index of its first valid copy
+	dup := map[string]bool{}
 	for i, raw := range f.Keys {
+		name := fmt.Sprintf("keys[%d]", i)
 		r, err := key.UnmarshalRecord(raw)
 		if err != nil {
-			return nil, fmt.Errorf("keys[%d]: %w", i, err)
+			invalid = append(invalid, keystore.InvalidRecord{Name: name, Fingerprint: readFingerprint(raw), Err: err})
+			continue
 		}
-		if seen[r.Fingerprint] {
-			return nil, fmt.Errorf("keys[%d]: duplicate fingerprint %q", i, r.Fingerprint)
+		if _, seen := first[r.Fingerprint]; seen {
+			dup[r.Fingerprint] = true
+			invalid = append(invalid, keystore.InvalidRecord{Name: name, Fingerprint: r.Fingerprint,
+				Err: fmt.Errorf("duplicate fingerprint %q", r.Fingerprint)})
+			continue
 		}
-		seen[r.Fingerprint] = true
+		first[r.Fingerprint] = i
 		recs = append(recs, r)
 	}
-	return recs, nil
+	if len(dup) == 0 {
+		return recs, invalid, nil
+	}
+	// Nothing says which copy of a duplicated fingerprint is right: drop
+	// the first one too.
+	recs = slices.DeleteFunc(recs, func(r key.Record) bool {
+		if !dup[r.Fingerprint] {
+			return false
+		}
+		invalid = append(invalid, keystore.InvalidRecord{Name: fmt.Sprintf("keys[%d]", first[r.Fingerprint]),
+			Fingerprint: r.Fingerprint, Err: fmt.Errorf("fingerprint %q is listed more than once", r.Fingerprint)})
+		return true
+	})
+	return recs, invalid, nil
+}
+
+// readFingerprint salvages the fingerprint of a record the codec refused, so
+// the refresher can keep serving that key's last good record. Only a valid
+// fingerprint counts.
+func readFingerprint(raw json.RawMessage) string {
+	var v struct {
+		Fingerprint string `json:"fingerprint"`
+	}
+	if json.Unmarshal(raw, &v) != nil || key.ValidateFingerprint(v.Fingerprint) != nil {
+		return ""
+	}
+	return v.Fingerprint
 }
 
 // Encode writes records in the file format, validating each and checking

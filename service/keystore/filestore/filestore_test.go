@@ -4,9 +4,12 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -16,6 +19,7 @@ import (
 	"time"
 
 	"github.com/alecrypt/alecrypt/service/key"
+	"github.com/alecrypt/alecrypt/service/keyring"
 	"github.com/alecrypt/alecrypt/service/keystore"
 	"github.com/alecrypt/alecrypt/service/keystore/filestore"
 	"github.com/alecrypt/alecrypt/service/keystore/keystoretest"
@@ -77,6 +81,35 @@ var _ keystoretest.Mutator = mutable{}
 
 func (m mutable) SetRecords(_ context.Context, recs []key.Record) error {
 	return m.Update(true, func([]key.Record) ([]key.Record, error) { return recs, nil })
+}
+
+var _ keystoretest.Corrupter = mutable{}
+
+// AddInvalid appends a record with too few PBKDF2 iterations to the file,
+// writing the bytes directly: Update would refuse it.
+func (m mutable) AddInvalid(_ context.Context, fp string) error {
+	data, err := os.ReadFile(m.Path())
+	if err != nil {
+		return err
+	}
+	b, err := key.MarshalRecord(rec(fp))
+	if err != nil {
+		return err
+	}
+	bad := strings.Replace(string(b), fmt.Sprintf(`"iterations":%d`, key.MinIterations), `"iterations":1`, 1)
+	var f struct {
+		Keys []json.RawMessage `json:"keys"`
+	}
+	if err := json.Unmarshal(data, &f); err != nil {
+		return err
+	}
+	out, err := json.Marshal(struct {
+		Keys []json.RawMessage `json:"keys"`
+	}{append(f.Keys, json.RawMessage(bad))})
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(m.Path(), out, filestore.Mode)
 }
 
 func TestConformance(t *testing.T) {
@@ -229,20 +262,187 @@ func TestLoadErrors(t *testing.T) {
 			t.Errorf("Load(oversized file) err = %v, want a size limit error", err)
 		}
 	})
-	t.Run("invalid content", func(t *testing.T) {
+	t.Run("not a keystore", func(t *testing.T) {
 		t.Parallel()
 		s := writeStore(t, 0o600)
-		if err := os.WriteFile(s.Path(), []byte(`{"keys":[{"secret":"`+canary+`"}]}`), 0o600); err != nil {
+		if err := os.WriteFile(s.Path(), []byte(`{"keys":{"secret":"`+canary+`"}}`), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		_, err := s.Load(t.Context())
-		if !errors.Is(err, key.ErrInvalidRecord) || !strings.Contains(err.Error(), s.Path()) {
-			t.Errorf("Load(invalid record) err = %v, want ErrInvalidRecord naming the file", err)
+		snap, err := s.Load(t.Context())
+		if err == nil || !strings.Contains(err.Error(), "malformed") || !strings.Contains(err.Error(), s.Path()) || len(snap.Records) != 0 {
+			t.Errorf("Load(not a keystore) = %d records, err %v; want none and a malformed error naming the file", len(snap.Records), err)
 		}
 		if err != nil && strings.Contains(err.Error(), canary) {
 			t.Errorf("Load error contains key material: %q", err)
 		}
 	})
+	t.Run("invalid record", func(t *testing.T) {
+		t.Parallel()
+		s := writeStore(t, 0o600)
+		if err := os.WriteFile(s.Path(), []byte(`{"keys":[{"secret":"`+canary+`"},`+marshal(t, rec("fp-1"))+`]}`), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		snap, err := s.Load(t.Context())
+		if err != nil || len(snap.Invalid) != 1 || !errors.Is(snap.Invalid[0].Err, key.ErrInvalidRecord) {
+			t.Fatalf("Load(one invalid record) = %+v, %v; want it in Invalid with ErrInvalidRecord", snap.Invalid, err)
+		}
+		if got := fingerprints(snap.Records); !slices.Equal(got, []string{"fp-1"}) {
+			t.Errorf("Load(one invalid record) records = %q, want the valid fp-1", got)
+		}
+		if strings.Contains(snap.Invalid[0].Err.Error(), canary) {
+			t.Errorf("Invalid error contains key material: %q", snap.Invalid[0].Err)
+		}
+	})
+}
+
+// TestDecode: within a keystore document each record stands alone; every
+// copy of a duplicated fingerprint is invalid, and an invalid record names
+// its fingerprint when that much is valid, so the refresher can keep the
+// key's last good record.
+func TestDecode(t *testing.T) {
+	t.Parallel()
+	one, two, three := marshal(t, rec("fp-1")), marshal(t, rec("fp-2")), marshal(t, rec("fp-3"))
+	badState := strings.Replace(two, `"active"`, `"paused"`, 1)
+	for _, tc := range []struct {
+		name        string
+		input       string
+		wantFPs     []string
+		wantInvalid map[string]string // name -> fingerprint
+	}{
+		{"all valid", `{"keys":[` + one + `,` + two + `]}`, []string{"fp-1", "fp-2"}, map[string]string{}},
+		{"one invalid", `{"keys":[` + one + `,` + badState + `,` + three + `]}`, []string{"fp-1", "fp-3"}, map[string]string{"keys[1]": "fp-2"}},
+		{"duplicate: both copies", `{"keys":[` + one + `,` + two + `,` + one + `]}`, []string{"fp-2"}, map[string]string{"keys[0]": "fp-1", "keys[2]": "fp-1"}},
+		{"not an object", `{"keys":[` + one + `,"` + canary + `"]}`, []string{"fp-1"}, map[string]string{"keys[1]": ""}},
+		{"traversal fingerprint", `{"keys":[` + one + `,` + strings.Replace(two, `"fp-2"`, `"z/../victim"`, 1) + `]}`, []string{"fp-1"}, map[string]string{"keys[1]": ""}},
+		{"escape fingerprint", `{"keys":[` + one + `,` + strings.Replace(two, `"fp-2"`, `"../../other-app/x"`, 1) + `]}`, []string{"fp-1"}, map[string]string{"keys[1]": ""}},
+		{"sub-path fingerprint", `{"keys":[` + one + `,` + strings.Replace(two, `"fp-2"`, `"x/y"`, 1) + `]}`, []string{"fp-1"}, map[string]string{"keys[1]": ""}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			recs, invalid, err := filestore.Decode([]byte(tc.input))
+			if err != nil {
+				t.Fatalf("Decode err = %v, want nil", err)
+			}
+			if got := fingerprints(recs); !slices.Equal(got, tc.wantFPs) {
+				t.Errorf("Decode records = %q, want %q", got, tc.wantFPs)
+			}
+			got := map[string]string{}
+			for _, inv := range invalid {
+				got[inv.Name] = inv.Fingerprint
+				if inv.Err == nil || strings.Contains(inv.Err.Error(), canary) {
+					t.Errorf("Invalid %s err = %v, want an error without key material", inv.Name, inv.Err)
+				}
+			}
+			if !maps.Equal(got, tc.wantInvalid) {
+				t.Errorf("Decode invalid = %v, want %v", got, tc.wantInvalid)
+			}
+			if _, err := filestore.Parse([]byte(tc.input)); (err == nil) != (len(tc.wantInvalid) == 0) {
+				t.Errorf("Parse err = %v; writers must refuse any invalid record", err)
+			}
+		})
+	}
+}
+
+// TestRevisionSeesModeAndInPlaceEdits: the cheap revision moves when the
+// file becomes readable by others (so Load gets the chance to refuse it)
+// and when it is edited in place with its size and mtime kept.
+func TestRevisionSeesModeAndInPlaceEdits(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		change func(t *testing.T, path string)
+	}{
+		{"chmod group-readable", func(t *testing.T, path string) { chmod(t, path, 0o640) }},
+		{"chmod world-readable", func(t *testing.T, path string) { chmod(t, path, 0o604) }},
+		{"same-size edit, mtime restored", func(t *testing.T, path string) { editInPlace(t, path, "store-1", "store-9") }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			r := rec("fp-1")
+			r.Aliases = []string{"store-1"}
+			s := writeStore(t, 0o600, r)
+			before, err := s.Revision(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc.change(t, s.Path())
+			after, err := s.Revision(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if after == before {
+				t.Errorf("Revision after %s = %q, unchanged; the refresher would never look", tc.name, after)
+			}
+		})
+	}
+}
+
+// TestRefresherNoticesExposedFile: a keystore that becomes group-readable
+// while the service runs fails the next periodic reload (the ring keeps its
+// keys, the status reports it), and recovers when the mode is fixed.
+func TestRefresherNoticesExposedFile(t *testing.T) {
+	t.Parallel()
+	s := writeStore(t, 0o600, rec("fp-1"))
+	ring := keyring.New()
+	r := keystore.NewRefresher(s, ring, slog.New(slog.DiscardHandler), 0)
+	if err := r.Reload(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	chmod(t, s.Path(), 0o640)
+	if err := r.Reload(t.Context()); err == nil || !strings.Contains(err.Error(), "lets others read") {
+		t.Fatalf("Reload after chmod 640 err = %v, want the mode refused", err)
+	}
+	if _, err := ring.Lookup("fp-1"); err != nil {
+		t.Errorf("after the refused reload, Lookup(fp-1) err = %v; want the last good keys", err)
+	}
+	if _, err := r.Status(); err == nil || len(r.Problems()) == 0 {
+		t.Errorf("Status err = %v, Problems = %q; want the failure reported", err, r.Problems())
+	}
+	chmod(t, s.Path(), 0o600)
+	if err := r.Reload(t.Context()); err != nil {
+		t.Fatalf("Reload after chmod 600 err = %v, want nil", err)
+	}
+	if _, err := r.Status(); err != nil {
+		t.Errorf("Status after the mode was fixed err = %v, want nil", err)
+	}
+}
+
+func chmod(t *testing.T, path string, mode os.FileMode) {
+	t.Helper()
+	if err := os.Chmod(path, mode); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// editInPlace replaces old with new (same length) inside the file without
+// replacing it, and puts its modification time back.
+func editInPlace(t *testing.T, path, old, new string) {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	edited := strings.Replace(string(data), old, new, 1)
+	if len(edited) != len(data) || edited == string(data) {
+		t.Fatalf("editInPlace: %q -> %q is not a same-size change of the file", old, new)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte(edited), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(path, fi.ModTime(), fi.ModTime()); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // dirEntries lists a directory, to catch temporary files left behind.

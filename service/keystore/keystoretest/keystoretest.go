@@ -30,6 +30,15 @@ type Mutator interface {
 	SetRecords(ctx context.Context, recs []key.Record) error
 }
 
+// Corrupter is what the suite needs to check that one invalid record never
+// hides the others. A backend's harness writes through the backend's raw
+// write path (the file's bytes, a KV put), around the store's own checks.
+type Corrupter interface {
+	// AddInvalid stores, beside the current records, an entry filed under
+	// fingerprint fp whose data is not a valid record.
+	AddInvalid(ctx context.Context, fp string) error
+}
+
 // Run runs the suite. newStore must return a fresh, independent store that
 // holds exactly recs (none when recs is empty) and implements Mutator; it may
 // register cleanups on the t it is given. Subtests run in parallel.
@@ -119,6 +128,34 @@ func Run(t *testing.T, newStore func(t *testing.T, recs []key.Record) keystore.R
 				t.Errorf("Load Revision after %s = %q, the same as after %s; want a new revision", step.name, snap.Revision, prev)
 			}
 			seen[snap.Revision] = step.name
+		}
+	})
+
+	t.Run("InvalidRecordIsSkipped", func(t *testing.T) {
+		t.Parallel()
+		s := newStore(t, seedRecords())
+		c, ok := s.(Corrupter)
+		if !ok {
+			t.Fatalf("store %T does not implement keystoretest.Corrupter; the harness must wrap it", s)
+		}
+		before, err := s.Load(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		const broken = "fp-conf-broken"
+		if err := c.AddInvalid(t.Context(), broken); err != nil {
+			t.Fatalf("AddInvalid err = %v", err)
+		}
+		snap, err := s.Load(t.Context())
+		if err != nil {
+			t.Fatalf("Load with one invalid record err = %v, want nil: it must not block the others", err)
+		}
+		checkRecords(t, seedRecords(), snap.Records)
+		if len(snap.Invalid) != 1 || snap.Invalid[0].Fingerprint != broken || snap.Invalid[0].Name == "" || snap.Invalid[0].Err == nil {
+			t.Errorf("Load Invalid = %+v, want one entry for %s with a name and an error", snap.Invalid, broken)
+		}
+		if snap.Revision == before.Revision {
+			t.Errorf("Load Revision did not change when an invalid record was added")
 		}
 	})
 

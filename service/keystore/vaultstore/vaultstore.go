@@ -7,6 +7,13 @@
 // racing cannot lose an update. The store takes a built *api.Client: address,
 // TLS, namespace and authentication are the caller's business. Errors name
 // paths and fingerprints, never secrets.
+//
+// A fingerprint becomes a path segment here, so the store never builds a path
+// from one that fails key.ValidateFingerprint: Put refuses it, and a listed
+// name that is not a valid fingerprint (or a sub-folder, which no valid key
+// creates) is reported as an invalid entry without being read. One invalid
+// entry never fails a load: Load serves the others and lists it in
+// Snapshot.Invalid.
 package vaultstore
 
 import (
@@ -84,15 +91,24 @@ type Entry struct {
 	Err     error
 }
 
-// Entries reads every key under the prefix. A secret whose data is invalid is
-// returned with Err set, so a sync can repair it; a Vault failure fails the
-// whole call.
+// Entries reads every key under the prefix, by listed name. A secret whose
+// data is invalid is returned with Err set, so a sync can repair it; so is a
+// name that is not a valid fingerprint (or a sub-folder), which is never read
+// and can never be written. A Vault failure fails the whole call.
 func (s *Store) Entries(ctx context.Context) (map[string]Entry, error) {
-	names, err := s.list(ctx)
+	listed, err := s.list(ctx)
 	if err != nil {
 		return nil, err
 	}
-	out := make(map[string]Entry, len(names))
+	out := make(map[string]Entry, len(listed))
+	names := make([]string, 0, len(listed))
+	for _, name := range listed {
+		if err := checkName(name); err != nil {
+			out[name] = Entry{Err: fmt.Errorf("%w at %s/%q: %w", ErrInvalidEntry, s.prefix, name, err)}
+			continue
+		}
+		names = append(names, name)
+	}
 	var (
 		mu       sync.Mutex
 		firstErr error
@@ -125,9 +141,10 @@ func (s *Store) Entries(ctx context.Context) (map[string]Entry, error) {
 	return out, nil
 }
 
-// Load implements keystore.Reader: every record, or an error if Vault fails
-// or any entry is invalid. The revision hashes the fingerprints and KV
-// versions, so an unchanged Vault costs the refresher no keyring rebuild.
+// Load implements keystore.Reader: every valid record, and every invalid
+// entry in Snapshot.Invalid; an error only if Vault fails. The revision
+// hashes the listed names and KV versions, so an unchanged Vault costs the
+// refresher no keyring rebuild.
 func (s *Store) Load(ctx context.Context) (keystore.Snapshot, error) {
 	entries, err := s.Entries(ctx)
 	if err != nil {
@@ -139,16 +156,22 @@ func (s *Store) Load(ctx context.Context) (keystore.Snapshot, error) {
 	}
 	slices.Sort(fps)
 	h := sha256.New()
-	recs := make([]key.Record, 0, len(entries))
+	snap := keystore.Snapshot{Records: make([]key.Record, 0, len(entries))}
 	for _, fp := range fps {
 		e := entries[fp]
+		fmt.Fprintf(h, "%q\x00%d\x00", fp, e.Version)
 		if e.Err != nil {
-			return keystore.Snapshot{}, e.Err
+			inv := keystore.InvalidRecord{Name: fp, Err: e.Err}
+			if key.ValidateFingerprint(fp) == nil {
+				inv.Fingerprint = fp
+			}
+			snap.Invalid = append(snap.Invalid, inv)
+			continue
 		}
-		fmt.Fprintf(h, "%s\x00%d\x00", fp, e.Version)
-		recs = append(recs, e.Record)
+		snap.Records = append(snap.Records, e.Record)
 	}
-	return keystore.Snapshot{Records: recs, Revision: hex.EncodeToString(h.Sum(nil))}, nil
+	snap.Revision = hex.EncodeToString(h.Sum(nil))
+	return snap, nil
 }
 
 // Put writes rec at its fingerprint's path with check-and-set: cas is the
@@ -159,35 +182,56 @@ func (s *Store) Load(ctx context.Context) (keystore.Snapshot, error) {
 // sync puts it with cas 0; KV v2 still counts the deleted version, so that
 // case is retried once against the deleted version, and only that case.
 func (s *Store) Put(ctx context.Context, rec key.Record, cas int) (newVersion int, err error) {
+	path, err := s.path(rec.Fingerprint)
+	if err != nil {
+		return 0, fmt.Errorf("vault: put: %w", err)
+	}
 	data, err := toData(rec)
 	if err != nil {
 		return 0, err
 	}
 	kv := s.client.KVv2(s.mount)
-	sec, err := kv.Put(ctx, s.path(rec.Fingerprint), data, api.WithCheckAndSet(cas))
+	sec, err := kv.Put(ctx, path, data, api.WithCheckAndSet(cas))
 	if err != nil && cas == 0 && isCASError(err) {
-		if v, deleted := s.deletedVersion(ctx, rec.Fingerprint); deleted {
-			sec, err = kv.Put(ctx, s.path(rec.Fingerprint), data, api.WithCheckAndSet(v))
+		if v, deleted := s.deletedVersion(ctx, path); deleted {
+			sec, err = kv.Put(ctx, path, data, api.WithCheckAndSet(v))
 		}
 	}
 	if err != nil {
 		if isCASError(err) {
 			return 0, fmt.Errorf("put %q: %w", rec.Fingerprint, ErrCASMismatch)
 		}
-		return 0, fmt.Errorf("vault: put %s: %w", s.path(rec.Fingerprint), err)
+		return 0, fmt.Errorf("vault: put %s: %w", path, err)
 	}
 	if sec == nil || sec.VersionMetadata == nil {
-		return 0, fmt.Errorf("vault: put %s: no version in the response", s.path(rec.Fingerprint))
+		return 0, fmt.Errorf("vault: put %s: no version in the response", path)
 	}
 	return sec.VersionMetadata.Version, nil
 }
 
-func (s *Store) path(fp string) string { return s.prefix + "/" + fp }
+// path is the secret path of a fingerprint. It is the one place a
+// fingerprint becomes part of a path, so it refuses any that is not valid:
+// "z/../victim" would name another key's secret, "../../x" a path outside
+// the prefix, "x/y" a secret no listing returns as a key.
+func (s *Store) path(fp string) (string, error) {
+	if err := key.ValidateFingerprint(fp); err != nil {
+		return "", err
+	}
+	return s.prefix + "/" + fp, nil
+}
 
-// deletedVersion reports the current version of a key whose latest version is
-// deleted or destroyed.
-func (s *Store) deletedVersion(ctx context.Context, fp string) (int, bool) {
-	meta, err := s.client.KVv2(s.mount).GetMetadata(ctx, s.path(fp))
+// checkName tells whether a listed name can be read as a key.
+func checkName(name string) error {
+	if strings.HasSuffix(name, "/") {
+		return errors.New("a sub-folder; keys live directly under the prefix")
+	}
+	return key.ValidateFingerprint(name)
+}
+
+// deletedVersion reports the current version of the key at path whose latest
+// version is deleted or destroyed.
+func (s *Store) deletedVersion(ctx context.Context, path string) (int, bool) {
+	meta, err := s.client.KVv2(s.mount).GetMetadata(ctx, path)
 	if err != nil || meta == nil {
 		return 0, false
 	}
@@ -210,9 +254,7 @@ func (s *Store) list(ctx context.Context) ([]string, error) {
 	raw, _ := sec.Data["keys"].([]any)
 	names := make([]string, 0, len(raw))
 	for _, v := range raw {
-		name, ok := v.(string)
-		// Sub-folders end in "/"; keys live directly under the prefix.
-		if ok && name != "" && !strings.HasSuffix(name, "/") {
+		if name, ok := v.(string); ok && name != "" {
 			names = append(names, name)
 		}
 	}
@@ -222,12 +264,16 @@ func (s *Store) list(ctx context.Context) ([]string, error) {
 // get reads one key; found is false when it was deleted meanwhile (or its
 // latest version is soft-deleted), which counts as removed.
 func (s *Store) get(ctx context.Context, fp string) (Entry, bool, error) {
-	sec, err := s.client.KVv2(s.mount).Get(ctx, s.path(fp))
+	path, err := s.path(fp)
+	if err != nil {
+		return Entry{}, false, fmt.Errorf("vault: read: %w", err)
+	}
+	sec, err := s.client.KVv2(s.mount).Get(ctx, path)
 	if errors.Is(err, api.ErrSecretNotFound) {
 		return Entry{}, false, nil
 	}
 	if err != nil {
-		return Entry{}, false, fmt.Errorf("vault: read %s: %w", s.path(fp), err)
+		return Entry{}, false, fmt.Errorf("vault: read %s: %w", path, err)
 	}
 	if sec == nil || sec.Data == nil {
 		return Entry{}, false, nil
@@ -238,10 +284,10 @@ func (s *Store) get(ctx context.Context, fp string) (Entry, bool, error) {
 	}
 	e.Record, e.Err = fromData(sec.Data)
 	if e.Err == nil && e.Record.Fingerprint != fp {
-		e.Err = fmt.Errorf("record at %s names fingerprint %q", s.path(fp), e.Record.Fingerprint)
+		e.Err = fmt.Errorf("record at %s names fingerprint %q", path, e.Record.Fingerprint)
 	}
 	if e.Err != nil {
-		e.Err = fmt.Errorf("%w at %s: %w", ErrInvalidEntry, s.path(fp), e.Err)
+		e.Err = fmt.Errorf("%w at %s: %w", ErrInvalidEntry, path, e.Err)
 	}
 	return e, true, nil
 }

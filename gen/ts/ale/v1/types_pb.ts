@@ -40,8 +40,10 @@ export type Envelope = Message<"ale.v1.Envelope"> & {
   iv: Uint8Array;
 
   /**
-   * Identifies the key that encrypted message; an opaque ASCII string issued by
-   * the Portal (or by alectl for local keys).
+   * Identifies the key that encrypted message; an opaque string issued by the
+   * Portal (or by alectl for local keys): 1-256 characters from A-Z a-z 0-9
+   * and - _ . : + = ~, never "." or "..". Any other value is refused as an
+   * unusable field (InvalidArgument, ALE 1) before any key lookup.
    *
    * @generated from field: string fingerprint = 2;
    */
