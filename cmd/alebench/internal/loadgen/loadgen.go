@@ -65,10 +65,17 @@ type sample struct {
 // nanoseconds since the run began.
 type Clock struct {
 	base time.Time
+	// now and sleep are time.Now and a timer unless a test replaces them,
+	// so that what the workers measure can be checked without depending on
+	// how busy the machine is.
+	now   func() time.Time
+	sleep func(ctx context.Context, d time.Duration) bool
 }
 
+func newClock() *Clock { return &Clock{base: time.Now(), now: time.Now, sleep: sleep} }
+
 // Now is the time since the run began, in nanoseconds.
-func (c *Clock) Now() int64 { return int64(time.Since(c.base)) }
+func (c *Clock) Now() int64 { return int64(c.now().Sub(c.base)) }
 
 // At converts a reading back to wall time (for sleeping until a schedule).
 func (c *Clock) At(ns int64) time.Time { return c.base.Add(time.Duration(ns)) }
@@ -158,7 +165,7 @@ func Run(ctx context.Context, cfg Config, newWorker func(i int) (Worker, error))
 		}
 		workers[i] = w
 	}
-	clock := &Clock{base: time.Now()}
+	clock := newClock()
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	recs := make([]*Recorder, len(workers))
@@ -314,8 +321,8 @@ func Open(s *Schedule, op Op) Worker {
 	return func(ctx context.Context, rec *Recorder) error {
 		for {
 			start := s.due()
-			if wait := time.Until(rec.clock.At(start)); wait > 0 {
-				if !sleep(ctx, wait) {
+			if wait := rec.clock.At(start).Sub(rec.clock.now()); wait > 0 {
+				if !rec.clock.sleep(ctx, wait) {
 					return nil
 				}
 				start = rec.clock.Now()
