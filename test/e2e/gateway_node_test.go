@@ -23,7 +23,7 @@ var nodeMessages = []string{
 	`{"ticket":"node-1","station":"grill"}`,
 	`{"ticket":"node-2","note":"sans oignons ☺"}`,
 	`{"ticket":"node-3","via":"query"}`,
-	"close-4001",
+	`{"close":4001}`,
 }
 
 // TestGatewayNode runs test/node/gateway-client.mjs, an ALE client that

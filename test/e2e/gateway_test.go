@@ -336,7 +336,7 @@ func TestGatewayWebSocket(t *testing.T) {
 		t.Fatalf("kitchen got %q; bad frames must not reach it", msgs)
 	}
 	// A close from the kitchen passes through with its code.
-	send(frame("close-4001"))
+	send(frame(`{"close":4001}`))
 	_, _, err = c.Read(ctx)
 	if websocket.CloseStatus(err) != 4001 {
 		t.Fatalf("close status = %v (%v), want 4001", websocket.CloseStatus(err), err)

@@ -12,7 +12,7 @@
 //
 // The kitchen behind the gateway must echo: HTTP bodies as they are,
 // WebSocket messages as "echo:" + message, and close with 4001 on
-// "close-4001" (test/kitchentest). The plaintexts below are fixed so that
+// {"close":4001} (test/kitchentest). The plaintexts below are fixed so that
 // test/e2e/gateway_node_test.go can check the kitchen got exactly them.
 // The secret and the derived key are never printed.
 
@@ -38,7 +38,7 @@ function unb64(s) {
 const ORDER = '{"order":"node-1","items":["café crème","croissant ☕"],"total":7.5}';
 const TICKETS = ['{"ticket":"node-1","station":"grill"}', '{"ticket":"node-2","note":"sans oignons ☺"}',
   '{"ticket":"node-3","via":"query"}'];
-const CLOSE_4001 = 'close-4001';
+const CLOSE_4001 = '{"close":4001}';
 
 // ---- ALE crypto with WebCrypto ----
 
