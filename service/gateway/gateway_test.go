@@ -362,6 +362,10 @@ func TestHandshakeRefusedBeforeDial(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			if res.StatusCode == http.StatusSwitchingProtocols {
+				res.Body.Close() // the upgraded connection: nothing to read
+				t.Fatalf("handshake upgraded, want %d %s", tc.wantStatus, tc.wantBody)
+			}
 			body, _ := io.ReadAll(res.Body)
 			res.Body.Close()
 			if res.StatusCode != tc.wantStatus || (tc.wantBody != "" && string(body) != tc.wantBody) {
