@@ -110,15 +110,18 @@ func (c *Clients) Serving(ctx context.Context) error {
 	}
 	defer res.Body.Close()
 	var body struct {
-		Status string `json:"status"`
+		Status json.RawMessage `json:"status"`
 	}
 	if err := json.NewDecoder(io.LimitReader(res.Body, 4096)).Decode(&body); err != nil || res.StatusCode != http.StatusOK {
 		return fmt.Errorf("alecryptd health: HTTP %d", res.StatusCode)
 	}
-	if body.Status != "SERVING" {
-		return fmt.Errorf("alecryptd health: %s", body.Status)
+	// The enum in protojson: its name as connect-go's health service
+	// spells it, the short gRPC name, or its number (SERVING is 1).
+	switch string(body.Status) {
+	case `"SERVING_STATUS_SERVING"`, `"SERVING"`, `1`:
+		return nil
 	}
-	return nil
+	return fmt.Errorf("alecryptd health: %s", body.Status)
 }
 
 // TokenFromFile reads a bearer token file (surrounding whitespace trimmed).
