@@ -71,8 +71,12 @@ type syncBuffer struct {
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
-func (s *syncBuffer) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 // env is the real API handler in-process, a recording kitchen, and the
 // gateway in front of it, served by gateway.NewServer as alegate does.
@@ -169,7 +173,7 @@ func aleHeader(env engine.Envelope) http.Header {
 func wsURL(base string) string { return strings.Replace(base, "http://", "ws://", 1) }
 
 // handshakeHeader is a native client's handshake under fp.
-func (e *env) handshakeHeader(t *testing.T, fp string) http.Header {
+func (e *env) handshakeHeader(fp string) http.Header {
 	return http.Header{"Authorization": {"Bearer kds"}, "Sec-Iv": {b64(make([]byte, 16))}, "Sec-Fingerprint": {fp}, "Cookie": {"session=kds"}}
 }
 
@@ -247,7 +251,7 @@ func TestOrigins(t *testing.T) {
 				if origin == "SAME" {
 					origin = "http://" + e.host
 				}
-				h := e.handshakeHeader(t, "k-ctr")
+				h := e.handshakeHeader("k-ctr")
 				if origin != "" {
 					h.Set("Origin", origin)
 				}
@@ -350,7 +354,7 @@ func TestHandshakeRefusedBeforeDial(t *testing.T) {
 		{"key outside the gateway's policy", "GET", func(h http.Header) { h.Set("Sec-Fingerprint", "k-denied") }, 400, ale2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			h := e.handshakeHeader(t, "k-ctr")
+			h := e.handshakeHeader("k-ctr")
 			h.Set("Connection", "Upgrade")
 			h.Set("Upgrade", "websocket")
 			h.Set("Sec-WebSocket-Version", "13")
@@ -423,7 +427,10 @@ func TestHTTPAmbiguousValues(t *testing.T) {
 		{"two sec-fingerprint headers", func(h http.Header) string { h.Add("Sec-Fingerprint", "k-other"); return "" }},
 		{"header and query iv differ", func(h http.Header) string { return "sec-iv=" + url.QueryEscape(b64(other.IV)) }},
 		{"header and query fingerprint differ", func(h http.Header) string { return "sec-fingerprint=k-other" }},
-		{"two query fingerprints", func(h http.Header) string { h.Del("Sec-Fingerprint"); return "sec-fingerprint=k-ctr&sec-fingerprint=k-ctr" }},
+		{"two query fingerprints", func(h http.Header) string {
+			h.Del("Sec-Fingerprint")
+			return "sec-fingerprint=k-ctr&sec-fingerprint=k-ctr"
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := aleHeader(env)
@@ -468,7 +475,7 @@ func TestErrorMapping(t *testing.T) {
 			if res.StatusCode != tc.wantStatus || body != tc.wantBody {
 				t.Errorf("HTTP: %d %s, want %d %s", res.StatusCode, body, tc.wantStatus, tc.wantBody)
 			}
-			c := dial(t, ctx, wsURL(e.url)+"/kds", e.handshakeHeader(t, "k-ctr"))
+			c := dial(t, ctx, wsURL(e.url)+"/kds", e.handshakeHeader("k-ctr"))
 			frame := strings.Replace(e.frame(t, "k-ctr", `{"ticket":1}`), `"k-ctr"`, fmt.Sprintf("%q", tc.fp), 1)
 			if err := c.Write(ctx, websocket.MessageText, []byte(frame)); err != nil {
 				t.Fatal(err)
@@ -497,7 +504,7 @@ func TestFrames(t *testing.T) {
 	e := newEnv(t, defaultOpts(), 0)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	c := dial(t, ctx, wsURL(e.url)+"/kds", e.handshakeHeader(t, "k-ctr"))
+	c := dial(t, ctx, wsURL(e.url)+"/kds", e.handshakeHeader("k-ctr"))
 	good := e.frame(t, "k-ctr", `{"ticket":1}`)
 	var f map[string]string
 	_ = json.Unmarshal([]byte(good), &f)
@@ -555,10 +562,10 @@ func TestWrongKeyFrames(t *testing.T) {
 			e := newEnv(t, opts, 0)
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
-			c := dial(t, ctx, wsURL(e.url)+"/kds", e.handshakeHeader(t, "k-ctr"))
+			c := dial(t, ctx, wsURL(e.url)+"/kds", e.handshakeHeader("k-ctr"))
 			rng := rand.New(rand.NewPCG(11, 300))
 			passed := 0
-			for i := range 300 {
+			for range 300 {
 				iv, msg := make([]byte, 16), make([]byte, 4)
 				for j := range iv {
 					iv[j] = byte(rng.Uint32())
@@ -572,7 +579,6 @@ func TestWrongKeyFrames(t *testing.T) {
 				}
 				if got := readText(t, ctx, c); got != ale2 {
 					passed++
-					_ = i
 				}
 			}
 			if !tc.wantPassed(passed) {
@@ -722,7 +728,7 @@ func TestMetrics(t *testing.T) {
 	e.post(t, "/orders", aleHeader(env), b64(env.Message))
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	c := dial(t, ctx, wsURL(e.url)+"/kds", e.handshakeHeader(t, "k-ctr"))
+	c := dial(t, ctx, wsURL(e.url)+"/kds", e.handshakeHeader("k-ctr"))
 	_ = c.Write(ctx, websocket.MessageText, []byte(e.frame(t, "k-ctr", `{"t":1}`)))
 	readText(t, ctx, c)
 	_ = c.Write(ctx, websocket.MessageText, []byte(`nope`))
