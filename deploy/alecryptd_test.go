@@ -175,8 +175,8 @@ func checkAlegate(t *testing.T, r rendered, dir string, pki testPKI, api string)
 	for _, a := range c.Args {
 		name, value, _ := strings.Cut(strings.TrimPrefix(a, "--"), "=")
 		switch {
-		case name == "listen":
-			args = append(args, "--listen=127.0.0.1:0")
+		case name == "listen" || name == "metrics-listen":
+			args = append(args, "--"+name+"=127.0.0.1:0")
 		case name == "upstream":
 			args = append(args, "--upstream="+upstream.URL)
 		case name == "crypto":
@@ -194,9 +194,21 @@ func checkAlegate(t *testing.T, r rendered, dir string, pki testPKI, api string)
 			args = append(args, a)
 		}
 	}
-	proc := startProgram(t, bin, args, "alegate listening")
+	proc := startProgram(t, bin, args, "alegate listening", "metrics listening")
 	defer proc.stop(t)
 	gate := proc.addrs["alegate listening"]
+
+	// The probes' targets: alecryptd above is up, so both answer 200.
+	for _, p := range []*corev1.Probe{c.ReadinessProbe, c.LivenessProbe} {
+		res, err := http.Get("http://" + proc.addrs["metrics listening"] + p.HTTPGet.Path)
+		if err != nil {
+			t.Fatalf("probe GET %s: %v", p.HTTPGet.Path, err)
+		}
+		res.Body.Close()
+		if res.StatusCode != http.StatusOK {
+			t.Errorf("alegate probe GET %s = %d, want 200", p.HTTPGet.Path, res.StatusCode)
+		}
+	}
 
 	// A POS would encrypt through alecryptd; the test does it as alegate's
 	// identity, which the example policy allows.

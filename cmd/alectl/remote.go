@@ -15,6 +15,7 @@ import (
 
 	alev1 "github.com/alecrypt/alecrypt/gen/ale/v1"
 	"github.com/alecrypt/alecrypt/gen/ale/v1/alev1connect"
+	"github.com/alecrypt/alecrypt/service/aleerr"
 	"github.com/alecrypt/alecrypt/service/client"
 	"github.com/alecrypt/alecrypt/service/secret"
 	"github.com/alecrypt/alecrypt/service/wire"
@@ -106,12 +107,8 @@ func callError(err error) error {
 		return err
 	}
 	msg := fmt.Sprintf("%s: %s", ce.Code(), ce.Message())
-	for _, d := range ce.Details() {
-		if v, derr := d.Value(); derr == nil {
-			if ed, ok := v.(*alev1.ErrorDetail); ok {
-				msg += fmt.Sprintf(" (ALE %d: %s)", ed.GetErrorCode(), ed.GetMessage())
-			}
-		}
+	if ed, ok := aleerr.Detail(err); ok {
+		msg += fmt.Sprintf(" (ALE %d: %s)", ed.GetErrorCode(), ed.GetMessage())
 	}
 	return errors.New(msg)
 }

@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"net/url"
 	"os"
 	"os/signal"
@@ -26,6 +25,7 @@ import (
 	"github.com/alecrypt/alecrypt/gen/ale/v1/alev1connect"
 	"github.com/alecrypt/alecrypt/service/client"
 	"github.com/alecrypt/alecrypt/service/gateway"
+	"github.com/alecrypt/alecrypt/service/metrics"
 	"github.com/alecrypt/alecrypt/service/tlsconfig"
 	"github.com/alecrypt/alecrypt/service/tracing"
 )
@@ -40,8 +40,11 @@ type Config struct {
 	MaxBodyBytes     int64
 	MaxResponseBytes int64
 	MaxFrameBytes    int64
-	OriginPatterns   []string
+	Origins          gateway.Origins
 	FrameFormat      alev1.PlaintextFormat
+	ReadTimeout      time.Duration
+	IdleTimeout      time.Duration
+	MetricsListen    string
 	LogFormat        string
 	ShutdownTimeout  time.Duration
 	TLSCert, TLSKey  string
@@ -59,7 +62,12 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	if listen == "" {
 		listen = "127.0.0.1:8081"
 	}
-	var upstream, origins, frameFormat string
+	allowOrigins := getenv("ALEGATE_ALLOW_ORIGINS")
+	metricsListen := getenv("ALEGATE_METRICS_LISTEN")
+	if metricsListen == "" {
+		metricsListen = "127.0.0.1:9091"
+	}
+	var upstream, wsOrigins, frameFormat string
 	fs.StringVar(&c.Listen, "listen", listen, "address to serve kitchen clients on (env ALEGATE_LISTEN)")
 	fs.StringVar(&upstream, "upstream", "", "kitchen backend base URL, http(s); WebSockets go to the same host as ws(s) (required)")
 	fs.StringVar(&c.Crypto, "crypto", "http://127.0.0.1:8080", "alecryptd base URL")
@@ -68,8 +76,12 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", gateway.DefaultMaxBodyBytes, "largest encrypted request body (413 beyond)")
 	fs.Int64Var(&c.MaxResponseBytes, "max-response-bytes", gateway.DefaultMaxResponseBytes, "largest upstream response to encrypt (502 beyond)")
 	fs.Int64Var(&c.MaxFrameBytes, "max-frame-bytes", gateway.DefaultMaxFrameBytes, "largest WebSocket message")
-	fs.StringVar(&frameFormat, "ws-expect", "utf8", "check each WebSocket frame's plaintext before forwarding: utf8, json or none (frames under a wrong key decrypt to garbage)")
-	fs.StringVar(&origins, "ws-origins", "", "comma-separated browser origins allowed to open WebSockets (host patterns)")
+	fs.StringVar(&frameFormat, "ws-expect", "json", "check each WebSocket frame's plaintext before forwarding: json, utf8 or none (frames under a wrong key decrypt to garbage; README, Frame check)")
+	fs.StringVar(&allowOrigins, "allow-origins", allowOrigins, "comma-separated exact origins (scheme://host[:port], null) or * allowed for WebSockets and CORS, beyond same origin and the app origins ionic, ionic://, capacitor:// (env ALEGATE_ALLOW_ORIGINS)")
+	fs.StringVar(&wsOrigins, "ws-origins", "", "deprecated alias of --allow-origins (a bare host H means http://H and https://H)")
+	fs.DurationVar(&c.ReadTimeout, "read-timeout", gateway.DefaultReadTimeout, "cut a client whose request headers, or whose body, stop arriving for this long")
+	fs.DurationVar(&c.IdleTimeout, "idle-timeout", gateway.DefaultIdleTimeout, "close keep-alive connections idle this long")
+	fs.StringVar(&c.MetricsListen, "metrics-listen", metricsListen, "address for Prometheus /metrics, /healthz and /readyz; --metrics-listen= turns it off (env ALEGATE_METRICS_LISTEN)")
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate for the listener (with --tls-key)")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM key for --tls-cert")
 	fs.BoolVar(&c.InsecureListen, "insecure-listen", false, "allow --listen beyond loopback without TLS")
@@ -91,13 +103,13 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	}
 	c.Upstream = u
 	switch frameFormat {
-	case "utf8":
-		c.FrameFormat = alev1.PlaintextFormat_PLAINTEXT_FORMAT_UTF8
 	case "json":
 		c.FrameFormat = alev1.PlaintextFormat_PLAINTEXT_FORMAT_JSON
+	case "utf8":
+		c.FrameFormat = alev1.PlaintextFormat_PLAINTEXT_FORMAT_UTF8
 	case "none":
 	default:
-		return Config{}, fmt.Errorf("--ws-expect must be utf8, json or none, got %q", frameFormat)
+		return Config{}, fmt.Errorf("--ws-expect must be json, utf8 or none, got %q", frameFormat)
 	}
 	host, _, err := net.SplitHostPort(c.Listen)
 	if err != nil {
@@ -109,15 +121,33 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	if ip := net.ParseIP(host); c.TLSCert == "" && !c.InsecureListen && host != "localhost" && (ip == nil || !ip.IsLoopback()) {
 		return Config{}, fmt.Errorf("--listen %s is beyond loopback: give --tls-cert/--tls-key, or --insecure-listen", c.Listen)
 	}
-	for _, o := range strings.Split(origins, ",") {
-		if o = strings.TrimSpace(o); o != "" {
-			c.OriginPatterns = append(c.OriginPatterns, o)
+	list := splitList(allowOrigins)
+	for _, o := range splitList(wsOrigins) {
+		// --ws-origins took host patterns; a bare host keeps working as
+		// the two origins it meant, wildcards other than * do not.
+		if o != "*" && !strings.Contains(o, "://") && o != "null" {
+			list = append(list, "http://"+o, "https://"+o)
+			continue
 		}
+		list = append(list, o)
+	}
+	if c.Origins, err = gateway.ParseOrigins(list); err != nil {
+		return Config{}, fmt.Errorf("--allow-origins: %w", err)
 	}
 	if c.LogFormat != "json" && c.LogFormat != "text" {
 		return Config{}, fmt.Errorf("--log-format must be json or text")
 	}
 	return c, nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, o := range strings.Split(s, ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			out = append(out, o)
+		}
+	}
+	return out
 }
 
 func main() {
@@ -175,7 +205,26 @@ func run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	crypto := alev1connect.NewCryptoServiceClient(cc.HTTP, strings.TrimRight(cfg.Crypto, "/"), clientOpts...)
+	crypto := alev1connect.NewCryptoServiceClient(cc.HTTP, cc.URL, clientOpts...)
+	errc := make(chan error, 2)
+	var gmetrics *gateway.Metrics
+	if cfg.MetricsListen != "" {
+		reg := metrics.NewRegistry()
+		gmetrics = gateway.NewMetrics(reg)
+		// Ready only while alecryptd answers: without it every request
+		// would fail, so a balancer should send traffic elsewhere.
+		ready := func() bool {
+			rctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			return cc.Serving(rctx) == nil
+		}
+		msrv, maddr, err := metrics.Serve(cfg.MetricsListen, reg, ready, errc)
+		if err != nil {
+			return fmt.Errorf("--metrics-listen: %w", err)
+		}
+		defer msrv.Close()
+		log.Info("metrics listening", "addr", maddr.String())
+	}
 	gw := gateway.New(crypto, cfg.Upstream, gateway.Options{
 		TracerProvider:   tr.Provider,
 		Propagator:       tr.Propagator,
@@ -184,23 +233,24 @@ func run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		MaxBodyBytes:     cfg.MaxBodyBytes,
 		MaxResponseBytes: cfg.MaxResponseBytes,
 		MaxFrameBytes:    cfg.MaxFrameBytes,
-		OriginPatterns:   cfg.OriginPatterns,
+		Origins:          cfg.Origins,
 		FrameFormat:      cfg.FrameFormat,
+		BodyReadTimeout:  cfg.ReadTimeout,
+		Metrics:          gmetrics,
 		Logger:           log,
 	})
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: gw, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 5 * time.Minute,
-		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	srv := gateway.NewServer(gw, cfg.ReadTimeout, cfg.IdleTimeout)
+	srv.ErrorLog = slog.NewLogLogger(log.Handler(), slog.LevelWarn)
 	if cfg.TLSCert != "" {
 		if srv.TLSConfig, err = tlsconfig.Server(cfg.TLSCert, cfg.TLSKey, ""); err != nil {
 			return err
 		}
 		ln = tls.NewListener(ln, srv.TLSConfig)
 	}
-	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	log.Info("alegate listening", "addr", ln.Addr().String(), "upstream", cfg.Upstream.String(), "crypto", cfg.Crypto,
 		"require_ale", cfg.RequireALE, "encrypt_responses", cfg.EncryptResponses)

@@ -7,15 +7,18 @@ import (
 	"connectrpc.com/connect"
 
 	alev1 "github.com/alecrypt/alecrypt/gen/ale/v1"
+	"github.com/alecrypt/alecrypt/service/aleerr"
 	"github.com/alecrypt/alecrypt/service/engine"
+	"github.com/alecrypt/alecrypt/service/wire"
 )
 
-// The ALE error codes and their messages, verbatim from the EK protocol.
+// The ALE error codes and their messages: service/wire's, the one
+// definition of the protocol.
 const (
-	ALEHeaders        = 1
-	ALEHeadersMessage = "Incorrect security headers"
-	ALEDecrypt        = 2
-	ALEDecryptMessage = "Unable to decrypt payload"
+	ALEHeaders        = wire.CodeHeaders
+	ALEHeadersMessage = wire.MessageHeaders
+	ALEDecrypt        = wire.CodeDecrypt
+	ALEDecryptMessage = wire.MessageDecrypt
 )
 
 // toConnectError is the one place where domain errors become wire errors.
@@ -78,13 +81,7 @@ func aleDetail(code int32) *alev1.ErrorDetail {
 func toItemError(err error) *alev1.ItemError {
 	cerr := toConnectError(err)
 	item := &alev1.ItemError{Code: cerr.Code().String(), Message: cerr.Message()}
-	for _, d := range cerr.Details() {
-		if v, err := d.Value(); err == nil {
-			if ed, ok := v.(*alev1.ErrorDetail); ok {
-				item.Detail = ed
-			}
-		}
-	}
+	item.Detail, _ = aleerr.Detail(cerr)
 	return item
 }
 

@@ -2,7 +2,6 @@ package api
 
 import (
 	"context"
-	"errors"
 	"slices"
 
 	"connectrpc.com/connect"
@@ -10,6 +9,7 @@ import (
 
 	alev1 "github.com/alecrypt/alecrypt/gen/ale/v1"
 	"github.com/alecrypt/alecrypt/gen/ale/v1/alev1connect"
+	"github.com/alecrypt/alecrypt/service/aleerr"
 	"github.com/alecrypt/alecrypt/service/audit"
 	"github.com/alecrypt/alecrypt/service/authn"
 )
@@ -85,23 +85,8 @@ func outcome(e *audit.Entry, err error) {
 	e.Outcome = "ok"
 	if err != nil {
 		e.Outcome = connect.CodeOf(err).String()
-		e.ALECode = int(aleCodeOf(err))
+		e.ALECode = aleerr.Code(err)
 	}
-}
-
-func aleCodeOf(err error) int32 {
-	var ce *connect.Error
-	if !errors.As(err, &ce) {
-		return 0
-	}
-	for _, d := range ce.Details() {
-		if v, derr := d.Value(); derr == nil {
-			if ed, ok := v.(*alev1.ErrorDetail); ok {
-				return ed.GetErrorCode()
-			}
-		}
-	}
-	return 0
 }
 
 func (a auditInterceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {

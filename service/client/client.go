@@ -6,7 +6,10 @@
 package client
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -40,7 +43,9 @@ type Config struct {
 
 // Clients are the generated clients over one HTTP client.
 type Clients struct {
-	HTTP   *http.Client
+	HTTP *http.Client
+	// URL is alecryptd's base URL, without a trailing slash.
+	URL    string
 	Crypto alev1connect.CryptoServiceClient
 	Keys   alev1connect.KeyServiceClient
 }
@@ -83,9 +88,40 @@ func New(cfg Config) (*Clients, error) {
 	base := strings.TrimRight(cfg.URL, "/")
 	return &Clients{
 		HTTP:   hc,
+		URL:    base,
 		Crypto: alev1connect.NewCryptoServiceClient(hc, base, opts...),
 		Keys:   alev1connect.NewKeyServiceClient(hc, base, opts...),
 	}, nil
+}
+
+// Serving asks alecryptd's gRPC health service (open to every caller, and
+// spoken here in the Connect protocol's JSON so no generated code is needed)
+// whether it serves; nil means it answered SERVING. Readiness probes of
+// programs that depend on alecryptd (alegate's /readyz) use it.
+func (c *Clients) Serving(ctx context.Context) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.URL+"/grpc.health.v1.Health/Check", strings.NewReader("{}"))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	res, err := c.HTTP.Do(req)
+	if err != nil {
+		return fmt.Errorf("alecryptd health: %w", err)
+	}
+	defer res.Body.Close()
+	var body struct {
+		Status json.RawMessage `json:"status"`
+	}
+	if err := json.NewDecoder(io.LimitReader(res.Body, 4096)).Decode(&body); err != nil || res.StatusCode != http.StatusOK {
+		return fmt.Errorf("alecryptd health: HTTP %d", res.StatusCode)
+	}
+	// The enum in protojson: its name as connect-go's health service
+	// spells it, the short gRPC name, or its number (SERVING is 1).
+	switch string(body.Status) {
+	case `"SERVING_STATUS_SERVING"`, `"SERVING"`, `1`:
+		return nil
+	}
+	return fmt.Errorf("alecryptd health: %s", body.Status)
 }
 
 // TokenFromFile reads a bearer token file (surrounding whitespace trimmed).

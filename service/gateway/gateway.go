@@ -1,17 +1,20 @@
 // Package gateway owns alegate: the Kitchen-side reverse proxy and WebSocket
 // bridge that terminates Application Level Encryption in front of a kitchen
-// backend.
+// backend, for native apps (ALE headers), Ionic/Capacitor web views (app
+// origins) and browsers (ALE values in the query, CORS).
 //
 // It holds no keys: every decryption and encryption is a call to alecryptd
-// over Connect, and the ALE error a client gets is the one alecryptd's
-// ErrorDetail names. A request or frame that fails its checks never reaches
-// the upstream. The gateway never logs payloads.
+// over Connect, and the ALE error a client gets is decided by one mapping
+// (classify) from alecryptd's answer, the same on HTTP and WebSocket. A
+// request or frame that fails its checks never reaches the upstream, and a
+// request whose response could not be sealed is not forwarded. The protocol
+// itself (names, encodings, frames, error bodies) is service/wire's. The
+// gateway never logs payloads.
 package gateway
 
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -20,8 +23,10 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"connectrpc.com/connect"
 	"go.opentelemetry.io/otel/propagation"
@@ -29,24 +34,37 @@ import (
 
 	alev1 "github.com/alecrypt/alecrypt/gen/ale/v1"
 	"github.com/alecrypt/alecrypt/gen/ale/v1/alev1connect"
+	"github.com/alecrypt/alecrypt/service/aleerr"
 	"github.com/alecrypt/alecrypt/service/wire"
 )
 
-// Default limits.
+// Defaults.
 const (
 	DefaultMaxBodyBytes     = 4 << 20
 	DefaultMaxResponseBytes = 16 << 20
 	DefaultMaxFrameBytes    = 1 << 20
+	// DefaultFrameFormat is the check on each client frame's plaintext.
+	// EK frames are JSON, and JSON is what stops a frame sealed under the
+	// wrong key (AES-CTR turns it into random bytes, which pass a UTF-8
+	// check far too often for short frames; README, "Frame check").
+	DefaultFrameFormat = alev1.PlaintextFormat_PLAINTEXT_FORMAT_JSON
+	// DefaultReadTimeout cuts a client whose request headers, or whose
+	// body, stop arriving for this long.
+	DefaultReadTimeout = 30 * time.Second
+	// DefaultIdleTimeout closes a keep-alive connection with no request.
+	DefaultIdleTimeout = 2 * time.Minute
 )
 
 // Options configure a Gateway.
 type Options struct {
-	// RequireALE refuses requests without ALE headers (errorCode 1). When
+	// RequireALE refuses requests without ALE values (errorCode 1). When
 	// false, a request with neither sec-iv nor sec-fingerprint is proxied
 	// as it is.
 	RequireALE bool
 	// EncryptResponses seals upstream response bodies under the request's
-	// key with a fresh IV.
+	// key with a fresh IV. The key's ability to encrypt is checked before
+	// the request is forwarded: a request whose response could not be
+	// sealed is never executed.
 	EncryptResponses bool
 	// MaxBodyBytes limits an encrypted request body (413 beyond it).
 	MaxBodyBytes int64
@@ -55,15 +73,18 @@ type Options struct {
 	// MaxFrameBytes limits one WebSocket message, both directions.
 	MaxFrameBytes int64
 	// FrameFormat is the check applied to each client frame's plaintext
-	// before it goes upstream. AES-CTR decrypts a frame sealed under the
-	// wrong key to random bytes; requiring UTF-8 (the default, and what a
-	// WebSocket text message must be anyway) or JSON stops those bytes at
-	// the gateway with errorCode 2. PLAINTEXT_FORMAT_UNSPECIFIED forwards
-	// anything.
+	// before it goes upstream (DefaultFrameFormat in alegate).
+	// PLAINTEXT_FORMAT_UNSPECIFIED forwards anything.
 	FrameFormat alev1.PlaintextFormat
-	// OriginPatterns are the browser origins allowed to open WebSockets
-	// (same origin, and clients that send no Origin, are always allowed).
-	OriginPatterns []string
+	// Origins is the Origin rule for WebSockets and CORS (the zero value:
+	// no Origin, same origin and app origins only).
+	Origins Origins
+	// BodyReadTimeout drops a request whose body stops arriving for this
+	// long (each read must make progress within it); 0 means
+	// DefaultReadTimeout. Slow but moving uploads are not cut.
+	BodyReadTimeout time.Duration
+	// Metrics, when set, records requests, frames and upstream statuses.
+	Metrics *Metrics
 	// Transport reaches the upstream; nil means a clone of
 	// http.DefaultTransport.
 	Transport http.RoundTripper
@@ -84,6 +105,7 @@ type Gateway struct {
 	opts     Options
 	proxy    *httputil.ReverseProxy
 	log      *slog.Logger
+	metrics  *Metrics
 	tracer   trace.Tracer // nil when tracing is off
 }
 
@@ -100,10 +122,13 @@ func New(crypto alev1connect.CryptoServiceClient, upstream *url.URL, opts Option
 	if opts.MaxFrameBytes <= 0 {
 		opts.MaxFrameBytes = DefaultMaxFrameBytes
 	}
+	if opts.BodyReadTimeout <= 0 {
+		opts.BodyReadTimeout = DefaultReadTimeout
+	}
 	if opts.Transport == nil {
 		opts.Transport = http.DefaultTransport.(*http.Transport).Clone()
 	}
-	g := &Gateway{crypto: crypto, upstream: upstream, opts: opts, log: opts.Logger}
+	g := &Gateway{crypto: crypto, upstream: upstream, opts: opts, log: opts.Logger, metrics: opts.Metrics}
 	if g.log == nil {
 		g.log = slog.New(slog.DiscardHandler)
 	}
@@ -122,66 +147,143 @@ func New(crypto alev1connect.CryptoServiceClient, upstream *url.URL, opts Option
 			}
 		},
 		Transport:      opts.Transport,
-		ModifyResponse: g.encryptResponse,
-		ErrorHandler:   g.upstreamError,
+		ModifyResponse: g.modifyResponse,
+		ErrorHandler:   g.proxyError,
 	}
 	return g
 }
 
-// aleKey carries the request's key fingerprint to ModifyResponse.
-type aleKey struct{}
+// NewServer is the http.Server alegate runs the gateway in: request headers
+// must arrive within readTimeout (bodies are timed per read by the gateway
+// itself, so a slow but moving upload is not cut), and keep-alive
+// connections idle for idleTimeout are closed.
+func NewServer(h http.Handler, readTimeout, idleTimeout time.Duration) *http.Server {
+	if readTimeout <= 0 {
+		readTimeout = DefaultReadTimeout
+	}
+	if idleTimeout <= 0 {
+		idleTimeout = DefaultIdleTimeout
+	}
+	return &http.Server{Handler: h, ReadHeaderTimeout: readTimeout, IdleTimeout: idleTimeout}
+}
+
+// ctxKey carries the request's state to the proxy's callbacks.
+type ctxKey struct{}
+
+// proxied is what the proxy's callbacks need of a forwarded request.
+type proxied struct {
+	st          *reqState
+	fingerprint string // set when the response is to be sealed
+	origin      string // set when the gateway answers CORS
+}
 
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
 	if g.tracer != nil {
 		ctx := g.opts.Propagator.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
 		ctx, span := g.tracer.Start(ctx, "alegate "+r.Method, trace.WithSpanKind(trace.SpanKindServer))
 		defer span.End()
 		r = r.WithContext(ctx)
 	}
+	st := &reqState{kind: kindHTTP}
+	defer g.metrics.done(st, start)
+
+	origin := r.Header.Get("Origin")
+	if !g.opts.Origins.Allow(origin, r.Host) {
+		st.outcome = outcomeOrigin
+		g.log.Info("origin refused", "method", r.Method, "path", r.URL.Path, "origin", truncate(origin))
+		writeJSONError(w, http.StatusForbidden, "origin not allowed")
+		return
+	}
 	if isWebSocket(r) {
-		g.serveWebSocket(w, r)
+		st.kind = kindWebSocket
+		g.serveWebSocket(w, r, st, start)
 		return
 	}
-	h := headersOf(r, false)
-	if !g.opts.RequireALE && h.iv == "" && h.fingerprint == "" {
-		g.proxy.ServeHTTP(w, r)
+	if origin != "" {
+		setCORS(w.Header(), origin)
+	}
+	if isPreflight(r) {
+		st.outcome = outcomePreflight
+		answerPreflight(w)
 		return
 	}
-	iv, err := h.check()
+	g.serveHTTP(w, r, st, origin)
+}
+
+func (g *Gateway) serveHTTP(w http.ResponseWriter, r *http.Request, st *reqState, origin string) {
+	p, err := wire.ReadParams(r.Header, r.URL.Query())
 	if err != nil {
-		g.refuse(w, r, err)
+		g.refuse(w, r, st, err)
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, g.opts.MaxBodyBytes))
+	px := &proxied{st: st, origin: origin}
+	if !g.opts.RequireALE && !p.Present() {
+		g.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, px)))
+		return
+	}
+	iv, err := p.Check()
+	if err != nil {
+		g.refuse(w, r, st, err)
+		return
+	}
+	body, err := g.readBody(w, r)
 	var tooBig *http.MaxBytesError
-	if errors.As(err, &tooBig) {
+	switch {
+	case errors.As(err, &tooBig):
+		st.outcome = outcomeTooLarge
 		writeJSONError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body over %d bytes", g.opts.MaxBodyBytes))
 		return
-	}
-	if err != nil {
-		g.refuse(w, r, &wire.Error{Code: wire.CodeDecrypt, Reason: "reading the body: " + err.Error()})
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		st.outcome = outcomeTimeout
+		g.log.Info("request body stalled; dropped", "method", r.Method, "path", r.URL.Path, "after", g.opts.BodyReadTimeout)
+		w.Header().Set("Connection", "close")
+		writeJSONError(w, http.StatusRequestTimeout, "request body timed out")
+		return
+	case err != nil:
+		g.refuse(w, r, st, &wire.Error{Code: wire.CodeDecrypt, Reason: "reading the body: " + err.Error()})
 		return
 	}
-	msg, err := wire.DecodePayload(bytes.TrimSpace(body))
+	msg, err := wire.OpenBody(body)
 	if err != nil {
-		g.refuse(w, r, err)
+		g.refuse(w, r, st, err)
 		return
+	}
+	// With sealed responses, ask whether the key can encrypt at the same
+	// time as decrypting: a key that can only decrypt (retired during a
+	// rotation) would let the kitchen execute the order and then leave
+	// the gateway unable to answer, and the client would retry it.
+	var canSeal chan error
+	if g.opts.EncryptResponses {
+		canSeal = make(chan error, 1)
+		go func() { canSeal <- g.probeEncrypt(r.Context(), p.Fingerprint) }()
 	}
 	res, err := g.crypto.Decrypt(r.Context(), connect.NewRequest(&alev1.DecryptRequest{
-		Envelope: &alev1.Envelope{Iv: iv, Fingerprint: h.fingerprint, Message: msg},
+		Envelope: &alev1.Envelope{Iv: iv, Fingerprint: p.Fingerprint, Message: msg},
 		Expect:   expectFor(r.Header.Get("Content-Type")),
 	}))
+	if canSeal != nil {
+		if serr := <-canSeal; err == nil {
+			err = serr
+		}
+	}
 	if err != nil {
-		g.cryptoError(w, r, err)
+		g.cryptoError(w, r, st, err)
 		return
 	}
 	pt := res.Msg.GetPlaintext()
-	out := r.Clone(context.WithValue(r.Context(), aleKey{}, h.fingerprint))
+	if g.opts.EncryptResponses {
+		px.fingerprint = p.Fingerprint
+	}
+	out := r.Clone(context.WithValue(r.Context(), ctxKey{}, px))
+	out.URL.RawQuery = wire.StripQuery(r.URL.RawQuery)
 	out.Body = io.NopCloser(bytes.NewReader(pt))
 	out.ContentLength = int64(len(pt))
 	out.Header.Del("Content-Length")
-	out.Header.Del(wire.HeaderIV)
-	out.Header.Del(wire.HeaderFingerprint)
+	wire.StripHeaders(out.Header)
+	if p.AuthorizationFromQuery {
+		out.Header.Set("Authorization", p.Authorization)
+	}
 	if g.opts.EncryptResponses {
 		// The response body is encrypted as bytes; a compressed one would
 		// leave the client a Content-Encoding that no longer fits.
@@ -190,12 +292,64 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	g.proxy.ServeHTTP(w, out)
 }
 
-// encryptResponse seals the upstream's body under the request's key with a
-// fresh IV. It runs before anything is written to the client, so a failure
-// becomes a clean 502.
-func (g *Gateway) encryptResponse(res *http.Response) error {
-	fp, _ := res.Request.Context().Value(aleKey{}).(string)
-	if !g.opts.EncryptResponses || fp == "" {
+// readBody reads an encrypted body within MaxBodyBytes, giving each read
+// BodyReadTimeout to make progress: a client that stops sending mid-body
+// is cut instead of holding a connection and a goroutine for ever.
+func (g *Gateway) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	rc := http.NewResponseController(w)
+	// The deadline must not outlive the body: the server's background
+	// read, which notices a client going away while the upstream works,
+	// would take it for a dead connection.
+	defer func() { _ = rc.SetReadDeadline(time.Time{}) }()
+	return io.ReadAll(&progressReader{r: http.MaxBytesReader(w, r.Body, g.opts.MaxBodyBytes), rc: rc, d: g.opts.BodyReadTimeout})
+}
+
+type progressReader struct {
+	r  io.Reader
+	rc *http.ResponseController
+	d  time.Duration
+}
+
+func (p *progressReader) Read(b []byte) (int, error) {
+	if err := p.rc.SetReadDeadline(time.Now().Add(p.d)); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		return 0, err
+	}
+	return p.r.Read(b)
+}
+
+// probeEncrypt asks alecryptd to seal nothing under the fingerprint: the one
+// honest answer to "can this key encrypt now" (state, expiry and the
+// gateway's own policy are alecryptd's to judge).
+func (g *Gateway) probeEncrypt(ctx context.Context, fingerprint string) error {
+	_, err := g.crypto.Encrypt(ctx, connect.NewRequest(&alev1.EncryptRequest{Key: byFingerprint(fingerprint)}))
+	return err
+}
+
+func byFingerprint(fp string) *alev1.KeyRef {
+	return &alev1.KeyRef{Ref: &alev1.KeyRef_Fingerprint{Fingerprint: fp}}
+}
+
+// errResponseTooLarge and errSeal tell proxyError why a response failed.
+var (
+	errResponseTooLarge = errors.New("upstream response too large to seal")
+	errSeal             = errors.New("sealing the response")
+)
+
+// modifyResponse records the kitchen's status, answers CORS for the
+// gateway, and seals the body under the request's key with a fresh IV when
+// configured. It runs before anything is written to the client, so a
+// failure becomes a clean 502.
+func (g *Gateway) modifyResponse(res *http.Response) error {
+	px, _ := res.Request.Context().Value(ctxKey{}).(*proxied)
+	if px == nil {
+		return nil
+	}
+	g.metrics.upstreamStatus(res.StatusCode)
+	if px.origin != "" {
+		dropUpstreamCORS(res.Header)
+	}
+	px.st.outcome = outcomeForwarded
+	if px.fingerprint == "" {
 		return nil
 	}
 	body, err := io.ReadAll(io.LimitReader(res.Body, g.opts.MaxResponseBytes+1))
@@ -204,119 +358,128 @@ func (g *Gateway) encryptResponse(res *http.Response) error {
 		return fmt.Errorf("reading the upstream response: %w", err)
 	}
 	if int64(len(body)) > g.opts.MaxResponseBytes {
-		return fmt.Errorf("upstream response over %d bytes", g.opts.MaxResponseBytes)
+		return errResponseTooLarge
 	}
 	enc, err := g.crypto.Encrypt(res.Request.Context(), connect.NewRequest(&alev1.EncryptRequest{
-		Plaintext: body,
-		Key:       &alev1.KeyRef{Ref: &alev1.KeyRef_Fingerprint{Fingerprint: fp}},
-	}))
+		Plaintext: body, Key: byFingerprint(px.fingerprint)}))
 	if err != nil {
-		return fmt.Errorf("encrypting the response: %w", err)
+		return fmt.Errorf("%w: %w", errSeal, err)
 	}
 	env := enc.Msg.GetEnvelope()
-	sealed := []byte(base64.StdEncoding.EncodeToString(env.GetMessage()))
+	sealed := wire.SealPayload(env.GetMessage())
 	res.Body = io.NopCloser(bytes.NewReader(sealed))
 	res.ContentLength = int64(len(sealed))
 	res.Header.Set("Content-Length", strconv.Itoa(len(sealed)))
 	res.Header.Del("Content-Encoding")
-	res.Header.Set(wire.HeaderIV, base64.StdEncoding.EncodeToString(env.GetIv()))
-	res.Header.Set(wire.HeaderFingerprint, env.GetFingerprint())
+	wire.SetHeaders(res.Header, env.GetIv(), env.GetFingerprint())
 	return nil
 }
 
-func (g *Gateway) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
-	g.log.Warn("upstream failed", "method", r.Method, "path", r.URL.Path, "err", err)
-	writeJSONError(w, http.StatusBadGateway, "upstream unavailable")
+func (g *Gateway) proxyError(w http.ResponseWriter, r *http.Request, err error) {
+	px, _ := r.Context().Value(ctxKey{}).(*proxied)
+	set := func(o string) {
+		if px != nil {
+			px.st.outcome = o
+		}
+	}
+	switch {
+	case errors.Is(err, errResponseTooLarge):
+		set(outcomeTooLarge)
+		g.log.Error("upstream response too large to seal", "method", r.Method, "path", r.URL.Path, "limit", g.opts.MaxResponseBytes)
+		writeJSONError(w, http.StatusBadGateway, "upstream response too large")
+	case errors.Is(err, errSeal):
+		set(outcomeCryptoError)
+		g.log.Error("sealing the response failed after the kitchen answered", "method", r.Method, "path", r.URL.Path, "err", err)
+		writeJSONError(w, http.StatusBadGateway, "crypto service unavailable")
+	default:
+		set(outcomeUpstreamError)
+		g.log.Warn("upstream failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		writeJSONError(w, http.StatusBadGateway, "upstream unavailable")
+	}
 }
 
-// refuse answers an ALE error: 400 with the exact EK body.
-func (g *Gateway) refuse(w http.ResponseWriter, r *http.Request, err error) {
+// refuse answers an ALE error from the gateway's own checks: 400 with the
+// exact EK body.
+func (g *Gateway) refuse(w http.ResponseWriter, r *http.Request, st *reqState, err error) {
 	code := wire.CodeDecrypt
 	if e, ok := wire.AsError(err); ok {
 		code = e.Code
 	}
+	st.outcome = aleOutcome(code)
 	g.log.Info("request refused", "method", r.Method, "path", r.URL.Path, "ale_code", code, "reason", err.Error())
-	writeALE(w, code)
+	wire.WriteError(w, code)
 }
 
-// cryptoError maps an alecryptd error: an error with an ALE detail is the
-// client's fault (400 with that ALE body); a too-large payload is 413; any
-// other failure means the crypto service is unusable (502).
-func (g *Gateway) cryptoError(w http.ResponseWriter, r *http.Request, err error) {
-	if code, ok := aleCode(err); ok {
-		g.refuse(w, r, &wire.Error{Code: code, Reason: err.Error()})
-		return
+// failure is what an alecryptd error means for the client.
+type failure int
+
+const (
+	failHeaders  failure = iota + 1 // ALE 1
+	failDecrypt                     // ALE 2
+	failTooLarge                    // 413, or close 1009 on a WebSocket
+	failCrypto                      // alecryptd is unusable: 502, or close 1011
+)
+
+// classify is the one mapping from alecryptd's answer to the client's, for
+// unary calls and stream items alike (aleerr reads both), so HTTP and
+// WebSocket cannot disagree. An ALE detail decides when present.
+// PermissionDenied carries none (alecryptd keeps policy out of the ALE
+// codes) but is the client's doing: a key outside the gateway's policy is,
+// to the client, a key that does not exist, so it gets what an unknown
+// fingerprint gets. Anything else without a detail is alecryptd failing,
+// never the client's payload.
+func classify(code connect.Code, ale int) failure {
+	switch {
+	case ale == wire.CodeHeaders:
+		return failHeaders
+	case ale == wire.CodeDecrypt, code == connect.CodePermissionDenied:
+		return failDecrypt
+	case code == connect.CodeResourceExhausted:
+		return failTooLarge
+	default:
+		return failCrypto
 	}
-	if connect.CodeOf(err) == connect.CodeResourceExhausted {
+}
+
+// cryptoError answers a failed alecryptd call on HTTP.
+func (g *Gateway) cryptoError(w http.ResponseWriter, r *http.Request, st *reqState, err error) {
+	code := connect.CodeOf(err)
+	switch f := classify(code, aleerr.Code(err)); f {
+	case failHeaders, failDecrypt:
+		ale := wire.CodeDecrypt
+		if f == failHeaders {
+			ale = wire.CodeHeaders
+		}
+		st.outcome = aleOutcome(ale)
+		g.logRefusal(r.Context(), code, "request refused", "method", r.Method, "path", r.URL.Path, "ale_code", ale, "reason", err.Error())
+		wire.WriteError(w, ale)
+	case failTooLarge:
+		st.outcome = outcomeTooLarge
 		writeJSONError(w, http.StatusRequestEntityTooLarge, "payload too large")
-		return
+	default:
+		st.outcome = outcomeCryptoError
+		g.log.Error("crypto service failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		writeJSONError(w, http.StatusBadGateway, "crypto service unavailable")
 	}
-	g.log.Error("crypto service failed", "method", r.Method, "path", r.URL.Path, "err", err)
-	writeJSONError(w, http.StatusBadGateway, "crypto service unavailable")
 }
 
-// aleCode reads the ALE error code from an alecryptd error's ErrorDetail.
-func aleCode(err error) (int, bool) {
-	var ce *connect.Error
-	if !errors.As(err, &ce) {
-		return 0, false
+// logRefusal logs a refusal below ERROR: a client's bad input is not an
+// incident. A key outside the gateway's policy is a warning, since an
+// operator may have to grant it.
+func (g *Gateway) logRefusal(ctx context.Context, code connect.Code, msg string, args ...any) {
+	level := slog.LevelInfo
+	if code == connect.CodePermissionDenied {
+		level = slog.LevelWarn
+		args = append(args, "cause", "key outside the gateway's policy")
 	}
-	for _, d := range ce.Details() {
-		if v, derr := d.Value(); derr == nil {
-			if ed, ok := v.(*alev1.ErrorDetail); ok && (ed.GetErrorCode() == wire.CodeHeaders || ed.GetErrorCode() == wire.CodeDecrypt) {
-				return int(ed.GetErrorCode()), true
-			}
-		}
-	}
-	return 0, false
+	g.log.Log(ctx, level, msg, args...)
 }
 
-// aleHeaders are the security values of a request.
-type aleHeaders struct {
-	authorization, iv, fingerprint string
-}
-
-// headersOf reads the security values from the headers and, for WebSocket
-// handshakes from browsers (which cannot set headers), from the query.
-func headersOf(r *http.Request, allowQuery bool) aleHeaders {
-	h := aleHeaders{
-		authorization: r.Header.Get("Authorization"),
-		iv:            r.Header.Get(wire.HeaderIV),
-		fingerprint:   r.Header.Get(wire.HeaderFingerprint),
+func aleOutcome(code int) string {
+	if code == wire.CodeHeaders {
+		return outcomeALE1
 	}
-	if allowQuery {
-		q := r.URL.Query()
-		if h.iv == "" {
-			h.iv = q.Get(wire.HeaderIV)
-		}
-		if h.fingerprint == "" {
-			h.fingerprint = q.Get(wire.HeaderFingerprint)
-		}
-		if h.authorization == "" {
-			h.authorization = q.Get("authorization")
-		}
-		// A browser that builds the URL by concatenation leaves base64's
-		// "+" unescaped, and query decoding turns it into a space; no
-		// base64 IV contains a space, so put the "+" back.
-		h.iv = strings.ReplaceAll(h.iv, " ", "+")
-	}
-	return h
-}
-
-// check applies the errorCode 1 rules: all three present, IV base64,
-// fingerprint well formed. The IV's length is checked by alecryptd, which
-// knows the key's algorithm.
-func (h aleHeaders) check() ([]byte, error) {
-	if strings.TrimSpace(h.authorization) == "" {
-		return nil, &wire.Error{Code: wire.CodeHeaders, Reason: "missing authorization"}
-	}
-	if h.iv == "" {
-		return nil, &wire.Error{Code: wire.CodeHeaders, Reason: "missing sec-iv"}
-	}
-	if err := wire.CheckFingerprint(h.fingerprint); err != nil {
-		return nil, err
-	}
-	return wire.DecodeIV(h.iv)
+	return outcomeALE2
 }
 
 // expectFor asks alecryptd to check JSON bodies: AES-CTR cannot tell a wrong
@@ -329,18 +492,18 @@ func expectFor(contentType string) alev1.PlaintextFormat {
 	return alev1.PlaintextFormat_PLAINTEXT_FORMAT_UNSPECIFIED
 }
 
-func writeALE(w http.ResponseWriter, code int) {
-	body := wire.ErrorBody(code)
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
-	w.WriteHeader(http.StatusBadRequest)
-	_, _ = w.Write(body)
-}
-
 func writeJSONError(w http.ResponseWriter, status int, msg string) {
 	body := []byte(`{"error":` + strconv.Quote(msg) + `}`)
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(status)
 	_, _ = w.Write(body)
+}
+
+// truncate bounds an untrusted value before it reaches a log line.
+func truncate(s string) string {
+	if len(s) > 80 {
+		return s[:80] + "..."
+	}
+	return s
 }

@@ -111,17 +111,17 @@ func (s *cryptoSession) failure() error {
 	return errSessionClosed
 }
 
-// decrypt returns the plaintext, or the ALE code of a per-item failure, or
-// a transport error.
-func (s *cryptoSession) decrypt(ctx context.Context, req *alev1.DecryptRequest) ([]byte, int, error) {
+// decrypt returns the plaintext, or the per-item failure alecryptd
+// answered, or a transport error.
+func (s *cryptoSession) decrypt(ctx context.Context, req *alev1.DecryptRequest) ([]byte, *alev1.ItemError, error) {
 	res, err := s.call(ctx, &alev1.StreamRequest{Operation: &alev1.StreamRequest_Decrypt{Decrypt: req}})
 	if err != nil {
-		return nil, 0, err
+		return nil, nil, err
 	}
 	if ie := res.GetError(); ie != nil {
-		return nil, aleOfItem(ie), nil
+		return nil, ie, nil
 	}
-	return res.GetDecrypt().GetPlaintext(), 0, nil
+	return res.GetDecrypt().GetPlaintext(), nil, nil
 }
 
 // encrypt returns the envelope, or an error for any failure.
@@ -143,11 +143,4 @@ func (s *cryptoSession) close() {
 	s.sendMu.Unlock()
 	_ = s.stream.CloseResponse()
 	<-s.done
-}
-
-func aleOfItem(ie *alev1.ItemError) int {
-	if c := int(ie.GetDetail().GetErrorCode()); c == 1 || c == 2 {
-		return c
-	}
-	return 2
 }

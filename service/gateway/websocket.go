@@ -2,69 +2,125 @@ package gateway
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"net/http"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"connectrpc.com/connect"
 	"github.com/coder/websocket"
 
 	alev1 "github.com/alecrypt/alecrypt/gen/ale/v1"
+	"github.com/alecrypt/alecrypt/service/aleerr"
 	"github.com/alecrypt/alecrypt/service/wire"
 )
 
 func isWebSocket(r *http.Request) bool {
-	return strings.EqualFold(r.Header.Get("Upgrade"), "websocket") &&
-		strings.Contains(strings.ToLower(r.Header.Get("Connection")), "upgrade")
+	return headerHasToken(r.Header, "Upgrade", "websocket") && headerHasToken(r.Header, "Connection", "upgrade")
 }
 
-// serveWebSocket checks the handshake like an HTTP request (errorCode 1 or 2
-// as a 400 before any upgrade), connects to the upstream, then bridges: each
-// client frame {"iv","fingerprint","message"} is decrypted and its plaintext
-// sent upstream; each upstream message goes to the client as a fresh frame
-// under the connection's key. A bad frame gets an ALE error frame and is
-// dropped; the connection stays up.
-func (g *Gateway) serveWebSocket(w http.ResponseWriter, r *http.Request) {
-	h := headersOf(r, true)
-	iv, err := h.check()
-	if err != nil {
-		g.refuse(w, r, err)
+func headerHasToken(h http.Header, name, token string) bool {
+	for _, v := range h.Values(name) {
+		for _, t := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// checkHandshake applies RFC 6455's rules for an opening handshake (the ones
+// websocket.Accept would apply) so that a handshake that cannot be accepted
+// is refused before the kitchen is dialed: the dial carries the client's
+// Authorization and Cookie, and a refused client must not open a kitchen
+// connection with them. It returns 0 when the handshake is acceptable.
+func checkHandshake(w http.ResponseWriter, r *http.Request) (status int, reason string) {
+	switch {
+	case !r.ProtoAtLeast(1, 1):
+		return http.StatusUpgradeRequired, "websocket handshake needs HTTP/1.1"
+	case r.Method != http.MethodGet:
+		return http.StatusMethodNotAllowed, "websocket handshake must be GET"
+	case r.Header.Get("Sec-WebSocket-Version") != "13":
+		w.Header().Set("Sec-WebSocket-Version", "13")
+		return http.StatusUpgradeRequired, "websocket version must be 13"
+	}
+	keys := r.Header.Values("Sec-WebSocket-Key")
+	if len(keys) != 1 {
+		return http.StatusBadRequest, "websocket handshake needs one Sec-WebSocket-Key"
+	}
+	if k, err := base64.StdEncoding.DecodeString(strings.TrimSpace(keys[0])); err != nil || len(k) != 16 {
+		return http.StatusBadRequest, "Sec-WebSocket-Key must be 16 bytes in base64"
+	}
+	return 0, ""
+}
+
+// serveWebSocket checks the handshake (protocol, ALE values, and that the
+// key is known, fits the IV and can seal what the kitchen sends back),
+// all before the kitchen is dialed or anything upgraded; then it bridges:
+// each client frame {"iv","fingerprint","message"} is decrypted and its
+// plaintext sent upstream; each upstream message goes to the client as a
+// fresh frame under the connection's key. A bad frame gets an ALE error
+// frame and is dropped; the connection stays up. The Origin was checked by
+// ServeHTTP.
+func (g *Gateway) serveWebSocket(w http.ResponseWriter, r *http.Request, st *reqState, start time.Time) {
+	if status, reason := checkHandshake(w, r); status != 0 {
+		st.outcome = outcomeBadHandshake
+		g.log.Info("websocket handshake refused", "path", r.URL.Path, "status", status, "reason", reason)
+		writeJSONError(w, status, reason)
 		return
 	}
-	// An empty message under the handshake's IV and key: proves the
-	// fingerprint is known and usable and the IV fits its algorithm,
-	// before anything is upgraded or dialed.
-	if _, err := g.crypto.Decrypt(r.Context(), connect.NewRequest(&alev1.DecryptRequest{
-		Envelope: &alev1.Envelope{Iv: iv, Fingerprint: h.fingerprint},
-	})); err != nil {
-		g.cryptoError(w, r, err)
+	p, err := wire.ReadParams(r.Header, r.URL.Query())
+	if err != nil {
+		g.refuse(w, r, st, err)
+		return
+	}
+	iv, err := p.Check()
+	if err != nil {
+		g.refuse(w, r, st, err)
+		return
+	}
+	if err := g.probeHandshake(r.Context(), iv, p.Fingerprint); err != nil {
+		g.cryptoError(w, r, st, err)
 		return
 	}
 
 	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
 	defer cancel()
 	up, res, err := websocket.Dial(ctx, g.upstreamWS(r), &websocket.DialOptions{
-		HTTPHeader: upstreamHeaders(r),
+		HTTPHeader: upstreamHeaders(r, p),
 		HTTPClient: &http.Client{Transport: g.opts.Transport},
 	})
 	if err != nil {
 		if res != nil && res.Body != nil {
 			res.Body.Close()
 		}
-		g.upstreamError(w, r, err)
+		st.outcome = outcomeUpstreamError
+		g.log.Warn("upstream websocket failed", "path", r.URL.Path, "err", err)
+		writeJSONError(w, http.StatusBadGateway, "upstream unavailable")
 		return
 	}
 	defer up.CloseNow()
 	up.SetReadLimit(g.opts.MaxFrameBytes)
 
-	client, err := websocket.Accept(w, r, &websocket.AcceptOptions{OriginPatterns: g.opts.OriginPatterns})
+	// The Origin was judged by the gateway's own rule (which knows app
+	// origins such as "ionic" that coder/websocket's host patterns cannot
+	// express); permessage-deflate is not offered back, so every client
+	// can read what it gets.
+	client, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true, CompressionMode: websocket.CompressionDisabled})
 	if err != nil {
+		st.outcome = outcomeBadHandshake
 		g.log.Info("websocket accept failed", "path", r.URL.Path, "err", err)
 		up.Close(websocket.StatusGoingAway, "client handshake failed")
 		return
 	}
 	defer client.CloseNow()
+	st.outcome = outcomeForwarded
+	g.metrics.done(st, start)
+	g.metrics.websocketOpen(1)
+	defer g.metrics.websocketOpen(-1)
 	// Base64 makes a frame 4/3 of its plaintext, plus the JSON around it.
 	client.SetReadLimit(g.opts.MaxFrameBytes*4/3 + 1024)
 
@@ -72,10 +128,25 @@ func (g *Gateway) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	defer sess.close()
 	done := make(chan struct{}, 2)
 	go func() { g.clientToUpstream(ctx, sess, client, up); done <- struct{}{} }()
-	go func() { g.upstreamToClient(ctx, sess, up, client, h.fingerprint); done <- struct{}{} }()
+	go func() { g.upstreamToClient(ctx, sess, up, client, p.Fingerprint); done <- struct{}{} }()
 	<-done
 	cancel()
 	<-done
+}
+
+// probeHandshake proves, with two empty operations, what the connection
+// will need before anything is dialed: that the handshake's IV fits the
+// key's algorithm and the key is known and usable (decrypting nothing), and
+// that the key can seal the kitchen's messages to the client (encrypting
+// nothing). A key that can only decrypt is refused here rather than after
+// the kitchen has acted on a frame it cannot answer.
+func (g *Gateway) probeHandshake(ctx context.Context, iv []byte, fingerprint string) error {
+	if _, err := g.crypto.Decrypt(ctx, connect.NewRequest(&alev1.DecryptRequest{
+		Envelope: &alev1.Envelope{Iv: iv, Fingerprint: fingerprint},
+	})); err != nil {
+		return err
+	}
+	return g.probeEncrypt(ctx, fingerprint)
 }
 
 func (g *Gateway) clientToUpstream(ctx context.Context, sess *cryptoSession, client, up *websocket.Conn) {
@@ -85,48 +156,74 @@ func (g *Gateway) clientToUpstream(ctx context.Context, sess *cryptoSession, cli
 			closeLike(up, err)
 			return
 		}
-		pt, aleErr, err := g.openFrame(ctx, sess, data)
+		f, err := wire.ParseFrame(data)
 		if err != nil {
+			if !g.refuseFrame(ctx, client, err) {
+				return
+			}
+			continue
+		}
+		pt, ie, err := sess.decrypt(ctx, &alev1.DecryptRequest{
+			Envelope: &alev1.Envelope{Iv: f.IV, Fingerprint: f.Fingerprint, Message: f.Message},
+			Expect:   g.opts.FrameFormat,
+		})
+		if err == nil && ie != nil {
+			code, ale := aleerr.ItemCode(ie)
+			switch fail := classify(code, ale); fail {
+			case failHeaders, failDecrypt:
+				c := wire.CodeDecrypt
+				if fail == failHeaders {
+					c = wire.CodeHeaders
+				}
+				g.logRefusal(ctx, code, "websocket frame refused", "ale_code", c, "reason", ie.GetMessage())
+				g.metrics.frame("client", aleOutcome(c))
+				if err := client.Write(ctx, websocket.MessageText, wire.ErrorBody(c)); err != nil {
+					return
+				}
+				continue
+			case failTooLarge:
+				g.metrics.frame("client", outcomeTooLarge)
+				client.Close(websocket.StatusMessageTooBig, "frame too large")
+				up.Close(websocket.StatusGoingAway, "client side closed")
+				return
+			default:
+				err = errors.New(ie.GetCode() + ": " + ie.GetMessage())
+			}
+		}
+		if err != nil {
+			g.metrics.frame("client", outcomeCryptoError)
 			g.log.Error("crypto service failed on a websocket frame; closing", "err", err)
 			client.Close(websocket.StatusInternalError, "crypto service unavailable")
 			up.Close(websocket.StatusGoingAway, "client side closed")
 			return
-		}
-		if aleErr != 0 {
-			g.log.Info("websocket frame refused", "ale_code", aleErr)
-			if err := client.Write(ctx, websocket.MessageText, wire.ErrorBody(aleErr)); err != nil {
-				return
-			}
-			continue
 		}
 		typ := websocket.MessageText
 		if !utf8.Valid(pt) {
 			typ = websocket.MessageBinary
 		}
 		if err := up.Write(ctx, typ, pt); err != nil {
+			g.metrics.frame("client", outcomeUpstreamError)
 			client.Close(websocket.StatusInternalError, "upstream write failed")
 			return
 		}
+		g.metrics.frame("client", outcomeForwarded)
 	}
 }
 
-// openFrame parses and decrypts one client frame. It returns the plaintext,
-// or the ALE code to answer the frame with, or an error when alecryptd
-// cannot be reached.
-func (g *Gateway) openFrame(ctx context.Context, sess *cryptoSession, data []byte) ([]byte, int, error) {
-	f, err := wire.ParseFrame(data)
-	if err != nil {
-		e, _ := wire.AsError(err)
-		return nil, e.Code, nil
+// refuseFrame answers a frame that failed the gateway's own checks with
+// its ALE error frame; false when the client cannot be written to.
+func (g *Gateway) refuseFrame(ctx context.Context, client *websocket.Conn, err error) bool {
+	code := wire.CodeDecrypt
+	if e, ok := wire.AsError(err); ok {
+		code = e.Code
 	}
-	return sess.decrypt(ctx, &alev1.DecryptRequest{
-		Envelope: &alev1.Envelope{Iv: f.IV, Fingerprint: f.Fingerprint, Message: f.Message},
-		Expect:   g.opts.FrameFormat,
-	})
+	g.log.Info("websocket frame refused", "ale_code", code, "reason", err.Error())
+	g.metrics.frame("client", aleOutcome(code))
+	return client.Write(ctx, websocket.MessageText, wire.ErrorBody(code)) == nil
 }
 
 func (g *Gateway) upstreamToClient(ctx context.Context, sess *cryptoSession, up, client *websocket.Conn, fingerprint string) {
-	key := &alev1.KeyRef{Ref: &alev1.KeyRef_Fingerprint{Fingerprint: fingerprint}}
+	key := byFingerprint(fingerprint)
 	for {
 		_, data, err := up.Read(ctx)
 		if err != nil {
@@ -136,6 +233,7 @@ func (g *Gateway) upstreamToClient(ctx context.Context, sess *cryptoSession, up,
 		e, err := sess.encrypt(ctx, &alev1.EncryptRequest{Plaintext: data, Key: key})
 		if err != nil {
 			// Never send plaintext the client expects encrypted.
+			g.metrics.frame("upstream", outcomeCryptoError)
 			g.log.Error("encrypting an upstream websocket message failed; closing", "err", err)
 			client.Close(websocket.StatusInternalError, "encryption failed")
 			up.Close(websocket.StatusGoingAway, "client side closed")
@@ -146,6 +244,7 @@ func (g *Gateway) upstreamToClient(ctx context.Context, sess *cryptoSession, up,
 			up.Close(websocket.StatusGoingAway, "client write failed")
 			return
 		}
+		g.metrics.frame("upstream", outcomeForwarded)
 	}
 }
 
@@ -161,7 +260,7 @@ func closeLike(c *websocket.Conn, err error) {
 }
 
 // upstreamWS is the upstream WebSocket URL for r: the upstream's scheme
-// turned ws(s), r's path, and r's query without the security parameters.
+// turned ws(s), r's path, and r's query without the ALE parameters.
 func (g *Gateway) upstreamWS(r *http.Request) string {
 	u := *g.upstream
 	switch u.Scheme {
@@ -171,27 +270,22 @@ func (g *Gateway) upstreamWS(r *http.Request) string {
 		u.Scheme = "ws"
 	}
 	u.Path = strings.TrimSuffix(u.Path, "/") + r.URL.Path
-	q := r.URL.Query()
-	q.Del(wire.HeaderIV)
-	q.Del(wire.HeaderFingerprint)
-	q.Del("authorization")
-	u.RawQuery = q.Encode()
+	u.RawPath = ""
+	u.RawQuery = wire.StripQuery(r.URL.RawQuery)
 	return u.String()
 }
 
 // upstreamHeaders forwards the handshake headers a backend uses (auth,
 // cookies, request id), never the ALE ones or the WebSocket protocol's own.
-func upstreamHeaders(r *http.Request) http.Header {
+func upstreamHeaders(r *http.Request, p wire.Params) http.Header {
 	out := http.Header{}
 	for _, k := range []string{"Authorization", "Cookie", "X-Request-Id", "Traceparent", "Tracestate"} {
 		if v := r.Header.Values(k); len(v) > 0 {
 			out[k] = v
 		}
 	}
-	if out.Get("Authorization") == "" {
-		if a := r.URL.Query().Get("authorization"); a != "" {
-			out.Set("Authorization", a)
-		}
+	if p.AuthorizationFromQuery {
+		out.Set("Authorization", p.Authorization)
 	}
 	return out
 }

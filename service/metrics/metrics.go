@@ -150,7 +150,8 @@ func WithReadyDetail(detail func() []string) ServeOption {
 // Serve starts serving reg on /metrics at addr (host:port; port 0 picks
 // one) and returns the server and the address it listens on. With ready,
 // it also serves /readyz: 200 while ready reports true, 503 otherwise, for
-// probes that cannot speak gRPC health over TLS. Serve errors after startup
+// probes that cannot speak gRPC health over TLS, and /healthz: 200 while the
+// process serves at all (liveness). Serve errors after startup
 // go to errc when it is not nil.
 func Serve(addr string, reg *prometheus.Registry, ready func() bool, errc chan<- error, opts ...ServeOption) (*http.Server, net.Addr, error) {
 	var o serveOptions
@@ -163,6 +164,7 @@ func Serve(addr string, reg *prometheus.Registry, ready func() bool, errc chan<-
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", Handler(reg))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	if ready != nil {
 		mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
 			ok := ready()

@@ -8,7 +8,6 @@ package posclient
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -19,6 +18,7 @@ import (
 
 	alev1 "github.com/alecrypt/alecrypt/gen/ale/v1"
 	"github.com/alecrypt/alecrypt/gen/ale/v1/alev1connect"
+	"github.com/alecrypt/alecrypt/service/aleerr"
 	"github.com/alecrypt/alecrypt/service/wire"
 )
 
@@ -62,14 +62,13 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, fmt.Errorf("posclient: encrypting the request: %w", err)
 	}
 	env := enc.Msg.GetEnvelope()
-	sealed := []byte(base64.StdEncoding.EncodeToString(env.GetMessage()))
+	sealed := wire.SealPayload(env.GetMessage())
 	out := req.Clone(req.Context())
 	out.Body = io.NopCloser(bytes.NewReader(sealed))
 	out.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(sealed)), nil }
 	out.ContentLength = int64(len(sealed))
 	out.Header.Set("Content-Length", strconv.Itoa(len(sealed)))
-	out.Header.Set(wire.HeaderIV, base64.StdEncoding.EncodeToString(env.GetIv()))
-	out.Header.Set(wire.HeaderFingerprint, env.GetFingerprint())
+	wire.SetHeaders(out.Header, env.GetIv(), env.GetFingerprint())
 
 	base := t.Base
 	if base == nil {
@@ -79,9 +78,6 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err != nil {
 		return nil, err
 	}
-	if res.Header.Get(wire.HeaderIV) == "" || res.Header.Get(wire.HeaderFingerprint) == "" {
-		return res, nil // a plain response (an error from the gateway, say)
-	}
 	if err := t.decryptResponse(req.Context(), res); err != nil {
 		res.Body.Close()
 		return nil, err
@@ -89,7 +85,12 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return res, nil
 }
 
+// decryptResponse opens a sealed response in place; a plain one (an error
+// from the gateway, say) is left as it is.
 func (t *Transport) decryptResponse(ctx context.Context, res *http.Response) error {
+	if res.Header.Get(wire.HeaderIV) == "" || res.Header.Get(wire.HeaderFingerprint) == "" {
+		return nil
+	}
 	limit := t.MaxResponseBytes
 	if limit <= 0 {
 		limit = DefaultMaxResponseBytes
@@ -102,25 +103,22 @@ func (t *Transport) decryptResponse(ctx context.Context, res *http.Response) err
 	if int64(len(raw)) > limit {
 		return fmt.Errorf("%w: over %d bytes", ErrResponse, limit)
 	}
-	iv, err := wire.DecodeIV(res.Header.Get(wire.HeaderIV))
-	if err != nil {
-		return fmt.Errorf("%w: %w", ErrResponse, err)
-	}
-	msg, err := wire.DecodePayload(bytes.TrimSpace(raw))
+	f, _, err := wire.Sealed(res.Header, raw)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrResponse, err)
 	}
 	dec, err := t.Crypto.Decrypt(ctx, connect.NewRequest(&alev1.DecryptRequest{
-		Envelope: &alev1.Envelope{Iv: iv, Fingerprint: res.Header.Get(wire.HeaderFingerprint), Message: msg},
+		Envelope: &alev1.Envelope{Iv: f.IV, Fingerprint: f.Fingerprint, Message: f.Message},
 	}))
 	if err != nil {
-		return fmt.Errorf("%w: %w", ErrResponse, err)
+		// The ALE code says whether the response was sealed under a key
+		// this POS may not use (or that is unknown), or is corrupt.
+		return fmt.Errorf("%w: ALE %d: %w", ErrResponse, aleerr.Code(err), err)
 	}
 	pt := dec.Msg.GetPlaintext()
 	res.Body = io.NopCloser(bytes.NewReader(pt))
 	res.ContentLength = int64(len(pt))
 	res.Header.Set("Content-Length", strconv.Itoa(len(pt)))
-	res.Header.Del(wire.HeaderIV)
-	res.Header.Del(wire.HeaderFingerprint)
+	wire.StripHeaders(res.Header)
 	return nil
 }

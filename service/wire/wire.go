@@ -1,11 +1,15 @@
-// Package wire owns the Enterprise Kitchen ALE wire format: the WebSocket
-// frame {"iv","fingerprint","message"}, the encodings of IVs and ciphertext
-// in headers and bodies, and the two ALE error bodies.
+// Package wire owns the Enterprise Kitchen ALE protocol as it crosses the
+// wire, in both directions: the envelope's encodings (IV and ciphertext in
+// standard base64), the WebSocket frame {"iv","fingerprint","message"}, the
+// HTTP binding (the ALE values in headers or query parameters, a sealed
+// body), and the two ALE error codes and their bodies. Every other package
+// that speaks ALE to a peer goes through it, so a second copy cannot drift.
 //
 // It parses untrusted input, so it is strict and total: every malformed input
-// is an *Error carrying the ALE code a peer must receive (1 for missing or
-// unusable security fields, 2 for a payload that cannot be decrypted). It does
-// no cryptography.
+// is an *Error carrying the ALE code a peer must receive (1 for missing,
+// duplicated or unusable security fields, 2 for a payload that cannot be
+// decrypted). It does no cryptography and imports neither Connect nor
+// generated code; the fingerprint rule is service/key's.
 package wire
 
 import (
@@ -14,18 +18,30 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"strings"
+
+	"github.com/alecrypt/alecrypt/service/key"
 )
 
-// The ALE error codes and messages, verbatim.
+// The ALE error codes and messages, verbatim from the EK protocol.
 const (
-	CodeHeaders        = 1
-	MessageHeaders     = "Incorrect security headers"
-	CodeDecrypt        = 2
-	MessageDecrypt     = "Unable to decrypt payload"
-	HeaderIV           = "sec-iv"
-	HeaderFingerprint  = "sec-fingerprint"
-	MaxFingerprintSize = 256
+	CodeHeaders    = 1
+	MessageHeaders = "Incorrect security headers"
+	CodeDecrypt    = 2
+	MessageDecrypt = "Unable to decrypt payload"
 )
+
+// The ALE values' names: HTTP headers, and query parameters for clients
+// that cannot set headers (browsers).
+const (
+	HeaderIV            = "sec-iv"
+	HeaderFingerprint   = "sec-fingerprint"
+	HeaderAuthorization = "authorization"
+)
+
+// MaxFingerprintSize bounds a fingerprint; the rule itself is service/key's.
+const MaxFingerprintSize = key.MaxFingerprintLen
 
 // Error is a malformed ALE input.
 type Error struct {
@@ -40,13 +56,29 @@ func (e *Error) Error() string { return fmt.Sprintf("ale error %d: %s", e.Code, 
 // Body is the exact ALE error body for e's code.
 func (e *Error) Body() []byte { return ErrorBody(e.Code) }
 
+func headersErr(reason string) error { return &Error{Code: CodeHeaders, Reason: reason} }
+func decryptErr(reason string) error { return &Error{Code: CodeDecrypt, Reason: reason} }
+
+var (
+	bodyHeaders = []byte(`{"errorCode":1,"message":"` + MessageHeaders + `"}`)
+	bodyDecrypt = []byte(`{"errorCode":2,"message":"` + MessageDecrypt + `"}`)
+)
+
 // ErrorBody returns {"errorCode":N,"message":"..."} for code 1 or 2; any
 // other code gets the code-2 body, the safe default for "did not decrypt".
 func ErrorBody(code int) []byte {
 	if code == CodeHeaders {
-		return []byte(`{"errorCode":1,"message":"Incorrect security headers"}`)
+		return bytes.Clone(bodyHeaders)
 	}
-	return []byte(`{"errorCode":2,"message":"Unable to decrypt payload"}`)
+	return bytes.Clone(bodyDecrypt)
+}
+
+// MessageOf is the ALE message for code 1 or 2 (code 2's for any other).
+func MessageOf(code int) string {
+	if code == CodeHeaders {
+		return MessageHeaders
+	}
+	return MessageDecrypt
 }
 
 // Frame is one WebSocket message, or the three parts of an HTTP request.
@@ -56,51 +88,83 @@ type Frame struct {
 	Message     []byte
 }
 
-// frameJSON uses pointers to tell a missing field from an empty one.
-type frameJSON struct {
-	IV          *string `json:"iv"`
-	Fingerprint *string `json:"fingerprint"`
-	Message     *string `json:"message"`
-}
-
-// ParseFrame decodes a WebSocket message. Non-JSON, a JSON value that is not
-// an object, or unknown or mistyped members are CodeDecrypt; a missing or empty
-// iv or fingerprint, or an iv that is not base64, is CodeHeaders; a message
-// that is not base64 is CodeDecrypt. An absent message is an empty payload.
-// IV length is not checked here: it depends on the key's algorithm.
+// ParseFrame decodes a WebSocket message, strictly:
+//   - not a JSON object, trailing data, an unknown member or a member that
+//     is not a string: CodeDecrypt (it is not a frame at all);
+//   - a missing, null or empty iv, fingerprint or message, a member given
+//     twice, or one whose name differs from iv/fingerprint/message only in
+//     case (Go's and other decoders match those case-insensitively, so the
+//     peer and we could read different values): CodeHeaders;
+//   - an iv that is not base64 or a malformed fingerprint: CodeHeaders;
+//   - a message that is not base64: CodeDecrypt.
+//
+// A frame without a message is refused rather than forwarded as an empty
+// payload: the kitchen must never act on a message nobody encrypted. IV
+// length is not checked here: it depends on the key's algorithm.
 func ParseFrame(data []byte) (Frame, error) {
-	var raw map[string]json.RawMessage
-	if err := json.Unmarshal(data, &raw); err != nil || raw == nil {
-		return Frame{}, &Error{Code: CodeDecrypt, Reason: "frame is not a JSON object"}
-	}
-	var fj frameJSON
 	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&fj); err != nil {
-		return Frame{}, &Error{Code: CodeDecrypt, Reason: "frame has unknown or mistyped members"}
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return Frame{}, decryptErr("frame is not a JSON object")
 	}
-	if dec.More() {
-		return Frame{}, &Error{Code: CodeDecrypt, Reason: "trailing data after the frame"}
+	var iv, fp, msg *string
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return Frame{}, decryptErr("frame is not a JSON object")
+		}
+		name, _ := tok.(string)
+		var dst **string
+		switch name {
+		case "iv":
+			dst = &iv
+		case "fingerprint":
+			dst = &fp
+		case "message":
+			dst = &msg
+		default:
+			for _, known := range []string{"iv", "fingerprint", "message"} {
+				if strings.EqualFold(name, known) {
+					return Frame{}, headersErr("frame member " + known + " is ambiguous (case)")
+				}
+			}
+			return Frame{}, decryptErr("frame has an unknown member")
+		}
+		var v *string
+		if err := dec.Decode(&v); err != nil {
+			return Frame{}, decryptErr("frame member " + name + " is not a string")
+		}
+		if *dst != nil {
+			return Frame{}, headersErr("frame member " + name + " appears twice")
+		}
+		if v == nil {
+			v = new(string) // null is as missing as absent
+		}
+		*dst = v
 	}
-	if fj.IV == nil || *fj.IV == "" {
-		return Frame{}, &Error{Code: CodeHeaders, Reason: "frame has no iv"}
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('}') {
+		return Frame{}, decryptErr("frame is not a JSON object")
 	}
-	if fj.Fingerprint == nil || *fj.Fingerprint == "" {
-		return Frame{}, &Error{Code: CodeHeaders, Reason: "frame has no fingerprint"}
+	if _, err := dec.Token(); err != io.EOF {
+		return Frame{}, decryptErr("trailing data after the frame")
 	}
-	f := Frame{Fingerprint: *fj.Fingerprint}
+	switch {
+	case iv == nil || *iv == "":
+		return Frame{}, headersErr("frame has no iv")
+	case fp == nil || *fp == "":
+		return Frame{}, headersErr("frame has no fingerprint")
+	case msg == nil || *msg == "":
+		return Frame{}, headersErr("frame has no message")
+	}
+	f := Frame{Fingerprint: *fp}
 	if err := CheckFingerprint(f.Fingerprint); err != nil {
 		return Frame{}, err
 	}
-	iv, err := DecodeIV(*fj.IV)
-	if err != nil {
+	var err error
+	if f.IV, err = DecodeIV(*iv); err != nil {
 		return Frame{}, err
 	}
-	f.IV = iv
-	if fj.Message != nil {
-		if f.Message, err = DecodePayload([]byte(*fj.Message)); err != nil {
-			return Frame{}, err
-		}
+	if f.Message, err = DecodePayload([]byte(*msg)); err != nil {
+		return Frame{}, err
 	}
 	return f, nil
 }
@@ -111,18 +175,29 @@ func MarshalFrame(f Frame) []byte {
 		IV          string `json:"iv"`
 		Fingerprint string `json:"fingerprint"`
 		Message     string `json:"message"`
-	}{base64.StdEncoding.EncodeToString(f.IV), f.Fingerprint, base64.StdEncoding.EncodeToString(f.Message)})
+	}{EncodeIV(f.IV), f.Fingerprint, base64.StdEncoding.EncodeToString(f.Message)})
 	return b
 }
+
+// EncodeIV is the sec-iv or frame iv of iv.
+func EncodeIV(iv []byte) string { return base64.StdEncoding.EncodeToString(iv) }
 
 // DecodeIV decodes a sec-iv header or frame iv: standard base64 with padding
 // (RFC 4648 §4). Anything else is CodeHeaders.
 func DecodeIV(s string) ([]byte, error) {
 	iv, err := base64.StdEncoding.Strict().DecodeString(s)
 	if err != nil || len(iv) == 0 {
-		return nil, &Error{Code: CodeHeaders, Reason: "iv is not standard base64"}
+		return nil, headersErr("iv is not standard base64")
 	}
 	return iv, nil
+}
+
+// SealPayload is the body or frame message carrying ciphertext: standard
+// base64.
+func SealPayload(ciphertext []byte) []byte {
+	out := make([]byte, base64.StdEncoding.EncodedLen(len(ciphertext)))
+	base64.StdEncoding.Encode(out, ciphertext)
+	return out
 }
 
 // DecodePayload decodes an encrypted body or frame message: standard base64.
@@ -131,21 +206,16 @@ func DecodePayload(b []byte) ([]byte, error) {
 	out := make([]byte, base64.StdEncoding.DecodedLen(len(b)))
 	n, err := base64.StdEncoding.Strict().Decode(out, b)
 	if err != nil {
-		return nil, &Error{Code: CodeDecrypt, Reason: "payload is not standard base64"}
+		return nil, decryptErr("payload is not standard base64")
 	}
 	return out[:n], nil
 }
 
-// CheckFingerprint checks a sec-fingerprint value: 1 to MaxFingerprintSize
-// printable ASCII characters.
+// CheckFingerprint checks a sec-fingerprint value with service/key's rule
+// (the one fingerprint rule), as CodeHeaders.
 func CheckFingerprint(fp string) error {
-	if fp == "" || len(fp) > MaxFingerprintSize {
-		return &Error{Code: CodeHeaders, Reason: "fingerprint is empty or too long"}
-	}
-	for i := 0; i < len(fp); i++ {
-		if fp[i] < 0x21 || fp[i] > 0x7e {
-			return &Error{Code: CodeHeaders, Reason: "fingerprint has characters outside printable ASCII"}
-		}
+	if err := key.ValidateFingerprint(fp); err != nil {
+		return headersErr("fingerprint is malformed")
 	}
 	return nil
 }

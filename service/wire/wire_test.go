@@ -17,14 +17,29 @@ func TestParseFrame(t *testing.T) {
 	}{
 		{"good", `{"iv":"` + iv16 + `","fingerprint":"fp-1","message":"aGk="}`, Frame{IV: seq(16), Fingerprint: "fp-1", Message: []byte("hi")}, 0},
 		{"member order free", `{"message":"aGk=","fingerprint":"fp-1","iv":"` + iv16 + `"}`, Frame{IV: seq(16), Fingerprint: "fp-1", Message: []byte("hi")}, 0},
-		{"absent message is empty", `{"iv":"` + iv16 + `","fingerprint":"fp-1"}`, Frame{IV: seq(16), Fingerprint: "fp-1"}, 0},
+		{"member name escaped", `{"i\u0076":"` + iv16 + `","fingerprint":"fp-1","message":"aGk="}`, Frame{IV: seq(16), Fingerprint: "fp-1", Message: []byte("hi")}, 0},
+		// A frame without a message must never be forwarded as an empty
+		// payload (issue #11): it is a missing security field.
+		{"missing message", `{"iv":"` + iv16 + `","fingerprint":"fp-1"}`, Frame{}, CodeHeaders},
+		{"null message", `{"iv":"` + iv16 + `","fingerprint":"fp-1","message":null}`, Frame{}, CodeHeaders},
+		{"empty message", `{"iv":"` + iv16 + `","fingerprint":"fp-1","message":""}`, Frame{}, CodeHeaders},
+		// Duplicates and case variants: decoders disagree on which value
+		// wins (Go's takes the last and matches names case-insensitively),
+		// so the gateway and the client could read different frames.
+		{"duplicate iv", `{"iv":"` + iv16 + `","iv":"` + iv16 + `","fingerprint":"fp-1","message":"aGk="}`, Frame{}, CodeHeaders},
+		{"duplicate fingerprint", `{"iv":"` + iv16 + `","fingerprint":"fp-1","fingerprint":"fp-2","message":"aGk="}`, Frame{}, CodeHeaders},
+		{"duplicate message", `{"iv":"` + iv16 + `","fingerprint":"fp-1","message":"aGk=","message":"aGk="}`, Frame{}, CodeHeaders},
+		{"duplicate through an escape", `{"iv":"` + iv16 + `","i\u0076":"` + iv16 + `","fingerprint":"fp-1","message":"aGk="}`, Frame{}, CodeHeaders},
+		{"case variant IV", `{"IV":"` + iv16 + `","fingerprint":"fp-1","message":"aGk="}`, Frame{}, CodeHeaders},
+		{"case variant next to the real one", `{"iv":"` + iv16 + `","Message":"aGk=","fingerprint":"fp-1","message":"aGk="}`, Frame{}, CodeHeaders},
 		{"not JSON", `iv=abc`, Frame{}, CodeDecrypt},
 		{"JSON array", `[1,2]`, Frame{}, CodeDecrypt},
 		{"JSON null", `null`, Frame{}, CodeDecrypt},
 		{"JSON string", `"x"`, Frame{}, CodeDecrypt},
-		{"unknown member", `{"iv":"` + iv16 + `","fingerprint":"f","message":"","extra":1}`, Frame{}, CodeDecrypt},
-		{"mistyped member", `{"iv":16,"fingerprint":"f","message":""}`, Frame{}, CodeDecrypt},
-		{"trailing data", `{"iv":"` + iv16 + `","fingerprint":"f"} {}`, Frame{}, CodeDecrypt},
+		{"unknown member", `{"iv":"` + iv16 + `","fingerprint":"f","message":"aGk=","extra":1}`, Frame{}, CodeDecrypt},
+		{"mistyped member", `{"iv":16,"fingerprint":"f","message":"aGk="}`, Frame{}, CodeDecrypt},
+		{"trailing data", `{"iv":"` + iv16 + `","fingerprint":"f","message":"aGk="} {}`, Frame{}, CodeDecrypt},
+		{"unterminated", `{"iv":"` + iv16 + `","fingerprint":"f","message":"aGk="`, Frame{}, CodeDecrypt},
 		{"missing iv", `{"fingerprint":"f","message":"aGk="}`, Frame{}, CodeHeaders},
 		{"empty iv", `{"iv":"","fingerprint":"f","message":"aGk="}`, Frame{}, CodeHeaders},
 		{"missing fingerprint", `{"iv":"` + iv16 + `","message":"aGk="}`, Frame{}, CodeHeaders},
@@ -96,8 +111,8 @@ func FuzzParseFrame(f *testing.F) {
 			}
 			return
 		}
-		if len(fr.IV) == 0 || fr.Fingerprint == "" {
-			t.Fatalf("ParseFrame accepted a frame without iv or fingerprint: %q", data)
+		if len(fr.IV) == 0 || fr.Fingerprint == "" || len(fr.Message) == 0 {
+			t.Fatalf("ParseFrame accepted a frame without iv, fingerprint or message: %q", data)
 		}
 		again, err := ParseFrame(MarshalFrame(fr))
 		if err != nil || !bytes.Equal(again.IV, fr.IV) || again.Fingerprint != fr.Fingerprint || !bytes.Equal(again.Message, fr.Message) {

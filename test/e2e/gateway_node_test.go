@@ -13,7 +13,8 @@ import (
 
 // The plaintexts test/node/gateway-client.mjs sends, in order: one HTTP
 // order, then WebSocket messages (two on the header handshake, one on the
-// query-parameter handshake, then the close request).
+// query-parameter handshake, one on the Ionic seed handshake, then the close
+// request).
 const (
 	nodeOrder = `{"order":"node-1","items":["café crème","croissant ☕"],"total":7.5}`
 	nodeAuth  = "Bearer node-pos"
@@ -23,7 +24,8 @@ var nodeMessages = []string{
 	`{"ticket":"node-1","station":"grill"}`,
 	`{"ticket":"node-2","note":"sans oignons ☺"}`,
 	`{"ticket":"node-3","via":"query"}`,
-	"close-4001",
+	`{"ticket":"node-4","via":"ionic"}`,
+	`{"close":4001}`,
 }
 
 // TestGatewayNode runs test/node/gateway-client.mjs, an ALE client that

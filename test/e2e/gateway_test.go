@@ -336,7 +336,7 @@ func TestGatewayWebSocket(t *testing.T) {
 		t.Fatalf("kitchen got %q; bad frames must not reach it", msgs)
 	}
 	// A close from the kitchen passes through with its code.
-	send(frame("close-4001"))
+	send(frame(`{"close":4001}`))
 	_, _, err = c.Read(ctx)
 	if websocket.CloseStatus(err) != 4001 {
 		t.Fatalf("close status = %v (%v), want 4001", websocket.CloseStatus(err), err)
@@ -362,5 +362,50 @@ func TestAlectlHTTP(t *testing.T) {
 	_, errOut, code = harness.Run(t, "", env, alectl, "http", "POST", e.gate.URL+"/v1/orders", "--alias", "store-1", "--data", "x")
 	if code != 1 || !strings.Contains(errOut, "400 Bad Request") {
 		t.Fatalf("alectl http without authorization: exit %d, stderr %q; want exit 1 and the 400", code, errOut)
+	}
+}
+
+// TestGatewayHealth: alegate's own metrics port serves Prometheus metrics
+// with the alegate_ prefix, /healthz, and /readyz that follows alecryptd.
+func TestGatewayHealth(t *testing.T) {
+	e := startGateway(t)
+	base := strings.TrimSuffix(e.gate.MetricsURL, "/metrics")
+	if base == "" {
+		t.Fatal("alegate logged no metrics address")
+	}
+	get := func(path string) (int, string) {
+		t.Helper()
+		res, err := http.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		return res.StatusCode, string(b)
+	}
+	env := e.seal(t, "k-ctr", []byte(`{"order":1}`))
+	req, _ := http.NewRequest(http.MethodPost, e.gate.URL+"/orders", strings.NewReader(b64(env.Message)))
+	req.Header = http.Header{"Authorization": {"Bearer x"}, "Sec-Iv": {b64(env.Iv)}, "Sec-Fingerprint": {"k-ctr"}}
+	if res, err := http.DefaultClient.Do(req); err != nil {
+		t.Fatal(err)
+	} else {
+		res.Body.Close()
+	}
+	if code, body := get("/metrics"); code != 200 || !strings.Contains(body, `alegate_requests_total{kind="http",outcome="forwarded"} 1`) ||
+		strings.Contains(body, "k-ctr") {
+		t.Fatalf("/metrics: %d\n%s", code, body)
+	}
+	if code, _ := get("/healthz"); code != 200 {
+		t.Fatalf("/healthz = %d", code)
+	}
+	if code, body := get("/readyz"); code != 200 {
+		t.Fatalf("/readyz with alecryptd up = %d %s", code, body)
+	}
+	_ = e.crypto.Stop(t)
+	if code, _ := get("/readyz"); code != http.StatusServiceUnavailable {
+		t.Fatalf("/readyz with alecryptd down = %d, want 503", code)
+	}
+	if code, _ := get("/healthz"); code != 200 {
+		t.Fatalf("/healthz with alecryptd down = %d, want 200 (alegate itself is alive)", code)
 	}
 }

@@ -159,7 +159,7 @@ func StartAlegate(t testing.TB, upstream, cryptoURL string, args ...string) *Ser
 // StartAlegateEnv is StartAlegate with extra environment variables.
 func StartAlegateEnv(t testing.TB, upstream, cryptoURL string, env []string, args ...string) *Service {
 	t.Helper()
-	args = append([]string{"--listen", "127.0.0.1:0", "--upstream", upstream, "--crypto", cryptoURL}, args...)
+	args = append([]string{"--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--upstream", upstream, "--crypto", cryptoURL}, args...)
 	return StartProgram(t, "alegate", args, append([]string{"ALEGATE_LISTEN="}, env...), "alegate listening", false)
 }
 

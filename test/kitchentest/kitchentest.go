@@ -29,6 +29,7 @@ type Kitchen struct {
 
 	mu       sync.Mutex
 	requests []Request
+	upgrades []Request // WebSocket handshakes that reached the kitchen
 	messages []string
 	// Reply, when set, is the HTTP response body instead of the echo.
 	reply []byte
@@ -73,11 +74,19 @@ func (k *Kitchen) Messages() []string {
 	return append([]string(nil), k.messages...)
 }
 
-// Seen counts everything that reached the kitchen.
+// Upgrades returns the WebSocket handshakes that reached the kitchen.
+func (k *Kitchen) Upgrades() []Request {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return append([]Request(nil), k.upgrades...)
+}
+
+// Seen counts everything that reached the kitchen: requests, WebSocket
+// handshakes and messages.
 func (k *Kitchen) Seen() int {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	return len(k.requests) + len(k.messages)
+	return len(k.requests) + len(k.upgrades) + len(k.messages)
 }
 
 func (k *Kitchen) serve(w http.ResponseWriter, r *http.Request) {
@@ -100,6 +109,9 @@ func (k *Kitchen) serve(w http.ResponseWriter, r *http.Request) {
 }
 
 func (k *Kitchen) serveWS(w http.ResponseWriter, r *http.Request) {
+	k.mu.Lock()
+	k.upgrades = append(k.upgrades, Request{Method: r.Method, Path: r.URL.Path, RawQuery: r.URL.RawQuery, Header: r.Header.Clone()})
+	k.mu.Unlock()
 	c, err := websocket.Accept(w, r, nil)
 	if err != nil {
 		return
@@ -114,7 +126,7 @@ func (k *Kitchen) serveWS(w http.ResponseWriter, r *http.Request) {
 		k.mu.Lock()
 		k.messages = append(k.messages, string(data))
 		k.mu.Unlock()
-		if string(data) == "close-4001" {
+		if string(data) == "close-4001" || string(data) == `{"close":4001}` {
 			c.Close(4001, "kitchen says bye")
 			return
 		}

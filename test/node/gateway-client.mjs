@@ -12,10 +12,11 @@
 //
 // The kitchen behind the gateway must echo: HTTP bodies as they are,
 // WebSocket messages as "echo:" + message, and close with 4001 on
-// "close-4001" (test/kitchentest). The plaintexts below are fixed so that
+// {"close":4001} (test/kitchentest). The plaintexts below are fixed so that
 // test/e2e/gateway_node_test.go can check the kitchen got exactly them.
 // The secret and the derived key are never printed.
 
+import net from 'node:net';
 import WebSocket from 'ws';
 
 const subtle = globalThis.crypto.subtle;
@@ -37,8 +38,8 @@ function unb64(s) {
 
 const ORDER = '{"order":"node-1","items":["café crème","croissant ☕"],"total":7.5}';
 const TICKETS = ['{"ticket":"node-1","station":"grill"}', '{"ticket":"node-2","note":"sans oignons ☺"}',
-  '{"ticket":"node-3","via":"query"}'];
-const CLOSE_4001 = 'close-4001';
+  '{"ticket":"node-3","via":"query"}', '{"ticket":"node-4","via":"ionic"}'];
+const CLOSE_4001 = '{"close":4001}';
 
 // ---- ALE crypto with WebCrypto ----
 
@@ -153,6 +154,53 @@ function badHandshake(url, headers) {
         req.destroy();
       });
       res.on('error', reject);
+    });
+  });
+}
+
+// ionicSeed opens a WebSocket the way the Ionic web view of the protocol
+// page's example does, byte for byte: Origin "ionic", the ALE values as
+// headers, permessage-deflate offered. It speaks RFC 6455 over a raw socket
+// (no library that might tidy the handshake), sends one text frame and
+// resolves to the first text frame the gateway answers with.
+function ionicSeed(base, headers, text) {
+  const u = new URL(base);
+  const lines = [`GET /node/kds HTTP/1.1`, `Host: ${u.host}`, 'Connection: Upgrade', 'Upgrade: websocket',
+    'Origin: ionic', 'Sec-WebSocket-Version: 13', `Sec-WebSocket-Key: ${b64(randomBytes(16))}`,
+    'Sec-WebSocket-Extensions: permessage-deflate', ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`)];
+  return new Promise((resolve, reject) => {
+    const sock = net.connect(Number(u.port), u.hostname);
+    const timer = setTimeout(() => { sock.destroy(); reject(new Error(`nothing within ${TIMEOUT_MS} ms`)); }, TIMEOUT_MS);
+    const done = (err, v) => { clearTimeout(timer); sock.end(); if (err) reject(err); else resolve(v); };
+    let buf = Buffer.alloc(0);
+    let upgraded = false;
+    sock.on('error', (err) => done(err));
+    sock.on('connect', () => sock.write(lines.join('\r\n') + '\r\n\r\n'));
+    sock.on('data', (chunk) => {
+      buf = Buffer.concat([buf, chunk]);
+      if (!upgraded) {
+        const end = buf.indexOf('\r\n\r\n');
+        if (end < 0) return;
+        const head = buf.subarray(0, end).toString('latin1');
+        buf = buf.subarray(end + 4);
+        if (!head.startsWith('HTTP/1.1 101')) return done(new Error(`handshake answered ${head.split('\r\n')[0]}`));
+        if (/^sec-websocket-extensions:/im.test(head)) return done(new Error('gateway negotiated an extension'));
+        upgraded = true;
+        // One masked text frame (RFC 6455 §5.2); payloads here are < 64 KiB.
+        const payload = Buffer.from(text, 'utf8');
+        const mask = Buffer.from(randomBytes(4));
+        const len = payload.length < 126 ? Buffer.from([0x81, 0x80 | payload.length])
+          : Buffer.from([0x81, 0x80 | 126, payload.length >> 8, payload.length & 0xff]);
+        sock.write(Buffer.concat([len, mask, payload.map((b, i) => b ^ mask[i % 4])]));
+      }
+      // Server frames are unmasked; take the first complete text frame.
+      if (buf.length < 2) return;
+      let n = buf[1] & 0x7f;
+      let off = 2;
+      if (n === 126) { if (buf.length < 4) return; n = buf.readUInt16BE(2); off = 4; }
+      if (buf.length < off + n) return;
+      if ((buf[0] & 0x0f) !== 1) return done(new Error(`first frame has opcode ${buf[0] & 0x0f}`));
+      done(null, buf.subarray(off, off + n).toString('utf8'));
     });
   });
 }
@@ -300,6 +348,18 @@ async function run() {
       { authorization, 'sec-iv': b64(randomBytes(16)), 'sec-fingerprint': 'node-unknown-fingerprint' });
     return expectResponse(res.status, res.body, 400, ALE_DECRYPT)
       ?? (res.contentType === 'application/json' ? null : `content-type ${res.contentType}`);
+  });
+
+  await check('WS Ionic web view: the seed handshake (Origin: ionic) opens with default flags and round-trips', async () => {
+    const got = await openFrame(await ionicSeed(base,
+      { authorization, 'sec-iv': b64(randomBytes(16)), 'sec-fingerprint': fp }, await frame(TICKETS[3])));
+    return got === `echo:${TICKETS[3]}` ? null : `got ${JSON.stringify(got)}`;
+  });
+
+  await check('WS handshake from a web page origin not allowed → HTTP 403', async () => {
+    const res = await badHandshake(`${wsBase}/node/kds`,
+      { authorization, 'sec-iv': b64(randomBytes(16)), 'sec-fingerprint': fp, origin: 'https://evil.example' });
+    return res.status === 403 ? null : `got ${res.status} ${res.body}`;
   });
 
   await check('WS the kitchen\'s close code 4001 reaches the client', async () => {
