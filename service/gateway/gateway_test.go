@@ -55,8 +55,12 @@ func record(fp string, state key.State) key.Record {
 // alecryptd (Internal, no ALE detail).
 type policy struct{}
 
-func (policy) Authorize(_ context.Context, _ engine.Op, k *keyring.Key) error {
-	switch k.Fingerprint() {
+func (policy) Authorize(_ context.Context, _ engine.Op, ref engine.Ref, k *keyring.Key) error {
+	fp := ref.Fingerprint
+	if k != nil {
+		fp = k.Fingerprint()
+	}
+	switch fp {
 	case "k-denied":
 		return fmt.Errorf("%w: not for the gateway", engine.ErrPermissionDenied)
 	case "k-broken":
@@ -64,6 +68,8 @@ func (policy) Authorize(_ context.Context, _ engine.Op, k *keyring.Key) error {
 	}
 	return nil
 }
+func (policy) AuthorizeOp(context.Context, engine.Op) error { return nil }
+
 func (policy) DefaultAlias(context.Context) string { return "" }
 
 type syncBuffer struct {

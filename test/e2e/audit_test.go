@@ -43,16 +43,6 @@ func auditLines(t *testing.T, path string) []map[string]any {
 	return out
 }
 
-func readyz(t *testing.T, svc *harness.Service) int {
-	t.Helper()
-	res, err := http.Get(strings.TrimSuffix(svc.MetricsURL, "/metrics") + "/readyz")
-	if err != nil {
-		t.Fatal(err)
-	}
-	res.Body.Close()
-	return res.StatusCode
-}
-
 // TestAuditFullDiskRecovers runs alecryptd with its audit trail on a real,
 // small tmpfs and fills it with calls: the trail holds only whole lines,
 // health turns NOT_SERVING, and once space is freed health returns to
@@ -98,7 +88,7 @@ func TestAuditFullDiskRecovers(t *testing.T) {
 	for range 3 { // calls go on while the trail is full; their entries wait
 		call()
 	}
-	if code := readyz(t, svc); code != http.StatusServiceUnavailable {
+	if code, _ := readyz(t, svc); code != http.StatusServiceUnavailable {
 		t.Fatalf("/readyz with a full audit disk = %d, want 503", code)
 	}
 
@@ -107,7 +97,7 @@ func TestAuditFullDiskRecovers(t *testing.T) {
 	}
 	// No call from here on: the probe alone must bring health back.
 	waitFor(t, "health to recover without a call", func() bool { return health(t, svc.URL) == "SERVING_STATUS_SERVING" })
-	if code := readyz(t, svc); code != http.StatusOK {
+	if code, _ := readyz(t, svc); code != http.StatusOK {
 		t.Fatalf("/readyz after space returned = %d, want 200", code)
 	}
 	lines := auditLines(t, path)
