@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"log/slog"
 	"time"
 
@@ -13,7 +12,8 @@ import (
 )
 
 // RequestIDHeader carries the request id in and out; a caller's id is kept
-// (so a gateway's id follows the request), otherwise one is generated.
+// (so a gateway's id follows the request), otherwise one is generated. The
+// guard assigns it and sets the response header, so refusals carry it too.
 const RequestIDHeader = "X-Request-Id"
 
 type requestIDKey struct{}
@@ -33,7 +33,7 @@ func requestID(h interface{ Get(string) string }) string {
 	return hex.EncodeToString(b[:])
 }
 
-// logInterceptor assigns request ids and logs one line per call: procedure,
+// logInterceptor logs one line per call: procedure,
 // protocol, code, duration and, on failure, the server-side cause. It never
 // logs messages, so neither plaintext nor ciphertext reaches the log.
 type logInterceptor struct {
@@ -47,15 +47,10 @@ func (l *logInterceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 		if req.Spec().IsClient {
 			return next(ctx, req)
 		}
-		id := requestID(req.Header())
-		ctx = context.WithValue(ctx, requestIDKey{}, id)
+		markHandled(ctx)
+		id := RequestID(ctx)
 		start := time.Now()
 		res, err := next(ctx, req)
-		if res != nil {
-			res.Header().Set(RequestIDHeader, id)
-		} else if ce := new(connect.Error); errors.As(err, &ce) {
-			ce.Meta().Set(RequestIDHeader, id)
-		}
 		l.done(ctx, id, req.Spec().Procedure, req.Peer().Protocol, start, err)
 		return res, err
 	}
@@ -67,9 +62,8 @@ func (l *logInterceptor) WrapStreamingClient(next connect.StreamingClientFunc) c
 
 func (l *logInterceptor) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
 	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
-		id := requestID(conn.RequestHeader())
-		ctx = context.WithValue(ctx, requestIDKey{}, id)
-		conn.ResponseHeader().Set(RequestIDHeader, id)
+		markHandled(ctx)
+		id := RequestID(ctx)
 		start := time.Now()
 		err := next(ctx, conn)
 		l.done(ctx, id, conn.Spec().Procedure, conn.Peer().Protocol, start, err)

@@ -103,8 +103,8 @@ func Authenticate(state *tls.ConnectionState, authorization string, tokens Token
 
 // Middleware authenticates every request and records the outcome in its
 // context: the caller, or the reason it failed. It rejects nothing itself,
-// so each protocol can answer in its own terms (the Connect interceptor in
-// package api turns a failure into Unauthenticated).
+// so each protocol can answer in its own terms (package api refuses at the
+// HTTP layer, in the caller's protocol, before reading the body).
 func Middleware(next http.Handler, tokens TokenVerifier) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c, ok, err := Authenticate(r.TLS, r.Header.Get("Authorization"), tokens)
