@@ -263,7 +263,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	handler := api.NewHandler(eng, ring, api.Options{MaxRequestBytes: cfg.MaxRequestBytes, Logger: log, Metrics: reg,
 		TracerProvider: tr.Provider, Propagator: tr.Propagator,
-		RequireAuth: pol != nil, Audit: auditLog, Health: health,
+		RequireAuth: authn.Required(pol != nil, cfg.ClientCA != ""), Audit: auditLog, Health: health,
 		MaxInflightBytes: cfg.MaxInflightBytes, ReadTimeout: cfg.ReadTimeout,
 		// SIGTERM ends idle streams, so Shutdown is not kept waiting on them.
 		Stopping: ctx})
@@ -289,7 +289,10 @@ func run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	} else if !isLoopback(ln.Addr()) {
 		log.Warn("listening beyond loopback without TLS (--insecure-listen); traffic and callers' tokens cross the network in the clear", "addr", ln.Addr().String())
 	}
-	if pol == nil {
+	switch {
+	case pol == nil && cfg.ClientCA != "":
+		log.Warn("no --policy: every caller with a client certificate from --client-ca may use every key")
+	case pol == nil:
 		log.Warn("no --policy: every caller that can reach this port may use every key")
 	}
 	errc := make(chan error, 2)

@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"context"
+	"io"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -12,6 +14,45 @@ import (
 	"github.com/alecrypt/alecrypt/service/client"
 	"github.com/alecrypt/alecrypt/test/harness"
 )
+
+// TestClientCAWithoutPolicyRequiresCertificate: --client-ca alone (no
+// --policy) means callers must present a verified client certificate, over
+// Connect and gRPC; health stays open for probes without one.
+func TestClientCAWithoutPolicyRequiresCertificate(t *testing.T) {
+	pki := harness.NewPKI(t)
+	cert, key := pki.Server(t, "alecryptd")
+	svc := harness.StartAlecryptd(t, harness.StartOptions{Args: []string{"--tls-cert", cert, "--tls-key", key, "--client-ca", pki.CAFile}})
+	clientCert, clientKey := pki.Client(t, "pos", "spiffe://alecrypt/pos/store-1")
+	for _, grpc := range []bool{false, true} {
+		anon, err := client.New(client.Config{URL: svc.URL, GRPC: grpc, CAFile: pki.CAFile})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := encryptWith(anon, "", "x"); connect.CodeOf(err) != connect.CodeUnauthenticated {
+			t.Fatalf("grpc=%v: no client certificate: err = %v, want unauthenticated", grpc, err)
+		}
+		withCert, err := client.New(client.Config{URL: svc.URL, GRPC: grpc, CAFile: pki.CAFile, CertFile: clientCert, KeyFile: clientKey})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := encryptWith(withCert, "", "x"); err != nil {
+			t.Fatalf("grpc=%v: with a client certificate: %v", grpc, err)
+		}
+	}
+	anon, err := client.New(client.Config{URL: svc.URL, CAFile: pki.CAFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := anon.HTTP.Post(svc.URL+"/grpc.health.v1.Health/Check", "application/json", strings.NewReader("{}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != 200 || string(body) != `{"status":"SERVING_STATUS_SERVING"}` {
+		t.Fatalf("health without a client certificate = %d %s, want SERVING", res.StatusCode, body)
+	}
+}
 
 // TestSIGTERMEndsIdleStreams: a real alecryptd with an idle Stream open (as
 // every gateway WebSocket holds one) exits 0 on SIGTERM without waiting for
