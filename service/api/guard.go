@@ -32,11 +32,14 @@ const (
 )
 
 // MemoryPerRequestByte is what a call is charged against the in-flight
-// budget per byte of its request message. Measured on a 4 MiB Encrypt
-// (BENCHMARKS.md, "Memory under load"): connect-go's read buffer (grown by
-// doubling), the decoded message, the result and the marshalled response
-// each hold about the request's size while the call runs.
-const MemoryPerRequestByte = 4
+// budget per byte of its request message: the heap a 4 MiB Encrypt was
+// measured to hold (BENCHMARKS.md, "Memory under load": about 5.3x, rounded
+// up). connect-go's read buffer (grown by doubling, then pooled), the
+// decoded message, the result and the marshalled response (pooled too) each
+// hold about the request's size or twice it while the call runs. The budget
+// is then the live heap of calls; with GOGC=100 the process's RSS stays
+// within about twice it.
+const MemoryPerRequestByte = 6
 
 // envelopePrefix is the 5-byte frame header of gRPC, gRPC-Web and Connect
 // streaming messages: flags, then the length (big-endian uint32).
