@@ -33,9 +33,11 @@ func requestID(h interface{ Get(string) string }) string {
 	return hex.EncodeToString(b[:])
 }
 
-// logInterceptor logs one line per call: procedure,
-// protocol, code, duration and, on failure, the server-side cause. It never
-// logs messages, so neither plaintext nor ciphertext reaches the log.
+// logInterceptor logs one line per call: procedure, protocol, code,
+// duration and, on failure, the server-side cause. It never logs messages,
+// so neither plaintext nor ciphertext reaches the log. Being the outermost
+// of ours, it also tells the guard's observer that the interceptors own the
+// call (markHandled).
 type logInterceptor struct {
 	log *slog.Logger
 }
