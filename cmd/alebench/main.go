@@ -9,6 +9,8 @@
 //	alebench genkeys --n 10000 --out FILE     write an embedded keystore of N fresh keys
 //	alebench startup --alecryptd BIN --keystore FILE
 //	                                          time alecryptd's start on a keystore and read its RSS
+//	alebench memory --alecrypt-pid PID [--token T]
+//	                                          500 concurrent 4 MiB Encrypts: alecryptd's RSS and health
 //
 // test/bench/run.sh starts both servers and runs the sweep with one command;
 // BENCHMARKS.md explains the method and the results.
@@ -45,6 +47,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		var cfg genkeysConfig
 		if cfg, err = parseGenkeys(args[1:], stderr); err == nil {
 			err = genkeys(cfg, stdout)
+		}
+	case len(args) > 0 && args[0] == "memory":
+		var cfg memoryConfig
+		if cfg, err = parseMemory(args[1:], getenv, stderr); err == nil {
+			err = measureMemory(ctx, cfg, stdout)
 		}
 	case len(args) > 0 && args[0] == "startup":
 		var cfg startupConfig
@@ -133,7 +140,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	fs := flag.NewFlagSet("alebench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprint(stderr, "usage: alebench [flags]\n       alebench genkeys -h\n       alebench startup -h\n\nflags:\n")
+		fmt.Fprint(stderr, "usage: alebench [flags]\n       alebench genkeys -h\n       alebench startup -h\n       alebench memory -h\n\nflags:\n")
 		fs.PrintDefaults()
 	}
 	var c Config

@@ -63,6 +63,10 @@ type Config struct {
 	// removal guard (keystore.WithRemovalGuard).
 	MaxRemovalShare     float64
 	RemovalConfirmAfter time.Duration
+	// MaxInflightBytes and ReadTimeout bound what requests may hold; see
+	// api.Options.
+	MaxInflightBytes int64
+	ReadTimeout      time.Duration
 }
 
 // VaultConfig is the Vault keystore's part of Config. Address, CA, token and
@@ -79,6 +83,14 @@ const keystoreVault = "vault"
 func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	fs := flag.NewFlagSet("alecryptd", flag.ContinueOnError)
 	var c Config
+	inflight := int64(api.DefaultMaxInflightBytes)
+	if v := getenv("ALECRYPT_MAX_INFLIGHT_BYTES"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return Config{}, fmt.Errorf("ALECRYPT_MAX_INFLIGHT_BYTES=%q is not a number of bytes", v)
+		}
+		inflight = n
+	}
 	fs.StringVar(&c.Listen, "listen", envOr(getenv, "ALECRYPT_LISTEN", "127.0.0.1:8080"), "address to serve Connect, gRPC and gRPC-Web on (env ALECRYPT_LISTEN)")
 	fs.StringVar(&c.Keystore, "keystore", envOr(getenv, "ALECRYPT_KEYSTORE", "./alecrypt-data/keystore.json"), "embedded keystore file (created with one fresh key if missing), or \"vault\" (env ALECRYPT_KEYSTORE)")
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate for the API listener (with --tls-key); re-read when it changes")
@@ -98,6 +110,8 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	fs.StringVar(&c.Vault.Auth.ServiceAccountTokenFile, "vault-k8s-token-file", "", "service account token file (default: the in-pod path)")
 	fs.DurationVar(&c.Refresh, "refresh", 0, "how often to reload the keystore; 0 means 2s for a file, 30s for Vault (SIGHUP reloads at once)")
 	fs.IntVar(&c.MaxRequestBytes, "max-request-bytes", api.DefaultMaxRequestBytes, "largest request message accepted; larger ones get ResourceExhausted")
+	fs.Int64Var(&c.MaxInflightBytes, "max-inflight-bytes", inflight, "memory budget of calls in progress: each is charged 6x its request size, the heap it holds (per message for streams), before its body is read; calls over it get ResourceExhausted at once (env ALECRYPT_MAX_INFLIGHT_BYTES)")
+	fs.DurationVar(&c.ReadTimeout, "read-timeout", api.DefaultReadTimeout, "a unary request body, or one stream message once started, must arrive within this; idle streams may wait between messages")
 	fs.StringVar(&c.DefaultAlias, "default-alias", envOr(getenv, "ALECRYPT_DEFAULT_ALIAS", engine.DefaultAlias), "alias used when a request names no key (env ALECRYPT_DEFAULT_ALIAS)")
 	fs.StringVar(&c.LogFormat, "log-format", "json", "log format: json or text")
 	fs.TextVar(&c.LogLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn or error")
@@ -128,6 +142,11 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 		return Config{}, fmt.Errorf("--log-format must be json or text, got %q", c.LogFormat)
 	case c.Refresh < 0:
 		return Config{}, errors.New("--refresh must not be negative")
+	case c.ReadTimeout <= 0:
+		return Config{}, errors.New("--read-timeout must be positive")
+	}
+	if err := api.CheckLimits(c.MaxRequestBytes, c.MaxInflightBytes); err != nil {
+		return Config{}, err
 	}
 	if c.Refresh == 0 {
 		c.Refresh = 2 * time.Second
@@ -278,7 +297,10 @@ func run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	handler := api.NewHandler(eng, ring, api.Options{MaxRequestBytes: cfg.MaxRequestBytes, Logger: log, Metrics: reg,
 		TracerProvider: tr.Provider, Propagator: tr.Propagator,
-		RequireAuth: pol != nil, Audit: auditLog, Health: health})
+		RequireAuth: authn.Required(pol != nil, cfg.ClientCA != ""), Audit: auditLog, Health: health,
+		MaxInflightBytes: cfg.MaxInflightBytes, ReadTimeout: cfg.ReadTimeout,
+		// SIGTERM ends idle streams, so Shutdown is not kept waiting on them.
+		Stopping: ctx})
 	if auditLog != nil {
 		metrics.RegisterAudit(reg, auditLog)
 	}
@@ -301,7 +323,10 @@ func run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	} else if !isLoopback(ln.Addr()) {
 		log.Warn("listening beyond loopback without TLS (--insecure-listen); traffic and callers' tokens cross the network in the clear", "addr", ln.Addr().String())
 	}
-	if pol == nil {
+	switch {
+	case pol == nil && cfg.ClientCA != "":
+		log.Warn("no --policy: every caller with a client certificate from --client-ca may use every key")
+	case pol == nil:
 		log.Warn("no --policy: every caller that can reach this port may use every key")
 	}
 	errc := make(chan error, 2)

@@ -21,6 +21,21 @@ const (
 	ALEDecryptMessage = wire.MessageDecrypt
 )
 
+// Refusals of the HTTP layer (guard.go), before connect-go reads a body.
+var (
+	errOverBudget   = errors.New("request bytes in flight would exceed --max-inflight-bytes")
+	errTooLarge     = errors.New("request message over --max-request-bytes")
+	errReadTimeout  = errors.New("request body read timed out")
+	errShuttingDown = errors.New("shutting down")
+)
+
+// authFailure is a caller that did not authenticate: its cause is authn's
+// error, whose message is safe to show (it names no credential).
+type authFailure struct{ cause error }
+
+func (a authFailure) Error() string { return a.cause.Error() }
+func (a authFailure) Unwrap() error { return a.cause }
+
 // toConnectError is the one place where domain errors become wire errors.
 // The client gets a fixed message per case plus the ALE ErrorDetail; the
 // full error (which may name fingerprints and fields, never keys or
@@ -32,10 +47,22 @@ func toConnectError(err error) *connect.Error {
 		aleCode int32
 		fe      *engine.FieldError
 		ce      *connect.Error
+		af      authFailure
 	)
 	switch {
 	case errors.As(err, &ce):
 		return ce
+	case errors.As(err, &af):
+		// The authn messages say what to present and carry no credential.
+		return connect.NewError(connect.CodeUnauthenticated, errPublic{af.cause.Error(), err})
+	case errors.Is(err, errOverBudget):
+		return connect.NewError(connect.CodeResourceExhausted, errPublic{"server busy: too many request bytes in flight; retry later", err})
+	case errors.Is(err, errTooLarge):
+		return connect.NewError(connect.CodeResourceExhausted, errPublic{"request message is larger than the server's limit", err})
+	case errors.Is(err, errReadTimeout):
+		return connect.NewError(connect.CodeDeadlineExceeded, errPublic{"request body did not arrive within the server's read timeout", err})
+	case errors.Is(err, errShuttingDown):
+		return connect.NewError(connect.CodeUnavailable, errPublic{"server shutting down; reconnect", err})
 	case errors.As(err, &fe):
 		// Field errors name the field and what is wrong with it: useful
 		// to the caller and free of secrets.

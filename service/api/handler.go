@@ -10,8 +10,10 @@
 package api
 
 import (
+	"context"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"connectrpc.com/connect"
 	"connectrpc.com/grpchealth"
@@ -44,10 +46,23 @@ type Options struct {
 	// continue the trace their caller propagated.
 	TracerProvider trace.TracerProvider
 	Propagator     propagation.TextMapPropagator
-	// RequireAuth refuses calls without an authenticated caller
-	// (Unauthenticated); set it whenever a policy is configured. Callers are
-	// established by authn.Middleware around the returned handler.
+	// RequireAuth refuses ale.v1 calls without an authenticated caller
+	// (Unauthenticated) before their body is read; see authn.Required.
+	// Callers are established by authn.Middleware around the returned
+	// handler; a credential that failed is refused whatever this says.
 	RequireAuth bool
+	// MaxInflightBytes bounds the memory calls in progress may hold: each is
+	// charged MemoryPerRequestByte per request byte (per message for
+	// streams) before its body is read, and refused with ResourceExhausted
+	// when the charge does not fit. Zero means DefaultMaxInflightBytes.
+	MaxInflightBytes int64
+	// ReadTimeout bounds how long a unary request body, or one stream
+	// message once its first byte arrived, may take to arrive. Zero means
+	// DefaultReadTimeout.
+	ReadTimeout time.Duration
+	// Stopping, when done, ends every open stream at its next idle point
+	// with Unavailable, so a graceful shutdown does not wait on idle streams.
+	Stopping context.Context
 	// Audit, when set, gets one entry per operation.
 	Audit *audit.Log
 	// Health is the grpc.health.v1 checker to serve; nil means all
@@ -79,6 +94,12 @@ func NewHandler(eng *engine.Engine, ring *keyring.Ring, opts Options) http.Handl
 	if opts.MaxRequestBytes == 0 {
 		opts.MaxRequestBytes = DefaultMaxRequestBytes
 	}
+	if opts.MaxInflightBytes == 0 {
+		opts.MaxInflightBytes = DefaultMaxInflightBytes
+	}
+	if opts.ReadTimeout == 0 {
+		opts.ReadTimeout = DefaultReadTimeout
+	}
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -96,14 +117,14 @@ func NewHandler(eng *engine.Engine, ring *keyring.Ring, opts Options) http.Handl
 		}
 		interceptors = append(interceptors, otel)
 	}
-	interceptors = append(interceptors, newLogInterceptor(log))
+	obs := &observer{log: newLogInterceptor(log), audit: opts.Audit}
+	interceptors = append(interceptors, obs.log)
 	if opts.Audit != nil {
-		// Outside authentication, so refused calls are audited too.
 		interceptors = append(interceptors, auditInterceptor{log: opts.Audit})
 	}
-	interceptors = append(interceptors, authInterceptor{required: opts.RequireAuth})
 	if opts.Metrics != nil {
-		interceptors = append(interceptors, newRPCMetrics(opts.Metrics))
+		obs.metrics = newRPCMetrics(opts.Metrics)
+		interceptors = append(interceptors, obs.metrics)
 	}
 	interceptors = append(interceptors, opts.Interceptors...)
 	handlerOpts := []connect.HandlerOption{
@@ -120,9 +141,6 @@ func NewHandler(eng *engine.Engine, ring *keyring.Ring, opts Options) http.Handl
 	if health == nil {
 		health = NewHealth()
 	}
-	// Health and reflection carry no key information and are served
-	// without authentication, so probes and operators' grpcurl work.
-	mux.Handle(grpchealth.NewHandler(health))
 	// grpcurl lists only what the reflector names, so the health and
 	// reflection services are named too.
 	reflector := grpcreflect.NewStaticReflector(
@@ -132,7 +150,24 @@ func NewHandler(eng *engine.Engine, ring *keyring.Ring, opts Options) http.Handl
 		grpcreflect.ReflectV1ServiceName,
 		grpcreflect.ReflectV1AlphaServiceName,
 	)
-	mux.Handle(grpcreflect.NewHandlerV1(reflector))
-	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
-	return mux
+	// Health and reflection carry no key information and are served
+	// without authentication, so probes and operators' grpcurl work.
+	mountProbes(mux, health, reflector)
+	g := &guard{
+		next:        mux,
+		errw:        connect.NewErrorWriter(),
+		requireAuth: opts.RequireAuth,
+		budget:      budget{max: opts.MaxInflightBytes},
+		maxMessage:  int64(opts.MaxRequestBytes),
+		readTimeout: opts.ReadTimeout,
+		obs:         obs,
+		streams:     map[*bodyReader]struct{}{},
+	}
+	if opts.Metrics != nil {
+		registerBudget(opts.Metrics, &g.budget)
+	}
+	if opts.Stopping != nil {
+		context.AfterFunc(opts.Stopping, g.drainAll)
+	}
+	return g
 }

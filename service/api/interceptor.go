@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"log/slog"
 	"strings"
 	"time"
@@ -19,6 +18,9 @@ import (
 // carry (reuse another's, or make them collide). The id the caller sent, if
 // any, is kept apart as its caller request id, for correlation with the
 // caller's own logs.
+//
+// The guard assigns both ids before anything else is done with a call and
+// sets the response header, so refusals carry ours too.
 const RequestIDHeader = "X-Request-Id"
 
 type requestIDKey struct{}
@@ -38,8 +40,8 @@ func CallerRequestID(ctx context.Context) string {
 	return ids.caller
 }
 
-// withRequestIDs gives the call our fresh id and notes the caller's.
-func withRequestIDs(ctx context.Context, h interface{ Get(string) string }) (context.Context, string) {
+// newRequestIDs makes the call's fresh id of ours and notes the caller's.
+func newRequestIDs(h interface{ Get(string) string }) requestIDs {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	ids := requestIDs{ours: hex.EncodeToString(b[:])}
@@ -48,12 +50,14 @@ func withRequestIDs(ctx context.Context, h interface{ Get(string) string }) (con
 	if c := h.Get(RequestIDHeader); c != "" && len(c) <= 128 && !strings.ContainsFunc(c, func(r rune) bool { return r < 0x20 || r > 0x7e }) {
 		ids.caller = c
 	}
-	return context.WithValue(ctx, requestIDKey{}, ids), ids.ours
+	return ids
 }
 
-// logInterceptor assigns request ids and logs one line per call: procedure,
-// protocol, code, duration and, on failure, the server-side cause. It never
-// logs messages, so neither plaintext nor ciphertext reaches the log.
+// logInterceptor logs one line per call: procedure, protocol, code,
+// duration and, on failure, the server-side cause. It never logs messages,
+// so neither plaintext nor ciphertext reaches the log. Being the outermost
+// of ours, it also tells the guard's observer that the interceptors own the
+// call (markHandled).
 type logInterceptor struct {
 	log *slog.Logger
 }
@@ -65,14 +69,10 @@ func (l *logInterceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 		if req.Spec().IsClient {
 			return next(ctx, req)
 		}
-		ctx, id := withRequestIDs(ctx, req.Header())
+		markHandled(ctx)
+		id := RequestID(ctx)
 		start := time.Now()
 		res, err := next(ctx, req)
-		if res != nil {
-			res.Header().Set(RequestIDHeader, id)
-		} else if ce := new(connect.Error); errors.As(err, &ce) {
-			ce.Meta().Set(RequestIDHeader, id)
-		}
 		l.done(ctx, id, req.Spec().Procedure, req.Peer().Protocol, start, err)
 		return res, err
 	}
@@ -84,8 +84,8 @@ func (l *logInterceptor) WrapStreamingClient(next connect.StreamingClientFunc) c
 
 func (l *logInterceptor) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
 	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
-		ctx, id := withRequestIDs(ctx, conn.RequestHeader())
-		conn.ResponseHeader().Set(RequestIDHeader, id)
+		markHandled(ctx)
+		id := RequestID(ctx)
 		start := time.Now()
 		err := next(ctx, conn)
 		l.done(ctx, id, conn.Spec().Procedure, conn.Peer().Protocol, start, err)

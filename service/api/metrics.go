@@ -110,3 +110,18 @@ func (c *countingConn) Send(msg any) error {
 	}
 	return err
 }
+
+// registerBudget exposes the in-flight budget, so a refusal rate can be read
+// against how full it was.
+func registerBudget(reg prometheus.Registerer, b *budget) {
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "alecrypt_inflight_bytes",
+			Help: "Bytes charged against --max-inflight-bytes by calls in progress.",
+		}, func() float64 { return float64(b.used.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "alecrypt_inflight_bytes_limit",
+			Help: "--max-inflight-bytes: calls that would take alecrypt_inflight_bytes over it get ResourceExhausted.",
+		}, func() float64 { return float64(b.max) }),
+	)
+}

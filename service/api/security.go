@@ -14,48 +14,6 @@ import (
 	"github.com/alecrypt/alecrypt/service/authn"
 )
 
-// authInterceptor turns the outcome of authn.Middleware into Connect terms:
-// a credential that failed, or (when required) no credential at all, is
-// Unauthenticated before any handler runs.
-type authInterceptor struct {
-	required bool
-}
-
-func (a authInterceptor) check(ctx context.Context) error {
-	if err := authn.ErrorFromContext(ctx); err != nil {
-		return connect.NewError(connect.CodeUnauthenticated, err)
-	}
-	if _, ok := authn.FromContext(ctx); !ok && a.required {
-		return connect.NewError(connect.CodeUnauthenticated, authn.ErrUnauthenticated)
-	}
-	return nil
-}
-
-func (a authInterceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
-	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-		if req.Spec().IsClient {
-			return next(ctx, req)
-		}
-		if err := a.check(ctx); err != nil {
-			return nil, err
-		}
-		return next(ctx, req)
-	}
-}
-
-func (a authInterceptor) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
-	return next
-}
-
-func (a authInterceptor) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
-	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
-		if err := a.check(ctx); err != nil {
-			return err
-		}
-		return next(ctx, conn)
-	}
-}
-
 // auditInterceptor writes one audit entry per operation: per unary or batch
 // call, and per item of the bidirectional stream. It reads fingerprints,
 // outcomes and sizes from the messages; it never copies payload bytes.

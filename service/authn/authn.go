@@ -101,10 +101,19 @@ func Authenticate(state *tls.ConnectionState, authorization string, tokens Token
 	return Caller{Identity: id, Method: MethodToken}, true, nil
 }
 
+// Required reports whether every caller must authenticate. A policy names
+// who may call; a client CA says the operator expects callers to prove who
+// they are with a certificate, so a caller without one must not be served as
+// if no one had asked (without a policy, no token maps to an identity, so
+// only verified certificates get through). The TLS handshake itself accepts
+// clients without a certificate, so probes reach health on the same port and
+// callers get a proper Unauthenticated error rather than a failed handshake.
+func Required(hasPolicy, hasClientCA bool) bool { return hasPolicy || hasClientCA }
+
 // Middleware authenticates every request and records the outcome in its
 // context: the caller, or the reason it failed. It rejects nothing itself,
-// so each protocol can answer in its own terms (the Connect interceptor in
-// package api turns a failure into Unauthenticated).
+// so each protocol can answer in its own terms (package api refuses at the
+// HTTP layer, in the caller's protocol, before reading the body).
 func Middleware(next http.Handler, tokens TokenVerifier) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c, ok, err := Authenticate(r.TLS, r.Header.Get("Authorization"), tokens)

@@ -1,0 +1,404 @@
+package api
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"connectrpc.com/connect"
+	"connectrpc.com/grpchealth"
+	"connectrpc.com/grpcreflect"
+
+	"github.com/alecrypt/alecrypt/gen/ale/v1/alev1connect"
+	"github.com/alecrypt/alecrypt/service/authn"
+)
+
+// Defaults of the HTTP layer's limits.
+const (
+	// DefaultMaxInflightBytes bounds the memory that calls in progress may
+	// hold (see MemoryPerRequestByte).
+	DefaultMaxInflightBytes = 256 << 20
+	// DefaultReadTimeout bounds how long a unary request body, or one stream
+	// message once its first byte arrived, may take to arrive.
+	DefaultReadTimeout = 30 * time.Second
+)
+
+// MemoryPerRequestByte is what a call is charged against the in-flight
+// budget per byte of its request message: the heap a 4 MiB Encrypt was
+// measured to hold (BENCHMARKS.md, "Memory under load": about 5.3x, rounded
+// up). connect-go's read buffer (grown by doubling, then pooled), the
+// decoded message, the result and the marshalled response (pooled too) each
+// hold about the request's size or twice it while the call runs. The budget
+// is then the live heap of calls; with GOGC=100 the process's RSS stays
+// within about twice it.
+const MemoryPerRequestByte = 6
+
+// envelopePrefix is the 5-byte frame header of gRPC, gRPC-Web and Connect
+// streaming messages: flags, then the length (big-endian uint32).
+const envelopePrefix = 5
+
+// CheckLimits reports whether a budget of maxInflight bytes admits a
+// request of maxRequest bytes at all.
+func CheckLimits(maxRequest int, maxInflight int64) error {
+	if need := int64(maxRequest+envelopePrefix) * MemoryPerRequestByte; maxInflight < need {
+		return fmt.Errorf("--max-inflight-bytes %d cannot admit one request of --max-request-bytes %d: each request byte is charged %d bytes, so it must be at least %d",
+			maxInflight, maxRequest, MemoryPerRequestByte, need)
+	}
+	return nil
+}
+
+// streamingProcedures are the client- and bidi-streaming procedures we serve:
+// their bodies are a sequence of messages, each charged and timed on its own,
+// with idle waits between them allowed.
+var streamingProcedures = map[string]bool{
+	alev1connect.CryptoServiceStreamProcedure:                             true,
+	"/" + grpcreflect.ReflectV1ServiceName + "/ServerReflectionInfo":      true,
+	"/" + grpcreflect.ReflectV1AlphaServiceName + "/ServerReflectionInfo": true,
+}
+
+// guard is the HTTP layer in front of connect-go's handlers: what must be
+// decided before a request body is read. connect-go reads and unmarshals a
+// unary request before any interceptor runs, so a caller that did not
+// authenticate, a body the server has no memory for, or one that never
+// finishes arriving must be refused here, or it costs memory and a goroutine
+// whatever the interceptors decide later.
+//
+//   - ale.v1 calls need an authenticated caller when one is required (and a
+//     failed credential is refused always); health and reflection stay open.
+//   - Every call is charged against a global budget before its body (or,
+//     for a stream, each message) is read; over it, the call is refused at
+//     once with ResourceExhausted rather than queued.
+//   - Bodies have a read deadline; streams may idle between messages but not
+//     inside one.
+//   - When the server stops, streams end at their next idle point.
+type guard struct {
+	next        http.Handler
+	errw        *connect.ErrorWriter
+	requireAuth bool
+	budget      budget
+	maxMessage  int64
+	readTimeout time.Duration
+	obs         *observer
+
+	mu       sync.Mutex
+	stopping bool
+	streams  map[*bodyReader]struct{}
+}
+
+// budget counts bytes charged by calls in progress.
+type budget struct {
+	max  int64
+	used atomic.Int64
+}
+
+// acquire charges n bytes if they fit, without waiting: a refused call holds
+// nothing, where a queued one would hold its connection and buffers.
+func (b *budget) acquire(n int64) bool {
+	for {
+		cur := b.used.Load()
+		if cur+n > b.max {
+			return false
+		}
+		if b.used.CompareAndSwap(cur, cur+n) {
+			return true
+		}
+	}
+}
+
+func (b *budget) release(n int64) { b.used.Add(-n) }
+
+func (g *guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	c := g.obs.begin(r)
+	if c != nil {
+		w.Header().Set(RequestIDHeader, c.id)
+		rec := &recorder{ResponseWriter: w, c: c}
+		w = rec
+		r = r.WithContext(context.WithValue(context.WithValue(r.Context(), callKey{}, c), requestIDKey{}, requestIDs{ours: c.id, caller: c.callerID}))
+		defer g.obs.finish(r.Context(), c, rec)
+	}
+	if strings.HasPrefix(r.URL.Path, "/ale.v1.") {
+		if err := g.authenticate(r.Context()); err != nil {
+			g.refuse(w, r, c, err)
+			return
+		}
+	}
+	stream := streamingProcedures[r.URL.Path]
+	b := &bodyReader{g: g, src: r.Body, rc: http.NewResponseController(w), c: c, stream: stream, enveloped: isEnveloped(r), hdrOut: envelopePrefix}
+	if c != nil {
+		c.body = b
+	}
+	defer b.releaseAll()
+	if stream {
+		if !g.track(b) {
+			g.refuse(w, r, c, errShuttingDown)
+			return
+		}
+		defer g.untrack(b)
+	} else {
+		// The whole body of a unary call must arrive in time; a body that
+		// stops half-way would otherwise hold its budget for ever.
+		_ = b.rc.SetReadDeadline(time.Now().Add(g.readTimeout))
+		if !b.enveloped || r.ContentLength >= 0 {
+			n := r.ContentLength
+			if n > g.maxMessage+envelopePrefix {
+				g.refuse(w, r, c, errTooLarge)
+				return
+			}
+			if n < 0 {
+				n = g.maxMessage // unknown length: charge the most it may be
+			}
+			if !b.charge(n) {
+				g.refuse(w, r, c, errOverBudget)
+				return
+			}
+			b.prepaid = true
+		}
+	}
+	r.Body = b
+	g.next.ServeHTTP(w, r)
+}
+
+func (g *guard) authenticate(ctx context.Context) error {
+	if err := authn.ErrorFromContext(ctx); err != nil {
+		return authFailure{err}
+	}
+	if _, ok := authn.FromContext(ctx); !ok && g.requireAuth {
+		return authFailure{authn.ErrUnauthenticated}
+	}
+	return nil
+}
+
+// refuse answers in the caller's protocol without reading the body.
+func (g *guard) refuse(w http.ResponseWriter, r *http.Request, c *call, err error) {
+	if c != nil {
+		c.cause = err
+	}
+	_ = g.errw.Write(w, r, toConnectError(err))
+}
+
+func (g *guard) track(b *bodyReader) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.stopping {
+		return false
+	}
+	g.streams[b] = struct{}{}
+	return true
+}
+
+func (g *guard) untrack(b *bodyReader) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	delete(g.streams, b)
+}
+
+// drainAll ends every open stream at its next idle point. http.Server's
+// Shutdown waits for connections to go idle, and a stream waiting for its
+// next message (every gateway WebSocket holds one) never would.
+func (g *guard) drainAll() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.stopping = true
+	for b := range g.streams {
+		b.drain()
+	}
+}
+
+func isEnveloped(r *http.Request) bool {
+	ct := r.Header.Get("Content-Type")
+	return strings.HasPrefix(ct, "application/grpc") || strings.HasPrefix(ct, "application/connect+")
+}
+
+// bodyReader is a request body as the guard lets connect-go read it: it
+// charges the budget per message (enveloped protocols) or up front, applies
+// the read deadlines, caps the size, and turns its own refusals into Connect
+// errors, which connect-go passes on to the caller unchanged.
+type bodyReader struct {
+	g         *guard
+	src       io.ReadCloser
+	rc        *http.ResponseController
+	c         *call // nil outside ale.v1
+	stream    bool
+	enveloped bool
+	prepaid   bool  // the whole body was charged up front
+	held      int64 // budget charged and not yet released
+	read      int64 // body bytes read
+
+	hdr    [envelopePrefix]byte
+	hdrOut int   // bytes of hdr handed to the reader (envelopePrefix: all)
+	left   int64 // payload bytes of the current message still to come
+
+	mu       sync.Mutex
+	idle     bool // waiting for a stream's next message
+	draining bool
+}
+
+func (b *bodyReader) charge(n int64) bool {
+	n *= MemoryPerRequestByte
+	if !b.g.budget.acquire(n) {
+		return false
+	}
+	b.held += n
+	return true
+}
+
+func (b *bodyReader) releaseAll() {
+	b.g.budget.release(b.held)
+	b.held = 0
+}
+
+func (b *bodyReader) Close() error { return b.src.Close() }
+
+func (b *bodyReader) Read(p []byte) (int, error) {
+	if b.enveloped {
+		return b.readEnveloped(p)
+	}
+	// Connect unary: the body is the message. connect-go reads one byte over
+	// the limit to detect an oversized message and then discards the rest,
+	// which for an endless body would be for ever; stop there instead.
+	allowed := b.g.maxMessage + 1 - b.read
+	if allowed <= 0 {
+		return 0, b.fail(errTooLarge)
+	}
+	if int64(len(p)) > allowed {
+		p = p[:allowed]
+	}
+	n, err := b.src.Read(p)
+	b.read += int64(n)
+	if err == io.EOF {
+		// All here: clear the deadline so it cannot fire on the server's
+		// background read of an HTTP/1.1 connection while the call runs.
+		_ = b.rc.SetReadDeadline(time.Time{})
+	}
+	return n, b.wrap(err)
+}
+
+func (b *bodyReader) readEnveloped(p []byte) (int, error) {
+	if b.hdrOut < envelopePrefix { // the rest of a header read by nextMessage
+		n := copy(p, b.hdr[b.hdrOut:])
+		b.hdrOut += n
+		return n, nil
+	}
+	if b.left > 0 {
+		if int64(len(p)) > b.left {
+			p = p[:b.left]
+		}
+		n, err := b.src.Read(p)
+		b.read += int64(n)
+		b.left -= int64(n)
+		if b.left == 0 && b.stream {
+			_ = b.rc.SetReadDeadline(time.Time{}) // the message is here: idle waits are allowed again
+		}
+		return n, b.wrap(err)
+	}
+	if err := b.nextMessage(); err != nil {
+		return 0, err
+	}
+	n := copy(p, b.hdr[:])
+	b.hdrOut = n
+	return n, nil
+}
+
+// nextMessage reads the next message's header and charges its size.
+func (b *bodyReader) nextMessage() error {
+	if b.stream {
+		// connect-go reads on only when the handler asks for the next
+		// message, so the previous one has been answered: its budget is free.
+		b.releaseAll()
+	}
+	b.mu.Lock()
+	if b.draining {
+		b.mu.Unlock()
+		return b.fail(errShuttingDown)
+	}
+	b.idle = b.stream
+	b.mu.Unlock()
+	_, err := io.ReadFull(b.src, b.hdr[:1])
+	b.mu.Lock()
+	b.idle = false
+	draining := b.draining
+	b.mu.Unlock()
+	switch {
+	case err == io.EOF:
+		return io.EOF // the caller closed its side between messages
+	case err != nil && draining:
+		return b.fail(errShuttingDown)
+	case err != nil:
+		return b.wrap(err)
+	}
+	if b.stream {
+		_ = b.rc.SetReadDeadline(time.Now().Add(b.g.readTimeout)) // a message, once started, must arrive in time
+	}
+	if _, err := io.ReadFull(b.src, b.hdr[1:]); err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return b.wrap(err)
+	}
+	b.read += envelopePrefix
+	size := int64(binary.BigEndian.Uint32(b.hdr[1:]))
+	if size > b.g.maxMessage {
+		return b.fail(errTooLarge)
+	}
+	if !b.prepaid && !b.charge(size) {
+		return b.fail(errOverBudget)
+	}
+	b.left = size
+	if size == 0 && b.stream {
+		_ = b.rc.SetReadDeadline(time.Time{})
+	}
+	return nil
+}
+
+// drain makes a stream end at its next idle point: at once if it is waiting
+// for a message, after the current one otherwise.
+func (b *bodyReader) drain() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.draining = true
+	if b.idle {
+		_ = b.rc.SetReadDeadline(time.Now())
+	}
+}
+
+// wrap turns a read deadline into the guard's refusal; other errors pass.
+func (b *bodyReader) wrap(err error) error {
+	if err == nil || err == io.EOF {
+		return err
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		b.mu.Lock()
+		draining := b.draining
+		b.mu.Unlock()
+		if draining {
+			return b.fail(errShuttingDown)
+		}
+		return b.fail(errReadTimeout)
+	}
+	return err
+}
+
+func (b *bodyReader) fail(err error) error {
+	if b.c != nil && b.c.cause == nil {
+		b.c.cause = err
+	}
+	return toConnectError(err)
+}
+
+// probeOptions bound what health and reflection, served without
+// authentication, will read: their requests are a service name at most.
+var probeOptions = []connect.HandlerOption{connect.WithReadMaxBytes(64 << 10)}
+
+func mountProbes(mux *http.ServeMux, health grpchealth.Checker, reflector *grpcreflect.Reflector) {
+	mux.Handle(grpchealth.NewHandler(health, probeOptions...))
+	mux.Handle(grpcreflect.NewHandlerV1(reflector, probeOptions...))
+	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector, probeOptions...))
+}
