@@ -42,14 +42,25 @@ lint: node-deps
 	$(TOOL) buf lint
 	$(TOOL) buf format --diff --exit-code
 
-## gen: regenerate gen/ from proto/ (local plugins only: Go and TypeScript)
-gen: node-deps
-	$(TOOL) buf generate
+# Everything buf generates: Go and TypeScript (buf.gen.yaml), the Python
+# client's stubs (buf.gen.python.yaml).
+GENERATED := gen clients/python/gen
 
-## gen-check: fail if gen/ is not exactly what buf generate produces
+## gen: regenerate gen/ and clients/python/gen from proto/ (local plugins only: Go, TypeScript, Python)
+gen: node-deps
+	@# The Python stubs come from Debian's protoc and grpc_python_plugin
+	@# (apt-get install protobuf-compiler protobuf-compiler-grpc).
+	@command -v protoc >/dev/null && command -v grpc_python_plugin >/dev/null || \
+		{ echo "make gen needs protoc and grpc_python_plugin: apt-get install protobuf-compiler protobuf-compiler-grpc"; exit 1; }
+	$(TOOL) buf generate
+	@# A template of its own: the vendored google/rpc/status.proto must reach
+	@# Python only (Go uses genproto's), and clean: true wipes only this out/.
+	$(TOOL) buf generate --template buf.gen.python.yaml
+
+## gen-check: fail if gen/ or clients/python/gen is not exactly what buf generate produces
 gen-check: gen
-	@git diff --exit-code -- gen || (echo "gen/ is stale: run make gen and commit" && exit 1)
-	@test -z "$$(git status --porcelain -- gen)" || (git status --porcelain -- gen; echo "gen/ has untracked files: run make gen and commit" && exit 1)
+	@git diff --exit-code -- $(GENERATED) || (echo "generated code is stale: run make gen and commit" && exit 1)
+	@test -z "$$(git status --porcelain -- $(GENERATED))" || (git status --porcelain -- $(GENERATED); echo "generated code has untracked files: run make gen and commit" && exit 1)
 
 ## fuzz: run every fuzz target for FUZZTIME (default 20000x; a campaign: FUZZTIME=10m) on top of its committed corpus
 fuzz:
