@@ -18,7 +18,7 @@ FUZZ_TARGETS := \
 # installed only when package-lock.json is newer than the installed tree.
 NPM_CI := [ node_modules/.package-lock.json -nt package-lock.json ] || npm ci --no-audit --no-fund
 
-.PHONY: test run lint gen gen-check fuzz bench bench-load ci node-deps deploy-test
+.PHONY: test run lint gen gen-check fuzz bench bench-load ci node-deps deploy-test ts-pack
 
 ## test: every test, unit to end-to-end (real alecryptd, alectl, alesync, Vault, grpcurl, Node WebCrypto), with the race detector
 test: node-deps
@@ -33,6 +33,12 @@ run:
 ## node-deps: install the pinned npm packages if needed
 node-deps:
 	@$(NPM_CI)
+
+## ts-pack: build @alecrypt/ale-client (ESM .js + .d.ts) and pack it into bin/alecrypt-ale-client-VERSION.tgz
+ts-pack: node-deps
+	npm run build -w clients/ts
+	@mkdir -p bin
+	npm pack -w clients/ts --pack-destination bin/
 
 ## lint: staticcheck, buf lint and format, TypeScript type checks
 lint: node-deps
