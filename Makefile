@@ -18,7 +18,17 @@ FUZZ_TARGETS := \
 # installed only when package-lock.json is newer than the installed tree.
 NPM_CI := [ node_modules/.package-lock.json -nt package-lock.json ] || npm ci --no-audit --no-fund
 
-.PHONY: test run lint gen gen-check fuzz bench bench-load ci node-deps deploy-test ts-pack
+.PHONY: help test run lint gen gen-check fuzz bench bench-load ci node-deps deploy-test ts-pack
+
+# A bare `make` lists the targets: `make test` on a fresh machine builds a
+# Vault server and runs for half an hour, which nobody should start by accident.
+.DEFAULT_GOAL := help
+
+## help: list the targets with what they do (also what a bare `make` does)
+help:
+	@echo "usage: make TARGET [VAR=value ...]"
+	@echo
+	@awk '/^## [a-z][a-z-]*: / { t = substr($$0, 4); i = index(t, ": "); printf "  %-12s %s\n", substr(t, 1, i - 1), substr(t, i + 2) }' $(MAKEFILE_LIST)
 
 ## test: every test, unit to end-to-end (real alecryptd, alectl, alesync, Vault, grpcurl, Node WebCrypto), with the race detector
 test: node-deps

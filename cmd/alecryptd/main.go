@@ -27,6 +27,7 @@ import (
 	"github.com/alecrypt/alecrypt/service/api"
 	"github.com/alecrypt/alecrypt/service/audit"
 	"github.com/alecrypt/alecrypt/service/authn"
+	"github.com/alecrypt/alecrypt/service/cli"
 	"github.com/alecrypt/alecrypt/service/engine"
 	"github.com/alecrypt/alecrypt/service/key"
 	"github.com/alecrypt/alecrypt/service/keyring"
@@ -71,6 +72,11 @@ type VaultConfig struct {
 // keystoreVault is the --keystore value that selects Vault.
 const keystoreVault = "vault"
 
+const usage = `alecryptd: the alecrypt crypto service (ale.v1 over Connect, gRPC and gRPC-Web; health, reflection, metrics)
+
+  alecryptd [--listen 127.0.0.1:8080] [--keystore FILE | --keystore vault] [flags]
+`
+
 func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	fs := flag.NewFlagSet("alecryptd", flag.ContinueOnError)
 	var c Config
@@ -97,7 +103,7 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	fs.StringVar(&c.LogFormat, "log-format", "json", "log format: json or text")
 	fs.TextVar(&c.LogLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn or error")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long in-flight calls may take to finish on SIGTERM")
-	if err := fs.Parse(args); err != nil {
+	if err := cli.Parse(fs, args, os.Stdout, usage); err != nil {
 		return Config{}, err
 	}
 	if fs.NArg() > 0 {
