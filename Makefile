@@ -18,7 +18,17 @@ FUZZ_TARGETS := \
 # installed only when package-lock.json is newer than the installed tree.
 NPM_CI := [ node_modules/.package-lock.json -nt package-lock.json ] || npm ci --no-audit --no-fund
 
-.PHONY: test run lint gen gen-check fuzz bench bench-load ci node-deps deploy-test
+.PHONY: help test run lint gen gen-check fuzz bench bench-load ci node-deps deploy-test ts-pack
+
+# A bare `make` lists the targets: `make test` on a fresh machine builds a
+# Vault server and runs for half an hour, which nobody should start by accident.
+.DEFAULT_GOAL := help
+
+## help: list the targets with what they do (also what a bare `make` does)
+help:
+	@echo "usage: make TARGET [VAR=value ...]"
+	@echo
+	@awk '/^## [a-z][a-z-]*: / { t = substr($$0, 4); i = index(t, ": "); printf "  %-12s %s\n", substr(t, 1, i - 1), substr(t, i + 2) }' $(MAKEFILE_LIST)
 
 ## test: every test, unit to end-to-end (real alecryptd, alectl, alesync, Vault, grpcurl, Node WebCrypto), with the race detector
 test: node-deps
@@ -34,6 +44,12 @@ run:
 node-deps:
 	@$(NPM_CI)
 
+## ts-pack: build @alecrypt/ale-client (ESM .js + .d.ts) and pack it into bin/alecrypt-ale-client-VERSION.tgz
+ts-pack: node-deps
+	npm run build -w clients/ts
+	@mkdir -p bin
+	npm pack -w clients/ts --pack-destination bin/
+
 ## lint: staticcheck, buf lint and format, TypeScript type checks
 lint: node-deps
 	$(TOOL) staticcheck ./...
@@ -42,14 +58,25 @@ lint: node-deps
 	$(TOOL) buf lint
 	$(TOOL) buf format --diff --exit-code
 
-## gen: regenerate gen/ from proto/ (local plugins only: Go and TypeScript)
-gen: node-deps
-	$(TOOL) buf generate
+# Everything buf generates: Go and TypeScript (buf.gen.yaml), the Python
+# client's stubs (buf.gen.python.yaml).
+GENERATED := gen clients/python/gen
 
-## gen-check: fail if gen/ is not exactly what buf generate produces
+## gen: regenerate gen/ and clients/python/gen from proto/ (local plugins only: Go, TypeScript, Python)
+gen: node-deps
+	@# The Python stubs come from Debian's protoc and grpc_python_plugin
+	@# (apt-get install protobuf-compiler protobuf-compiler-grpc).
+	@command -v protoc >/dev/null && command -v grpc_python_plugin >/dev/null || \
+		{ echo "make gen needs protoc and grpc_python_plugin: apt-get install protobuf-compiler protobuf-compiler-grpc"; exit 1; }
+	$(TOOL) buf generate
+	@# A template of its own: the vendored google/rpc/status.proto must reach
+	@# Python only (Go uses genproto's), and clean: true wipes only this out/.
+	$(TOOL) buf generate --template buf.gen.python.yaml
+
+## gen-check: fail if gen/ or clients/python/gen is not exactly what buf generate produces
 gen-check: gen
-	@git diff --exit-code -- gen || (echo "gen/ is stale: run make gen and commit" && exit 1)
-	@test -z "$$(git status --porcelain -- gen)" || (git status --porcelain -- gen; echo "gen/ has untracked files: run make gen and commit" && exit 1)
+	@git diff --exit-code -- $(GENERATED) || (echo "generated code is stale: run make gen and commit" && exit 1)
+	@test -z "$$(git status --porcelain -- $(GENERATED))" || (git status --porcelain -- $(GENERATED); echo "generated code has untracked files: run make gen and commit" && exit 1)
 
 ## fuzz: run every fuzz target for FUZZTIME (default 20000x; a campaign: FUZZTIME=10m) on top of its committed corpus
 fuzz:

@@ -165,7 +165,8 @@ func TestDockerfile(t *testing.T) {
 			}
 		}
 	}
-	for _, want := range []string{"CGO_ENABLED=0", "go build", "-trimpath", "-ldflags='-s -w'"} {
+	for _, want := range []string{"CGO_ENABLED=0", "go build", "-trimpath", `-ldflags="-s -w `,
+		"-X github.com/alecrypt/alecrypt/service/cli.version=${VERSION}", "-X github.com/alecrypt/alecrypt/service/cli.commit=${COMMIT}"} {
 		if !strings.Contains(goBuild, want) {
 			t.Errorf("the build stage's go build (%q) lacks %s", goBuild, want)
 		}
@@ -234,6 +235,10 @@ func readDockerignore(t *testing.T) *patternmatcher.PatternMatcher {
 	return pm
 }
 
+// buildArgs are the --build-arg values TestImageBuildStage builds with; other
+// ARGs are empty.
+var buildArgs = map[string]string{"VERSION": "v0.0.0-imagetest", "COMMIT": "0123456789abcdef"}
+
 // TestImageBuildStage runs the Dockerfile's build stage without a container
 // engine: the context is the repository trimmed by .dockerignore, its COPY
 // instructions copy from that context into a scratch directory standing for
@@ -291,7 +296,7 @@ func TestImageBuildStage(t *testing.T) {
 			cmd.Dir = workdir
 			cmd.Env = os.Environ()
 			for _, a := range argNames {
-				cmd.Env = append(cmd.Env, a+"=")
+				cmd.Env = append(cmd.Env, a+"="+buildArgs[a])
 			}
 			if out, err := cmd.CombinedOutput(); err != nil {
 				t.Fatalf("line %d: RUN %s: %v\n%s", in.line, script, err, out)
@@ -328,6 +333,11 @@ func TestImageBuildStage(t *testing.T) {
 	for _, b := range binaries {
 		p := filepath.Join(binDir, b)
 		checkStaticBinary(t, p)
+		// The stamped build arguments reach --version.
+		if out, err := exec.Command(p, "--version").Output(); err != nil ||
+			!strings.HasPrefix(string(out), b+" "+buildArgs["VERSION"]+" commit "+buildArgs["COMMIT"]+" go") {
+			t.Errorf("%s --version = %q (%v), want the stamped VERSION and COMMIT", b, out, err)
+		}
 		if b != "alectl" { // alectl's flags belong to its subcommands
 			usage := programUsage(t, p)
 			flags[b] = usageFlags(t, b, usage)
@@ -438,7 +448,7 @@ func programUsage(t *testing.T, p string) []byte {
 func usageFlags(t *testing.T, program string, usage []byte) map[string]bool {
 	t.Helper()
 	flags := map[string]bool{}
-	for _, m := range regexp.MustCompile(`(?m)^\s+-([a-z0-9][a-z0-9-]*)`).FindAllSubmatch(usage, -1) {
+	for _, m := range regexp.MustCompile(`(?m)^\s+--?([a-z0-9][a-z0-9-]*)`).FindAllSubmatch(usage, -1) {
 		flags[string(m[1])] = true
 	}
 	if len(flags) == 0 {

@@ -20,9 +20,9 @@ type genkeysConfig struct {
 	AliasPrefix string
 }
 
-func parseGenkeys(args []string, stderr io.Writer) (genkeysConfig, error) {
+func parseGenkeys(args []string, stdout io.Writer) (genkeysConfig, error) {
 	fs := flag.NewFlagSet("alebench genkeys", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs.SetOutput(stdout)
 	var c genkeysConfig
 	var alg string
 	fs.IntVar(&c.N, "n", 10_000, "number of keys")

@@ -29,6 +29,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/alecrypt/alecrypt/service/cli"
 )
 
 func main() {
@@ -45,22 +47,22 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	switch {
 	case len(args) > 0 && args[0] == "genkeys":
 		var cfg genkeysConfig
-		if cfg, err = parseGenkeys(args[1:], stderr); err == nil {
+		if cfg, err = parseGenkeys(args[1:], stdout); err == nil {
 			err = genkeys(cfg, stdout)
 		}
 	case len(args) > 0 && args[0] == "memory":
 		var cfg memoryConfig
-		if cfg, err = parseMemory(args[1:], getenv, stderr); err == nil {
+		if cfg, err = parseMemory(args[1:], getenv, stdout); err == nil {
 			err = measureMemory(ctx, cfg, stdout)
 		}
 	case len(args) > 0 && args[0] == "startup":
 		var cfg startupConfig
-		if cfg, err = parseStartup(args[1:], stderr); err == nil {
+		if cfg, err = parseStartup(args[1:], stdout); err == nil {
 			err = measureStartup(ctx, cfg, stdout, stderr)
 		}
 	default:
 		var cfg Config
-		if cfg, err = parseConfig(args, getenv, stderr); err == nil {
+		if cfg, err = parseConfig(args, getenv, stdout); err == nil {
 			err = runSweep(ctx, cfg, stdout, stderr)
 		}
 	}
@@ -85,14 +87,34 @@ type usageError struct{ err error }
 func (e *usageError) Error() string { return e.err.Error() }
 func (e *usageError) Unwrap() error { return e.err }
 
-// parseFlags parses args into fs; a bad command line is a usage error, and
-// -h is flag.ErrHelp.
+// usages head each command's --help, before its flags.
+var usages = map[string]string{
+	"alebench": `alebench: load alecryptd (and Vault Transit) and report throughput, latency, CPU per operation
+
+  alebench [flags]
+  alebench genkeys --help
+  alebench startup --help
+`,
+	"alebench genkeys": `alebench genkeys: write a keystore of N keys for startup measurements
+
+  alebench genkeys --out FILE [--n 10000] [flags]
+`,
+	"alebench startup": `alebench startup: start alecryptd on a large keystore and measure when every key is ready
+
+  alebench startup --alecryptd BIN --keystore FILE [flags]
+`,
+}
+
+// parseFlags parses args into fs; --help and --version print to fs's output
+// (stdout, set by run) and are flag.ErrHelp, a bad command line is a usage
+// error.
 func parseFlags(fs *flag.FlagSet, args []string) error {
-	err := fs.Parse(args)
-	if err == nil || errors.Is(err, flag.ErrHelp) {
-		return err
+	err := cli.Parse(fs, args, fs.Output(), usages[fs.Name()])
+	var ue *cli.UsageError
+	if errors.As(err, &ue) {
+		return &usageError{err}
 	}
-	return &usageError{err}
+	return err
 }
 
 func usagef(format string, args ...any) error {
@@ -136,11 +158,11 @@ type Config struct {
 	JSONOut      string
 }
 
-func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
+func parseConfig(args []string, getenv func(string) string, stdout io.Writer) (Config, error) {
 	fs := flag.NewFlagSet("alebench", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs.SetOutput(stdout)
 	fs.Usage = func() {
-		fmt.Fprint(stderr, "usage: alebench [flags]\n       alebench genkeys -h\n       alebench startup -h\n       alebench memory -h\n\nflags:\n")
+		fmt.Fprint(stdout, "usage: alebench [flags]\n       alebench genkeys -h\n       alebench startup -h\n       alebench memory -h\n\nflags:\n")
 		fs.PrintDefaults()
 	}
 	var c Config

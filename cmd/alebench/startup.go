@@ -33,9 +33,9 @@ type startupConfig struct {
 	JSON      bool
 }
 
-func parseStartup(args []string, stderr io.Writer) (startupConfig, error) {
+func parseStartup(args []string, stdout io.Writer) (startupConfig, error) {
 	fs := flag.NewFlagSet("alebench startup", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs.SetOutput(stdout)
 	var c startupConfig
 	fs.StringVar(&c.Alecryptd, "alecryptd", "", "alecryptd binary to start (required)")
 	fs.StringVar(&c.Keystore, "keystore", "", "embedded keystore to start it on, e.g. from alebench genkeys (required)")

@@ -28,6 +28,7 @@ import (
 	"github.com/alecrypt/alecrypt/service/api"
 	"github.com/alecrypt/alecrypt/service/audit"
 	"github.com/alecrypt/alecrypt/service/authn"
+	"github.com/alecrypt/alecrypt/service/cli"
 	"github.com/alecrypt/alecrypt/service/engine"
 	"github.com/alecrypt/alecrypt/service/key"
 	"github.com/alecrypt/alecrypt/service/keyring"
@@ -80,6 +81,11 @@ type VaultConfig struct {
 // keystoreVault is the --keystore value that selects Vault.
 const keystoreVault = "vault"
 
+const usage = `alecryptd: the alecrypt crypto service (ale.v1 over Connect, gRPC and gRPC-Web; health, reflection, metrics)
+
+  alecryptd [--listen 127.0.0.1:8080] [--keystore FILE | --keystore vault] [flags]
+`
+
 func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	fs := flag.NewFlagSet("alecryptd", flag.ContinueOnError)
 	var c Config
@@ -120,7 +126,7 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 		"a reload removing more than this share (0-1) of the keys, or all of them, keeps serving them until the removal is confirmed (env ALECRYPT_MAX_REMOVAL_SHARE)")
 	confirm := fs.String("removal-confirm-after", envOr(getenv, "ALECRYPT_REMOVAL_CONFIRM_AFTER", keystore.DefaultRemovalConfirmAfter.String()),
 		"how long keys must stay missing, over at least two reloads, before a held removal is applied (env ALECRYPT_REMOVAL_CONFIRM_AFTER)")
-	if err := fs.Parse(args); err != nil {
+	if err := cli.Parse(fs, args, os.Stdout, usage); err != nil {
 		return Config{}, err
 	}
 	var err error

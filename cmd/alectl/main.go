@@ -14,6 +14,8 @@ import (
 	"io"
 	"os"
 	"strings"
+
+	"github.com/alecrypt/alecrypt/service/cli"
 )
 
 const usage = `alectl: the alecrypt CLI
@@ -33,8 +35,34 @@ On an embedded keystore file (--keystore, env ALECRYPT_KEYSTORE, default ./alecr
   alectl keys import FILE [--replace]      FILE holds {"keys":[record,...]}
   alectl keys state  FINGERPRINT active|decrypt-only|disabled
 
+Also:
+  alectl version                 the version, commit and Go version (also: alectl --version)
+  alectl completion bash|zsh     shell completion: source <(alectl completion bash)
+
 Every command takes --help. Exit status: 0 ok, 1 the operation failed, 2 usage error.
 `
+
+const keysUsage = `alectl keys: list the keys of a running alecryptd, or edit an embedded keystore file
+
+  alectl keys list   [--alias A] [--json]                   (against --addr)
+  alectl keys add    --alias A[,B] [--algorithm aes-256-ctr|aes-256-gcm] [--secret-file F] ...
+  alectl keys import FILE [--replace]
+  alectl keys state  FINGERPRINT active|decrypt-only|disabled
+
+alectl keys SUBCOMMAND --help shows a subcommand's flags.
+`
+
+// synopses head each subcommand's --help, before its flags.
+var synopses = map[string]string{
+	"alectl encrypt":     "alectl encrypt: seal plaintext (from --data or stdin); prints the envelope {\"iv\",\"fingerprint\",\"message\"}\n\n  alectl encrypt [--alias A | --fingerprint F] [--data TEXT|@FILE] [--aad TEXT] [--json]\n",
+	"alectl decrypt":     "alectl decrypt: open an envelope frame (from --data or stdin); prints the plaintext\n\n  alectl decrypt [--data FRAME|@FILE] [--aad TEXT] [--expect json|utf8] [--json]\n",
+	"alectl resolve":     "alectl resolve: the metadata of the key an alias or fingerprint names (never key material)\n\n  alectl resolve [--alias A | --fingerprint F] [--json]\n",
+	"alectl http":        "alectl http: an ALE request through a gateway: body encrypted, encrypted responses decrypted\n\n  alectl http METHOD URL [--alias A | --fingerprint F] [--data TEXT|@FILE] [--authorization V] [--header \"K: V\"]\n",
+	"alectl keys list":   "alectl keys list: the keys of a running alecryptd: state, primary, version, source\n\n  alectl keys list [--alias A] [--json]\n",
+	"alectl keys add":    "alectl keys add: add a key to an embedded keystore file (generated, or a Portal-issued Secret Key)\n\n  alectl keys add --alias A[,B] [--algorithm aes-256-ctr|aes-256-gcm] [--secret-file F --fingerprint FP --salt S] [flags]\n",
+	"alectl keys import": "alectl keys import: import {\"keys\":[record,...]} into an embedded keystore file, all or nothing\n\n  alectl keys import FILE [--replace]\n",
+	"alectl keys state":  "alectl keys state: move a key through rotation in an embedded keystore file\n\n  alectl keys state FINGERPRINT active|decrypt-only|disabled\n",
+}
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr, os.Getenv))
@@ -55,6 +83,20 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(s
 	}
 	var err error
 	switch cmd, rest := args[0], args[1:]; cmd {
+	case "version", "--version", "-version":
+		if len(rest) == 1 && (rest[0] == "-h" || rest[0] == "--help") {
+			fmt.Fprint(stdout, "alectl version: print alectl's version, commit, Go version and platform\n\n  alectl version\n")
+			break
+		}
+		if len(rest) > 0 {
+			err = usageError("%s takes no arguments", cmd)
+			break
+		}
+		fmt.Fprintln(stdout, cli.VersionLine("alectl"))
+	case "completion":
+		err = e.completion(rest)
+	case completeCmd:
+		e.complete(rest)
 	case "encrypt":
 		err = e.encrypt(rest)
 	case "decrypt":
@@ -69,6 +111,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(s
 			break
 		}
 		switch sub, subRest := rest[0], rest[1:]; sub {
+		case "help", "-h", "--help":
+			fmt.Fprint(stdout, keysUsage)
 		case "list":
 			err = e.keysList(subRest)
 		case "add":
@@ -81,6 +125,10 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(s
 			err = usageError("unknown keys subcommand %q", sub)
 		}
 	case "help", "-h", "--help":
+		if len(rest) > 0 {
+			// "alectl help keys add" is "alectl keys add --help".
+			return run(append(rest, "--help"), stdin, stdout, stderr, getenv)
+		}
 		fmt.Fprint(stdout, usage)
 		return 0
 	default:
@@ -109,10 +157,11 @@ func usageError(format string, args ...any) error {
 	return &usageErr{fmt.Sprintf(format, args...)}
 }
 
-// newFlags makes a subcommand's flag set; parse errors become usage errors.
+// newFlags makes a subcommand's flag set. Its output is stdout, where
+// --help goes; parse errors are returned as usage errors instead.
 func (e env) newFlags(name string) *flag.FlagSet {
 	fs := flag.NewFlagSet("alectl "+name, flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
+	fs.SetOutput(e.stdout)
 	return fs
 }
 
@@ -120,19 +169,13 @@ func (e env) newFlags(name string) *flag.FlagSet {
 // arguments ("keys import FILE --replace") and returns the positional ones,
 // of which there must be exactly want.
 func parse(fs *flag.FlagSet, args []string, want int) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil, err
-			}
-			return nil, usageError("%v", err)
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		pos = append(pos, fs.Arg(0))
-		args = fs.Args()[1:]
+	pos, err := cli.ParseArgs(fs, args, fs.Output(), synopses[fs.Name()])
+	var ue *cli.UsageError
+	if errors.As(err, &ue) {
+		return nil, usageError("%s", ue.Msg)
+	}
+	if err != nil {
+		return nil, err
 	}
 	if len(pos) != want {
 		return nil, usageError("%s takes %d argument(s), got %d", fs.Name(), want, len(pos))

@@ -23,6 +23,7 @@ import (
 
 	alev1 "github.com/alecrypt/alecrypt/gen/ale/v1"
 	"github.com/alecrypt/alecrypt/gen/ale/v1/alev1connect"
+	"github.com/alecrypt/alecrypt/service/cli"
 	"github.com/alecrypt/alecrypt/service/client"
 	"github.com/alecrypt/alecrypt/service/gateway"
 	"github.com/alecrypt/alecrypt/service/metrics"
@@ -54,6 +55,11 @@ type Config struct {
 	CryptoKey        string
 	CryptoTokenFile  string
 }
+
+const usage = `alegate: the Kitchen gateway (ALE reverse proxy and WebSocket bridge in front of a kitchen backend)
+
+  alegate --upstream http://KITCHEN [--crypto http://127.0.0.1:8080] [--listen 127.0.0.1:8081] [flags]
+`
 
 func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	fs := flag.NewFlagSet("alegate", flag.ContinueOnError)
@@ -91,7 +97,7 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	fs.StringVar(&c.CryptoTokenFile, "crypto-token-file", "", "file holding a bearer token for alecryptd")
 	fs.StringVar(&c.LogFormat, "log-format", "json", "json or text")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "grace period for in-flight requests on SIGTERM")
-	if err := fs.Parse(args); err != nil {
+	if err := cli.Parse(fs, args, os.Stdout, usage); err != nil {
 		return Config{}, err
 	}
 	if upstream == "" {

@@ -32,6 +32,7 @@ import (
 
 	"github.com/hashicorp/vault/api"
 
+	"github.com/alecrypt/alecrypt/service/cli"
 	"github.com/alecrypt/alecrypt/service/key"
 	"github.com/alecrypt/alecrypt/service/keystore/vaultstore"
 	"github.com/alecrypt/alecrypt/service/keysync"
@@ -54,8 +55,6 @@ Vault is configured by the standard VAULT_ADDR, VAULT_TOKEN, VAULT_CACERT and VA
 environment, or --vault-auth approle or kubernetes. Prints one summary line per run:
   added=N updated=N retired=N unchanged=N failed=N
 Exit status: 0 every key synced, 1 the run had failures, 2 usage error.
-
-Flags:
 `
 
 // Config is everything alesync reads from flags and the environment.
@@ -90,13 +89,8 @@ type VaultConfig struct {
 	Auth   vaultauth.Config
 }
 
-func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
+func parseConfig(args []string, getenv func(string) string, stdout io.Writer) (Config, error) {
 	fs := flag.NewFlagSet("alesync", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, usage)
-		fs.PrintDefaults()
-	}
 	var (
 		c         Config
 		portalURL string
@@ -120,11 +114,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	fs.BoolVar(&c.AllowEmptyPortal, "allow-empty-portal", false, "let a Portal that lists no keys at all retire every active key (refused by default)")
 	fs.StringVar(&c.LogFormat, "log-format", "json", "log format: json or text")
 	fs.TextVar(&c.LogLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn or error")
-	if err := fs.Parse(args); err != nil {
+	if err := cli.Parse(fs, args, stdout, usage); err != nil {
 		return Config{}, err
-	}
-	if fs.NArg() > 0 {
-		return Config{}, fmt.Errorf("unexpected arguments: %q", fs.Args())
 	}
 	envToken := getenv("ALESYNC_PORTAL_TOKEN")
 	c.PortalToken = secret.FromString(envToken)
@@ -169,7 +160,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 }
 
 func main() {
-	cfg, err := parseConfig(os.Args[1:], os.Getenv, os.Stderr)
+	cfg, err := parseConfig(os.Args[1:], os.Getenv, os.Stdout)
 	if errors.Is(err, flag.ErrHelp) {
 		return
 	}

@@ -143,7 +143,7 @@ func NewHandler(eng *engine.Engine, ring *keyring.Ring, opts Options) http.Handl
 	}
 	// grpcurl lists only what the reflector names, so the health and
 	// reflection services are named too.
-	reflector := grpcreflect.NewStaticReflector(
+	reflector := newReflector(
 		alev1connect.CryptoServiceName,
 		alev1connect.KeyServiceName,
 		grpchealth.HealthV1ServiceName,

@@ -88,9 +88,11 @@ func TestTSClient(t *testing.T) {
 	requireNodeModules(t)
 	svc := harness.StartAlecryptd(t, harness.StartOptions{})
 	// tsx strips the types in-process; it is resolved from node_modules at
-	// the repository root (the test runs in test/e2e), never fetched.
+	// the repository root (the test runs in test/e2e), never fetched. The
+	// condition makes the package resolve to its sources, not to a dist/ that
+	// only npm pack builds (TestTSPackage tests that one).
 	out, errOut, code := harness.Run(t, "", []string{"ALECRYPT_URL=" + svc.URL},
-		node, "--import", "tsx", filepath.Join(harness.RepoRoot(), "test", "node", "client.test.ts"))
+		node, "--conditions=@alecrypt/source", "--import", "tsx", filepath.Join(harness.RepoRoot(), "test", "node", "client.test.ts"))
 	t.Logf("client.test.ts output:\n%s%s", out, errOut)
 	if code != 0 {
 		t.Fatalf("client.test.ts exit %d", code)

@@ -3,7 +3,7 @@
 // @alecrypt/ale-client package and @connectrpc/connect-node, over the Connect
 // protocol and over gRPC (both HTTP/2 cleartext).
 //
-//   ALECRYPT_URL=http://127.0.0.1:8080 npx tsx test/node/client.test.ts
+//   ALECRYPT_URL=http://127.0.0.1:8080 node --conditions=@alecrypt/source --import tsx test/node/client.test.ts
 //
 // Run by test/e2e/tsclient_test.go against a fresh service. Prints one
 // "ok"/"FAIL" line per check and a summary line; exits 1 if any check failed.
