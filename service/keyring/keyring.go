@@ -38,6 +38,7 @@ var (
 type Key struct {
 	rec key.Record
 	d   *derivation
+	use *Usage // shared with the keys of the same fingerprint in other snapshots
 	// snap and now let Primary answer for the moment it is asked: whether
 	// a key is primary depends on the clock (not_after), not only on the
 	// records.
@@ -87,6 +88,9 @@ func (k *Key) Primary() bool {
 	}
 	return false
 }
+
+// Usage is the key's usage counters in this process, kept across reloads.
+func (k *Key) Usage() *Usage { return k.use }
 
 // Cipher returns the derived cipher, deriving it on first use. Concurrent
 // first uses wait for one derivation.
@@ -160,8 +164,12 @@ func (r *Ring) Replace(records []key.Record) (Stats, []*Key, error) {
 			return Stats{}, nil, fmt.Errorf("%w %q", ErrDuplicate, rec.Fingerprint)
 		}
 		rec = rec.Clone()
-		k := &Key{rec: rec, snap: next, now: r.now}
-		if prev, ok := old.byFingerprint[rec.Fingerprint]; ok && prev.rec.SameMaterial(rec) {
+		k := &Key{rec: rec, snap: next, now: r.now, use: &Usage{}}
+		prev, ok := old.byFingerprint[rec.Fingerprint]
+		if ok {
+			k.use = prev.use
+		}
+		if ok && prev.rec.SameMaterial(rec) {
 			k.d = prev.d
 			st.Reused++
 		} else {
