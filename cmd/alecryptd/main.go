@@ -289,6 +289,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	reg := metrics.NewRegistry()
 	metrics.RegisterKeystore(reg, ring, refresher, time.Now)
+	metrics.RegisterKeyUsage(reg, ring)
 	tr, err := tracing.FromEnv(ctx, os.Getenv, "alecryptd", os.Stdout)
 	if err != nil {
 		return err

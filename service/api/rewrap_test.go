@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"connectrpc.com/connect"
 	"github.com/google/go-cmp/cmp"
@@ -223,5 +224,58 @@ func TestRewrapAudit(t *testing.T) {
 	}
 	if got[0].BytesIn == 0 || got[0].BytesOut == 0 {
 		t.Errorf("audit entry of a rewrap has no sizes: %+v", got[0])
+	}
+}
+
+// TestKeyUsageInResolveAndListKeys: Resolve and ListKeys report how much
+// this replica used each key; the crypto RPCs' key info leaves usage out.
+func TestKeyUsageInResolveAndListKeys(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := context.Background()
+	c, k := f.conns["grpc"], f.keys["grpc"]
+	before := time.Now().Add(-time.Second)
+	var env *alev1.Envelope
+	for range 2 {
+		res, err := c.Encrypt(ctx, connect.NewRequest(&alev1.EncryptRequest{Plaintext: []byte("x"), Key: aliasRef("gcm")}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Msg.GetKey().GetUsage() != nil {
+			t.Errorf("Encrypt's key info carries usage: %v", res.Msg.GetKey().GetUsage())
+		}
+		env = res.Msg.GetEnvelope()
+	}
+	if _, err := c.Decrypt(ctx, connect.NewRequest(&alev1.DecryptRequest{Envelope: env})); err != nil {
+		t.Fatal(err)
+	}
+	res, err := c.Resolve(ctx, connect.NewRequest(&alev1.ResolveRequest{Key: aliasRef("gcm")}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := res.Msg.GetKey().GetUsage()
+	if u.GetEncryptCount() != 2 || u.GetDecryptCount() != 1 {
+		t.Fatalf("Resolve usage = %v, want 2 encryptions and 1 decryption", u)
+	}
+	for _, ts := range []time.Time{u.GetLastEncryptTime().AsTime(), u.GetLastDecryptTime().AsTime()} {
+		if ts.Before(before) || ts.After(time.Now()) {
+			t.Errorf("Resolve last use = %v, want between %v and now", ts, before)
+		}
+	}
+	list, err := k.ListKeys(ctx, connect.NewRequest(&alev1.ListKeysRequest{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ki := range list.Msg.GetKeys() {
+		want := uint64(0)
+		if ki.GetFingerprint() == "gcm-1" {
+			want = 2
+		}
+		if ki.GetUsage() == nil || ki.GetUsage().GetEncryptCount() != want {
+			t.Errorf("ListKeys %s usage = %v, want %d encryptions", ki.GetFingerprint(), ki.GetUsage(), want)
+		}
+		if want == 0 && ki.GetUsage().GetLastEncryptTime() != nil {
+			t.Errorf("ListKeys %s: a key never used has a last use", ki.GetFingerprint())
+		}
 	}
 }

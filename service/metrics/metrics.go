@@ -2,8 +2,9 @@
 // collectors that read the keyring and the keystore refresher at scrape time,
 // and the /metrics handler.
 //
-// Labels are states and outcomes only: neither key material nor fingerprints
-// reach a scrape.
+// Labels are states and outcomes only, with one exception: the key usage
+// metrics (RegisterKeyUsage) are labelled by fingerprint, the public name of
+// a key. Key material never reaches a scrape.
 package metrics
 
 import (
@@ -105,6 +106,59 @@ func (c *keystoreCollector) Collect(ch chan<- prometheus.Metric) {
 	if !lastOK.IsZero() {
 		ch <- prometheus.MustNewConstMetric(lastDesc, prometheus.GaugeValue, float64(lastOK.UnixNano())/1e9)
 		ch <- prometheus.MustNewConstMetric(ageDesc, prometheus.GaugeValue, c.now().Sub(lastOK).Seconds())
+	}
+}
+
+var (
+	keyOpsDesc = prometheus.NewDesc("alecrypt_key_operations_total",
+		"Successful operations with a key on this replica since it started, by fingerprint and operation (encrypt, decrypt). Only keys loaded now and used since start appear.",
+		[]string{"fingerprint", "operation"}, nil)
+	keyLastDesc = prometheus.NewDesc("alecrypt_key_last_used_timestamp_seconds",
+		"Unix time (millisecond resolution) a key last succeeded at an operation on this replica, by fingerprint and operation; absent if it has not since start.",
+		[]string{"fingerprint", "operation"}, nil)
+)
+
+// RegisterKeyUsage adds each key's usage counters, read from the keyring at
+// scrape time, so counting costs the hot path one atomic add and nothing
+// here. Summed over replicas they are the fleet's view of whether a retired
+// key is still used.
+//
+// Fingerprints as label values are acceptable here, and only here: they
+// are public identifiers (sent in clear with every ALE message, already in
+// the audit trail), valid label values by construction (key.ValidateFingerprint:
+// at most 256 characters from a small ASCII set), and the number of series is
+// bounded by the keys the operator loaded, never by callers: only successful
+// operations on loaded keys count, so an unknown fingerprint in a request
+// creates nothing. Keys not used since start add no series. Deployments with
+// very many keys can drop the two metrics with a metric_relabel_configs rule.
+func RegisterKeyUsage(reg prometheus.Registerer, ring *keyring.Ring) {
+	reg.MustRegister(&keyUsageCollector{ring: ring})
+}
+
+type keyUsageCollector struct{ ring *keyring.Ring }
+
+func (c *keyUsageCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- keyOpsDesc
+	ch <- keyLastDesc
+}
+
+func (c *keyUsageCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, k := range c.ring.Keys() {
+		u := k.Usage().Snapshot()
+		fp := k.Fingerprint()
+		for _, op := range []struct {
+			name  string
+			count uint64
+			last  time.Time
+		}{{"encrypt", u.Encrypts, u.LastEncrypt}, {"decrypt", u.Decrypts, u.LastDecrypt}} {
+			if op.count == 0 {
+				continue
+			}
+			ch <- prometheus.MustNewConstMetric(keyOpsDesc, prometheus.CounterValue, float64(op.count), fp, op.name)
+			if !op.last.IsZero() {
+				ch <- prometheus.MustNewConstMetric(keyLastDesc, prometheus.GaugeValue, float64(op.last.UnixMilli())/1e3, fp, op.name)
+			}
+		}
 	}
 }
 
