@@ -192,7 +192,9 @@ func refAnswers(t *testing.T, c tenantClients, own string, ref *alev1.KeyRef) ma
 	}
 	out["EncryptBatch item"] = denialOfItem(eb.Msg.GetResults()[0].GetError())
 	// (CTR opens the junk envelopes below without complaint: no expect.)
-	junk := func(fp string) *alev1.Envelope { return &alev1.Envelope{Iv: make([]byte, 16), Fingerprint: fp, Message: []byte("x")} }
+	junk := func(fp string) *alev1.Envelope {
+		return &alev1.Envelope{Iv: make([]byte, 16), Fingerprint: fp, Message: []byte("x")}
+	}
 	rewrap := func(name string, r *alev1.RewrapRequest) {
 		t.Helper()
 		_, err := c.crypto.Rewrap(ctx, connect.NewRequest(r))
@@ -356,7 +358,9 @@ func TestNoExistenceOracleAcrossTenants(t *testing.T) {
 func TestRewrapDeniedOnEitherSide(t *testing.T) {
 	t.Parallel()
 	clients := newPolicyFixture(t)
-	env := func(fp string) *alev1.Envelope { return &alev1.Envelope{Iv: make([]byte, 16), Fingerprint: fp, Message: []byte("x")} }
+	env := func(fp string) *alev1.Envelope {
+		return &alev1.Envelope{Iv: make([]byte, 16), Fingerprint: fp, Message: []byte("x")}
+	}
 	tests := []struct {
 		name   string
 		caller string
