@@ -20,6 +20,7 @@ import (
 
 	"connectrpc.com/connect"
 	"connectrpc.com/otelconnect"
+	"github.com/prometheus/client_golang/prometheus"
 
 	alev1 "github.com/alecrypt/alecrypt/gen/ale/v1"
 	"github.com/alecrypt/alecrypt/gen/ale/v1/alev1connect"
@@ -54,6 +55,7 @@ type Config struct {
 	CryptoCert       string
 	CryptoKey        string
 	CryptoTokenFile  string
+	Replay           replayConfig
 }
 
 const usage = `alegate: the Kitchen gateway (ALE reverse proxy and WebSocket bridge in front of a kitchen backend)
@@ -97,6 +99,7 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	fs.StringVar(&c.CryptoTokenFile, "crypto-token-file", "", "file holding a bearer token for alecryptd")
 	fs.StringVar(&c.LogFormat, "log-format", "json", "json or text")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "grace period for in-flight requests on SIGTERM")
+	c.Replay.flags(fs, getenv)
 	if err := cli.Parse(fs, args, os.Stdout, usage); err != nil {
 		return Config{}, err
 	}
@@ -142,6 +145,9 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	}
 	if c.LogFormat != "json" && c.LogFormat != "text" {
 		return Config{}, fmt.Errorf("--log-format must be json or text")
+	}
+	if err := c.Replay.validate(); err != nil {
+		return Config{}, err
 	}
 	return c, nil
 }
@@ -213,16 +219,32 @@ func run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	crypto := alev1connect.NewCryptoServiceClient(cc.HTTP, cc.URL, clientOpts...)
 	errc := make(chan error, 2)
-	var gmetrics *gateway.Metrics
+	var (
+		gmetrics *gateway.Metrics
+		reg      *prometheus.Registry
+	)
 	if cfg.MetricsListen != "" {
-		reg := metrics.NewRegistry()
+		reg = metrics.NewRegistry()
+	}
+	var registerer prometheus.Registerer // a nil *Registry would not be a nil Registerer
+	if reg != nil {
+		registerer = reg
+	}
+	replays, closeReplays, err := cfg.Replay.open(registerer)
+	if err != nil {
+		return err
+	}
+	defer closeReplays()
+	replayReady := readyReplay(replays)
+	if cfg.MetricsListen != "" {
 		gmetrics = gateway.NewMetrics(reg)
-		// Ready only while alecryptd answers: without it every request
-		// would fail, so a balancer should send traffic elsewhere.
+		// Ready only while alecryptd (and the replay store, when on)
+		// answers: without it every request would fail, so a balancer
+		// should send traffic elsewhere.
 		ready := func() bool {
 			rctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			defer cancel()
-			return cc.Serving(rctx) == nil
+			return cc.Serving(rctx) == nil && replayReady()
 		}
 		msrv, maddr, err := metrics.Serve(cfg.MetricsListen, reg, ready, errc)
 		if err != nil {
@@ -244,6 +266,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		BodyReadTimeout:  cfg.ReadTimeout,
 		Metrics:          gmetrics,
 		Logger:           log,
+		Replay:           replays,
 	})
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -258,8 +281,8 @@ func run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		ln = tls.NewListener(ln, srv.TLSConfig)
 	}
 	go func() { errc <- srv.Serve(ln) }()
-	log.Info("alegate listening", "addr", ln.Addr().String(), "upstream", cfg.Upstream.String(), "crypto", cfg.Crypto,
-		"require_ale", cfg.RequireALE, "encrypt_responses", cfg.EncryptResponses)
+	log.Info("alegate listening", append([]any{"addr", ln.Addr().String(), "upstream", cfg.Upstream.String(), "crypto", cfg.Crypto,
+		"require_ale", cfg.RequireALE, "encrypt_responses", cfg.EncryptResponses}, cfg.Replay.describe()...)...)
 	select {
 	case err := <-errc:
 		return err

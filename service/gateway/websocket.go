@@ -86,6 +86,9 @@ func (g *Gateway) serveWebSocket(w http.ResponseWriter, r *http.Request, st *req
 		g.cryptoError(w, r, st, err)
 		return
 	}
+	if !g.claim(w, r, st, p.Fingerprint, iv) {
+		return
+	}
 
 	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
 	defer cancel()
@@ -127,7 +130,8 @@ func (g *Gateway) serveWebSocket(w http.ResponseWriter, r *http.Request, st *req
 	sess := openSession(ctx, g.crypto)
 	defer sess.close()
 	done := make(chan struct{}, 2)
-	go func() { g.clientToUpstream(ctx, sess, client, up); done <- struct{}{} }()
+	hs := handshakePair{fingerprint: p.Fingerprint, iv: iv}
+	go func() { g.clientToUpstream(ctx, sess, client, up, hs); done <- struct{}{} }()
 	go func() { g.upstreamToClient(ctx, sess, up, client, p.Fingerprint); done <- struct{}{} }()
 	<-done
 	cancel()
@@ -149,7 +153,7 @@ func (g *Gateway) probeHandshake(ctx context.Context, iv []byte, fingerprint str
 	return g.probeEncrypt(ctx, fingerprint)
 }
 
-func (g *Gateway) clientToUpstream(ctx context.Context, sess *cryptoSession, client, up *websocket.Conn) {
+func (g *Gateway) clientToUpstream(ctx context.Context, sess *cryptoSession, client, up *websocket.Conn, hs handshakePair) {
 	for {
 		_, data, err := client.Read(ctx)
 		if err != nil {
@@ -196,6 +200,12 @@ func (g *Gateway) clientToUpstream(ctx context.Context, sess *cryptoSession, cli
 			client.Close(websocket.StatusInternalError, "crypto service unavailable")
 			up.Close(websocket.StatusGoingAway, "client side closed")
 			return
+		}
+		if forward, keepOpen := g.claimFrame(ctx, client, up, hs, f.Fingerprint, f.IV); !forward {
+			if !keepOpen {
+				return
+			}
+			continue
 		}
 		typ := websocket.MessageText
 		if !utf8.Valid(pt) {
