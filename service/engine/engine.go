@@ -242,21 +242,12 @@ func (e *Engine) Encrypt(ctx context.Context, ref Ref, plaintext, aad []byte) (E
 // seal encrypts under k, which the caller was allowed to use, if its state
 // lets it encrypt now, and counts the use.
 func (e *Engine) seal(k *keyring.Key, plaintext, aad []byte) (Envelope, error) {
-	rec := k.Record()
 	now := e.now()
-	switch {
-	case rec.State == key.Disabled:
-		return Envelope{}, fmt.Errorf("encrypt with %q: %w", rec.Fingerprint, ErrKeyDisabled)
-	case !rec.CanEncrypt(now):
-		return Envelope{}, fmt.Errorf("encrypt with %q (%s): %w", rec.Fingerprint, rec.State, ErrKeyNotActive)
-	}
-	c, err := cipherOf(k)
+	c, err := e.sealer(k, aad, now)
 	if err != nil {
 		return Envelope{}, err
 	}
-	if len(aad) != 0 && c.Overhead() == 0 {
-		return Envelope{}, &FieldError{Field: "associated_data", Reason: suite.ErrAADUnsupported.Error()}
-	}
+	rec := k.Record()
 	// A fresh IV from crypto/rand for every message: CTR and GCM both lose
 	// confidentiality completely if an IV repeats under one key.
 	iv := make([]byte, c.IVSize(), c.IVSize()+len(plaintext)+c.Overhead())
@@ -323,6 +314,10 @@ func (e *Engine) Rewrap(ctx context.Context, env Envelope, target Ref, aad []byt
 	if dstErr != nil {
 		return Envelope{}, nil, nil, dstErr
 	}
+	// A target that cannot seal is refused before anything is decrypted.
+	if _, err := e.sealer(dst, aad, e.now()); err != nil {
+		return Envelope{}, nil, nil, err
+	}
 	pt, err := e.open(src, env, aad, expect)
 	if err != nil {
 		return Envelope{}, nil, nil, err
@@ -335,6 +330,25 @@ func (e *Engine) Rewrap(ctx context.Context, env Envelope, target Ref, aad []byt
 		return Envelope{}, nil, nil, err
 	}
 	return out, src, dst, nil
+}
+
+// sealer is the cipher to seal under k at now with aad, or why k cannot.
+func (e *Engine) sealer(k *keyring.Key, aad []byte, now time.Time) (suite.Cipher, error) {
+	rec := k.Record()
+	switch {
+	case rec.State == key.Disabled:
+		return nil, fmt.Errorf("encrypt with %q: %w", rec.Fingerprint, ErrKeyDisabled)
+	case !rec.CanEncrypt(now):
+		return nil, fmt.Errorf("encrypt with %q (%s): %w", rec.Fingerprint, rec.State, ErrKeyNotActive)
+	}
+	c, err := cipherOf(k)
+	if err != nil {
+		return nil, err
+	}
+	if len(aad) != 0 && c.Overhead() == 0 {
+		return nil, &FieldError{Field: "associated_data", Reason: suite.ErrAADUnsupported.Error()}
+	}
+	return c, nil
 }
 
 // checkEnvelope refuses an envelope no key could open, before any lookup.

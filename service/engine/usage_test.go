@@ -12,7 +12,8 @@ import (
 // TestUsageCountsSuccessesOnly: every successful encryption and decryption
 // counts on its key, with the engine's clock; failures (wrong check, key
 // that may not encrypt, disabled key) count nothing; a rewrap counts a
-// decryption on its source and an encryption on its target.
+// decryption on its source and an encryption on its target, and nothing
+// when its target cannot encrypt (it is refused before decrypting).
 func TestUsageCountsSuccessesOnly(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -40,6 +41,13 @@ func TestUsageCountsSuccessesOnly(t *testing.T) {
 		{"encrypt with a decrypt-only key", func() error { _, _, err := e.Encrypt(ctx, engine.Ref{Fingerprint: "fp-old"}, nil, nil); return err }},
 		{"decrypt with a disabled key", func() error {
 			_, _, err := e.Decrypt(ctx, sealDirect(t, "fp-off", []byte("x")), nil, engine.FormatAny)
+			return err
+		}},
+		{"rewrap to a target that cannot encrypt: refused before decrypting", func() error {
+			_, _, _, err := e.Rewrap(ctx, env, engine.Ref{Fingerprint: "fp-old"}, nil, engine.FormatAny)
+			if err == nil {
+				t.Error("Rewrap to a decrypt-only key succeeded")
+			}
 			return err
 		}},
 		{"rewrap old to gcm", func() error {
