@@ -179,14 +179,23 @@ func (e *Engine) AuthorizeOp(ctx context.Context, op Op) error {
 // exists.
 func (e *Engine) lookup(ctx context.Context, op Op, ref Ref) (*keyring.Key, error) {
 	k, ref, err := e.find(ctx, ref)
-	var fe *FieldError
-	if errors.As(err, &fe) {
+	if isFieldError(err) {
 		return nil, err
 	}
 	if aerr := e.Authorize(ctx, op, ref, k); aerr != nil {
 		return nil, aerr
 	}
 	return k, err
+}
+
+// isFieldError reports whether err is a FieldError. The nil check keeps the
+// hot path (no error) free of errors.As, whose target escapes to the heap.
+func isFieldError(err error) bool {
+	if err == nil {
+		return false
+	}
+	var fe *FieldError
+	return errors.As(err, &fe)
 }
 
 // find is lookup without the authorization: the key ref names and ref with
@@ -298,8 +307,7 @@ func (e *Engine) Rewrap(ctx context.Context, env Envelope, target Ref, aad []byt
 	srcRef := Ref{Fingerprint: env.Fingerprint}
 	src, _, srcErr := e.find(ctx, srcRef)
 	dst, dstRef, dstErr := e.find(ctx, target)
-	var fe *FieldError
-	if errors.As(dstErr, &fe) {
+	if isFieldError(dstErr) {
 		return Envelope{}, nil, nil, dstErr
 	}
 	if err := e.Authorize(ctx, OpDecrypt, srcRef, src); err != nil {
