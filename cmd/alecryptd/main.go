@@ -32,6 +32,7 @@ import (
 	"github.com/alecrypt/alecrypt/service/engine"
 	"github.com/alecrypt/alecrypt/service/key"
 	"github.com/alecrypt/alecrypt/service/keyring"
+	"github.com/alecrypt/alecrypt/service/keyring/refresh"
 	"github.com/alecrypt/alecrypt/service/keystore"
 	"github.com/alecrypt/alecrypt/service/keystore/filestore"
 	"github.com/alecrypt/alecrypt/service/keystore/vaultstore"
@@ -61,7 +62,7 @@ type Config struct {
 	Policy          string
 	AuditLog        string
 	// MaxRemovalShare and RemovalConfirmAfter configure the keystore's
-	// removal guard (keystore.WithRemovalGuard).
+	// removal guard (refresh.WithRemovalGuard).
 	MaxRemovalShare     float64
 	RemovalConfirmAfter time.Duration
 	// MaxInflightBytes and ReadTimeout bound what requests may hold; see
@@ -122,9 +123,9 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	fs.StringVar(&c.LogFormat, "log-format", "json", "log format: json or text")
 	fs.TextVar(&c.LogLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn or error")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long in-flight calls may take to finish on SIGTERM")
-	share := fs.String("max-removal-share", envOr(getenv, "ALECRYPT_MAX_REMOVAL_SHARE", strconv.FormatFloat(keystore.DefaultMaxRemovalShare, 'g', -1, 64)),
+	share := fs.String("max-removal-share", envOr(getenv, "ALECRYPT_MAX_REMOVAL_SHARE", strconv.FormatFloat(refresh.DefaultMaxRemovalShare, 'g', -1, 64)),
 		"a reload removing more than this share (0-1) of the keys, or all of them, keeps serving them until the removal is confirmed (env ALECRYPT_MAX_REMOVAL_SHARE)")
-	confirm := fs.String("removal-confirm-after", envOr(getenv, "ALECRYPT_REMOVAL_CONFIRM_AFTER", keystore.DefaultRemovalConfirmAfter.String()),
+	confirm := fs.String("removal-confirm-after", envOr(getenv, "ALECRYPT_REMOVAL_CONFIRM_AFTER", refresh.DefaultRemovalConfirmAfter.String()),
 		"how long keys must stay missing, over at least two reloads, before a held removal is applied (env ALECRYPT_REMOVAL_CONFIRM_AFTER)")
 	if err := cli.Parse(fs, args, os.Stdout, usage); err != nil {
 		return Config{}, err
@@ -224,8 +225,8 @@ func run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	ring := keyring.New()
-	refresher := keystore.NewRefresher(store, ring, log, cfg.Refresh,
-		keystore.WithRemovalGuard(cfg.MaxRemovalShare, cfg.RemovalConfirmAfter))
+	refresher := refresh.New(store, ring, log, cfg.Refresh,
+		refresh.WithRemovalGuard(cfg.MaxRemovalShare, cfg.RemovalConfirmAfter))
 	if err := refresher.Reload(ctx); err != nil {
 		// With no keys yet there is nothing to serve: fail clearly.
 		return fmt.Errorf("loading keys from %s: %w", cfg.Keystore, err)

@@ -34,6 +34,7 @@ import (
 
 	"github.com/alecrypt/alecrypt/service/cli"
 	"github.com/alecrypt/alecrypt/service/key"
+	"github.com/alecrypt/alecrypt/service/keystore"
 	"github.com/alecrypt/alecrypt/service/keystore/vaultstore"
 	"github.com/alecrypt/alecrypt/service/keysync"
 	"github.com/alecrypt/alecrypt/service/metrics"
@@ -252,7 +253,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) in
 // and an interface so the run's logic is testable without either.
 type syncer struct {
 	fetch      func(ctx context.Context) (portal.Result, error)
-	target     keysync.Target
+	target     keystore.CASStore
 	login      func(ctx context.Context) error
 	dryRun     bool
 	allowEmpty bool
@@ -353,7 +354,7 @@ func (s *syncer) runOnce(ctx context.Context) (keysync.Summary, error) {
 	return sum, nil
 }
 
-func anyActive(entries map[string]vaultstore.Entry) bool {
+func anyActive(entries map[string]keystore.Entry) bool {
 	for _, e := range entries {
 		if e.Err == nil && e.Record.State == key.Active {
 			return true

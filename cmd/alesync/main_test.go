@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"github.com/alecrypt/alecrypt/service/key"
-	"github.com/alecrypt/alecrypt/service/keystore/vaultstore"
+	"github.com/alecrypt/alecrypt/service/keystore"
 	"github.com/alecrypt/alecrypt/service/portal"
 	"github.com/alecrypt/alecrypt/service/secret"
 )
@@ -162,15 +162,15 @@ func rec(fp string, mutate ...func(*key.Record)) key.Record {
 	return r
 }
 
-// store is an in-memory keysync.Target with check-and-set.
+// store is an in-memory keystore.CASStore with check-and-set.
 type store struct {
 	mu      sync.Mutex
-	entries map[string]vaultstore.Entry
+	entries map[string]keystore.Entry
 	puts    int
 	readErr error
 }
 
-func (s *store) Entries(context.Context) (map[string]vaultstore.Entry, error) {
+func (s *store) Entries(context.Context) (map[string]keystore.Entry, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.readErr != nil {
@@ -184,10 +184,10 @@ func (s *store) Put(_ context.Context, r key.Record, cas int) (int, error) {
 	defer s.mu.Unlock()
 	cur := s.entries[r.Fingerprint].Version
 	if cas != cur {
-		return 0, vaultstore.ErrCASMismatch
+		return 0, keystore.ErrCASMismatch
 	}
 	s.puts++
-	s.entries[r.Fingerprint] = vaultstore.Entry{Record: r, Version: cur + 1}
+	s.entries[r.Fingerprint] = keystore.Entry{Record: r, Version: cur + 1}
 	return cur + 1, nil
 }
 
@@ -198,10 +198,10 @@ type harness struct {
 	logs   *bytes.Buffer
 }
 
-func newHarness(t *testing.T, res portal.Result, fetchErr error, entries map[string]vaultstore.Entry) *harness {
+func newHarness(t *testing.T, res portal.Result, fetchErr error, entries map[string]keystore.Entry) *harness {
 	t.Helper()
 	if entries == nil {
-		entries = map[string]vaultstore.Entry{}
+		entries = map[string]keystore.Entry{}
 	}
 	h := &harness{store: &store{entries: entries}, stdout: &bytes.Buffer{}, logs: &bytes.Buffer{}}
 	h.s = &syncer{
@@ -222,7 +222,7 @@ func newHarness(t *testing.T, res portal.Result, fetchErr error, entries map[str
 
 func TestRunPortalFailureWritesNothing(t *testing.T) {
 	t.Parallel()
-	stored := map[string]vaultstore.Entry{"a": {Record: rec("a"), Version: 1}}
+	stored := map[string]keystore.Entry{"a": {Record: rec("a"), Version: 1}}
 	h := newHarness(t, portal.Result{}, fmt.Errorf("portal: page 1: %w: 401 Unauthorized", portal.ErrUnauthorized), stored)
 	if h.s.runAndReport(context.Background()) {
 		t.Error("runAndReport() = ok after a Portal failure")
@@ -258,8 +258,8 @@ func TestRunLoginFailure(t *testing.T) {
 
 func TestRunEmptyPortalGuard(t *testing.T) {
 	t.Parallel()
-	stored := func() map[string]vaultstore.Entry {
-		return map[string]vaultstore.Entry{"a": {Record: rec("a"), Version: 1}, "b": {Record: rec("b"), Version: 1}}
+	stored := func() map[string]keystore.Entry {
+		return map[string]keystore.Entry{"a": {Record: rec("a"), Version: 1}, "b": {Record: rec("b"), Version: 1}}
 	}
 	h := newHarness(t, portal.Result{Pages: 1}, nil, stored())
 	if h.s.runAndReport(context.Background()) || h.store.puts != 0 {
@@ -284,7 +284,7 @@ func TestRunEmptyPortalGuard(t *testing.T) {
 
 func TestRunMalformedRecords(t *testing.T) {
 	t.Parallel()
-	stored := map[string]vaultstore.Entry{
+	stored := map[string]keystore.Entry{
 		"bad":  {Record: rec("bad"), Version: 1},
 		"gone": {Record: rec("gone"), Version: 1},
 	}
@@ -311,7 +311,7 @@ func TestRunMalformedRecords(t *testing.T) {
 // record is unreadable (e.g. the Portal renamed "fingerprint").
 func TestRunUnreadableRecordHoldsRetirements(t *testing.T) {
 	t.Parallel()
-	stored := map[string]vaultstore.Entry{"a": {Record: rec("a"), Version: 1}, "b": {Record: rec("b"), Version: 1}}
+	stored := map[string]keystore.Entry{"a": {Record: rec("a"), Version: 1}, "b": {Record: rec("b"), Version: 1}}
 	res := portal.Result{Problems: []portal.Problem{
 		{Index: 0, Err: fmt.Errorf("%w: json: unknown field \"id\"", key.ErrInvalidRecord)},
 		{Index: 1, Err: fmt.Errorf("%w: json: unknown field \"id\"", key.ErrInvalidRecord)},
@@ -330,7 +330,7 @@ func TestRunUnreadableRecordHoldsRetirements(t *testing.T) {
 
 func TestRunDryRun(t *testing.T) {
 	t.Parallel()
-	stored := map[string]vaultstore.Entry{
+	stored := map[string]keystore.Entry{
 		"same": {Record: rec("same"), Version: 1},
 		"old":  {Record: rec("old"), Version: 1},
 		"gone": {Record: rec("gone"), Version: 1},

@@ -22,6 +22,7 @@ import (
 	alev1 "github.com/alecrypt/alecrypt/gen/ale/v1"
 	"github.com/alecrypt/alecrypt/gen/ale/v1/alev1connect"
 	"github.com/alecrypt/alecrypt/service/key"
+	"github.com/alecrypt/alecrypt/service/keystore"
 	"github.com/alecrypt/alecrypt/service/keystore/vaultstore"
 	"github.com/alecrypt/alecrypt/service/secret"
 	"github.com/alecrypt/alecrypt/test/harness"
@@ -109,7 +110,7 @@ func TestVaultPolicies(t *testing.T) {
 	if v, err := vaultstore.New(sync).Put(ctx, testKey("fp-new", "store-2", "sync-test-secret", time.Now()), 0); err != nil || v != 2 {
 		t.Errorf("re-creating a soft-deleted key: version %d, %v; want version 2", v, err)
 	}
-	if _, err := vaultstore.New(sync).Put(ctx, testKey("fp-new", "store-2", "sync-test-secret", time.Now()), 0); !errors.Is(err, vaultstore.ErrCASMismatch) {
+	if _, err := vaultstore.New(sync).Put(ctx, testKey("fp-new", "store-2", "sync-test-secret", time.Now()), 0); !errors.Is(err, keystore.ErrCASMismatch) {
 		t.Errorf("create-only write over a live key: err = %v, want ErrCASMismatch", err)
 	}
 	if _, err := sync.KVv2("secret").Get(ctx, "other/app"); !isPermissionDenied(err) {

@@ -1,21 +1,21 @@
-// Package keystore owns the contract between alecryptd and the places keys are
-// stored (the embedded file, Vault), and the loop that keeps a keyring in step
-// with a store.
+// Package refresh owns the loop that keeps a keyring in step with a keystore:
+// a load at start, then one on an interval (skipped when the store's cheap
+// revision says nothing changed) or on demand (SIGHUP), and the health of
+// those loads for metrics and /readyz.
 //
-// A store only reads; how keys get into it (alectl, alesync) is the store's own
-// business. The refresher never lets a failed load change the keys being
-// served: the last good set stays until a good one replaces it. Within a good
-// load, an invalid record is skipped (reported, counted, logged) and never
-// blocks the others; a key already served whose record turned invalid keeps
-// its last good record. A load that would remove more than a share of the
-// served keys (always one that would remove them all, as when Vault comes back
-// empty) is held until the same removal is seen again after a confirmation
-// delay; see WithRemovalGuard.
-package keystore
+// It only reads the store (keystore.Reader); how keys get into it (alectl,
+// alesync) is the store's own business. The refresher never lets a failed
+// load change the keys being served: the last good set stays until a good one
+// replaces it. Within a good load, an invalid record is skipped (reported,
+// counted, logged) and never blocks the others; a key already served whose
+// record turned invalid keeps its last good record. A load that would remove
+// more than a share of the served keys (always one that would remove them
+// all, as when Vault comes back empty) is held until the same removal is seen
+// again after a confirmation delay; see WithRemovalGuard.
+package refresh
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -27,59 +27,8 @@ import (
 
 	"github.com/alecrypt/alecrypt/service/key"
 	"github.com/alecrypt/alecrypt/service/keyring"
+	"github.com/alecrypt/alecrypt/service/keystore"
 )
-
-// Snapshot is the full content of a store at one moment.
-type Snapshot struct {
-	// Records are the valid records, one per fingerprint.
-	Records []key.Record
-	// Invalid are the entries the store holds but cannot use, each skipped
-	// alone.
-	Invalid []InvalidRecord
-	// Revision changes whenever the content (valid or not) may have
-	// changed; equal revisions mean the refresher can skip the reload.
-	Revision string
-}
-
-// InvalidRecord is one stored entry that is not a usable key record.
-type InvalidRecord struct {
-	// Name is where the store keeps the entry, for an operator to find it:
-	// a Vault secret's name under the key prefix, "keys[3]" in the file.
-	// It may be any string the store allows: log it quoted.
-	Name string
-	// Fingerprint is the key the entry is filed under when that is a valid
-	// fingerprint, else "". The refresher keeps serving the last good
-	// record of a served key whose entry turned invalid.
-	Fingerprint string
-	// Err says what is wrong; it never holds key material.
-	Err error
-}
-
-// Reader is a keystore as alecryptd sees it.
-type Reader interface {
-	// Load returns every valid record, and every entry that is not a valid
-	// record in Snapshot.Invalid: one bad entry never hides the others. It
-	// fails as a whole only when the store itself cannot be read (Vault
-	// unreachable or refusing, a file that is missing, unreadable, exposed
-	// to other users or not a keystore document); then it returns no
-	// records.
-	Load(ctx context.Context) (Snapshot, error)
-}
-
-// Reviser is implemented by stores that can tell cheaply whether their
-// content may have changed (a file's stat, say). The refresher asks it first
-// and skips Load when the answer equals the revision it last loaded, so an
-// idle service does not re-read and re-parse thousands of keys every tick. A
-// triggered reload (SIGHUP) does not ask it.
-type Reviser interface {
-	// Revision returns a token that changes whenever the content, or
-	// anything Load checks (a file's permissions), may have changed; it
-	// need not equal Snapshot.Revision.
-	Revision(ctx context.Context) (string, error)
-}
-
-// ErrNotFound is returned by Load when the store does not exist yet.
-var ErrNotFound = errors.New("keystore not found")
 
 // Removal guard defaults: a reload removing more than half of the served
 // keys, or all of them, waits a minute (and a second sighting) before it is
@@ -92,7 +41,7 @@ const (
 // Refresher loads a store into a ring, once and then on an interval or on
 // demand.
 type Refresher struct {
-	store    Reader
+	store    keystore.Reader
 	ring     *keyring.Ring
 	log      *slog.Logger
 	interval time.Duration
@@ -142,8 +91,8 @@ func WithRemovalGuard(maxShare float64, confirmAfter time.Duration) Option {
 	return func(r *Refresher) { r.maxRemovalShare, r.confirmAfter = maxShare, confirmAfter }
 }
 
-// NewRefresher builds a refresher; interval <= 0 disables periodic reloads.
-func NewRefresher(store Reader, ring *keyring.Ring, log *slog.Logger, interval time.Duration, opts ...Option) *Refresher {
+// New builds a refresher; interval <= 0 disables periodic reloads.
+func New(store keystore.Reader, ring *keyring.Ring, log *slog.Logger, interval time.Duration, opts ...Option) *Refresher {
 	r := &Refresher{store: store, ring: ring, log: log, interval: interval, now: time.Now,
 		maxRemovalShare: DefaultMaxRemovalShare, confirmAfter: DefaultRemovalConfirmAfter,
 		trigger: make(chan struct{}, 1)}
@@ -170,7 +119,7 @@ func (r *Refresher) reload(ctx context.Context, force bool) error {
 	defer cancel()
 	holding := len(r.missing) > 0 // a held removal is re-examined every time
 	var cheap string
-	if rv, ok := r.store.(Reviser); ok && !force {
+	if rv, ok := r.store.(keystore.Reviser); ok && !force {
 		if tok, err := rv.Revision(lctx); err == nil {
 			if tok != "" && tok == r.lastCheap && !holding {
 				r.setStatus(nil)
@@ -259,7 +208,7 @@ type guardResult struct {
 // guard returns the records to serve for snap: its valid records, plus the
 // served record of every key whose entry turned invalid, plus the served
 // record of every key the removal guard holds.
-func (r *Refresher) guard(snap Snapshot, now time.Time) ([]key.Record, guardResult) {
+func (r *Refresher) guard(snap keystore.Snapshot, now time.Time) ([]key.Record, guardResult) {
 	records := slices.Clone(snap.Records)
 	listed := make(map[string]bool, len(records))
 	for _, rec := range records {
@@ -317,7 +266,7 @@ func (r *Refresher) suspect(gone, served int) bool {
 
 // logInvalid logs the store's invalid entries when they differ from the last
 // ones logged, so a refresh every few seconds does not repeat them.
-func (r *Refresher) logInvalid(inv []InvalidRecord) {
+func (r *Refresher) logInvalid(inv []keystore.InvalidRecord) {
 	var b strings.Builder
 	for _, i := range inv {
 		fmt.Fprintf(&b, "%q %v\n", i.Name, i.Err)

@@ -1,4 +1,4 @@
-package keystore_test
+package refresh_test
 
 import (
 	"bytes"
@@ -14,6 +14,7 @@ import (
 
 	"github.com/alecrypt/alecrypt/service/key"
 	"github.com/alecrypt/alecrypt/service/keyring"
+	"github.com/alecrypt/alecrypt/service/keyring/refresh"
 	"github.com/alecrypt/alecrypt/service/keystore"
 	"github.com/alecrypt/alecrypt/service/secret"
 )
@@ -94,13 +95,13 @@ func (b *logBuffer) String() string {
 	return b.buf.String()
 }
 
-func newRefresher(t *testing.T, interval time.Duration) (*fakeStore, *keyring.Ring, *keystore.Refresher, *logBuffer) {
+func newRefresher(t *testing.T, interval time.Duration) (*fakeStore, *keyring.Ring, *refresh.Refresher, *logBuffer) {
 	t.Helper()
 	store := &fakeStore{}
 	ring := keyring.New()
 	logs := &logBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	return store, ring, keystore.NewRefresher(store, ring, log, interval), logs
+	return store, ring, refresh.New(store, ring, log, interval), logs
 }
 
 func lookup(t *testing.T, ring *keyring.Ring, fp string) *keyring.Key {

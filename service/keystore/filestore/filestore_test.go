@@ -20,6 +20,7 @@ import (
 
 	"github.com/alecrypt/alecrypt/service/key"
 	"github.com/alecrypt/alecrypt/service/keyring"
+	"github.com/alecrypt/alecrypt/service/keyring/refresh"
 	"github.com/alecrypt/alecrypt/service/keystore"
 	"github.com/alecrypt/alecrypt/service/keystore/filestore"
 	"github.com/alecrypt/alecrypt/service/keystore/keystoretest"
@@ -384,7 +385,7 @@ func TestRefresherNoticesExposedFile(t *testing.T) {
 	t.Parallel()
 	s := writeStore(t, 0o600, rec("fp-1"))
 	ring := keyring.New()
-	r := keystore.NewRefresher(s, ring, slog.New(slog.DiscardHandler), 0)
+	r := refresh.New(s, ring, slog.New(slog.DiscardHandler), 0)
 	if err := r.Reload(t.Context()); err != nil {
 		t.Fatal(err)
 	}

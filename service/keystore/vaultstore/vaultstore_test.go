@@ -188,7 +188,7 @@ func TestVault(t *testing.T) {
 		names := map[string]string{}
 		for _, inv := range snap.Invalid {
 			names[inv.Name] = inv.Fingerprint
-			if !errors.Is(inv.Err, vaultstore.ErrInvalidEntry) {
+			if !errors.Is(inv.Err, keystore.ErrInvalidEntry) {
 				t.Errorf("Invalid %q err = %v, want ErrInvalidEntry", inv.Name, inv.Err)
 			}
 			if strings.Contains(inv.Err.Error(), canary) {
