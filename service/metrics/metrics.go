@@ -17,7 +17,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/alecrypt/alecrypt/service/key"
-	"github.com/alecrypt/alecrypt/service/keyring"
 )
 
 // NewRegistry returns a registry with the Go runtime and process collectors.
@@ -43,12 +42,19 @@ type KeystoreStatus interface {
 	HeldRemoval() (keys int, since time.Time)
 }
 
+// KeyCounter is what the keystore collector counts keys with at scrape time:
+// the keyring (*keyring.Ring) in alecryptd.
+type KeyCounter interface {
+	// CountByState counts the keys served in each state.
+	CountByState() map[key.State]int
+}
+
 // RegisterKeystore adds the keystore metrics: keys loaded by state, when the
 // keys were last confirmed current and how stale they are, whether the last
 // refresh worked, and failed refreshes. Staleness is what an operator alerts
 // on while Vault is down and the service serves its last good keys.
-func RegisterKeystore(reg prometheus.Registerer, ring *keyring.Ring, status KeystoreStatus, now func() time.Time) {
-	reg.MustRegister(&keystoreCollector{ring: ring, status: status, now: now})
+func RegisterKeystore(reg prometheus.Registerer, keys KeyCounter, status KeystoreStatus, now func() time.Time) {
+	reg.MustRegister(&keystoreCollector{keys: keys, status: status, now: now})
 }
 
 var (
@@ -70,7 +76,7 @@ var (
 )
 
 type keystoreCollector struct {
-	ring   *keyring.Ring
+	keys   KeyCounter
 	status KeystoreStatus
 	now    func() time.Time
 }
@@ -83,8 +89,8 @@ func (c *keystoreCollector) Describe(ch chan<- *prometheus.Desc) {
 
 func (c *keystoreCollector) Collect(ch chan<- prometheus.Metric) {
 	counts := map[key.State]int{key.Active: 0, key.DecryptOnly: 0, key.Disabled: 0}
-	for _, k := range c.ring.Keys() {
-		counts[k.Record().State]++
+	for state, n := range c.keys.CountByState() {
+		counts[state] = n
 	}
 	for state, n := range counts {
 		ch <- prometheus.MustNewConstMetric(keysDesc, prometheus.GaugeValue, float64(n), string(state))
