@@ -33,8 +33,6 @@ import (
 	"github.com/hashicorp/vault/api"
 
 	"github.com/alecrypt/alecrypt/service/cli"
-	"github.com/alecrypt/alecrypt/service/key"
-	"github.com/alecrypt/alecrypt/service/keystore"
 	"github.com/alecrypt/alecrypt/service/keystore/vaultstore"
 	"github.com/alecrypt/alecrypt/service/keysync"
 	"github.com/alecrypt/alecrypt/service/metrics"
@@ -183,8 +181,8 @@ func newLogger(w io.Writer, cfg Config) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, opts))
 }
 
-// run wires the Portal and Vault and runs once or on the interval; it
-// returns the exit status.
+// run wires the Portal and Vault and runs keysync once or on the interval;
+// it returns the exit status.
 func run(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) int {
 	hc, err := portalHTTPClient(cfg.PortalCA)
 	if err != nil {
@@ -202,26 +200,24 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) in
 		return 1
 	}
 	store := vaultstore.New(vc, vaultstore.WithMount(cfg.Vault.Mount), vaultstore.WithPrefix(cfg.Vault.Prefix))
-	s := &syncer{
-		fetch: func(ctx context.Context) (portal.Result, error) {
-			token, err := portalToken(cfg)
-			if err != nil {
-				return portal.Result{}, err
-			}
-			return portal.NewClient(cfg.PortalURL, hc, token).FetchAll(ctx)
-		},
-		target: store,
-		login:  vaultLogin(ctx, vc, cfg.Vault.Auth, log),
-		dryRun: cfg.DryRun,
-		// An empty Portal that is not a failure is still far more likely a
-		// misconfigured Portal than a real wish to stop encrypting.
-		allowEmpty: cfg.AllowEmptyPortal,
-		log:        log,
-		out:        stdout,
+	fetch := func(ctx context.Context) (portal.Result, error) {
+		token, err := portalToken(cfg)
+		if err != nil {
+			return portal.Result{}, err
+		}
+		return portal.NewClient(cfg.PortalURL, hc, token).FetchAll(ctx)
+	}
+	opts := keysync.Options{
+		Interval:         cfg.Interval,
+		DryRun:           cfg.DryRun,
+		AllowEmptyPortal: cfg.AllowEmptyPortal,
+		Login:            vaultLogin(ctx, vc, cfg.Vault.Auth, log),
+		Log:              log,
+		Out:              stdout,
 	}
 	if cfg.MetricsListen != "" {
 		reg := metrics.NewRegistry()
-		s.metrics = metrics.NewSync(reg)
+		opts.Observer = metrics.NewSync(reg)
 		msrv, addr, err := metrics.Serve(cfg.MetricsListen, reg, nil, nil)
 		if err != nil {
 			log.Error("alesync cannot start", "err", fmt.Errorf("--metrics-listen: %w", err))
@@ -232,135 +228,14 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) in
 	}
 	log.Info("alesync starting", "portal", redactURL(cfg.PortalURL), "vault", vc.Address(), "location", store.Location(),
 		"vault_auth", cfg.Vault.Auth.Method, "interval", cfg.Interval.String(), "dry_run", cfg.DryRun)
-	if cfg.Interval == 0 {
-		if !s.runAndReport(ctx) {
-			return 1
-		}
-		return 0
+	err = keysync.Run(ctx, fetch, store, opts)
+	if cfg.Interval > 0 {
+		log.Info("alesync stopping")
 	}
-	for {
-		s.runAndReport(ctx)
-		select {
-		case <-ctx.Done():
-			log.Info("alesync stopping")
-			return 0
-		case <-time.After(cfg.Interval):
-		}
-	}
-}
-
-// syncer is one sync run's steps, with the Portal and Vault behind functions
-// and an interface so the run's logic is testable without either.
-type syncer struct {
-	fetch      func(ctx context.Context) (portal.Result, error)
-	target     keystore.CASStore
-	login      func(ctx context.Context) error
-	dryRun     bool
-	allowEmpty bool
-	log        *slog.Logger
-	out        io.Writer
-	metrics    *metrics.Sync // nil when --metrics-listen is off
-}
-
-// errEmptyPortal refuses a run that would retire every key because the
-// Portal listed nothing at all.
-var errEmptyPortal = errors.New("the Portal listed no keys at all; refusing to retire every active key (pass --allow-empty-portal if that is intended)")
-
-// runAndReport runs one sync, prints its summary line and logs it; it
-// reports whether the run was clean.
-func (s *syncer) runAndReport(ctx context.Context) bool {
-	start := time.Now()
-	sum, err := s.runOnce(ctx)
-	ok := err == nil && sum.OK()
-	fmt.Fprintln(s.out, sum.String())
-	attrs := []any{
-		"added", sum.Added, "updated", sum.Updated, "retired", sum.Retired,
-		"unchanged", sum.Unchanged, "failed", sum.Failed,
-		"dry_run", s.dryRun, "ok", ok, "duration", time.Since(start).String(),
-	}
-	if s.metrics != nil {
-		outcome := metrics.SyncOK
-		switch {
-		case err != nil:
-			outcome = metrics.SyncAborted
-		case !ok:
-			outcome = metrics.SyncFailed
-		}
-		s.metrics.Observe(metrics.SyncCounts{Added: sum.Added, Updated: sum.Updated, Retired: sum.Retired,
-			Unchanged: sum.Unchanged, Failed: sum.Failed}, outcome, time.Now())
-	}
-	switch {
-	case err != nil:
-		s.log.Error("sync run aborted; nothing was written", append(attrs, "err", err)...)
-	case !ok:
-		s.log.Error("sync run had failures", attrs...)
-	default:
-		s.log.Info("sync run", attrs...)
-	}
-	return ok
-}
-
-// runOnce fetches the whole listing before it reads or writes Vault, so a
-// Portal failure changes nothing.
-func (s *syncer) runOnce(ctx context.Context) (keysync.Summary, error) {
-	res, err := s.fetch(ctx)
 	if err != nil {
-		return keysync.Summary{}, err
+		return 1
 	}
-	unreadable := 0
-	for _, p := range res.Problems {
-		if p.Fingerprint == "" {
-			unreadable++
-		}
-		s.log.Warn("skipping a Portal record", "index", p.Index, "fingerprint", p.Fingerprint, "err", p.Err)
-	}
-	if s.login != nil {
-		if err := s.login(ctx); err != nil {
-			return keysync.Summary{}, err
-		}
-	}
-	current, err := s.target.Entries(ctx)
-	if err != nil {
-		return keysync.Summary{}, err
-	}
-	if len(res.Records) == 0 && len(res.Problems) == 0 && !s.allowEmpty && anyActive(current) {
-		return keysync.Summary{}, errEmptyPortal
-	}
-	actions := keysync.Plan(res.Records, res.FailedFingerprints(), current)
-	if unreadable > 0 {
-		actions = keysync.HoldRetirements(actions, "the Portal sent a record whose fingerprint is unreadable; it may be this key")
-	}
-	if s.dryRun {
-		for _, a := range actions {
-			fmt.Fprintln(s.out, a.String())
-		}
-	}
-	sum := keysync.Apply(ctx, s.target, actions, s.dryRun)
-	// A record whose fingerprint is unreadable has no action, but it is a
-	// failure all the same.
-	sum.Failed += unreadable
-	for _, o := range sum.Outcomes {
-		a := o.Action
-		switch {
-		case o.Failed():
-			s.log.Error("key not synced", "fingerprint", a.Fingerprint, "action", string(a.Kind), "retried", o.Retried, "err", o.Err)
-		case a.Kind == keysync.Unchanged || s.dryRun:
-			s.log.Debug("key planned", "fingerprint", a.Fingerprint, "action", string(a.Kind))
-		default:
-			s.log.Info("key written", "fingerprint", a.Fingerprint, "action", string(a.Kind),
-				"state", string(a.Record.State), "key_version", a.Record.Version, "kv_version", o.Version, "retried", o.Retried)
-		}
-	}
-	return sum, nil
-}
-
-func anyActive(entries map[string]keystore.Entry) bool {
-	for _, e := range entries {
-		if e.Err == nil && e.Record.State == key.Active {
-			return true
-		}
-	}
-	return false
+	return 0
 }
 
 // portalToken reads the token for this run: re-reading the file every run

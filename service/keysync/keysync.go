@@ -1,9 +1,12 @@
 // Package keysync owns the rules that bring a keystore in step with the
-// Portal's listing: what to add, update, retire or leave alone (Plan), and how
-// to write it without losing a concurrent update (Apply).
+// Portal's listing: what to add, update, retire or leave alone (Plan), how
+// to write it without losing a concurrent update (Apply), and the sync run
+// around them (Run): fetch everything first, guard against an empty Portal,
+// hold retirements when a record is unreadable, report the run. alesync only
+// parses flags and wires a Portal client and a Vault store into Run.
 //
-// It makes no HTTP or Vault calls of its own: the listing arrives as records
-// and the store is a keystore.CASStore. The rules:
+// It makes no HTTP or Vault calls of its own: the listing comes from a
+// Source and the store is a keystore.CASStore. The rules:
 //
 //   - A key the Portal lists and the store lacks is added; one whose record
 //     differs in any field (the secret compared in constant time) is
