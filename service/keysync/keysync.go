@@ -164,7 +164,7 @@ func planListed(r key.Record, e keystore.Entry, found bool) Action {
 		a.Kind = Add
 	case e.Err != nil:
 		a.Kind, a.CAS, a.Reason = Update, e.Version, "the stored entry is not a valid record"
-	case Same(r, e.Record):
+	case r.Equal(e.Record):
 		a.Kind, a.Record = Unchanged, key.Record{}
 	default:
 		a.Kind, a.CAS = Update, e.Version
@@ -194,21 +194,6 @@ func planUnlisted(fp string, e keystore.Entry, found bool) Action {
 		a.Kind, a.Record, a.CAS = Retire, r, e.Version
 	}
 	return a
-}
-
-// Same reports whether two records are identical in every field: metadata
-// compared exactly (times by instant), the key material through
-// Record.SameMaterial, so the secret is compared in constant time.
-func Same(a, b key.Record) bool {
-	return a.Fingerprint == b.Fingerprint &&
-		slices.Equal(a.Aliases, b.Aliases) &&
-		a.CounterBits == b.CounterBits &&
-		a.State == b.State &&
-		a.Version == b.Version &&
-		a.CreatedAt.Equal(b.CreatedAt) &&
-		a.NotAfter.Equal(b.NotAfter) &&
-		a.Source == b.Source &&
-		a.SameMaterial(b)
 }
 
 // Summary is the outcome of one Apply.

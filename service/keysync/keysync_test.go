@@ -75,7 +75,7 @@ func TestPlan(t *testing.T) {
 			listed: []key.Record{rec("a")},
 			want:   map[string]want{"a": {keysync.Add, 0}},
 			check: func(t *testing.T, as map[string]keysync.Action) {
-				if !keysync.Same(as["a"].Record, rec("a")) {
+				if !as["a"].Record.Equal(rec("a")) {
 					t.Error("add does not write the Portal's record")
 				}
 			},
@@ -139,7 +139,7 @@ func TestPlan(t *testing.T) {
 				if r.State != key.DecryptOnly || r.Version != 4 {
 					t.Errorf("retired record state %s version %d, want decrypt-only version 4", r.State, r.Version)
 				}
-				if !keysync.Same(r, rec("a", func(r *key.Record) { r.State, r.Version = key.DecryptOnly, 4 })) {
+				if !r.Equal(rec("a", func(r *key.Record) { r.State, r.Version = key.DecryptOnly, 4 })) {
 					t.Error("retire changed more than state and version")
 				}
 			},
@@ -243,37 +243,6 @@ func TestPlan(t *testing.T) {
 				tc.check(t, byFP)
 			}
 		})
-	}
-}
-
-func TestSame(t *testing.T) {
-	t.Parallel()
-	base := rec("a")
-	for _, tc := range []struct {
-		name   string
-		mutate func(*key.Record)
-		same   bool
-	}{
-		{"identical", func(*key.Record) {}, true},
-		{"other zone, same instant", func(r *key.Record) { r.CreatedAt = r.CreatedAt.In(time.FixedZone("Y", -7200)) }, true},
-		{"secret", func(r *key.Record) { r.Secret = secret.FromString("other") }, false},
-		{"secret prefix", func(r *key.Record) { r.Secret = secret.FromString(canary) }, false},
-		{"fingerprint", func(r *key.Record) { r.Fingerprint = "b" }, false},
-		{"alias order", func(r *key.Record) { r.Aliases = []string{"x", "store-1"} }, false},
-		{"algorithm", func(r *key.Record) { r.Algorithm, r.CounterBits = key.AES256GCM, 0 }, false},
-		{"counter bits explicit vs default", func(r *key.Record) { r.CounterBits = 0 }, false},
-		{"salt", func(r *key.Record) { r.KDF.Salt = "x" }, false},
-		{"state", func(r *key.Record) { r.State = key.Disabled }, false},
-		{"version", func(r *key.Record) { r.Version++ }, false},
-		{"created_at", func(r *key.Record) { r.CreatedAt = r.CreatedAt.Add(time.Nanosecond) }, false},
-		{"not_after", func(r *key.Record) { r.NotAfter = time.Time{} }, false},
-		{"source", func(r *key.Record) { r.Source = key.SourceLocal }, false},
-	} {
-		o := base.Clone()
-		tc.mutate(&o)
-		if got := keysync.Same(base, o); got != tc.same {
-			t.Errorf("Same(%s) = %v, want %v", tc.name, got, tc.same)
-		}
 	}
 }
 
@@ -475,7 +444,7 @@ func TestApplyCASRace(t *testing.T) {
 			summary: "added=1 updated=2 retired=0 unchanged=0 failed=0",
 			kind:    keysync.Update,
 			check: func(t *testing.T, e keystore.Entry) {
-				if e.Version != 3 || !keysync.Same(e.Record, newer) {
+				if e.Version != 3 || !e.Record.Equal(newer) {
 					t.Errorf("stored version %d state %s, want version 3 with the Portal's record", e.Version, e.Record.State)
 				}
 			},

@@ -692,3 +692,50 @@ func TestInit(t *testing.T) {
 		}
 	})
 }
+
+// TestImport: identical records are left alone (key.Record.Equal, the one
+// record equality: an explicit counter_bits 64 is not the omitted default),
+// different ones conflict unless replaced with a higher version, and a
+// conflict leaves the file untouched.
+func TestImport(t *testing.T) {
+	t.Parallel()
+	explicit64 := rec("fp-1")
+	explicit64.CounterBits = key.CounterBits64
+	newer := rec("fp-1")
+	newer.Version = 2
+	for _, tc := range []struct {
+		name    string
+		in      []key.Record
+		replace bool
+		want    filestore.ImportResult
+		wantErr error
+	}{
+		{name: "new and identical", in: []key.Record{rec("fp-2"), rec("fp-1")}, want: filestore.ImportResult{Added: 1, Unchanged: 1}},
+		{name: "counter bits made explicit", in: []key.Record{explicit64}, wantErr: filestore.ErrConflict},
+		{name: "different without replace", in: []key.Record{rec("fp-2"), newer}, wantErr: filestore.ErrConflict},
+		{name: "replaced with a higher version", in: []key.Record{newer}, replace: true, want: filestore.ImportResult{Replaced: 1}},
+		{name: "replaced without a higher version", in: []key.Record{explicit64}, replace: true, wantErr: filestore.ErrConflict},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s := writeStore(t, 0o600, rec("fp-1"))
+			before, err := os.ReadFile(s.Path())
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := s.Import(tc.in, tc.replace)
+			if !errors.Is(err, tc.wantErr) {
+				t.Fatalf("Import() err = %v, want %v", err, tc.wantErr)
+			}
+			if err != nil {
+				if after, _ := os.ReadFile(s.Path()); string(after) != string(before) {
+					t.Error("a refused Import changed the file")
+				}
+				return
+			}
+			if got != tc.want {
+				t.Errorf("Import() = %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}
