@@ -26,8 +26,8 @@ func NewRegistry() *prometheus.Registry {
 	return reg
 }
 
-// Handler serves the registry in the Prometheus exposition format.
-func Handler(reg *prometheus.Registry) http.Handler {
+// handler serves the registry in the Prometheus exposition format.
+func handler(reg *prometheus.Registry) http.Handler {
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})
 }
 
@@ -169,7 +169,7 @@ func Serve(addr string, reg *prometheus.Registry, ready func() bool, errc chan<-
 		return nil, nil, fmt.Errorf("metrics listener: %w", err)
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", Handler(reg))
+	mux.Handle("/metrics", handler(reg))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	if ready != nil {
 		mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {

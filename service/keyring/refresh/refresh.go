@@ -69,8 +69,8 @@ type Refresher struct {
 	trigger chan struct{}
 }
 
-// LoadTimeout bounds one load, so a hung backend cannot stall reloads.
-const LoadTimeout = 30 * time.Second
+// loadTimeout bounds one load, so a hung backend cannot stall reloads.
+const loadTimeout = 30 * time.Second
 
 // Option configures a Refresher.
 type Option func(*Refresher)
@@ -115,7 +115,7 @@ func (r *Refresher) ForceReload(ctx context.Context) error { return r.reload(ctx
 func (r *Refresher) reload(ctx context.Context, force bool) error {
 	r.reloadMu.Lock()
 	defer r.reloadMu.Unlock()
-	lctx, cancel := context.WithTimeout(ctx, LoadTimeout)
+	lctx, cancel := context.WithTimeout(ctx, loadTimeout)
 	defer cancel()
 	holding := len(r.missing) > 0 // a held removal is re-examined every time
 	var cheap string
