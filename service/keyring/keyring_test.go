@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/alecrypt/alecrypt/service/key"
+	"github.com/alecrypt/alecrypt/service/key/keytest"
 	"github.com/alecrypt/alecrypt/service/secret"
 )
 
@@ -18,17 +19,7 @@ var t0 = time.Date(2025, 5, 1, 0, 0, 0, 0, time.UTC)
 
 // rec is a valid record with the cheapest allowed KDF.
 func rec(fp string, state key.State, created time.Time, aliases ...string) key.Record {
-	return key.Record{
-		Fingerprint: fp,
-		Aliases:     aliases,
-		Algorithm:   key.AES256CTR,
-		Secret:      secret.FromString("test-only-secret-" + fp),
-		KDF:         key.KDF{Name: key.KDFPBKDF2SHA256, Salt: "salt-" + fp, Iterations: key.MinIterations},
-		State:       state,
-		Version:     1,
-		CreatedAt:   created,
-		Source:      key.SourceLocal,
-	}
+	return keytest.Record(fp, keytest.State(state), keytest.CreatedAt(created), keytest.Aliases(aliases...))
 }
 
 // clock is a settable clock, safe for concurrent reads.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/alecrypt/alecrypt/service/key"
+	"github.com/alecrypt/alecrypt/service/key/keytest"
 	"github.com/alecrypt/alecrypt/service/keystore"
 	"github.com/alecrypt/alecrypt/service/keysync"
 	"github.com/alecrypt/alecrypt/service/secret"
@@ -18,26 +19,15 @@ import (
 
 // canary is part of every test secret; no action, outcome or error may
 // print it.
-const canary = "CANARY-SECRET-91c4"
+const canary = keytest.Canary
 
-func rec(fp string, mutate ...func(*key.Record)) key.Record {
-	r := key.Record{
-		Fingerprint: fp,
-		Aliases:     []string{"store-1"},
-		Algorithm:   key.AES256CTR,
-		Secret:      secret.FromString(canary + "-" + fp),
-		KDF:         key.KDF{Name: key.KDFPBKDF2SHA256, Salt: "salt-" + fp, Iterations: 1000},
-		CounterBits: 64,
-		State:       key.Active,
-		Version:     3,
-		CreatedAt:   time.Date(2025, 1, 2, 3, 4, 5, 6, time.UTC),
-		NotAfter:    time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC),
-		Source:      key.SourcePortal,
-	}
-	for _, m := range mutate {
-		m(&r)
-	}
-	return r
+// rec is a Portal record as the Portal would list it: every field set.
+func rec(fp string, mutate ...keytest.Option) key.Record {
+	return keytest.Record(fp, append([]keytest.Option{
+		keytest.Aliases("store-1"), keytest.CounterBits(key.CounterBits64), keytest.Version(3),
+		keytest.CreatedAt(time.Date(2025, 1, 2, 3, 4, 5, 6, time.UTC)), keytest.Source(key.SourcePortal),
+		func(r *key.Record) { r.NotAfter = time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC) },
+	}, mutate...)...)
 }
 
 func stored(r key.Record, version int) keystore.Entry {

@@ -22,9 +22,9 @@ import (
 	alev1 "github.com/alecrypt/alecrypt/gen/ale/v1"
 	"github.com/alecrypt/alecrypt/gen/ale/v1/alev1connect"
 	"github.com/alecrypt/alecrypt/service/key"
+	"github.com/alecrypt/alecrypt/service/key/keytest"
 	"github.com/alecrypt/alecrypt/service/keystore"
 	"github.com/alecrypt/alecrypt/service/keystore/vaultstore"
-	"github.com/alecrypt/alecrypt/service/secret"
 	"github.com/alecrypt/alecrypt/test/harness"
 )
 
@@ -48,18 +48,8 @@ func policyToken(t *testing.T, v *harness.Vault, name string) string {
 }
 
 func testKey(fp, alias, secretText string, created time.Time) key.Record {
-	return key.Record{
-		Fingerprint: fp,
-		Aliases:     []string{alias},
-		Algorithm:   key.AES256CTR,
-		Secret:      secret.FromString(secretText),
-		KDF:         key.KDF{Name: key.KDFPBKDF2SHA256, Salt: "salt-" + fp, Iterations: 1000},
-		CounterBits: 64,
-		State:       key.Active,
-		Version:     1,
-		CreatedAt:   created,
-		Source:      key.SourcePortal,
-	}
+	return keytest.Record(fp, keytest.Aliases(alias), keytest.Secret(secretText), keytest.CounterBits(key.CounterBits64),
+		keytest.CreatedAt(created), keytest.Source(key.SourcePortal))
 }
 
 func isPermissionDenied(err error) bool {

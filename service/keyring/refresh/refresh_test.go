@@ -13,28 +13,16 @@ import (
 	"time"
 
 	"github.com/alecrypt/alecrypt/service/key"
+	"github.com/alecrypt/alecrypt/service/key/keytest"
 	"github.com/alecrypt/alecrypt/service/keyring"
 	"github.com/alecrypt/alecrypt/service/keyring/refresh"
 	"github.com/alecrypt/alecrypt/service/keystore"
-	"github.com/alecrypt/alecrypt/service/secret"
 )
 
 // canarySecret must never reach a log line.
-const canarySecret = "CANARY-not-a-real-secret-93b1"
+const canarySecret = keytest.Canary
 
-func rec(fp string) key.Record {
-	return key.Record{
-		Fingerprint: fp,
-		Aliases:     []string{"default"},
-		Algorithm:   key.AES256CTR,
-		Secret:      secret.FromString(canarySecret + fp),
-		KDF:         key.KDF{Name: key.KDFPBKDF2SHA256, Salt: "salt-" + fp, Iterations: key.MinIterations},
-		State:       key.Active,
-		Version:     1,
-		CreatedAt:   time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC),
-		Source:      key.SourcePortal,
-	}
-}
+func rec(fp string) key.Record { return keytest.Record(fp, keytest.Source(key.SourcePortal)) }
 
 // fakeStore returns whatever it was last set to.
 type fakeStore struct {

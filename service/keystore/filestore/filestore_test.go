@@ -19,30 +19,18 @@ import (
 	"time"
 
 	"github.com/alecrypt/alecrypt/service/key"
+	"github.com/alecrypt/alecrypt/service/key/keytest"
 	"github.com/alecrypt/alecrypt/service/keyring"
 	"github.com/alecrypt/alecrypt/service/keyring/refresh"
 	"github.com/alecrypt/alecrypt/service/keystore"
 	"github.com/alecrypt/alecrypt/service/keystore/filestore"
 	"github.com/alecrypt/alecrypt/service/keystore/keystoretest"
-	"github.com/alecrypt/alecrypt/service/secret"
 )
 
 // canary stands in for key material in tests that check errors never echo it.
-const canary = "CANARY-not-a-real-secret-c0de"
+const canary = keytest.Canary
 
-func rec(fp string) key.Record {
-	return key.Record{
-		Fingerprint: fp,
-		Aliases:     []string{"default"},
-		Algorithm:   key.AES256CTR,
-		Secret:      secret.FromString(canary + "-" + fp),
-		KDF:         key.KDF{Name: key.KDFPBKDF2SHA256, Salt: "salt-" + fp, Iterations: key.MinIterations},
-		State:       key.Active,
-		Version:     1,
-		CreatedAt:   time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC),
-		Source:      key.SourceLocal,
-	}
-}
+func rec(fp string) key.Record { return keytest.Record(fp) }
 
 func encode(t *testing.T, recs ...key.Record) []byte {
 	t.Helper()
