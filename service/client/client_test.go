@@ -7,10 +7,14 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 
+	"connectrpc.com/connect"
+
+	alev1 "github.com/alecrypt/alecrypt/gen/ale/v1"
 	"github.com/alecrypt/alecrypt/gen/ale/v1/alev1connect"
 	"github.com/alecrypt/alecrypt/service/client"
 	"github.com/alecrypt/alecrypt/service/secret"
@@ -212,4 +216,26 @@ func tlsPair(cert, key string) (*tls.Config, error) {
 		return nil, err
 	}
 	return &tls.Config{Certificates: []tls.Certificate{pair}, ClientAuth: tls.RequestClientCert}, nil
+}
+
+// TestOptions: Connect client options given to New reach both clients.
+func TestOptions(t *testing.T) {
+	t.Parallel()
+	srv, _ := recorder(t, "")
+	var procs []string
+	rec := connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc {
+		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+			procs = append(procs, req.Spec().Procedure)
+			return next(ctx, req)
+		}
+	})
+	c, err := client.New(client.Config{URL: srv.URL}, connect.WithInterceptors(rec))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = c.Crypto.Resolve(t.Context(), connect.NewRequest(&alev1.ResolveRequest{}))
+	_, _ = c.Keys.ListKeys(t.Context(), connect.NewRequest(&alev1.ListKeysRequest{}))
+	if want := []string{alev1connect.CryptoServiceResolveProcedure, alev1connect.KeyServiceListKeysProcedure}; !slices.Equal(procs, want) {
+		t.Errorf("interceptor saw %q, want %q", procs, want)
+	}
 }
