@@ -1,6 +1,8 @@
-// Package metrics owns alecryptd's Prometheus metrics: the registry, the
-// collectors that read the keyring and the keystore refresher at scrape time,
-// and the /metrics handler.
+// Package metrics owns alecrypt's Prometheus metrics: the registry, the
+// collectors that read the keyring, the keystore refresher and the audit
+// trail at scrape time (through small interfaces, so a program that does not
+// hold keys links no keyring), alesync's run metrics (Sync, a
+// keysync.Observer), and the /metrics, /healthz and /readyz listener.
 //
 // Labels are states and outcomes only: neither key material nor fingerprints
 // reach a scrape.
