@@ -62,3 +62,12 @@ func fromMillis(ms int64) time.Time {
 	}
 	return time.UnixMilli(ms).UTC()
 }
+
+// EachUsage calls fn for every key of the current snapshot, in fingerprint
+// order, with its usage (metrics.KeyUsageSource).
+func (r *Ring) EachUsage(fn func(fingerprint string, encrypts, decrypts uint64, lastEncrypt, lastDecrypt time.Time)) {
+	for _, k := range r.Keys() {
+		u := k.use.Snapshot()
+		fn(k.rec.Fingerprint, u.Encrypts, u.Decrypts, u.LastEncrypt, u.LastDecrypt)
+	}
+}
