@@ -82,7 +82,7 @@ gen-check: gen
 fuzz:
 	GO=$(GO) bash test/fuzz/run.sh $(FUZZTIME) $(FUZZ_TARGETS)
 
-## deploy-test: manifests, Dockerfile build stage and systemd unit (separate module deploy/)
+## deploy-test: manifests, Dockerfile build stage, systemd unit, alert rules and dashboard (promtool) (separate module deploy/)
 deploy-test:
 	cd deploy && $(GO) vet ./... && $(GO) test -count=1 ./...
 
