@@ -78,6 +78,13 @@ type Reviser interface {
 	Revision(ctx context.Context) (string, error)
 }
 
+// Locator is implemented by stores that can say where their keys live (a
+// file's path, a Vault mount and prefix), for the operator reading a log
+// line or /readyz.
+type Locator interface {
+	Location() string
+}
+
 // ErrNotFound is returned by Load when the store does not exist yet.
 var ErrNotFound = errors.New("keystore not found")
 
@@ -116,6 +123,7 @@ type Refresher struct {
 	invalid   int
 	held      int
 	heldSince time.Time
+	empty     bool // the last good load left no key to serve
 
 	trigger chan struct{}
 }
@@ -216,6 +224,12 @@ func (r *Refresher) reload(ctx context.Context, force bool) error {
 	}
 	r.missing = g.missing
 	r.setLoaded(nil, len(snap.Invalid), len(g.missing), g.since)
+	if r.setEmpty(st.Total == 0) {
+		// A new Vault, a wrong prefix: the service runs and answers, but
+		// every call fails. Say so once, loudly, with where it looked.
+		r.log.Warn("keystore is empty: no keys to serve; every call fails until keys are added there",
+			"path", r.location())
+	}
 	if g.confirmed > 0 {
 		r.log.Warn("keystore: applying a confirmed removal of keys", "removed", g.confirmed,
 			"confirm_after", r.confirmAfter.String())
@@ -385,6 +399,24 @@ func (r *Refresher) setLoaded(err error, invalid, held int, heldSince time.Time)
 	r.invalid, r.held, r.heldSince = invalid, held, heldSince
 }
 
+// setEmpty records whether the served set is empty and reports whether it
+// just became so.
+func (r *Refresher) setEmpty(empty bool) (became bool) {
+	r.statusMu.Lock()
+	defer r.statusMu.Unlock()
+	became = empty && !r.empty
+	r.empty = empty
+	return became
+}
+
+// location is where the store keeps its keys, or "" if it cannot say.
+func (r *Refresher) location() string {
+	if l, ok := r.store.(Locator); ok {
+		return l.Location()
+	}
+	return ""
+}
+
 // InvalidRecords is how many entries the last applied load skipped as
 // invalid.
 func (r *Refresher) InvalidRecords() int {
@@ -402,8 +434,9 @@ func (r *Refresher) HeldRemoval() (keys int, since time.Time) {
 }
 
 // Problems describes, one line each, what an operator should know about the
-// keys being served: a failing store, a held removal, skipped records. Empty
-// when all is well. It never holds key material or fingerprints.
+// keys being served: a failing store, a held removal, skipped records, no
+// key at all. Empty when all is well. It never holds key material or
+// fingerprints.
 func (r *Refresher) Problems() []string {
 	r.statusMu.Lock()
 	defer r.statusMu.Unlock()
@@ -417,6 +450,9 @@ func (r *Refresher) Problems() []string {
 	}
 	if r.invalid > 0 {
 		out = append(out, fmt.Sprintf("keystore: %d invalid records skipped", r.invalid))
+	}
+	if r.empty {
+		out = append(out, fmt.Sprintf("keystore: no keys at %s; every call fails until keys are added", r.location()))
 	}
 	return out
 }

@@ -59,7 +59,10 @@ type Store struct {
 	prefix string
 }
 
-var _ keystore.Reader = (*Store)(nil)
+var (
+	_ keystore.Reader  = (*Store)(nil)
+	_ keystore.Locator = (*Store)(nil)
+)
 
 // Option configures a Store.
 type Option func(*Store)
