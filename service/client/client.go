@@ -52,8 +52,9 @@ type Clients struct {
 	Keys   alev1connect.KeyServiceClient
 }
 
-// New builds the clients for cfg.
-func New(cfg Config) (*Clients, error) {
+// New builds the clients for cfg. opts apply to both generated clients, after
+// the protocol Config selects (interceptors for tracing, say).
+func New(cfg Config, opts ...connect.ClientOption) (*Clients, error) {
 	u, err := url.Parse(cfg.URL)
 	if err != nil || u.Host == "" {
 		return nil, fmt.Errorf("alecryptd URL %q: want http://host:port or https://host:port", cfg.URL)
@@ -92,9 +93,8 @@ func New(cfg Config) (*Clients, error) {
 		rt = bearer{next: rt, value: "Bearer " + string(cfg.Token.Expose())}
 	}
 	hc := &http.Client{Transport: rt}
-	var opts []connect.ClientOption
 	if cfg.GRPC {
-		opts = append(opts, connect.WithGRPC())
+		opts = append([]connect.ClientOption{connect.WithGRPC()}, opts...)
 	}
 	base := strings.TrimRight(cfg.URL, "/")
 	return &Clients{

@@ -99,7 +99,6 @@ type snapshot struct {
 	// aliasKnown holds every alias, including those with no active key.
 	aliasKnown map[string]bool
 	sorted     []*Key
-	loadedAt   time.Time
 }
 
 // Ring is the key set. The zero value is not usable; call New.
@@ -128,9 +127,8 @@ func New(opts ...Option) *Ring {
 
 // Stats summarizes a snapshot.
 type Stats struct {
-	Total    int
-	ByState  map[key.State]int
-	LoadedAt time.Time
+	Total   int
+	ByState map[key.State]int
 	// Reused counts keys whose derivation was carried over from the previous
 	// snapshot; Added counts keys that will need PBKDF2.
 	Reused, Added int
@@ -142,15 +140,13 @@ type Stats struct {
 func (r *Ring) Replace(records []key.Record) (Stats, []*Key, error) {
 	r.replaceMu.Lock()
 	defer r.replaceMu.Unlock()
-	now := r.now()
 	old := r.snap.Load()
 	next := &snapshot{
 		byFingerprint: make(map[string]*Key, len(records)),
 		byAlias:       map[string][]*Key{},
 		aliasKnown:    map[string]bool{},
-		loadedAt:      now,
 	}
-	st := Stats{ByState: map[key.State]int{}, LoadedAt: now}
+	st := Stats{ByState: map[key.State]int{}}
 	var fresh []*Key
 	for _, rec := range records {
 		if err := rec.Validate(); err != nil {
@@ -234,8 +230,15 @@ func (s *snapshot) primary(alias string, now time.Time) *Key {
 // Keys returns all keys sorted by fingerprint. The slice must not be modified.
 func (r *Ring) Keys() []*Key { return r.snap.Load().sorted }
 
-// LoadedAt is when the current key set was installed.
-func (r *Ring) LoadedAt() time.Time { return r.snap.Load().loadedAt }
+// CountByState counts the keys in each state (every state present, zero
+// when no key has it), for metrics.
+func (r *Ring) CountByState() map[key.State]int {
+	counts := map[key.State]int{key.Active: 0, key.DecryptOnly: 0, key.Disabled: 0}
+	for _, k := range r.snap.Load().sorted {
+		counts[k.rec.State]++
+	}
+	return counts
+}
 
 // Warm derives keys in the background of the caller's choosing with at most
 // workers PBKDF2 runs at a time (GOMAXPROCS when workers <= 0), so that a

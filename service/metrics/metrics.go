@@ -1,6 +1,8 @@
-// Package metrics owns alecryptd's Prometheus metrics: the registry, the
-// collectors that read the keyring and the keystore refresher at scrape time,
-// and the /metrics handler.
+// Package metrics owns alecrypt's Prometheus metrics: the registry, the
+// collectors that read the keyring, the keystore refresher and the audit
+// trail at scrape time (through small interfaces, so a program that does not
+// hold keys links no keyring), alesync's run metrics (Sync, a
+// keysync.Observer), and the /metrics, /healthz and /readyz listener.
 //
 // Labels are states and outcomes only: neither key material nor fingerprints
 // reach a scrape.
@@ -17,7 +19,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/alecrypt/alecrypt/service/key"
-	"github.com/alecrypt/alecrypt/service/keyring"
 )
 
 // NewRegistry returns a registry with the Go runtime and process collectors.
@@ -27,8 +28,8 @@ func NewRegistry() *prometheus.Registry {
 	return reg
 }
 
-// Handler serves the registry in the Prometheus exposition format.
-func Handler(reg *prometheus.Registry) http.Handler {
+// handler serves the registry in the Prometheus exposition format.
+func handler(reg *prometheus.Registry) http.Handler {
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})
 }
 
@@ -43,12 +44,19 @@ type KeystoreStatus interface {
 	HeldRemoval() (keys int, since time.Time)
 }
 
+// KeyCounter is what the keystore collector counts keys with at scrape time:
+// the keyring (*keyring.Ring) in alecryptd.
+type KeyCounter interface {
+	// CountByState counts the keys served in each state.
+	CountByState() map[key.State]int
+}
+
 // RegisterKeystore adds the keystore metrics: keys loaded by state, when the
 // keys were last confirmed current and how stale they are, whether the last
 // refresh worked, and failed refreshes. Staleness is what an operator alerts
 // on while Vault is down and the service serves its last good keys.
-func RegisterKeystore(reg prometheus.Registerer, ring *keyring.Ring, status KeystoreStatus, now func() time.Time) {
-	reg.MustRegister(&keystoreCollector{ring: ring, status: status, now: now})
+func RegisterKeystore(reg prometheus.Registerer, keys KeyCounter, status KeystoreStatus, now func() time.Time) {
+	reg.MustRegister(&keystoreCollector{keys: keys, status: status, now: now})
 }
 
 var (
@@ -70,7 +78,7 @@ var (
 )
 
 type keystoreCollector struct {
-	ring   *keyring.Ring
+	keys   KeyCounter
 	status KeystoreStatus
 	now    func() time.Time
 }
@@ -83,8 +91,8 @@ func (c *keystoreCollector) Describe(ch chan<- *prometheus.Desc) {
 
 func (c *keystoreCollector) Collect(ch chan<- prometheus.Metric) {
 	counts := map[key.State]int{key.Active: 0, key.DecryptOnly: 0, key.Disabled: 0}
-	for _, k := range c.ring.Keys() {
-		counts[k.Record().State]++
+	for state, n := range c.keys.CountByState() {
+		counts[state] = n
 	}
 	for state, n := range counts {
 		ch <- prometheus.MustNewConstMetric(keysDesc, prometheus.GaugeValue, float64(n), string(state))
@@ -163,7 +171,7 @@ func Serve(addr string, reg *prometheus.Registry, ready func() bool, errc chan<-
 		return nil, nil, fmt.Errorf("metrics listener: %w", err)
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", Handler(reg))
+	mux.Handle("/metrics", handler(reg))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	if ready != nil {
 		mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {

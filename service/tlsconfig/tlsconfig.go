@@ -76,6 +76,19 @@ func Server(certFile, keyFile, clientCAFile string) (*tls.Config, error) {
 	return cfg, nil
 }
 
+// Client returns a TLS 1.2+ client config trusting caFile (system roots when
+// empty) and presenting certFile/keyFile when given (mTLS), for callers that
+// need a *tls.Config. The client certificate is re-read when its files
+// change; the CA is read once, since a config's RootCAs must not change once
+// in use: for a CA that rotates too, dial through a Dialer.
+func Client(caFile, certFile, keyFile string) (*tls.Config, error) {
+	d, err := NewDialer(caFile, certFile, keyFile)
+	if err != nil {
+		return nil, err
+	}
+	return d.Config("")
+}
+
 // Dialer makes TLS connections to servers, trusting a CA file (the system
 // roots when empty) and presenting a client certificate when given (mTLS),
 // with the files as they are on disk at each handshake.

@@ -8,44 +8,11 @@ import (
 	"testing"
 
 	"connectrpc.com/connect"
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 
 	alev1 "github.com/alecrypt/alecrypt/gen/ale/v1"
 	"github.com/alecrypt/alecrypt/test/harness"
 	"github.com/alecrypt/alecrypt/test/kitchentest"
 )
-
-// series flattens a scrape into "name{label=value,...}" → value, counting
-// histograms by their sample count.
-func series(t *testing.T, url string) map[string]float64 {
-	t.Helper()
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := parser.TextToMetricFamilies(strings.NewReader(scrape(t, url)))
-	if err != nil {
-		t.Fatalf("parsing /metrics: %v", err)
-	}
-	out := map[string]float64{}
-	for name, fam := range families {
-		for _, m := range fam.GetMetric() {
-			var labels []string
-			for _, l := range m.GetLabel() {
-				labels = append(labels, l.GetName()+"="+l.GetValue())
-			}
-			k := name + "{" + strings.Join(labels, ",") + "}"
-			switch fam.GetType() {
-			case dto.MetricType_COUNTER:
-				out[k] = m.GetCounter().GetValue()
-			case dto.MetricType_GAUGE:
-				out[k] = m.GetGauge().GetValue()
-			case dto.MetricType_HISTOGRAM:
-				out[k] = float64(m.GetHistogram().GetSampleCount())
-			}
-		}
-	}
-	return out
-}
 
 // TestMetricsCountExactlyTheTraffic scrapes /metrics around known traffic
 // and checks each counter moved by exactly that traffic.
