@@ -66,6 +66,13 @@ type Reviser interface {
 	Revision(ctx context.Context) (string, error)
 }
 
+// Locator is implemented by stores that can say where their keys live (a
+// file's path, a Vault mount and prefix), for the operator reading a log
+// line or /readyz.
+type Locator interface {
+	Location() string
+}
+
 // ErrNotFound is returned by Load when the store does not exist yet.
 var ErrNotFound = errors.New("keystore not found")
 

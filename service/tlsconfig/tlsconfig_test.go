@@ -117,7 +117,7 @@ func TestServerCertificateReload(t *testing.T) {
 	t.Parallel()
 	pki := harness.NewPKI(t)
 	cert, key := pki.Server(t, "server")
-	kp := &reloadingPair{cert: cert, key: key}
+	kp := newPair(cert, key, "server certificate")
 	first, err := kp.get()
 	if err != nil {
 		t.Fatal(err)

@@ -65,6 +65,7 @@ type Refresher struct {
 	invalid   int
 	held      int
 	heldSince time.Time
+	empty     bool // the last good load left no key to serve
 
 	trigger chan struct{}
 }
@@ -165,6 +166,12 @@ func (r *Refresher) reload(ctx context.Context, force bool) error {
 	}
 	r.missing = g.missing
 	r.setLoaded(nil, len(snap.Invalid), len(g.missing), g.since)
+	if r.setEmpty(st.Total == 0) {
+		// A new Vault, a wrong prefix: the service runs and answers, but
+		// every call fails. Say so once, loudly, with where it looked.
+		r.log.Warn("keystore is empty: no keys to serve; every call fails until keys are added there",
+			"path", r.location())
+	}
 	if g.confirmed > 0 {
 		r.log.Warn("keystore: applying a confirmed removal of keys", "removed", g.confirmed,
 			"confirm_after", r.confirmAfter.String())
@@ -334,6 +341,24 @@ func (r *Refresher) setLoaded(err error, invalid, held int, heldSince time.Time)
 	r.invalid, r.held, r.heldSince = invalid, held, heldSince
 }
 
+// setEmpty records whether the served set is empty and reports whether it
+// just became so.
+func (r *Refresher) setEmpty(empty bool) (became bool) {
+	r.statusMu.Lock()
+	defer r.statusMu.Unlock()
+	became = empty && !r.empty
+	r.empty = empty
+	return became
+}
+
+// location is where the store keeps its keys, or "" if it cannot say.
+func (r *Refresher) location() string {
+	if l, ok := r.store.(keystore.Locator); ok {
+		return l.Location()
+	}
+	return ""
+}
+
 // InvalidRecords is how many entries the last applied load skipped as
 // invalid.
 func (r *Refresher) InvalidRecords() int {
@@ -351,8 +376,9 @@ func (r *Refresher) HeldRemoval() (keys int, since time.Time) {
 }
 
 // Problems describes, one line each, what an operator should know about the
-// keys being served: a failing store, a held removal, skipped records. Empty
-// when all is well. It never holds key material or fingerprints.
+// keys being served: a failing store, a held removal, skipped records, no
+// key at all. Empty when all is well. It never holds key material or
+// fingerprints.
 func (r *Refresher) Problems() []string {
 	r.statusMu.Lock()
 	defer r.statusMu.Unlock()
@@ -366,6 +392,9 @@ func (r *Refresher) Problems() []string {
 	}
 	if r.invalid > 0 {
 		out = append(out, fmt.Sprintf("keystore: %d invalid records skipped", r.invalid))
+	}
+	if r.empty {
+		out = append(out, fmt.Sprintf("keystore: no keys at %s; every call fails until keys are added", r.location()))
 	}
 	return out
 }

@@ -300,3 +300,40 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// locatedStore is a fakeStore that says where it keeps its keys.
+type locatedStore struct{ fakeStore }
+
+func (*locatedStore) Location() string { return "secret/alecrypt/keys" }
+
+// TestEmptyStoreSaysSoLoudly: a store with no key at all (a new Vault, a
+// wrong prefix) loads fine but is reported once with its location, in the
+// log at WARN and in Problems (/readyz) for as long as it stays empty.
+func TestEmptyStoreSaysSoLoudly(t *testing.T) {
+	var logs bytes.Buffer
+	store := &locatedStore{}
+	r := refresh.New(store, keyring.New(), slog.New(slog.NewJSONHandler(&logs, nil)), 0)
+	ctx := context.Background()
+	for range 2 {
+		if err := r.ForceReload(ctx); err != nil {
+			t.Fatalf("Reload(empty store) = %v, want nil: an empty store is not an error", err)
+		}
+	}
+	const warn = `"level":"WARN","msg":"keystore is empty: no keys to serve; every call fails until keys are added there","path":"secret/alecrypt/keys"`
+	if n := strings.Count(logs.String(), warn); n != 1 {
+		t.Fatalf("WARN naming the path logged %d times over two loads, want once:\n%s", n, logs.String())
+	}
+	want := "keystore: no keys at secret/alecrypt/keys; every call fails until keys are added"
+	if !slices.Contains(r.Problems(), want) {
+		t.Fatalf("Problems = %q, want %q", r.Problems(), want)
+	}
+	store.mu.Lock()
+	store.snap = keystore.Snapshot{Records: []key.Record{rec("fp-1")}}
+	store.mu.Unlock()
+	if err := r.ForceReload(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if p := r.Problems(); len(p) != 0 {
+		t.Fatalf("Problems after a key arrived = %q, want none", p)
+	}
+}

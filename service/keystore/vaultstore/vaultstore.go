@@ -54,6 +54,7 @@ type Store struct {
 var (
 	_ keystore.Reader   = (*Store)(nil)
 	_ keystore.CASStore = (*Store)(nil)
+	_ keystore.Locator  = (*Store)(nil)
 )
 
 // Option configures a Store.
