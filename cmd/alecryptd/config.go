@@ -85,6 +85,10 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 		"a reload removing more than this share (0-1) of the keys, or all of them, keeps serving them until the removal is confirmed (env ALECRYPT_MAX_REMOVAL_SHARE)")
 	confirm := fs.String("removal-confirm-after", envOr("ALECRYPT_REMOVAL_CONFIRM_AFTER", refresh.DefaultRemovalConfirmAfter.String()),
 		"how long keys must stay missing, over at least two reloads, before a held removal is applied (env ALECRYPT_REMOVAL_CONFIRM_AFTER)")
+	// Every flag has an environment variable too (ALECRYPT_ and the flag name).
+	if err := cli.FromEnv(fs, "ALECRYPT", getenv); err != nil {
+		return Config{}, err
+	}
 	if err := cli.Parse(fs, args, os.Stdout, usage); err != nil {
 		return Config{}, err
 	}

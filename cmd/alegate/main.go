@@ -87,6 +87,10 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	c.Log.RegisterFlags(fs)
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "grace period for in-flight requests on SIGTERM")
 	c.Replay.flags(fs, getenv)
+	// Every flag has an environment variable too (ALEGATE_ and the flag name).
+	if err := cli.FromEnv(fs, "ALEGATE", getenv); err != nil {
+		return Config{}, err
+	}
 	if err := cli.Parse(fs, args, os.Stdout, usage); err != nil {
 		return Config{}, err
 	}

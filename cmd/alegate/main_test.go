@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	alev1 "github.com/alecrypt/alecrypt/gen/ale/v1"
 )
@@ -68,6 +69,15 @@ func TestParseConfig(t *testing.T) {
 		{name: "replay redis URL malformed, not echoed", args: []string{"--replay-window", "1m", "--replay-store", "redis", "--replay-redis", "http://secret@x"}, wantErr: "not a redis://"},
 		{name: "replay store unknown", args: []string{"--replay-window", "1m", "--replay-store", "etcd"}, wantErr: "--replay-store"},
 		{name: "replay window negative", args: []string{"--replay-window", "-1s"}, wantErr: "--replay-window"},
+		{name: "every flag has an env var, the command line wins",
+			args: []string{"--read-timeout", "7s"},
+			env:  map[string]string{"ALEGATE_READ_TIMEOUT": "3s", "ALEGATE_IDLE_TIMEOUT": "1m", "ALEGATE_ENCRYPT_RESPONSES": "true", "ALEGATE_MAX_BODY_BYTES": "1234"},
+			check: func(t *testing.T, c Config) {
+				if c.ReadTimeout != 7*time.Second || c.IdleTimeout != time.Minute || !c.EncryptResponses || c.MaxBodyBytes != 1234 {
+					t.Errorf("config = read %v idle %v encrypt %v max %d, want 7s 1m true 1234", c.ReadTimeout, c.IdleTimeout, c.EncryptResponses, c.MaxBodyBytes)
+				}
+			}},
+		{name: "an env var that does not parse", env: map[string]string{"ALEGATE_IDLE_TIMEOUT": "soon"}, wantErr: "ALEGATE_IDLE_TIMEOUT"},
 		{name: "utf8 still selectable", args: []string{"--ws-expect", "utf8"}, check: func(t *testing.T, c Config) {
 			if c.FrameFormat != alev1.PlaintextFormat_PLAINTEXT_FORMAT_UTF8 {
 				t.Errorf("frame check = %v", c.FrameFormat)

@@ -91,6 +91,10 @@ func parseConfig(args []string, getenv func(string) string, stdout io.Writer) (C
 	fs.BoolVar(&c.DryRun, "dry-run", false, "print the plan, one line per key, and write nothing")
 	fs.BoolVar(&c.AllowEmptyPortal, "allow-empty-portal", false, "let a Portal that lists no keys at all retire every active key (refused by default)")
 	c.Log.RegisterFlags(fs)
+	// Every flag has an environment variable too (ALESYNC_ and the flag name).
+	if err := cli.FromEnv(fs, "ALESYNC", getenv); err != nil {
+		return Config{}, err
+	}
 	if err := cli.Parse(fs, args, stdout, usage); err != nil {
 		return Config{}, err
 	}

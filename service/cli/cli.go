@@ -182,3 +182,36 @@ func programName(fs *flag.FlagSet) string {
 	name, _, _ := strings.Cut(fs.Name(), " ")
 	return name
 }
+
+// EnvName is the environment variable that sets flag name for a program
+// whose variables start with prefix: ALEGATE + read-timeout is
+// ALEGATE_READ_TIMEOUT.
+func EnvName(prefix, name string) string {
+	return prefix + "_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+}
+
+// FromEnv gives every flag of fs an environment variable, named by EnvName,
+// so that a daemon is configured the same way from a command line, a
+// systemd unit or a Kubernetes manifest. Call it after defining the flags
+// and before Parse: a set variable becomes the flag's value, and a flag on
+// the command line still wins. Each flag's help names its variable. A
+// variable that does not parse is a *UsageError naming it.
+func FromEnv(fs *flag.FlagSet, prefix string, getenv func(string) string) error {
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		env := EnvName(prefix, f.Name)
+		if !strings.Contains(f.Usage, "(env ") {
+			f.Usage += " (env " + env + ")"
+		}
+		v := getenv(env)
+		if v == "" || err != nil {
+			return
+		}
+		if serr := fs.Set(f.Name, v); serr != nil {
+			// The value itself is not repeated: string flags, the ones that
+			// can hold a credential, never fail to parse.
+			err = &UsageError{fmt.Sprintf("%s: %v (see %s --help)", env, serr, fs.Name())}
+		}
+	})
+	return err
+}

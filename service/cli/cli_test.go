@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"flag"
+	"io"
 	"runtime"
 	"slices"
 	"strings"
@@ -107,5 +108,70 @@ func TestInfoPrefersLinkerValues(t *testing.T) {
 	version, commit = "", ""
 	if got := Info(); got.Version == "" || got.Version == "v1.2.3" {
 		t.Errorf("Info() without linker values = %+v, want the build info's version", got)
+	}
+}
+
+func TestFromEnv(t *testing.T) {
+	t.Parallel()
+	newFS := func() (*flag.FlagSet, *string, *int, *bool) {
+		fs := flag.NewFlagSet("alegate", flag.ContinueOnError)
+		listen := fs.String("listen", "127.0.0.1:8081", "address")
+		max := fs.Int("max-body-bytes", 10, "limit")
+		on := fs.Bool("encrypt-responses", false, "seal responses")
+		return fs, listen, max, on
+	}
+	env := func(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+	tests := []struct {
+		name       string
+		env        map[string]string
+		args       []string
+		wantListen string
+		wantMax    int
+		wantOn     bool
+		wantErr    string
+	}{
+		{name: "defaults", wantListen: "127.0.0.1:8081", wantMax: 10},
+		{name: "env sets every kind of flag",
+			env:        map[string]string{"ALEGATE_LISTEN": ":9", "ALEGATE_MAX_BODY_BYTES": "42", "ALEGATE_ENCRYPT_RESPONSES": "true"},
+			wantListen: ":9", wantMax: 42, wantOn: true},
+		{name: "the command line wins",
+			env: map[string]string{"ALEGATE_LISTEN": ":9", "ALEGATE_MAX_BODY_BYTES": "42"}, args: []string{"--max-body-bytes", "7"},
+			wantListen: ":9", wantMax: 7},
+		{name: "a variable that does not parse names itself",
+			env: map[string]string{"ALEGATE_MAX_BODY_BYTES": "lots"}, wantErr: "ALEGATE_MAX_BODY_BYTES"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			fs, listen, max, on := newFS()
+			err := FromEnv(fs, "ALEGATE", env(tc.env))
+			if err == nil {
+				err = Parse(fs, tc.args, io.Discard, "")
+			}
+			if tc.wantErr != "" {
+				var ue *UsageError
+				if !errors.As(err, &ue) || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want a UsageError naming %s", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if *listen != tc.wantListen || *max != tc.wantMax || *on != tc.wantOn {
+				t.Errorf("flags = %q %d %v, want %q %d %v", *listen, *max, *on, tc.wantListen, tc.wantMax, tc.wantOn)
+			}
+		})
+	}
+	fs, _, _, _ := newFS()
+	if err := FromEnv(fs, "ALEGATE", env(nil)); err != nil {
+		t.Fatal(err)
+	}
+	var help strings.Builder
+	_ = Parse(fs, []string{"--help"}, &help, "usage\n")
+	for _, want := range []string{"(env ALEGATE_LISTEN)", "(env ALEGATE_MAX_BODY_BYTES)", "(env ALEGATE_ENCRYPT_RESPONSES)"} {
+		if !strings.Contains(help.String(), want) {
+			t.Errorf("help does not name %s:\n%s", want, help.String())
+		}
 	}
 }
