@@ -4,6 +4,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -45,6 +46,7 @@ type Config struct {
 	FrameFormat      alev1.PlaintextFormat
 	ReadTimeout      time.Duration
 	IdleTimeout      time.Duration
+	WSIdleTimeout    time.Duration
 	MetricsListen    string
 	LogFormat        string
 	ShutdownTimeout  time.Duration
@@ -87,6 +89,7 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	fs.StringVar(&wsOrigins, "ws-origins", "", "deprecated alias of --allow-origins (a bare host H means http://H and https://H)")
 	fs.DurationVar(&c.ReadTimeout, "read-timeout", gateway.DefaultReadTimeout, "cut a client whose request headers, or whose body, stop arriving for this long")
 	fs.DurationVar(&c.IdleTimeout, "idle-timeout", gateway.DefaultIdleTimeout, "close keep-alive connections idle this long")
+	fs.DurationVar(&c.WSIdleTimeout, "ws-idle-timeout", gateway.DefaultWebSocketIdleTimeout, "close WebSockets on which no message, ping or pong passed either way for this long; 0 turns it off")
 	fs.StringVar(&c.MetricsListen, "metrics-listen", metricsListen, "address for Prometheus /metrics, /healthz and /readyz; --metrics-listen= turns it off (env ALEGATE_METRICS_LISTEN)")
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate for the listener (with --tls-key)")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM key for --tls-cert")
@@ -139,6 +142,9 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	}
 	if c.Origins, err = gateway.ParseOrigins(list); err != nil {
 		return Config{}, fmt.Errorf("--allow-origins: %w", err)
+	}
+	if c.WSIdleTimeout < 0 {
+		return Config{}, errors.New("--ws-idle-timeout must not be negative (0 turns it off)")
 	}
 	if c.LogFormat != "json" && c.LogFormat != "text" {
 		return Config{}, fmt.Errorf("--log-format must be json or text")
@@ -242,8 +248,10 @@ func run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Origins:          cfg.Origins,
 		FrameFormat:      cfg.FrameFormat,
 		BodyReadTimeout:  cfg.ReadTimeout,
-		Metrics:          gmetrics,
-		Logger:           log,
+		// 0 is the flag's "off"; the option's off is negative.
+		WebSocketIdleTimeout: cmp.Or(cfg.WSIdleTimeout, -1),
+		Metrics:              gmetrics,
+		Logger:               log,
 	})
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {

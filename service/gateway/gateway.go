@@ -53,6 +53,13 @@ const (
 	DefaultReadTimeout = 30 * time.Second
 	// DefaultIdleTimeout closes a keep-alive connection with no request.
 	DefaultIdleTimeout = 2 * time.Minute
+	// DefaultWebSocketIdleTimeout closes a bridged WebSocket on which no
+	// message, ping or pong has passed either way for this long: an
+	// abandoned or half-open connection otherwise holds a goroutine pair,
+	// a kitchen connection and a crypto stream for ever. Generous, since
+	// kitchen displays sit quiet between orders; clients that idle longer
+	// keep the connection with pings.
+	DefaultWebSocketIdleTimeout = 10 * time.Minute
 )
 
 // Options configure a Gateway.
@@ -79,6 +86,11 @@ type Options struct {
 	// Origins is the Origin rule for WebSockets and CORS (the zero value:
 	// no Origin, same origin and app origins only).
 	Origins Origins
+	// WebSocketIdleTimeout closes a bridged WebSocket on which nothing
+	// (no message, ping or pong, either way) passed for this long, both
+	// sides with 1001 "idle timeout". Zero means DefaultWebSocketIdleTimeout;
+	// negative turns it off.
+	WebSocketIdleTimeout time.Duration
 	// BodyReadTimeout drops a request whose body stops arriving for this
 	// long (each read must make progress within it); 0 means
 	// DefaultReadTimeout. Slow but moving uploads are not cut.
@@ -124,6 +136,9 @@ func New(crypto alev1connect.CryptoServiceClient, upstream *url.URL, opts Option
 	}
 	if opts.BodyReadTimeout <= 0 {
 		opts.BodyReadTimeout = DefaultReadTimeout
+	}
+	if opts.WebSocketIdleTimeout == 0 {
+		opts.WebSocketIdleTimeout = DefaultWebSocketIdleTimeout
 	}
 	if opts.Transport == nil {
 		opts.Transport = http.DefaultTransport.(*http.Transport).Clone()
@@ -416,7 +431,7 @@ type failure int
 const (
 	failHeaders  failure = iota + 1 // ALE 1
 	failDecrypt                     // ALE 2
-	failTooLarge                    // 413, or close 1009 on a WebSocket
+	failTooLarge                    // 413, or the same body as a frame on a WebSocket
 	failCrypto                      // alecryptd is unusable: 502, or close 1011
 )
 
@@ -455,7 +470,7 @@ func (g *Gateway) cryptoError(w http.ResponseWriter, r *http.Request, st *reqSta
 		wire.WriteError(w, ale)
 	case failTooLarge:
 		st.outcome = outcomeTooLarge
-		writeJSONError(w, http.StatusRequestEntityTooLarge, "payload too large")
+		writeJSONError(w, http.StatusRequestEntityTooLarge, msgTooLarge)
 	default:
 		st.outcome = outcomeCryptoError
 		g.log.Error("crypto service failed", "method", r.Method, "path", r.URL.Path, "err", err)
@@ -492,8 +507,16 @@ func expectFor(contentType string) alev1.PlaintextFormat {
 	return alev1.PlaintextFormat_PLAINTEXT_FORMAT_UNSPECIFIED
 }
 
+// msgTooLarge is the gateway's answer when alecryptd refuses a payload as
+// too large or too much for its memory budget (ResourceExhausted).
+const msgTooLarge = "payload too large"
+
+// jsonError is the gateway's own error body, {"error":"..."}, for failures
+// that have no ALE code.
+func jsonError(msg string) []byte { return []byte(`{"error":` + strconv.Quote(msg) + `}`) }
+
 func writeJSONError(w http.ResponseWriter, status int, msg string) {
-	body := []byte(`{"error":` + strconv.Quote(msg) + `}`)
+	body := jsonError(msg)
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(status)

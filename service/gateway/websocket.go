@@ -6,6 +6,8 @@ import (
 	"errors"
 	"net/http"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -89,9 +91,12 @@ func (g *Gateway) serveWebSocket(w http.ResponseWriter, r *http.Request, st *req
 
 	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
 	defer cancel()
+	idle := newIdleTimer(g.opts.WebSocketIdleTimeout)
 	up, res, err := websocket.Dial(ctx, g.upstreamWS(r), &websocket.DialOptions{
-		HTTPHeader: upstreamHeaders(r, p),
-		HTTPClient: &http.Client{Transport: g.opts.Transport},
+		HTTPHeader:     upstreamHeaders(r, p),
+		HTTPClient:     &http.Client{Transport: g.opts.Transport},
+		OnPingReceived: idle.ping,
+		OnPongReceived: idle.pong,
 	})
 	if err != nil {
 		if res != nil && res.Body != nil {
@@ -109,7 +114,8 @@ func (g *Gateway) serveWebSocket(w http.ResponseWriter, r *http.Request, st *req
 	// origins such as "ionic" that coder/websocket's host patterns cannot
 	// express); permessage-deflate is not offered back, so every client
 	// can read what it gets.
-	client, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true, CompressionMode: websocket.CompressionDisabled})
+	client, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true, CompressionMode: websocket.CompressionDisabled,
+		OnPingReceived: idle.ping, OnPongReceived: idle.pong})
 	if err != nil {
 		st.outcome = outcomeBadHandshake
 		g.log.Info("websocket accept failed", "path", r.URL.Path, "err", err)
@@ -124,11 +130,19 @@ func (g *Gateway) serveWebSocket(w http.ResponseWriter, r *http.Request, st *req
 	// Base64 makes a frame 4/3 of its plaintext, plus the JSON around it.
 	client.SetReadLimit(g.opts.MaxFrameBytes*4/3 + 1024)
 
-	sess := openSession(ctx, g.crypto)
+	sess := openSession(ctx, g.crypto, g.log)
 	defer sess.close()
+	// A bridge nobody uses is closed like an idle keep-alive connection,
+	// both sides told why; pings count as use, so clients that heartbeat
+	// stay up.
+	defer idle.start(func() {
+		g.log.Info("websocket idle; closing", "path", r.URL.Path, "after", g.opts.WebSocketIdleTimeout)
+		go up.Close(websocket.StatusGoingAway, "idle timeout")
+		client.Close(websocket.StatusGoingAway, "idle timeout")
+	})()
 	done := make(chan struct{}, 2)
-	go func() { g.clientToUpstream(ctx, sess, client, up); done <- struct{}{} }()
-	go func() { g.upstreamToClient(ctx, sess, up, client, p.Fingerprint); done <- struct{}{} }()
+	go func() { g.clientToUpstream(ctx, sess, client, up, idle); done <- struct{}{} }()
+	go func() { g.upstreamToClient(ctx, sess, up, client, p.Fingerprint, idle); done <- struct{}{} }()
 	<-done
 	cancel()
 	<-done
@@ -149,13 +163,14 @@ func (g *Gateway) probeHandshake(ctx context.Context, iv []byte, fingerprint str
 	return g.probeEncrypt(ctx, fingerprint)
 }
 
-func (g *Gateway) clientToUpstream(ctx context.Context, sess *cryptoSession, client, up *websocket.Conn) {
+func (g *Gateway) clientToUpstream(ctx context.Context, sess *cryptoSession, client, up *websocket.Conn, idle *idleTimer) {
 	for {
 		_, data, err := client.Read(ctx)
 		if err != nil {
 			closeLike(up, err)
 			return
 		}
+		idle.touch()
 		f, err := wire.ParseFrame(data)
 		if err != nil {
 			if !g.refuseFrame(ctx, client, err) {
@@ -182,10 +197,15 @@ func (g *Gateway) clientToUpstream(ctx context.Context, sess *cryptoSession, cli
 				}
 				continue
 			case failTooLarge:
+				// Over alecryptd's size limit, or alecryptd busy: this frame
+				// is dropped with the body an HTTP request gets for the same
+				// answer (413), and the connection stays up.
 				g.metrics.frame("client", outcomeTooLarge)
-				client.Close(websocket.StatusMessageTooBig, "frame too large")
-				up.Close(websocket.StatusGoingAway, "client side closed")
-				return
+				g.log.Info("websocket frame refused by alecryptd as too large or busy", "reason", ie.GetMessage())
+				if err := client.Write(ctx, websocket.MessageText, jsonError(msgTooLarge)); err != nil {
+					return
+				}
+				continue
 			default:
 				err = errors.New(ie.GetCode() + ": " + ie.GetMessage())
 			}
@@ -222,7 +242,7 @@ func (g *Gateway) refuseFrame(ctx context.Context, client *websocket.Conn, err e
 	return client.Write(ctx, websocket.MessageText, wire.ErrorBody(code)) == nil
 }
 
-func (g *Gateway) upstreamToClient(ctx context.Context, sess *cryptoSession, up, client *websocket.Conn, fingerprint string) {
+func (g *Gateway) upstreamToClient(ctx context.Context, sess *cryptoSession, up, client *websocket.Conn, fingerprint string, idle *idleTimer) {
 	key := byFingerprint(fingerprint)
 	for {
 		_, data, err := up.Read(ctx)
@@ -230,6 +250,7 @@ func (g *Gateway) upstreamToClient(ctx context.Context, sess *cryptoSession, up,
 			closeLike(client, err)
 			return
 		}
+		idle.touch()
 		e, err := sess.encrypt(ctx, &alev1.EncryptRequest{Plaintext: data, Key: key})
 		if err != nil {
 			// Never send plaintext the client expects encrypted.
@@ -288,4 +309,56 @@ func upstreamHeaders(r *http.Request, p wire.Params) http.Header {
 		out.Set("Authorization", p.Authorization)
 	}
 	return out
+}
+
+// idleTimer closes a bridge on which nothing passed for d. Activity is a
+// timestamp stored per message (no timer reset on the hot path); the timer
+// re-arms itself for what is left when it fires early.
+type idleTimer struct {
+	d    time.Duration
+	last atomic.Int64 // unix nanoseconds of the last activity
+}
+
+// newIdleTimer returns a timer that never fires for d <= 0.
+func newIdleTimer(d time.Duration) *idleTimer {
+	t := &idleTimer{d: d}
+	t.touch()
+	return t
+}
+
+func (t *idleTimer) touch() { t.last.Store(time.Now().UnixNano()) }
+
+func (t *idleTimer) ping(context.Context, []byte) bool { t.touch(); return true }
+func (t *idleTimer) pong(context.Context, []byte)      { t.touch() }
+
+// start arms the timer: onIdle runs once the bridge has been idle for d.
+// The returned function disarms it.
+func (t *idleTimer) start(onIdle func()) (stop func()) {
+	if t.d <= 0 {
+		return func() {}
+	}
+	var mu sync.Mutex
+	stopped := false
+	var timer *time.Timer
+	mu.Lock()
+	defer mu.Unlock()
+	timer = time.AfterFunc(t.d, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if stopped {
+			return
+		}
+		if left := t.d - time.Since(time.Unix(0, t.last.Load())); left > 0 {
+			timer.Reset(left)
+			return
+		}
+		stopped = true
+		go onIdle()
+	})
+	return func() {
+		mu.Lock()
+		stopped = true
+		mu.Unlock()
+		timer.Stop()
+	}
 }
