@@ -113,7 +113,9 @@ func newEnvWith(t *testing.T, opts gateway.Options, readTimeout time.Duration, c
 	if _, _, err := ring.Replace(recs); err != nil {
 		t.Fatal(err)
 	}
-	mk := func(o api.Options) http.Handler { return api.NewHandler(engine.New(ring, engine.WithAuthorizer(policy{})), ring, o) }
+	mk := func(o api.Options) http.Handler {
+		return api.NewHandler(engine.New(ring, engine.WithAuthorizer(policy{})), ring, o)
+	}
 	if crypto == nil {
 		crypto = func(mk newAPI) http.Handler { return mk(api.Options{}) }
 	}

@@ -45,7 +45,9 @@ func (r *restartable) start() *instance {
 	return in
 }
 
-func (r *restartable) ServeHTTP(w http.ResponseWriter, req *http.Request) { r.cur.Load().h.ServeHTTP(w, req) }
+func (r *restartable) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	r.cur.Load().h.ServeHTTP(w, req)
+}
 
 func newRestartableEnv(t *testing.T, opts gateway.Options, wrap func(http.Handler) http.Handler) (*env, *restartable) {
 	t.Helper()
