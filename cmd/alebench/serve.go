@@ -19,6 +19,7 @@ import (
 
 	alev1 "github.com/alecrypt/alecrypt/gen/ale/v1"
 	"github.com/alecrypt/alecrypt/gen/ale/v1/alev1connect"
+	"github.com/alecrypt/alecrypt/service/gateway"
 	"github.com/alecrypt/alecrypt/service/keystore/filestore"
 	"github.com/alecrypt/alecrypt/service/suite"
 )
@@ -90,7 +91,7 @@ func serve(ctx context.Context, c serveConfig, stderr io.Writer) error {
 		p := httputil.NewSingleHostReverseProxy(c.upstream)
 		// The same connection pool alegate keeps to the kitchen, so the
 		// floor is a well-configured proxy, not one that redials.
-		p.Transport = kitchenTransport()
+		p.Transport = gateway.NewUpstreamTransport()
 		h = p
 	case "bare":
 		var err error
@@ -118,15 +119,6 @@ func serve(ctx context.Context, c serveConfig, stderr io.Writer) error {
 	defer cancel()
 	_ = srv.Shutdown(sctx)
 	return nil
-}
-
-// kitchenTransport is a keep-alive pool large enough for the benchmark's
-// concurrency.
-func kitchenTransport() *http.Transport {
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.MaxIdleConns = 512
-	tr.MaxIdleConnsPerHost = 512
-	return tr
 }
 
 // kitchen echoes a request's body (as JSON) and every WebSocket message.

@@ -97,8 +97,7 @@ type Options struct {
 	BodyReadTimeout time.Duration
 	// Metrics, when set, records requests, frames and upstream statuses.
 	Metrics *Metrics
-	// Transport reaches the upstream; nil means a clone of
-	// http.DefaultTransport.
+	// Transport reaches the upstream; nil means NewUpstreamTransport().
 	Transport http.RoundTripper
 	// Logger gets one line per refused request or frame; nil discards.
 	Logger *slog.Logger
@@ -141,7 +140,7 @@ func New(crypto alev1connect.CryptoServiceClient, upstream *url.URL, opts Option
 		opts.WebSocketIdleTimeout = DefaultWebSocketIdleTimeout
 	}
 	if opts.Transport == nil {
-		opts.Transport = http.DefaultTransport.(*http.Transport).Clone()
+		opts.Transport = NewUpstreamTransport()
 	}
 	g := &Gateway{crypto: crypto, upstream: upstream, opts: opts, log: opts.Logger, metrics: opts.Metrics}
 	if g.log == nil {
@@ -166,6 +165,22 @@ func New(crypto alev1connect.CryptoServiceClient, upstream *url.URL, opts Option
 		ErrorHandler:   g.proxyError,
 	}
 	return g
+}
+
+// UpstreamIdleConns is how many idle keep-alive connections to the kitchen
+// the gateway keeps. http.DefaultTransport keeps 2 per host: with more
+// requests in flight than that, every further one dialed a new connection
+// and closed it after one request, which cost alegate more CPU than the
+// proxying itself (BENCHMARKS.md, "The gateway path").
+const UpstreamIdleConns = 256
+
+// NewUpstreamTransport is http.DefaultTransport with a keep-alive pool to
+// the kitchen sized for UpstreamIdleConns concurrent requests.
+func NewUpstreamTransport() *http.Transport {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConns = UpstreamIdleConns
+	tr.MaxIdleConnsPerHost = UpstreamIdleConns
+	return tr
 }
 
 // NewServer is the http.Server alegate runs the gateway in: request headers

@@ -124,7 +124,12 @@ flags=(--gate-url "http://$gate_addr" --gate-pids "$gate_pid,$crypto_pid" --prox
 paths=http,ws,unary,prod
 if [ "$transit" = 1 ]; then
   vault_bin=$(bash test/vault/build-vault.sh)
-  vault_port=$((20000 + RANDOM % 40000))
+  # A port with the next one free too (Vault's cluster port); bash's
+  # /dev/tcp fails to connect to a free port.
+  for _ in $(seq 100); do
+    vault_port=$((20000 + RANDOM % 40000))
+    (exec 3<>"/dev/tcp/127.0.0.1/$vault_port") 2>/dev/null || (exec 3<>"/dev/tcp/127.0.0.1/$((vault_port + 1))") 2>/dev/null || break
+  done
   mkdir -p "$work/vault-home"
   HOME="$work/vault-home" VAULT_ADDR= VAULT_TOKEN= "${srv[@]}" "$vault_bin" server -dev -dev-root-token-id=root \
     -dev-listen-address="127.0.0.1:$vault_port" -dev-no-store-token >"$work/vault.log" 2>&1 &
@@ -152,8 +157,9 @@ if [ -n "$profile" ]; then
   # perf samples each process's own CPU (Go binaries keep their symbols):
   # perf report -i DIR/alegate.perf --no-children --sort symbol
   perf record -F 999 -g -o "$profile/alegate.perf" -p "$gate_pid" -- sleep 10 2>/dev/null &
+  rec=$!
   perf record -F 999 -g -o "$profile/alecryptd.perf" -p "$crypto_pid" -- sleep 10 2>/dev/null
-  wait
+  wait "$rec" "$load"
 fi
 
 log "alebench floors ($layout)"
