@@ -268,13 +268,42 @@ func measureFloor(ctx context.Context, cfg Config, s series, sp spec, stderr io.
 	if len(pids) > 0 {
 		lc.Server = sumProbe(pids)
 	}
+	// Each process's share of the CPU, read around the whole run (warm-up
+	// included): what the sum is made of.
+	before := readCPUs(pids)
 	res, err := loadgen.Run(ctx, lc, newWorker)
 	if err != nil {
 		return Row{}, err
 	}
 	row := newRow(s, sp, res)
-	fmt.Fprintln(stderr, row.progress())
+	progress := row.progress()
+	if after := readCPUs(pids); len(pids) > 1 && before != nil && after != nil {
+		var total time.Duration
+		for i := range pids {
+			total += after[i] - before[i]
+		}
+		var parts []string
+		for i, pid := range pids {
+			if total > 0 {
+				parts = append(parts, fmt.Sprintf("pid %d %.0f%%", pid, 100*float64(after[i]-before[i])/float64(total)))
+			}
+		}
+		progress += " (" + strings.Join(parts, ", ") + ")"
+	}
+	fmt.Fprintln(stderr, progress)
 	return row, nil
+}
+
+func readCPUs(pids []int) []time.Duration {
+	out := make([]time.Duration, len(pids))
+	for i, p := range pids {
+		st, err := loadgen.ProcProbe(p)()
+		if err != nil {
+			return nil
+		}
+		out[i] = st.CPU
+	}
+	return out
 }
 
 func sumProbe(pids []int) loadgen.Probe {

@@ -253,6 +253,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Metrics:              gmetrics,
 		Logger:               log,
 	})
+	defer gw.Close()
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return err

@@ -118,6 +118,7 @@ type Gateway struct {
 	log      *slog.Logger
 	metrics  *Metrics
 	tracer   trace.Tracer // nil when tracing is off
+	mux      *cryptoMux
 }
 
 // New builds a gateway that sends decrypted traffic to upstream and asks
@@ -146,6 +147,7 @@ func New(crypto alev1connect.CryptoServiceClient, upstream *url.URL, opts Option
 	if g.log == nil {
 		g.log = slog.New(slog.DiscardHandler)
 	}
+	g.mux = newCryptoMux(crypto, g.log)
 	if opts.TracerProvider != nil {
 		g.tracer = opts.TracerProvider.Tracer("github.com/alecrypt/alecrypt/service/gateway")
 		if g.opts.Propagator == nil {
@@ -288,10 +290,10 @@ func (g *Gateway) serveHTTP(w http.ResponseWriter, r *http.Request, st *reqState
 		canSeal = make(chan error, 1)
 		go func() { canSeal <- g.probeEncrypt(r.Context(), p.Fingerprint) }()
 	}
-	res, err := g.crypto.Decrypt(r.Context(), connect.NewRequest(&alev1.DecryptRequest{
+	res, err := g.decrypt(r.Context(), &alev1.DecryptRequest{
 		Envelope: &alev1.Envelope{Iv: iv, Fingerprint: p.Fingerprint, Message: msg},
 		Expect:   expectFor(r.Header.Get("Content-Type")),
-	}))
+	})
 	if canSeal != nil {
 		if serr := <-canSeal; err == nil {
 			err = serr
@@ -301,7 +303,7 @@ func (g *Gateway) serveHTTP(w http.ResponseWriter, r *http.Request, st *reqState
 		g.cryptoError(w, r, st, err)
 		return
 	}
-	pt := res.Msg.GetPlaintext()
+	pt := res.GetPlaintext()
 	if g.opts.EncryptResponses {
 		px.fingerprint = p.Fingerprint
 	}
@@ -331,7 +333,30 @@ func (g *Gateway) readBody(w http.ResponseWriter, r *http.Request) ([]byte, erro
 	// read, which notices a client going away while the upstream works,
 	// would take it for a dead connection.
 	defer func() { _ = rc.SetReadDeadline(time.Time{}) }()
-	return io.ReadAll(&progressReader{r: http.MaxBytesReader(w, r.Body, g.opts.MaxBodyBytes), rc: rc, d: g.opts.BodyReadTimeout})
+	src := &progressReader{r: http.MaxBytesReader(w, r.Body, g.opts.MaxBodyBytes), rc: rc, d: g.opts.BodyReadTimeout}
+	// A body that says its length is read into one buffer of that size
+	// (io.ReadAll would grow one from 512 bytes, copying as it goes).
+	if n := r.ContentLength; n > 0 && n <= g.opts.MaxBodyBytes {
+		return readAll(make([]byte, 0, n+1), src)
+	}
+	return io.ReadAll(src)
+}
+
+// readAll is io.ReadAll appending to buf.
+func readAll(buf []byte, r io.Reader) ([]byte, error) {
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
 }
 
 type progressReader struct {
@@ -351,8 +376,52 @@ func (p *progressReader) Read(b []byte) (int, error) {
 // honest answer to "can this key encrypt now" (state, expiry and the
 // gateway's own policy are alecryptd's to judge).
 func (g *Gateway) probeEncrypt(ctx context.Context, fingerprint string) error {
-	_, err := g.crypto.Encrypt(ctx, connect.NewRequest(&alev1.EncryptRequest{Key: byFingerprint(fingerprint)}))
+	_, err := g.encrypt(ctx, &alev1.EncryptRequest{Key: byFingerprint(fingerprint)})
 	return err
+}
+
+// decrypt and encrypt ask alecryptd: a payload that fits goes on the shared
+// streams (cryptoMux), a large one, and every call of a traced request, is a
+// unary call of its own (a trace follows a call, not a stream). Errors are
+// the unary call's in either case.
+func (g *Gateway) decrypt(ctx context.Context, req *alev1.DecryptRequest) (*alev1.DecryptResponse, error) {
+	if g.mux != nil && fits(len(req.GetEnvelope().GetMessage())) && !traced(ctx) {
+		return g.mux.decrypt(ctx, req)
+	}
+	res, err := g.crypto.Decrypt(ctx, connect.NewRequest(req))
+	if err != nil {
+		return nil, err
+	}
+	return res.Msg, nil
+}
+
+func (g *Gateway) encrypt(ctx context.Context, req *alev1.EncryptRequest) (*alev1.EncryptResponse, error) {
+	if g.mux != nil && fits(len(req.GetPlaintext())) && !traced(ctx) {
+		return g.mux.encrypt(ctx, req)
+	}
+	res, err := g.crypto.Encrypt(ctx, connect.NewRequest(req))
+	if err != nil {
+		return nil, err
+	}
+	return res.Msg, nil
+}
+
+// traced says whether ctx belongs to a sampled trace.
+func traced(ctx context.Context) bool { return trace.SpanContextFromContext(ctx).IsSampled() }
+
+// reasonOf is alecryptd's message in a Connect error, for logs.
+func reasonOf(err error) string {
+	if ce, ok := asConnectError(err); ok {
+		return ce.Message()
+	}
+	return err.Error()
+}
+
+// Close ends the gateway's streams to alecryptd.
+func (g *Gateway) Close() {
+	if g.mux != nil {
+		g.mux.close()
+	}
 }
 
 func byFingerprint(fp string) *alev1.KeyRef {
@@ -390,12 +459,11 @@ func (g *Gateway) modifyResponse(res *http.Response) error {
 	if int64(len(body)) > g.opts.MaxResponseBytes {
 		return errResponseTooLarge
 	}
-	enc, err := g.crypto.Encrypt(res.Request.Context(), connect.NewRequest(&alev1.EncryptRequest{
-		Plaintext: body, Key: byFingerprint(px.fingerprint)}))
+	enc, err := g.encrypt(res.Request.Context(), &alev1.EncryptRequest{Plaintext: body, Key: byFingerprint(px.fingerprint)})
 	if err != nil {
 		return fmt.Errorf("%w: %w", errSeal, err)
 	}
-	env := enc.Msg.GetEnvelope()
+	env := enc.GetEnvelope()
 	sealed := wire.SealPayload(env.GetMessage())
 	res.Body = io.NopCloser(bytes.NewReader(sealed))
 	res.ContentLength = int64(len(sealed))

@@ -143,6 +143,7 @@ func newEnvWith(t *testing.T, opts gateway.Options, readTimeout time.Duration, c
 	opts.Logger = slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	up, _ := url.Parse(e.kitchen.URL)
 	gw := gateway.New(cc, up, opts)
+	t.Cleanup(gw.Close) // before the crypto server's Close, which waits for the streams
 	srv := httptest.NewUnstartedServer(gw)
 	srv.Config = gateway.NewServer(gw, readTimeout, time.Minute)
 	srv.Start()

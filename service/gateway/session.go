@@ -15,20 +15,19 @@ import (
 	"github.com/alecrypt/alecrypt/gen/ale/v1/alev1connect"
 )
 
-// cryptoSession carries one WebSocket connection's crypto calls on one
-// bidirectional Stream RPC instead of a unary call per frame: a long-lived
-// connection then costs alecryptd one HTTP/2 stream, not one per message.
-// Calls from both directions share it; responses are matched by request id.
+// cryptoSession is one of cryptoMux's Stream RPCs to alecryptd, kept open
+// across the stream's ends: responses are matched to calls by request id.
 //
-// alecryptd may end a stream while the WebSocket lives on: with Unavailable
+// alecryptd may end a stream while alegate lives on: with Unavailable
 // when it shuts down (an idle stream at once, a busy one after the message
 // in hand), with ResourceExhausted when a message does not fit its in-flight
 // budget or size limit. The session then opens a new stream for the next
-// call, so the WebSocket survives a restart of alecryptd or a failover to
-// another replica. An item that was in flight when its stream ended is sent
-// again, once, on a new stream, but only when the end says alecryptd did not
-// execute it (see streamEnd); ResourceExhausted is the answer of the one
-// item alecryptd refused, and the WebSocket maps it like any too-large item.
+// call, so WebSockets and requests survive a restart of alecryptd or a
+// failover to another replica. A message that was in flight when its stream
+// ended is sent again, once, on a new stream, but only when the end says
+// alecryptd did not execute it (see streamEnd); ResourceExhausted is the
+// answer of the one message alecryptd refused, which its items map like any
+// too-large answer.
 type cryptoSession struct {
 	ctx    context.Context
 	crypto alev1connect.CryptoServiceClient
@@ -229,24 +228,6 @@ func (s *cryptoSession) call(ctx context.Context, req *alev1.StreamRequest) (*al
 	}
 }
 
-// decrypt returns the plaintext, or the per-item failure alecryptd
-// answered, or a transport error. A message alecryptd refused with
-// ResourceExhausted (over its size limit or its in-flight budget) ends the
-// stream, but it is that one item's answer, so it is returned as the item's.
-func (s *cryptoSession) decrypt(ctx context.Context, req *alev1.DecryptRequest) ([]byte, *alev1.ItemError, error) {
-	res, err := s.call(ctx, &alev1.StreamRequest{Operation: &alev1.StreamRequest_Decrypt{Decrypt: req}})
-	if err != nil {
-		if ie := refusedItem(err); ie != nil {
-			return nil, ie, nil
-		}
-		return nil, nil, err
-	}
-	if ie := res.GetError(); ie != nil {
-		return nil, ie, nil
-	}
-	return res.GetDecrypt().GetPlaintext(), nil, nil
-}
-
 // refusedItem turns a stream's ResourceExhausted end into the item error
 // alecryptd would have answered had it kept the stream open.
 func refusedItem(err error) *alev1.ItemError {
@@ -259,18 +240,6 @@ func refusedItem(err error) *alev1.ItemError {
 		msg = ce.Message()
 	}
 	return &alev1.ItemError{Code: connect.CodeResourceExhausted.String(), Message: msg}
-}
-
-// encrypt returns the envelope, or an error for any failure.
-func (s *cryptoSession) encrypt(ctx context.Context, req *alev1.EncryptRequest) (*alev1.Envelope, error) {
-	res, err := s.call(ctx, &alev1.StreamRequest{Operation: &alev1.StreamRequest_Encrypt{Encrypt: req}})
-	if err != nil {
-		return nil, err
-	}
-	if ie := res.GetError(); ie != nil {
-		return nil, fmt.Errorf("encrypt: %s: %s", ie.GetCode(), ie.GetMessage())
-	}
-	return res.GetEncrypt().GetEnvelope(), nil
 }
 
 // close ends the current stream and waits for its receiver.

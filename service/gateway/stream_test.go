@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/alecrypt/alecrypt/gen/ale/v1/alev1connect"
 	"github.com/alecrypt/alecrypt/service/api"
+	"github.com/alecrypt/alecrypt/service/engine"
 	"github.com/alecrypt/alecrypt/service/gateway"
 )
 
@@ -271,4 +273,78 @@ func TestWebSocketIdleTimeout(t *testing.T) {
 		t.Errorf("closed %v after the last ping, before the idle timeout", waited)
 	}
 	e.waitForLog(t, ctx, "websocket idle; closing")
+}
+
+// TestConcurrentRequestsShareStreams: concurrent requests' crypto calls are
+// coalesced into batch messages on shared streams; each request still gets
+// its own answer (its plaintext, or the error its key earns), and a large
+// body takes a unary call of its own.
+func TestConcurrentRequestsShareStreams(t *testing.T) {
+	t.Parallel()
+	opts := defaultOpts()
+	opts.EncryptResponses = true
+	e := newEnv(t, opts, 0)
+	const n = 96
+	type answer struct {
+		status int
+		body   string
+	}
+	got := make([]answer, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			order := fmt.Sprintf(`{"order":%d}`, i)
+			if i%16 == 0 {
+				order = fmt.Sprintf(`{"order":%d,"pad":"%s"}`, i, strings.Repeat("x", 100<<10))
+			}
+			env := e.seal(t, "k-ctr", order)
+			switch i % 4 {
+			case 1:
+				env.Fingerprint = "k-nope"
+			case 2:
+				env.Fingerprint = "k-denied"
+			}
+			res, body := e.post(t, "/orders", aleHeader(env), b64(env.Message))
+			if res.StatusCode == http.StatusOK {
+				iv, _ := base64Decode(res.Header.Get("Sec-Iv"))
+				body = e.openParts(t, iv, res.Header.Get("Sec-Fingerprint"), body)
+			}
+			got[i] = answer{res.StatusCode, body}
+		})
+	}
+	wg.Wait()
+	forwarded := 0
+	for i, a := range got {
+		want := answer{http.StatusOK, fmt.Sprintf(`{"order":%d}`, i)}
+		if i%16 == 0 {
+			want.body = fmt.Sprintf(`{"order":%d,"pad":"%s"}`, i, strings.Repeat("x", 100<<10))
+		}
+		if i%4 == 1 || i%4 == 2 {
+			want = answer{http.StatusBadRequest, ale2}
+		} else {
+			forwarded++
+		}
+		if a != want {
+			t.Errorf("request %d: %d %.80s, want %d %.80s", i, a.status, a.body, want.status, want.body)
+		}
+	}
+	if len(e.kitchen.Requests()) != forwarded {
+		t.Errorf("kitchen got %d requests, want %d", len(e.kitchen.Requests()), forwarded)
+	}
+}
+
+func base64Decode(s string) ([]byte, error) { return base64.StdEncoding.DecodeString(s) }
+
+// openParts decrypts a sealed response body as the client would.
+func (e *env) openParts(t *testing.T, iv []byte, fp, body string) string {
+	t.Helper()
+	msg, err := base64.StdEncoding.DecodeString(body)
+	if err != nil {
+		t.Fatalf("sealed body %.80q: %v", body, err)
+	}
+	pt, _, err := e.sealer.Decrypt(context.Background(), engine.Envelope{IV: iv, Fingerprint: fp, Message: msg}, nil, engine.FormatAny)
+	if err != nil {
+		t.Fatalf("sealed body does not open: %v", err)
+	}
+	return string(pt)
 }

@@ -13,6 +13,7 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/coder/websocket"
+	"go.opentelemetry.io/otel/trace"
 
 	alev1 "github.com/alecrypt/alecrypt/gen/ale/v1"
 	"github.com/alecrypt/alecrypt/service/aleerr"
@@ -130,8 +131,6 @@ func (g *Gateway) serveWebSocket(w http.ResponseWriter, r *http.Request, st *req
 	// Base64 makes a frame 4/3 of its plaintext, plus the JSON around it.
 	client.SetReadLimit(g.opts.MaxFrameBytes*4/3 + 1024)
 
-	sess := openSession(ctx, g.crypto, g.log)
-	defer sess.close()
 	// A bridge nobody uses is closed like an idle keep-alive connection,
 	// both sides told why; pings count as use, so clients that heartbeat
 	// stay up.
@@ -140,9 +139,12 @@ func (g *Gateway) serveWebSocket(w http.ResponseWriter, r *http.Request, st *req
 		go up.Close(websocket.StatusGoingAway, "idle timeout")
 		client.Close(websocket.StatusGoingAway, "idle timeout")
 	})()
+	// Frames' crypto calls go on the shared streams, traced or not: a
+	// span per frame would outlive any trace of the handshake.
+	ctx = trace.ContextWithSpanContext(ctx, trace.SpanContext{})
 	done := make(chan struct{}, 2)
-	go func() { g.clientToUpstream(ctx, sess, client, up, idle); done <- struct{}{} }()
-	go func() { g.upstreamToClient(ctx, sess, up, client, p.Fingerprint, idle); done <- struct{}{} }()
+	go func() { g.clientToUpstream(ctx, client, up, idle); done <- struct{}{} }()
+	go func() { g.upstreamToClient(ctx, up, client, p.Fingerprint, idle); done <- struct{}{} }()
 	<-done
 	cancel()
 	<-done
@@ -155,15 +157,13 @@ func (g *Gateway) serveWebSocket(w http.ResponseWriter, r *http.Request, st *req
 // nothing). A key that can only decrypt is refused here rather than after
 // the kitchen has acted on a frame it cannot answer.
 func (g *Gateway) probeHandshake(ctx context.Context, iv []byte, fingerprint string) error {
-	if _, err := g.crypto.Decrypt(ctx, connect.NewRequest(&alev1.DecryptRequest{
-		Envelope: &alev1.Envelope{Iv: iv, Fingerprint: fingerprint},
-	})); err != nil {
+	if _, err := g.decrypt(ctx, &alev1.DecryptRequest{Envelope: &alev1.Envelope{Iv: iv, Fingerprint: fingerprint}}); err != nil {
 		return err
 	}
 	return g.probeEncrypt(ctx, fingerprint)
 }
 
-func (g *Gateway) clientToUpstream(ctx context.Context, sess *cryptoSession, client, up *websocket.Conn, idle *idleTimer) {
+func (g *Gateway) clientToUpstream(ctx context.Context, client, up *websocket.Conn, idle *idleTimer) {
 	for {
 		_, data, err := client.Read(ctx)
 		if err != nil {
@@ -178,19 +178,19 @@ func (g *Gateway) clientToUpstream(ctx context.Context, sess *cryptoSession, cli
 			}
 			continue
 		}
-		pt, ie, err := sess.decrypt(ctx, &alev1.DecryptRequest{
+		res, err := g.decrypt(ctx, &alev1.DecryptRequest{
 			Envelope: &alev1.Envelope{Iv: f.IV, Fingerprint: f.Fingerprint, Message: f.Message},
 			Expect:   g.opts.FrameFormat,
 		})
-		if err == nil && ie != nil {
-			code, ale := aleerr.ItemCode(ie)
-			switch fail := classify(code, ale); fail {
+		if err != nil {
+			code := connect.CodeOf(err)
+			switch fail := classify(code, aleerr.Code(err)); fail {
 			case failHeaders, failDecrypt:
 				c := wire.CodeDecrypt
 				if fail == failHeaders {
 					c = wire.CodeHeaders
 				}
-				g.logRefusal(ctx, code, "websocket frame refused", "ale_code", c, "reason", ie.GetMessage())
+				g.logRefusal(ctx, code, "websocket frame refused", "ale_code", c, "reason", reasonOf(err))
 				g.metrics.frame("client", aleOutcome(c))
 				if err := client.Write(ctx, websocket.MessageText, wire.ErrorBody(c)); err != nil {
 					return
@@ -201,13 +201,11 @@ func (g *Gateway) clientToUpstream(ctx context.Context, sess *cryptoSession, cli
 				// is dropped with the body an HTTP request gets for the same
 				// answer (413), and the connection stays up.
 				g.metrics.frame("client", outcomeTooLarge)
-				g.log.Info("websocket frame refused by alecryptd as too large or busy", "reason", ie.GetMessage())
+				g.log.Info("websocket frame refused by alecryptd as too large or busy", "reason", reasonOf(err))
 				if err := client.Write(ctx, websocket.MessageText, jsonError(msgTooLarge)); err != nil {
 					return
 				}
 				continue
-			default:
-				err = errors.New(ie.GetCode() + ": " + ie.GetMessage())
 			}
 		}
 		if err != nil {
@@ -217,6 +215,7 @@ func (g *Gateway) clientToUpstream(ctx context.Context, sess *cryptoSession, cli
 			up.Close(websocket.StatusGoingAway, "client side closed")
 			return
 		}
+		pt := res.GetPlaintext()
 		typ := websocket.MessageText
 		if !utf8.Valid(pt) {
 			typ = websocket.MessageBinary
@@ -242,7 +241,7 @@ func (g *Gateway) refuseFrame(ctx context.Context, client *websocket.Conn, err e
 	return client.Write(ctx, websocket.MessageText, wire.ErrorBody(code)) == nil
 }
 
-func (g *Gateway) upstreamToClient(ctx context.Context, sess *cryptoSession, up, client *websocket.Conn, fingerprint string, idle *idleTimer) {
+func (g *Gateway) upstreamToClient(ctx context.Context, up, client *websocket.Conn, fingerprint string, idle *idleTimer) {
 	key := byFingerprint(fingerprint)
 	for {
 		_, data, err := up.Read(ctx)
@@ -251,7 +250,7 @@ func (g *Gateway) upstreamToClient(ctx context.Context, sess *cryptoSession, up,
 			return
 		}
 		idle.touch()
-		e, err := sess.encrypt(ctx, &alev1.EncryptRequest{Plaintext: data, Key: key})
+		res, err := g.encrypt(ctx, &alev1.EncryptRequest{Plaintext: data, Key: key})
 		if err != nil {
 			// Never send plaintext the client expects encrypted.
 			g.metrics.frame("upstream", outcomeCryptoError)
@@ -260,6 +259,7 @@ func (g *Gateway) upstreamToClient(ctx context.Context, sess *cryptoSession, up,
 			up.Close(websocket.StatusGoingAway, "client side closed")
 			return
 		}
+		e := res.GetEnvelope()
 		frame := wire.MarshalFrame(wire.Frame{IV: e.GetIv(), Fingerprint: e.GetFingerprint(), Message: e.GetMessage()})
 		if err := client.Write(ctx, websocket.MessageText, frame); err != nil {
 			up.Close(websocket.StatusGoingAway, "client write failed")

@@ -44,6 +44,8 @@ pids=()
 cleanup() {
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  # FLOORS_KEEP=DIR keeps the servers' logs.
+  if [ -n "${FLOORS_KEEP:-}" ]; then mkdir -p "$FLOORS_KEEP" && cp "$work"/*.log "$FLOORS_KEEP"/; fi
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -150,16 +152,18 @@ timing=()
 
 if [ -n "$profile" ]; then
   mkdir -p "$profile"
-  log "profiling alegate and alecryptd under the http load (10 s)"
-  "${lg[@]}" "$bin/alebench" floors "${flags[@]}" --paths http --half-peak=false --duration 12s --warmup 1s >/dev/null &
-  load=$!
-  sleep 2
-  # perf samples each process's own CPU (Go binaries keep their symbols):
-  # perf report -i DIR/alegate.perf --no-children --sort symbol
-  perf record -F 999 -g -o "$profile/alegate.perf" -p "$gate_pid" -- sleep 10 2>/dev/null &
-  rec=$!
-  perf record -F 999 -g -o "$profile/alecryptd.perf" -p "$crypto_pid" -- sleep 10 2>/dev/null
-  wait "$rec" "$load"
+  for path in http ws; do
+    log "profiling alegate and alecryptd under the $path load (10 s)"
+    "${lg[@]}" "$bin/alebench" floors "${flags[@]}" --paths "$path" --half-peak=false --duration 12s --warmup 1s >/dev/null &
+    load=$!
+    sleep 2
+    # perf samples each process's own CPU (Go binaries keep their symbols):
+    # perf report -i DIR/alegate-http.perf --children --sort symbol
+    perf record -F 999 -g -o "$profile/alegate-$path.perf" -p "$gate_pid" -- sleep 10 2>/dev/null &
+    rec=$!
+    perf record -F 999 -g -o "$profile/alecryptd-$path.perf" -p "$crypto_pid" -- sleep 10 2>/dev/null
+    wait "$rec" "$load"
+  done
 fi
 
 log "alebench floors ($layout)"
