@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -56,6 +57,7 @@ type floorsConfig struct {
 	Duration    time.Duration
 	Warmup      time.Duration
 	HalfPeak    bool
+	Rounds      int
 	JSONOut     string
 }
 
@@ -98,10 +100,14 @@ func parseFloors(args []string, getenv func(string) string, stdout io.Writer) (f
 	fs.IntVar(&c.Concurrency, "concurrency", 16, "clients (WebSocket connections for ws)")
 	fs.DurationVar(&c.Duration, "duration", 3*time.Second, "measured window of each row")
 	fs.DurationVar(&c.Warmup, "warmup", time.Second, "unmeasured warm-up before each window")
+	fs.IntVar(&c.Rounds, "rounds", 3, "closed-loop rounds per pair, alternating ours and the floor (a shared machine drifts)")
 	fs.BoolVar(&c.HalfPeak, "half-peak", true, "also measure p50/p99 at half of each side's peak (open loop)")
 	fs.StringVar(&c.JSONOut, "json-out", "", "also write the rows as JSON to this file")
 	if err := parseFlags(fs, args); err != nil {
 		return c, err
+	}
+	if c.Rounds < 1 {
+		return c, usagef("floors: --rounds must be at least 1")
 	}
 	var err error
 	if c.Paths, err = parseChoices("--paths", paths, floorPaths); err != nil {
@@ -175,15 +181,29 @@ func runFloors(ctx context.Context, c floorsConfig, stdout, stderr io.Writer) er
 	var rows []floorRow
 	var lines [][]string
 	for _, p := range pairs {
-		var closed, half [2]Row
-		for i, s := range []series{p.ours, p.floor} {
-			row, err := measureFloor(ctx, cfg, s, spec{op: p.op, size: c.Size, concurrency: c.Concurrency}, stderr)
-			if err != nil {
-				return fmt.Errorf("%s %s: %w", p.path, s.target(), err)
+		// Rounds alternate ours and the floor, so both see the same
+		// machine; the row shows the round with the median CPU ratio, and
+		// the spread of the ratios over all rounds.
+		var rounds [][2]Row
+		for range c.Rounds {
+			var r [2]Row
+			for i, s := range []series{p.ours, p.floor} {
+				row, err := measureFloor(ctx, cfg, s, spec{op: p.op, size: c.Size, concurrency: c.Concurrency}, stderr)
+				if err != nil {
+					return fmt.Errorf("%s %s: %w", p.path, s.target(), err)
+				}
+				r[i] = row
+				rows = append(rows, floorRow{p.path, row})
 			}
-			closed[i] = row
-			rows = append(rows, floorRow{p.path, row})
+			rounds = append(rounds, r)
 		}
+		cpuRatios, thrRatios := make([]float64, len(rounds)), make([]float64, len(rounds))
+		for i, r := range rounds {
+			cpuRatios[i] = cpuRatioValue(r[0], r[1])
+			thrRatios[i] = r[0].ItemsPerSec / r[1].ItemsPerSec
+		}
+		closed := medianRound(rounds, cpuRatios)
+		var half [2]Row
 		if c.HalfPeak {
 			for i, s := range []series{p.ours, p.floor} {
 				sp := spec{op: p.op, size: c.Size, concurrency: c.Concurrency, rate: closed[i].ItemsPerSec / 2, halfPeak: true}
@@ -199,15 +219,15 @@ func runFloors(ctx context.Context, c floorsConfig, stdout, stderr io.Writer) er
 			p.path,
 			p.ours.target() + " / " + p.floor.target(),
 			count(closed[0].ItemsPerSec) + " / " + count(closed[1].ItemsPerSec),
-			fmt.Sprintf("%.2f×", closed[0].ItemsPerSec/closed[1].ItemsPerSec),
+			fmt.Sprintf("%.2f×", closed[0].ItemsPerSec/closed[1].ItemsPerSec) + spread(thrRatios),
 			fmt.Sprintf("%.0f / %.0f", closed[0].ServerCPUPerItemUS, closed[1].ServerCPUPerItemUS),
-			cpuRatioOf(closed[0], closed[1]),
+			cpuRatioOf(closed[0], closed[1]) + spread(cpuRatios),
 			latencyPair(half[0], half[1], c.HalfPeak),
 			fmt.Sprintf("%.2f", max(closed[0].Interference, closed[1].Interference)),
 		})
 	}
-	fmt.Fprintf(stdout, "%d clients, %s payloads, %s windows after %s warm-up; CPU of the server processes only (/proc), ratios from this run\n\n",
-		c.Concurrency, sizeName(c.Size), c.Duration, c.Warmup)
+	fmt.Fprintf(stdout, "%d clients, %s payloads, %s windows after %s warm-up, %d rounds alternating ours and the floor (the median round shown, the spread of its ratios in parentheses); CPU of the server processes only (/proc), ratios from this run\n\n",
+		c.Concurrency, sizeName(c.Size), c.Duration, c.Warmup, c.Rounds)
 	writeMarkdown(stdout, []string{"path", "ours / floor", "req/s", "throughput ratio", "server CPU µs/req", "CPU ratio", "p50 / p99 at ½ peak (ours; floor)", "others (cores)"}, lines)
 	if c.JSONOut != "" {
 		b, err := json.MarshalIndent(map[string]any{"machine": describeMachine(), "rows": rows}, "", "  ")
@@ -217,6 +237,32 @@ func runFloors(ctx context.Context, c floorsConfig, stdout, stderr io.Writer) er
 		return os.WriteFile(c.JSONOut, b, 0o644)
 	}
 	return nil
+}
+
+func cpuRatioValue(ours, floor Row) float64 {
+	if floor.ServerCPUPerItemUS <= 0 {
+		return 0
+	}
+	return ours.ServerCPUPerItemUS / floor.ServerCPUPerItemUS
+}
+
+// medianRound is the round whose ratio is the median (the lower one of an
+// even count).
+func medianRound(rounds [][2]Row, ratios []float64) [2]Row {
+	idx := make([]int, len(rounds))
+	for i := range idx {
+		idx[i] = i
+	}
+	slices.SortFunc(idx, func(a, b int) int { return cmp.Compare(ratios[a], ratios[b]) })
+	return rounds[idx[(len(idx)-1)/2]]
+}
+
+// spread is " (min–max)" of more than one ratio.
+func spread(ratios []float64) string {
+	if len(ratios) < 2 {
+		return ""
+	}
+	return fmt.Sprintf(" (%.2f–%.2f)", slices.Min(ratios), slices.Max(ratios))
 }
 
 func cpuRatioOf(ours, floor Row) string {

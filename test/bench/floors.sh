@@ -148,7 +148,7 @@ if [ "$transit" = 1 ]; then
   paths=$paths,transit
 fi
 timing=()
-[ "$quick" = 1 ] && timing=(--duration 500ms --warmup 200ms)
+[ "$quick" = 1 ] && timing=(--duration 500ms --warmup 200ms --rounds 1)
 
 if [ -n "$profile" ]; then
   mkdir -p "$profile"
