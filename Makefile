@@ -34,7 +34,11 @@ help:
 test: node-deps
 	$(GO) vet ./...
 	@# The Vault server is built once per machine (minutes the first time), outside the tests' timeout.
-	ALECRYPT_VAULT_BIN="$$(bash test/vault/build-vault.sh)" $(GO) test -race -count=1 -timeout 20m ./...
+	@# go test -json through internal/testsummary: go test's plain output, then the
+	@# skipped tests with their reasons and one line "tests: N passed, N failed,
+	@# N skipped"; go test's exit status.
+	$(GO) build -o bin/testsummary ./internal/testsummary
+	ALECRYPT_VAULT_BIN="$$(bash test/vault/build-vault.sh)" bin/testsummary -race -count=1 -timeout 20m ./...
 
 ## run: the service on its embedded default keystore (./alecrypt-data/keystore.json)
 run:
@@ -82,7 +86,7 @@ gen-check: gen
 fuzz:
 	GO=$(GO) bash test/fuzz/run.sh $(FUZZTIME) $(FUZZ_TARGETS)
 
-## deploy-test: manifests, Dockerfile build stage and systemd unit (separate module deploy/)
+## deploy-test: manifests, Dockerfile build stage, systemd unit, alert rules and dashboard (promtool) (separate module deploy/)
 deploy-test:
 	cd deploy && $(GO) vet ./... && $(GO) test -count=1 ./...
 

@@ -73,7 +73,8 @@ class AleClient:
     """Stubs of both ale.v1 services on one channel, plus shortcuts.
 
     `crypto` is a CryptoServiceStub (Encrypt, Decrypt, Resolve, EncryptBatch,
-    DecryptBatch, Stream), `keys` a KeyServiceStub (ListKeys). Use it as a
+    DecryptBatch, Stream, Rewrap, RewrapBatch), `keys` a KeyServiceStub
+    (ListKeys). Use it as a
     context manager or call close().
     """
 
@@ -101,6 +102,18 @@ class AleClient:
         """
         req = crypto_pb2.DecryptRequest(envelope=envelope, expect=expect, associated_data=associated_data)
         return self.crypto.Decrypt(req, timeout=timeout)
+
+    def rewrap(self, envelope, *, alias=None, fingerprint=None, expect=crypto_pb2.PLAINTEXT_FORMAT_UNSPECIFIED,
+               associated_data=b"", timeout=None):
+        """Moves an Envelope under the primary of alias (or fingerprint, or the
+        default key) and returns the RewrapResponse (.envelope, .key). The
+        plaintext never leaves the service: this moves stored messages off a
+        retired key. The caller needs decrypt on the envelope's key and
+        encrypt on the target.
+        """
+        req = crypto_pb2.RewrapRequest(envelope=envelope, key=_key_ref(alias, fingerprint), expect=expect,
+                                       associated_data=associated_data)
+        return self.crypto.Rewrap(req, timeout=timeout)
 
     def resolve(self, *, alias=None, fingerprint=None, timeout=None):
         """Returns the KeyInfo a reference names: metadata, never key material."""

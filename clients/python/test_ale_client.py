@@ -131,6 +131,25 @@ class PlainTest(unittest.TestCase):
         dec = self.ale.decrypt(got["r1"].encrypt.envelope, timeout=10)
         self.assertEqual(dec.plaintext, b"item 1")
 
+    def test_rewrap_never_returns_the_plaintext(self):
+        enc = self.ale.encrypt(b'{"order":"rewrap-me"}', timeout=10)
+        res = self.ale.rewrap(enc.envelope, expect=ale_client.PLAINTEXT_FORMAT_JSON, timeout=10)
+        self.assertNotIn(b"rewrap-me", res.SerializeToString())
+        self.assertNotEqual(res.envelope.iv, enc.envelope.iv)
+        self.assertEqual(res.key.fingerprint, res.envelope.fingerprint)
+        self.assertEqual(self.ale.decrypt(res.envelope, timeout=10).plaintext, b'{"order":"rewrap-me"}')
+        with self.assertRaises(grpc.RpcError) as cm:
+            self.ale.rewrap(types_pb2.Envelope(iv=bytes(16), fingerprint="unknown", message=b"x"), timeout=10)
+        self.assertEqual(cm.exception.code(), grpc.StatusCode.NOT_FOUND)
+        self.assertEqual(ale_client.error_detail(cm.exception).error_code, 2)
+
+    def test_list_keys_reports_usage(self):
+        self.ale.encrypt(b"x", timeout=10)
+        res = self.ale.keys.ListKeys(keys_pb2.ListKeysRequest(), timeout=10)
+        used = [k for k in res.keys if k.usage.encrypt_count > 0]
+        self.assertTrue(used, "no key reports an encryption")
+        self.assertTrue(used[0].usage.HasField("last_encrypt_time"))
+
     def test_list_keys_metadata_only(self):
         res = self.ale.keys.ListKeys(keys_pb2.ListKeysRequest(), timeout=10)
         self.assertGreaterEqual(len(res.keys), 1)

@@ -18,7 +18,7 @@ const completeCmd = "__complete"
 // commandTree lists the subcommands of alectl and of its commands that
 // have subcommands.
 var commandTree = map[string][]string{
-	"":           {"encrypt", "decrypt", "resolve", "http", "keys", "version", "completion", "help"},
+	"":           {"encrypt", "decrypt", "resolve", "rewrap", "http", "keys", "version", "completion", "help"},
 	"keys":       {"list", "add", "import", "state"},
 	"completion": {"bash", "zsh"},
 }

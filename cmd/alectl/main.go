@@ -26,7 +26,10 @@ Against a running alecryptd (--addr, env ALECRYPT_ADDR, default http://127.0.0.1
   alectl decrypt  [--data FRAME|@FILE] [--aad TEXT] [--expect json|utf8] [--json]
                   reads an envelope frame; prints the plaintext
   alectl resolve  [--alias A | --fingerprint F] [--json]
+  alectl rewrap   [--alias A | --fingerprint F] [--data FRAMES|@FILE] [--aad TEXT] [--expect json|utf8] [--json]
+                  envelope frames, one per line, moved under the key's primary (plaintext never leaves alecryptd)
   alectl keys list [--alias A] [--json]
+                  every key: state, primary, version, source, last used (by the replica that answers)
   alectl http METHOD URL [--alias A | --fingerprint F] [--data TEXT|@FILE] [--authorization V] [--header "K: V"]
                   an ALE request through a gateway: body encrypted, encrypted responses decrypted
 
@@ -57,8 +60,9 @@ var synopses = map[string]string{
 	"alectl encrypt":     "alectl encrypt: seal plaintext (from --data or stdin); prints the envelope {\"iv\",\"fingerprint\",\"message\"}\n\n  alectl encrypt [--alias A | --fingerprint F] [--data TEXT|@FILE] [--aad TEXT] [--json]\n",
 	"alectl decrypt":     "alectl decrypt: open an envelope frame (from --data or stdin); prints the plaintext\n\n  alectl decrypt [--data FRAME|@FILE] [--aad TEXT] [--expect json|utf8] [--json]\n",
 	"alectl resolve":     "alectl resolve: the metadata of the key an alias or fingerprint names (never key material)\n\n  alectl resolve [--alias A | --fingerprint F] [--json]\n",
+	"alectl rewrap":      "alectl rewrap: move envelope frames (one per line, from --data or stdin) under the primary of --alias\n(or --fingerprint, or the default key), e.g. off a retired key. Prints one frame per line; a frame that\nfailed gets an empty line, its error on stderr and exit status 1. The plaintext never leaves alecryptd.\n\n  alectl rewrap [--alias A | --fingerprint F] [--data FRAMES|@FILE] [--aad TEXT] [--expect json|utf8] [--batch N] [--json]\n",
 	"alectl http":        "alectl http: an ALE request through a gateway: body encrypted, encrypted responses decrypted\n\n  alectl http METHOD URL [--alias A | --fingerprint F] [--data TEXT|@FILE] [--authorization V] [--header \"K: V\"]\n",
-	"alectl keys list":   "alectl keys list: the keys of a running alecryptd: state, primary, version, source\n\n  alectl keys list [--alias A] [--json]\n",
+	"alectl keys list":   "alectl keys list: the keys of a running alecryptd: state, primary, version, source, and when the replica answering last used each\n\n  alectl keys list [--alias A] [--json]\n",
 	"alectl keys add":    "alectl keys add: add a key to an embedded keystore file (generated, or a Portal-issued Secret Key)\n\n  alectl keys add --alias A[,B] [--algorithm aes-256-ctr|aes-256-gcm] [--secret-file F --fingerprint FP --salt S] [flags]\n",
 	"alectl keys import": "alectl keys import: import {\"keys\":[record,...]} into an embedded keystore file, all or nothing\n\n  alectl keys import FILE [--replace]\n",
 	"alectl keys state":  "alectl keys state: move a key through rotation in an embedded keystore file\n\n  alectl keys state FINGERPRINT active|decrypt-only|disabled\n",
@@ -103,6 +107,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(s
 		err = e.decrypt(rest)
 	case "resolve":
 		err = e.resolve(rest)
+	case "rewrap":
+		err = e.rewrap(rest)
 	case "http":
 		err = e.httpCmd(rest)
 	case "keys":

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	alev1 "github.com/alecrypt/alecrypt/gen/ale/v1"
 	"github.com/alecrypt/alecrypt/gen/ale/v1/alev1connect"
@@ -113,12 +115,14 @@ func callError(err error) error {
 	return errors.New(msg)
 }
 
-func (e env) printJSON(m proto.Message) error {
+func (e env) printJSON(m proto.Message) error { return e.printJSONTo(e.stdout, m) }
+
+func (e env) printJSONTo(w io.Writer, m proto.Message) error {
 	b, err := protojson.MarshalOptions{Multiline: false}.Marshal(m)
 	if err != nil {
 		return err
 	}
-	_, err = fmt.Fprintf(e.stdout, "%s\n", b)
+	_, err = fmt.Fprintf(w, "%s\n", b)
 	return err
 }
 
@@ -165,15 +169,9 @@ func (e env) decrypt(args []string) error {
 	if _, err := parse(fs, args, 0); err != nil {
 		return err
 	}
-	var format alev1.PlaintextFormat
-	switch *expect {
-	case "":
-	case "json":
-		format = alev1.PlaintextFormat_PLAINTEXT_FORMAT_JSON
-	case "utf8":
-		format = alev1.PlaintextFormat_PLAINTEXT_FORMAT_UTF8
-	default:
-		return usageError("--expect must be json or utf8, got %q", *expect)
+	format, err := plaintextFormat(*expect)
+	if err != nil {
+		return err
 	}
 	raw, err := e.readData(*data)
 	if err != nil {
@@ -263,17 +261,33 @@ func (e env) keysList(args []string) error {
 
 func (e env) printKeys(keys []*alev1.KeyInfo) error {
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "FINGERPRINT\tALIASES\tALGORITHM\tSTATE\tPRIMARY\tVERSION\tCREATED\tSOURCE")
+	fmt.Fprintln(tw, "FINGERPRINT\tALIASES\tALGORITHM\tSTATE\tPRIMARY\tVERSION\tCREATED\tSOURCE\tLAST USED")
 	for _, k := range keys {
 		created := ""
 		if k.GetCreatedAt() != nil {
 			created = k.GetCreatedAt().AsTime().Format(time.RFC3339)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%t\t%d\t%s\t%s\n", k.GetFingerprint(), strings.Join(k.GetAliases(), ","),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%t\t%d\t%s\t%s\t%s\n", k.GetFingerprint(), strings.Join(k.GetAliases(), ","),
 			shortEnum(k.GetAlgorithm().String(), "ALGORITHM_"), shortEnum(k.GetState().String(), "KEY_STATE_"),
-			k.GetPrimary(), k.GetVersion(), created, k.GetSource())
+			k.GetPrimary(), k.GetVersion(), created, k.GetSource(), lastUsed(k.GetUsage()))
 	}
 	return tw.Flush()
+}
+
+// lastUsed is when the replica that answered last encrypted or decrypted
+// with the key: "never" when it has not since it started, which says
+// nothing of other replicas (README, "Is a key still used?").
+func lastUsed(u *alev1.KeyUsage) string {
+	var last time.Time
+	for _, ts := range []*timestamppb.Timestamp{u.GetLastEncryptTime(), u.GetLastDecryptTime()} {
+		if ts != nil && ts.AsTime().After(last) {
+			last = ts.AsTime()
+		}
+	}
+	if last.IsZero() {
+		return "never"
+	}
+	return last.Format(time.RFC3339)
 }
 
 // shortEnum turns ALGORITHM_AES_256_CTR into aes-256-ctr.

@@ -6,29 +6,25 @@ package main
 import (
 	"cmp"
 	"context"
-	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/url"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 
 	"connectrpc.com/connect"
 	"connectrpc.com/otelconnect"
+	"github.com/prometheus/client_golang/prometheus"
 
 	alev1 "github.com/alecrypt/alecrypt/gen/ale/v1"
-	"github.com/alecrypt/alecrypt/gen/ale/v1/alev1connect"
 	"github.com/alecrypt/alecrypt/service/cli"
 	"github.com/alecrypt/alecrypt/service/client"
+	"github.com/alecrypt/alecrypt/service/daemon"
 	"github.com/alecrypt/alecrypt/service/gateway"
 	"github.com/alecrypt/alecrypt/service/metrics"
-	"github.com/alecrypt/alecrypt/service/tlsconfig"
 	"github.com/alecrypt/alecrypt/service/tracing"
 )
 
@@ -48,7 +44,7 @@ type Config struct {
 	IdleTimeout      time.Duration
 	WSIdleTimeout    time.Duration
 	MetricsListen    string
-	LogFormat        string
+	Log              daemon.Log
 	ShutdownTimeout  time.Duration
 	TLSCert, TLSKey  string
 	InsecureListen   bool
@@ -56,6 +52,7 @@ type Config struct {
 	CryptoCert       string
 	CryptoKey        string
 	CryptoTokenFile  string
+	Replay           replayConfig
 }
 
 const usage = `alegate: the Kitchen gateway (ALE reverse proxy and WebSocket bridge in front of a kitchen backend)
@@ -66,17 +63,9 @@ const usage = `alegate: the Kitchen gateway (ALE reverse proxy and WebSocket bri
 func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	fs := flag.NewFlagSet("alegate", flag.ContinueOnError)
 	var c Config
-	listen := getenv("ALEGATE_LISTEN")
-	if listen == "" {
-		listen = "127.0.0.1:8081"
-	}
 	allowOrigins := getenv("ALEGATE_ALLOW_ORIGINS")
-	metricsListen := getenv("ALEGATE_METRICS_LISTEN")
-	if metricsListen == "" {
-		metricsListen = "127.0.0.1:9091"
-	}
 	var upstream, wsOrigins, frameFormat string
-	fs.StringVar(&c.Listen, "listen", listen, "address to serve kitchen clients on (env ALEGATE_LISTEN)")
+	fs.StringVar(&c.Listen, "listen", daemon.EnvOr(getenv, "ALEGATE_LISTEN", "127.0.0.1:8081"), "address to serve kitchen clients on (env ALEGATE_LISTEN)")
 	fs.StringVar(&upstream, "upstream", "", "kitchen backend base URL, http(s); WebSockets go to the same host as ws(s) (required)")
 	fs.StringVar(&c.Crypto, "crypto", "http://127.0.0.1:8080", "alecryptd base URL")
 	fs.BoolVar(&c.RequireALE, "require-ale", true, "refuse requests without ALE headers (errorCode 1)")
@@ -90,7 +79,7 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	fs.DurationVar(&c.ReadTimeout, "read-timeout", gateway.DefaultReadTimeout, "cut a client whose request headers, or whose body, stop arriving for this long")
 	fs.DurationVar(&c.IdleTimeout, "idle-timeout", gateway.DefaultIdleTimeout, "close keep-alive connections idle this long")
 	fs.DurationVar(&c.WSIdleTimeout, "ws-idle-timeout", gateway.DefaultWebSocketIdleTimeout, "close WebSockets on which no message, ping or pong passed either way for this long; 0 turns it off")
-	fs.StringVar(&c.MetricsListen, "metrics-listen", metricsListen, "address for Prometheus /metrics, /healthz and /readyz; --metrics-listen= turns it off (env ALEGATE_METRICS_LISTEN)")
+	fs.StringVar(&c.MetricsListen, "metrics-listen", daemon.EnvOr(getenv, "ALEGATE_METRICS_LISTEN", "127.0.0.1:9091"), "address for Prometheus /metrics, /healthz and /readyz; --metrics-listen= turns it off (env ALEGATE_METRICS_LISTEN)")
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate for the listener (with --tls-key)")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM key for --tls-cert")
 	fs.BoolVar(&c.InsecureListen, "insecure-listen", false, "allow --listen beyond loopback without TLS")
@@ -98,8 +87,9 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	fs.StringVar(&c.CryptoCert, "crypto-cert", "", "client certificate presented to alecryptd (mTLS)")
 	fs.StringVar(&c.CryptoKey, "crypto-key", "", "key for --crypto-cert")
 	fs.StringVar(&c.CryptoTokenFile, "crypto-token-file", "", "file holding a bearer token for alecryptd")
-	fs.StringVar(&c.LogFormat, "log-format", "json", "json or text")
+	c.Log.RegisterFlags(fs)
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "grace period for in-flight requests on SIGTERM")
+	c.Replay.flags(fs, getenv)
 	if err := cli.Parse(fs, args, os.Stdout, usage); err != nil {
 		return Config{}, err
 	}
@@ -120,15 +110,8 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	default:
 		return Config{}, fmt.Errorf("--ws-expect must be json, utf8 or none, got %q", frameFormat)
 	}
-	host, _, err := net.SplitHostPort(c.Listen)
-	if err != nil {
-		return Config{}, fmt.Errorf("--listen: %w", err)
-	}
-	if (c.TLSCert == "") != (c.TLSKey == "") {
-		return Config{}, errors.New("--tls-cert and --tls-key go together")
-	}
-	if ip := net.ParseIP(host); c.TLSCert == "" && !c.InsecureListen && host != "localhost" && (ip == nil || !ip.IsLoopback()) {
-		return Config{}, fmt.Errorf("--listen %s is beyond loopback: give --tls-cert/--tls-key, or --insecure-listen", c.Listen)
+	if err := daemon.CheckListen(c.Listen, c.TLSCert, c.TLSKey, c.InsecureListen); err != nil {
+		return Config{}, err
 	}
 	list := splitList(allowOrigins)
 	for _, o := range splitList(wsOrigins) {
@@ -146,8 +129,11 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	if c.WSIdleTimeout < 0 {
 		return Config{}, errors.New("--ws-idle-timeout must not be negative (0 turns it off)")
 	}
-	if c.LogFormat != "json" && c.LogFormat != "text" {
-		return Config{}, fmt.Errorf("--log-format must be json or text")
+	if err := c.Log.Validate(); err != nil {
+		return Config{}, err
+	}
+	if err := c.Replay.validate(); err != nil {
+		return Config{}, err
 	}
 	return c, nil
 }
@@ -164,24 +150,7 @@ func splitList(s string) []string {
 
 func main() {
 	cfg, err := parseConfig(os.Args[1:], os.Getenv)
-	if errors.Is(err, flag.ErrHelp) {
-		return
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "alegate:", err)
-		os.Exit(2)
-	}
-	var h slog.Handler = slog.NewJSONHandler(os.Stderr, nil)
-	if cfg.LogFormat == "text" {
-		h = slog.NewTextHandler(os.Stderr, nil)
-	}
-	log := slog.New(h)
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, cfg, log); err != nil {
-		log.Error("alegate stopped", "err", err)
-		os.Exit(1)
-	}
+	daemon.Main("alegate", err, cfg.Log, func(ctx context.Context, log *slog.Logger) error { return run(ctx, cfg, log) })
 }
 
 func run(ctx context.Context, cfg Config, log *slog.Logger) error {
@@ -189,46 +158,38 @@ func run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = tr.Shutdown(sctx)
-	}()
-	var clientOpts []connect.ClientOption
-	if tr.Provider != nil {
-		otel, err := otelconnect.NewInterceptor(otelconnect.WithTracerProvider(tr.Provider),
-			otelconnect.WithPropagator(tr.Propagator), otelconnect.WithoutMetrics())
-		if err != nil {
-			return err
-		}
-		clientOpts = append(clientOpts, connect.WithInterceptors(otel))
-		log.Info("tracing on", "exporter", tr.Exporter)
-	}
-	// One client for every call to alecryptd: unary calls over HTTP/1.1
-	// keep-alive connections on http:// (half the server CPU of h2c per
-	// call), WebSocket sessions' Stream over h2c; TLS negotiates HTTP/2.
-	ccfg := client.Config{URL: cfg.Crypto, HTTP1: true, CAFile: cfg.CryptoCA, CertFile: cfg.CryptoCert, KeyFile: cfg.CryptoKey}
-	if cfg.CryptoTokenFile != "" {
-		if ccfg.Token, err = client.TokenFromFile(cfg.CryptoTokenFile); err != nil {
-			return err
-		}
-	}
-	cc, err := client.New(ccfg)
+	defer tr.Close()
+	cc, err := cryptoClient(cfg, tr, log)
 	if err != nil {
 		return err
 	}
-	crypto := alev1connect.NewCryptoServiceClient(cc.HTTP, cc.URL, clientOpts...)
 	errc := make(chan error, 2)
-	var gmetrics *gateway.Metrics
+	var (
+		gmetrics *gateway.Metrics
+		reg      *prometheus.Registry
+	)
 	if cfg.MetricsListen != "" {
-		reg := metrics.NewRegistry()
+		reg = metrics.NewRegistry()
+	}
+	var registerer prometheus.Registerer // a nil *Registry would not be a nil Registerer
+	if reg != nil {
+		registerer = reg
+	}
+	replays, closeReplays, err := cfg.Replay.open(registerer)
+	if err != nil {
+		return err
+	}
+	defer closeReplays()
+	replayReady := readyReplay(replays)
+	if cfg.MetricsListen != "" {
 		gmetrics = gateway.NewMetrics(reg)
-		// Ready only while alecryptd answers: without it every request
-		// would fail, so a balancer should send traffic elsewhere.
+		// Ready only while alecryptd (and the replay store, when on)
+		// answers: without it every request would fail, so a balancer
+		// should send traffic elsewhere.
 		ready := func() bool {
 			rctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			defer cancel()
-			return cc.Serving(rctx) == nil
+			return cc.Serving(rctx) == nil && replayReady()
 		}
 		msrv, maddr, err := metrics.Serve(cfg.MetricsListen, reg, ready, errc)
 		if err != nil {
@@ -237,7 +198,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		defer msrv.Close()
 		log.Info("metrics listening", "addr", maddr.String())
 	}
-	gw := gateway.New(crypto, cfg.Upstream, gateway.Options{
+	gw := gateway.New(cc.Crypto, cfg.Upstream, gateway.Options{
 		TracerProvider:   tr.Provider,
 		Propagator:       tr.Propagator,
 		RequireALE:       cfg.RequireALE,
@@ -252,35 +213,43 @@ func run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		WebSocketIdleTimeout: cmp.Or(cfg.WSIdleTimeout, -1),
 		Metrics:              gmetrics,
 		Logger:               log,
+		Replay:               replays,
 	})
 	defer gw.Close()
-	ln, err := net.Listen("tcp", cfg.Listen)
+	srv := gateway.NewServer(gw, cfg.ReadTimeout, cfg.IdleTimeout)
+	srv.ErrorLog = slog.NewLogLogger(log.Handler(), slog.LevelWarn)
+	ln, err := daemon.Listen(srv, cfg.Listen, cfg.TLSCert, cfg.TLSKey, "", log)
 	if err != nil {
 		return err
 	}
-	srv := gateway.NewServer(gw, cfg.ReadTimeout, cfg.IdleTimeout)
-	srv.ErrorLog = slog.NewLogLogger(log.Handler(), slog.LevelWarn)
-	if cfg.TLSCert != "" {
-		if srv.TLSConfig, err = tlsconfig.Server(cfg.TLSCert, cfg.TLSKey, ""); err != nil {
-			return err
-		}
-		ln = tls.NewListener(ln, srv.TLSConfig)
-	}
-	go func() { errc <- srv.Serve(ln) }()
-	log.Info("alegate listening", "addr", ln.Addr().String(), "upstream", cfg.Upstream.String(), "crypto", cfg.Crypto,
-		"require_ale", cfg.RequireALE, "encrypt_responses", cfg.EncryptResponses)
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
-	defer cancel()
+	log.Info("alegate listening", append([]any{"addr", ln.Addr().String(), "upstream", cfg.Upstream.String(), "crypto", cfg.Crypto,
+		"require_ale", cfg.RequireALE, "encrypt_responses", cfg.EncryptResponses}, cfg.Replay.describe()...)...)
 	// WebSockets are hijacked connections: Shutdown does not wait for them,
 	// and they end with the process.
-	if err := srv.Shutdown(sctx); err != nil {
-		return fmt.Errorf("shutdown: %w", err)
+	return daemon.Serve(ctx, "alegate", srv, ln, errc, cfg.ShutdownTimeout, log)
+}
+
+// cryptoClient is the one client for every call to alecryptd: unary calls
+// over HTTP/1.1 keep-alive connections on http:// (half the server CPU of
+// h2c per call), WebSocket sessions' Stream over h2c; TLS negotiates HTTP/2.
+// With tracing on, its calls carry the trace.
+func cryptoClient(cfg Config, tr *tracing.Tracing, log *slog.Logger) (*client.Clients, error) {
+	var opts []connect.ClientOption
+	if tr.Provider != nil {
+		otel, err := otelconnect.NewInterceptor(otelconnect.WithTracerProvider(tr.Provider),
+			otelconnect.WithPropagator(tr.Propagator), otelconnect.WithoutMetrics())
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, connect.WithInterceptors(otel))
+		log.Info("tracing on", "exporter", tr.Exporter)
 	}
-	log.Info("alegate stopped cleanly")
-	return nil
+	ccfg := client.Config{URL: cfg.Crypto, HTTP1: true, CAFile: cfg.CryptoCA, CertFile: cfg.CryptoCert, KeyFile: cfg.CryptoKey}
+	if cfg.CryptoTokenFile != "" {
+		var err error
+		if ccfg.Token, err = client.TokenFromFile(cfg.CryptoTokenFile); err != nil {
+			return nil, err
+		}
+	}
+	return client.New(ccfg, opts...)
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -45,6 +46,28 @@ func TestParseConfig(t *testing.T) {
 		}},
 		{name: "wildcard pattern refused", args: []string{"--allow-origins", "https://*.example.com"}, wantErr: "--allow-origins"},
 		{name: "origin with a path refused", args: []string{"--allow-origins", "https://pos.example.com/app"}, wantErr: "--allow-origins"},
+		{name: "replay off by default", check: func(t *testing.T, c Config) {
+			if c.Replay.Window != 0 || c.Replay.Store != "memory" {
+				t.Errorf("replay = %+v, want off with the memory store", c.Replay)
+			}
+		}},
+		{name: "replay in memory", args: []string{"--replay-window", "5m", "--replay-max-entries", "1000"}, check: func(t *testing.T, c Config) {
+			if c.Replay.Window.Minutes() != 5 || c.Replay.MaxEntries != 1000 {
+				t.Errorf("replay = %+v", c.Replay)
+			}
+		}},
+		{name: "replay on redis from the env", args: []string{"--replay-window", "1m", "--replay-store", "redis"}, env: map[string]string{"ALEGATE_REPLAY_REDIS": "redis://:pw@10.0.0.5:6379/2"}, check: func(t *testing.T, c Config) {
+			if c.Replay.RedisURL == "" {
+				t.Error("ALEGATE_REPLAY_REDIS not read")
+			}
+			if d := c.Replay.describe(); strings.Contains(fmtAny(d), "pw") || !strings.Contains(fmtAny(d), "10.0.0.5:6379") {
+				t.Errorf("startup description %v: want the address, never the password", d)
+			}
+		}},
+		{name: "replay on redis without a URL", args: []string{"--replay-window", "1m", "--replay-store", "redis"}, wantErr: "--replay-redis"},
+		{name: "replay redis URL malformed, not echoed", args: []string{"--replay-window", "1m", "--replay-store", "redis", "--replay-redis", "http://secret@x"}, wantErr: "not a redis://"},
+		{name: "replay store unknown", args: []string{"--replay-window", "1m", "--replay-store", "etcd"}, wantErr: "--replay-store"},
+		{name: "replay window negative", args: []string{"--replay-window", "-1s"}, wantErr: "--replay-window"},
 		{name: "utf8 still selectable", args: []string{"--ws-expect", "utf8"}, check: func(t *testing.T, c Config) {
 			if c.FrameFormat != alev1.PlaintextFormat_PLAINTEXT_FORMAT_UTF8 {
 				t.Errorf("frame check = %v", c.FrameFormat)
@@ -59,6 +82,9 @@ func TestParseConfig(t *testing.T) {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("parseConfig err = %v, want %q", err, tc.wantErr)
 				}
+				if strings.Contains(err.Error(), "secret") {
+					t.Fatalf("parseConfig err = %v echoes a credential", err)
+				}
 				return
 			}
 			if err != nil {
@@ -67,4 +93,12 @@ func TestParseConfig(t *testing.T) {
 			tc.check(t, c)
 		})
 	}
+}
+
+func fmtAny(v []any) string {
+	var b strings.Builder
+	for _, x := range v {
+		fmt.Fprint(&b, x, " ")
+	}
+	return b.String()
 }

@@ -1,31 +1,20 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
-	"maps"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/alecrypt/alecrypt/service/key"
-	"github.com/alecrypt/alecrypt/service/keystore/vaultstore"
-	"github.com/alecrypt/alecrypt/service/portal"
 	"github.com/alecrypt/alecrypt/service/secret"
 )
 
-const (
-	testToken = "portal-token-5d1e77"
-	canary    = "CANARY-SECRET-0b9d"
-)
+const testToken = "portal-token-5d1e77"
 
 func env(vars map[string]string) func(string) string {
 	return func(k string) string { return vars[k] }
@@ -141,231 +130,5 @@ func TestPortalHTTPClientCA(t *testing.T) {
 	}
 	if hc, err := portalHTTPClient(""); err != nil || hc.Timeout == 0 {
 		t.Errorf("portalHTTPClient(system roots) = %v, %v", hc, err)
-	}
-}
-
-func rec(fp string, mutate ...func(*key.Record)) key.Record {
-	r := key.Record{
-		Fingerprint: fp,
-		Aliases:     []string{"store-1"},
-		Algorithm:   key.AES256GCM,
-		Secret:      secret.FromString(canary + "-" + fp),
-		KDF:         key.KDF{Name: key.KDFPBKDF2SHA256, Salt: "salt", Iterations: 1000},
-		State:       key.Active,
-		Version:     1,
-		CreatedAt:   time.Date(2025, 3, 4, 5, 6, 7, 0, time.UTC),
-		Source:      key.SourcePortal,
-	}
-	for _, m := range mutate {
-		m(&r)
-	}
-	return r
-}
-
-// store is an in-memory keysync.Target with check-and-set.
-type store struct {
-	mu      sync.Mutex
-	entries map[string]vaultstore.Entry
-	puts    int
-	readErr error
-}
-
-func (s *store) Entries(context.Context) (map[string]vaultstore.Entry, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.readErr != nil {
-		return nil, s.readErr
-	}
-	return maps.Clone(s.entries), nil
-}
-
-func (s *store) Put(_ context.Context, r key.Record, cas int) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	cur := s.entries[r.Fingerprint].Version
-	if cas != cur {
-		return 0, vaultstore.ErrCASMismatch
-	}
-	s.puts++
-	s.entries[r.Fingerprint] = vaultstore.Entry{Record: r, Version: cur + 1}
-	return cur + 1, nil
-}
-
-type harness struct {
-	s      *syncer
-	store  *store
-	stdout *bytes.Buffer
-	logs   *bytes.Buffer
-}
-
-func newHarness(t *testing.T, res portal.Result, fetchErr error, entries map[string]vaultstore.Entry) *harness {
-	t.Helper()
-	if entries == nil {
-		entries = map[string]vaultstore.Entry{}
-	}
-	h := &harness{store: &store{entries: entries}, stdout: &bytes.Buffer{}, logs: &bytes.Buffer{}}
-	h.s = &syncer{
-		fetch:  func(context.Context) (portal.Result, error) { return res, fetchErr },
-		target: h.store,
-		log:    slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		out:    h.stdout,
-	}
-	t.Cleanup(func() {
-		for name, out := range map[string]string{"stdout": h.stdout.String(), "log": h.logs.String()} {
-			if strings.Contains(out, canary) || strings.Contains(out, testToken) {
-				t.Errorf("%s shows a secret or the token:\n%s", name, out)
-			}
-		}
-	})
-	return h
-}
-
-func TestRunPortalFailureWritesNothing(t *testing.T) {
-	t.Parallel()
-	stored := map[string]vaultstore.Entry{"a": {Record: rec("a"), Version: 1}}
-	h := newHarness(t, portal.Result{}, fmt.Errorf("portal: page 1: %w: 401 Unauthorized", portal.ErrUnauthorized), stored)
-	if h.s.runAndReport(context.Background()) {
-		t.Error("runAndReport() = ok after a Portal failure")
-	}
-	if h.store.puts != 0 || h.store.entries["a"].Record.State != key.Active {
-		t.Error("a Portal failure changed Vault")
-	}
-	if got := h.stdout.String(); got != "added=0 updated=0 retired=0 unchanged=0 failed=0\n" {
-		t.Errorf("stdout = %q, want the summary line", got)
-	}
-	if !strings.Contains(h.logs.String(), "aborted") || !strings.Contains(h.logs.String(), "401") {
-		t.Errorf("log does not say the run aborted and why:\n%s", h.logs)
-	}
-}
-
-func TestRunVaultFailure(t *testing.T) {
-	t.Parallel()
-	h := newHarness(t, portal.Result{Records: []key.Record{rec("a")}}, nil, nil)
-	h.store.readErr = errors.New("vault: list secret/alecrypt/keys: connection refused")
-	if h.s.runAndReport(context.Background()) || h.store.puts != 0 {
-		t.Errorf("runAndReport() after a Vault failure: ok or wrote %d keys", h.store.puts)
-	}
-}
-
-func TestRunLoginFailure(t *testing.T) {
-	t.Parallel()
-	h := newHarness(t, portal.Result{Records: []key.Record{rec("a")}}, nil, nil)
-	h.s.login = func(context.Context) error { return errors.New("vault approle login: permission denied") }
-	if h.s.runAndReport(context.Background()) || h.store.puts != 0 {
-		t.Error("runAndReport() after a login failure: ok or wrote keys")
-	}
-}
-
-func TestRunEmptyPortalGuard(t *testing.T) {
-	t.Parallel()
-	stored := func() map[string]vaultstore.Entry {
-		return map[string]vaultstore.Entry{"a": {Record: rec("a"), Version: 1}, "b": {Record: rec("b"), Version: 1}}
-	}
-	h := newHarness(t, portal.Result{Pages: 1}, nil, stored())
-	if h.s.runAndReport(context.Background()) || h.store.puts != 0 {
-		t.Errorf("an empty Portal retired %d keys without --allow-empty-portal", h.store.puts)
-	}
-	if !strings.Contains(h.logs.String(), "allow-empty-portal") {
-		t.Errorf("log does not explain the refusal:\n%s", h.logs)
-	}
-
-	h = newHarness(t, portal.Result{Pages: 1}, nil, stored())
-	h.s.allowEmpty = true
-	if !h.s.runAndReport(context.Background()) || h.store.puts != 2 {
-		t.Errorf("--allow-empty-portal: retired %d keys, want 2", h.store.puts)
-	}
-
-	// Nothing active to lose: an empty Portal is just an empty Portal.
-	h = newHarness(t, portal.Result{Pages: 1}, nil, nil)
-	if !h.s.runAndReport(context.Background()) {
-		t.Error("an empty Portal and an empty Vault is not a failure")
-	}
-}
-
-func TestRunMalformedRecords(t *testing.T) {
-	t.Parallel()
-	stored := map[string]vaultstore.Entry{
-		"bad":  {Record: rec("bad"), Version: 1},
-		"gone": {Record: rec("gone"), Version: 1},
-	}
-	res := portal.Result{
-		Records: []key.Record{rec("new")},
-		Problems: []portal.Problem{
-			{Index: 1, Fingerprint: "bad", Err: fmt.Errorf("%w \"bad\": unknown algorithm", key.ErrInvalidRecord)},
-		},
-	}
-	h := newHarness(t, res, nil, stored)
-	if h.s.runAndReport(context.Background()) {
-		t.Error("runAndReport() = ok with malformed records")
-	}
-	if got := h.stdout.String(); got != "added=1 updated=0 retired=1 unchanged=0 failed=1\n" {
-		t.Errorf("stdout = %q", got)
-	}
-	if e := h.store.entries["bad"]; e.Record.State != key.Active || e.Version != 1 {
-		t.Errorf("the key behind a malformed record was changed: %s v%d", e.Record.State, e.Version)
-	}
-}
-
-// TestRunUnreadableRecordHoldsRetirements: a record without a readable
-// fingerprint could be any key, so nothing may be retired, even when every
-// record is unreadable (e.g. the Portal renamed "fingerprint").
-func TestRunUnreadableRecordHoldsRetirements(t *testing.T) {
-	t.Parallel()
-	stored := map[string]vaultstore.Entry{"a": {Record: rec("a"), Version: 1}, "b": {Record: rec("b"), Version: 1}}
-	res := portal.Result{Problems: []portal.Problem{
-		{Index: 0, Err: fmt.Errorf("%w: json: unknown field \"id\"", key.ErrInvalidRecord)},
-		{Index: 1, Err: fmt.Errorf("%w: json: unknown field \"id\"", key.ErrInvalidRecord)},
-	}}
-	h := newHarness(t, res, nil, stored)
-	if h.s.runAndReport(context.Background()) {
-		t.Error("runAndReport() = ok with unreadable records")
-	}
-	if h.store.puts != 0 {
-		t.Errorf("unreadable records let %d keys be retired", h.store.puts)
-	}
-	if got := h.stdout.String(); got != "added=0 updated=0 retired=0 unchanged=0 failed=4\n" {
-		t.Errorf("stdout = %q, want 2 unreadable records and 2 held retirements failed", got)
-	}
-}
-
-func TestRunDryRun(t *testing.T) {
-	t.Parallel()
-	stored := map[string]vaultstore.Entry{
-		"same": {Record: rec("same"), Version: 1},
-		"old":  {Record: rec("old"), Version: 1},
-		"gone": {Record: rec("gone"), Version: 1},
-	}
-	res := portal.Result{Records: []key.Record{rec("new"), rec("same"), rec("old", func(r *key.Record) { r.Version = 2 })}}
-	h := newHarness(t, res, nil, stored)
-	h.s.dryRun = true
-	if !h.s.runAndReport(context.Background()) {
-		t.Error("dry run not ok")
-	}
-	if h.store.puts != 0 {
-		t.Errorf("dry run wrote %d keys", h.store.puts)
-	}
-	want := "gone retire\nnew add\nold update\nsame unchanged\nadded=1 updated=1 retired=1 unchanged=1 failed=0\n"
-	if got := h.stdout.String(); got != want {
-		t.Errorf("dry-run stdout =\n%s\nwant\n%s", got, want)
-	}
-}
-
-func TestRunTwiceWritesOnce(t *testing.T) {
-	t.Parallel()
-	res := portal.Result{Records: []key.Record{rec("a"), rec("b")}}
-	h := newHarness(t, res, nil, nil)
-	for run := 1; run <= 2; run++ {
-		if !h.s.runAndReport(context.Background()) {
-			t.Fatalf("run %d not ok", run)
-		}
-	}
-	if h.store.puts != 2 {
-		t.Errorf("two runs wrote %d times, want 2 (the second writes nothing)", h.store.puts)
-	}
-	if got := h.stdout.String(); got != "added=2 updated=0 retired=0 unchanged=0 failed=0\nadded=0 updated=0 retired=0 unchanged=2 failed=0\n" {
-		t.Errorf("stdout = %q", got)
-	}
-	if !strings.Contains(h.logs.String(), `"msg":"sync run"`) || !strings.Contains(h.logs.String(), `"added":2`) {
-		t.Errorf("log has no summary line:\n%s", h.logs)
 	}
 }

@@ -216,6 +216,7 @@ func TestResolve(t *testing.T) {
 		want := &alev1.KeyInfo{
 			Fingerprint: "ctr-new", Aliases: []string{"store-1"}, Algorithm: alev1.Algorithm_ALGORITHM_AES_256_CTR,
 			State: alev1.KeyState_KEY_STATE_ACTIVE, Version: 1, Source: "local", Primary: true, CounterBits: 64,
+			Usage: &alev1.KeyUsage{}, // never used by this test's fixture
 		}
 		got := proto.CloneOf(res.Msg.GetKey())
 		if !got.GetCreatedAt().AsTime().Equal(t0.Add(time.Hour)) {
@@ -550,6 +551,10 @@ func TestNoKeyMaterialLeaks(t *testing.T) {
 			}
 			res, err := c.Resolve(ctx, connect.NewRequest(&alev1.ResolveRequest{Key: ref}))
 			record(msgOf(res), err)
+			if enc != nil {
+				rw, err := c.Rewrap(ctx, connect.NewRequest(&alev1.RewrapRequest{Envelope: enc.Msg.GetEnvelope(), Key: ref}))
+				record(msgOf(rw), err)
+			}
 		}
 		for _, fp := range []string{"ctr-old", "gcm-1", "ctr-disabled"} {
 			dec, err := c.Decrypt(ctx, connect.NewRequest(&alev1.DecryptRequest{Envelope: &alev1.Envelope{Iv: make([]byte, 16), Fingerprint: fp, Message: []byte("xxxxxxxxxxxxxxxxxxxxx")}}))

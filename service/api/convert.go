@@ -34,6 +34,22 @@ func keyInfo(k *keyring.Key) *alev1.KeyInfo {
 	return info
 }
 
+// keyInfoWithUsage is keyInfo plus the key's usage on this replica, for
+// the metadata RPCs (Resolve, ListKeys); the crypto RPCs leave it out, as
+// their callers have no use for it.
+func keyInfoWithUsage(k *keyring.Key) *alev1.KeyInfo {
+	info := keyInfo(k)
+	u := k.Usage().Snapshot()
+	info.Usage = &alev1.KeyUsage{EncryptCount: u.Encrypts, DecryptCount: u.Decrypts}
+	if !u.LastEncrypt.IsZero() {
+		info.Usage.LastEncryptTime = timestamppb.New(u.LastEncrypt)
+	}
+	if !u.LastDecrypt.IsZero() {
+		info.Usage.LastDecryptTime = timestamppb.New(u.LastDecrypt)
+	}
+	return info
+}
+
 func algorithmToProto(a key.Algorithm) alev1.Algorithm {
 	switch a {
 	case key.AES256CTR:

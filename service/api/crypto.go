@@ -47,6 +47,21 @@ func (s *cryptoServer) decrypt(ctx context.Context, req *alev1.DecryptRequest) (
 	return &alev1.DecryptResponse{Plaintext: pt, Key: keyInfo(k)}, nil
 }
 
+func (s *cryptoServer) rewrap(ctx context.Context, req *alev1.RewrapRequest) (*alev1.RewrapResponse, error) {
+	if req.GetEnvelope() == nil {
+		return nil, &engine.FieldError{Field: "envelope", Reason: "missing"}
+	}
+	expect, err := formatFromProto(req.GetExpect())
+	if err != nil {
+		return nil, err
+	}
+	env, _, k, err := s.eng.Rewrap(ctx, envelopeFromProto(req.GetEnvelope()), refFromProto(req.GetKey()), req.GetAssociatedData(), expect)
+	if err != nil {
+		return nil, err
+	}
+	return &alev1.RewrapResponse{Envelope: envelopeToProto(env), Key: keyInfo(k)}, nil
+}
+
 func (s *cryptoServer) Encrypt(ctx context.Context, req *connect.Request[alev1.EncryptRequest]) (*connect.Response[alev1.EncryptResponse], error) {
 	res, err := s.encrypt(ctx, req.Msg)
 	if err != nil {
@@ -63,12 +78,35 @@ func (s *cryptoServer) Decrypt(ctx context.Context, req *connect.Request[alev1.D
 	return connect.NewResponse(res), nil
 }
 
+func (s *cryptoServer) Rewrap(ctx context.Context, req *connect.Request[alev1.RewrapRequest]) (*connect.Response[alev1.RewrapResponse], error) {
+	res, err := s.rewrap(ctx, req.Msg)
+	if err != nil {
+		return nil, toConnectError(err)
+	}
+	return connect.NewResponse(res), nil
+}
+
+func (s *cryptoServer) RewrapBatch(ctx context.Context, req *connect.Request[alev1.RewrapBatchRequest]) (*connect.Response[alev1.RewrapBatchResponse], error) {
+	if err := checkBatch(len(req.Msg.GetItems())); err != nil {
+		return nil, err
+	}
+	out := &alev1.RewrapBatchResponse{Results: make([]*alev1.RewrapResult, len(req.Msg.GetItems()))}
+	for i, item := range req.Msg.GetItems() {
+		if res, err := s.rewrap(ctx, item); err != nil {
+			out.Results[i] = &alev1.RewrapResult{Result: &alev1.RewrapResult_Error{Error: toItemError(err)}}
+		} else {
+			out.Results[i] = &alev1.RewrapResult{Result: &alev1.RewrapResult_Response{Response: res}}
+		}
+	}
+	return connect.NewResponse(out), nil
+}
+
 func (s *cryptoServer) Resolve(ctx context.Context, req *connect.Request[alev1.ResolveRequest]) (*connect.Response[alev1.ResolveResponse], error) {
 	k, err := s.eng.Resolve(ctx, refFromProto(req.Msg.GetKey()))
 	if err != nil {
 		return nil, toConnectError(err)
 	}
-	return connect.NewResponse(&alev1.ResolveResponse{Key: keyInfo(k)}), nil
+	return connect.NewResponse(&alev1.ResolveResponse{Key: keyInfoWithUsage(k)}), nil
 }
 
 func (s *cryptoServer) EncryptBatch(ctx context.Context, req *connect.Request[alev1.EncryptBatchRequest]) (*connect.Response[alev1.EncryptBatchResponse], error) {

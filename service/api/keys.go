@@ -70,7 +70,7 @@ func (s *keyServer) ListKeys(ctx context.Context, req *connect.Request[alev1.Lis
 		if s.eng.Authorize(ctx, engine.OpList, engine.Ref{Fingerprint: k.Fingerprint()}, k) != nil {
 			continue
 		}
-		out.Keys = append(out.Keys, keyInfo(k))
+		out.Keys = append(out.Keys, keyInfoWithUsage(k))
 	}
 	if i < len(keys) && len(out.Keys) == size {
 		out.NextPageToken = base64.RawURLEncoding.EncodeToString([]byte(out.Keys[len(out.Keys)-1].Fingerprint))

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -52,6 +53,7 @@ const (
 	tokFPOnly     = "tok-fp-only"      // one fingerprint of store-2
 	tokAll        = "tok-all"          // "*"
 	tokEncryptOne = "tok-encrypt-only" // store-1*, encrypt only
+	tokGone       = "tok-gone"         // store-1 and fingerprint:fp-gone (never issued)
 )
 
 func tenantPolicy() string {
@@ -61,9 +63,10 @@ func tenantPolicy() string {
 		"fp-only":      map[string]any{"operations": []string{"encrypt", "decrypt", "resolve", "list"}, "keys": []string{"fingerprint:fp-s2"}},
 		"all":          map[string]any{"operations": []string{"encrypt", "decrypt", "resolve", "list"}, "keys": []string{"*"}},
 		"encrypt-only": map[string]any{"operations": []string{"encrypt"}, "keys": []string{"store-1*"}},
+		"gone":         map[string]any{"operations": []string{"encrypt", "decrypt"}, "keys": []string{"store-1", "fingerprint:fp-gone"}},
 	}
 	var tokens []map[string]string
-	for tok, id := range map[string]string{tokStore1: "store-1", tokNoDefault: "no-default", tokFPOnly: "fp-only", tokAll: "all", tokEncryptOne: "encrypt-only"} {
+	for tok, id := range map[string]string{tokStore1: "store-1", tokNoDefault: "no-default", tokFPOnly: "fp-only", tokAll: "all", tokEncryptOne: "encrypt-only", tokGone: "gone"} {
 		tokens = append(tokens, map[string]string{"identity": id, "sha256": policy.HashToken(tok)})
 	}
 	b, _ := json.Marshal(map[string]any{"tokens": tokens, "callers": callers})
@@ -163,11 +166,17 @@ func denialOfItem(ie *alev1.ItemError) denial {
 	return d
 }
 
+// ownKey is, per caller, an active key it may encrypt and decrypt with: the
+// other side of a Rewrap whose one side is the reference under test.
+var ownKey = map[string]string{tokStore1: "fp-s1", tokNoDefault: "fp-s1", tokFPOnly: "fp-s2", tokAll: "fp-s1"}
+
 // refAnswers asks about one reference through every RPC that takes a key
 // reference, and returns what each answered. A fingerprint reference is
 // also decrypted (an envelope names its key by fingerprint); an alias
-// reference is also a ListKeys filter.
-func refAnswers(t *testing.T, c tenantClients, ref *alev1.KeyRef) map[string]denial {
+// reference is also a ListKeys filter. Rewrap meets the reference as its
+// target (own's envelope sealed under it) and, for a fingerprint, as its
+// source (sealed under own).
+func refAnswers(t *testing.T, c tenantClients, own string, ref *alev1.KeyRef) map[string]denial {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -182,6 +191,24 @@ func refAnswers(t *testing.T, c tenantClients, ref *alev1.KeyRef) map[string]den
 		t.Fatalf("EncryptBatch: %v", err)
 	}
 	out["EncryptBatch item"] = denialOfItem(eb.Msg.GetResults()[0].GetError())
+	// (CTR opens the junk envelopes below without complaint: no expect.)
+	junk := func(fp string) *alev1.Envelope {
+		return &alev1.Envelope{Iv: make([]byte, 16), Fingerprint: fp, Message: []byte("x")}
+	}
+	rewrap := func(name string, r *alev1.RewrapRequest) {
+		t.Helper()
+		_, err := c.crypto.Rewrap(ctx, connect.NewRequest(r))
+		out[name] = denialOfErr(t, err)
+		rb, err := c.crypto.RewrapBatch(ctx, connect.NewRequest(&alev1.RewrapBatchRequest{Items: []*alev1.RewrapRequest{r}}))
+		if err != nil {
+			t.Fatalf("RewrapBatch: %v", err)
+		}
+		out[name+" batch item"] = denialOfItem(rb.Msg.GetResults()[0].GetError())
+	}
+	rewrap("Rewrap target", &alev1.RewrapRequest{Envelope: junk(own), Key: ref})
+	if fp := ref.GetFingerprint(); fp != "" {
+		rewrap("Rewrap source", &alev1.RewrapRequest{Envelope: junk(fp), Key: fpRef(own)})
+	}
 
 	s := c.crypto.Stream(ctx)
 	defer func() { _ = s.CloseResponse() }()
@@ -262,7 +289,7 @@ func TestNoExistenceOracleAcrossTenants(t *testing.T) {
 	for _, tc := range denied {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			for rpc, got := range refAnswers(t, clients(tc.caller), tc.ref) {
+			for rpc, got := range refAnswers(t, clients(tc.caller), ownKey[tc.caller], tc.ref) {
 				if diff := cmp.Diff(want, got, protocmp.Transform()); diff != "" {
 					t.Errorf("%s: answer differs from the one denial (-want +got):\n%s", rpc, diff)
 				}
@@ -302,14 +329,70 @@ func TestNoExistenceOracleAcrossTenants(t *testing.T) {
 	for _, tc := range allowed {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			for rpc, got := range refAnswers(t, clients(tc.caller), tc.ref) {
-				want := tc.want[rpc]
+			for rpc, got := range refAnswers(t, clients(tc.caller), ownKey[tc.caller], tc.ref) {
+				// A Rewrap's target answers as Encrypt does, its source as
+				// Decrypt does.
+				asked := rpc
+				switch {
+				case strings.HasPrefix(rpc, "Rewrap target"):
+					asked = "Encrypt"
+				case strings.HasPrefix(rpc, "Rewrap source"):
+					asked = "Decrypt"
+				}
+				want := tc.want[asked]
 				if want == "" {
 					want = "no error"
 				}
 				if got.Code != want {
 					t.Errorf("%s = %+v, want %s", rpc, got, want)
 				}
+			}
+		})
+	}
+}
+
+// TestRewrapDeniedOnEitherSide: Rewrap decides both references before it
+// reports anything about either key, so a caller refused one side gets the
+// one denial whatever the other side is (absent, retired, fine), and learns
+// of a missing or unusable key only when it may use both names.
+func TestRewrapDeniedOnEitherSide(t *testing.T) {
+	t.Parallel()
+	clients := newPolicyFixture(t)
+	env := func(fp string) *alev1.Envelope {
+		return &alev1.Envelope{Iv: make([]byte, 16), Fingerprint: fp, Message: []byte("x")}
+	}
+	tests := []struct {
+		name   string
+		caller string
+		source string
+		target *alev1.KeyRef
+		want   string
+	}{
+		{"source of another tenant, target own unknown alias", tokStore1, "fp-s2", aliasRef("store-1-x"), "permission_denied"},
+		{"source absent (allowed by name), target denied", tokGone, "fp-gone", aliasRef("store-2"), "permission_denied"},
+		{"source absent (allowed by name), target denied and absent", tokGone, "fp-gone", aliasRef("store-9"), "permission_denied"},
+		{"no decrypt operation on an own key", tokEncryptOne, "fp-s1", aliasRef("store-1"), "permission_denied"},
+		{"own source, target alias of another tenant with only a retired key", tokStore1, "fp-s1", aliasRef("store-2-old"), "permission_denied"},
+		{"own source, target own alias with only a retired key", tokStore1, "fp-s1", aliasRef("store-1-old"), "failed_precondition"},
+		{"source absent (allowed by name), target own", tokGone, "fp-gone", aliasRef("store-1"), "not_found"},
+		{"own retired source to own primary", tokStore1, "fp-s1-old", aliasRef("store-1"), "no error"},
+		{"own source to the default alias", tokStore1, "fp-s1-pos", nil, "no error"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			res, err := clients(tc.caller).crypto.Rewrap(context.Background(), connect.NewRequest(&alev1.RewrapRequest{Envelope: env(tc.source), Key: tc.target}))
+			got := denialOfErr(t, err)
+			if got.Code != tc.want {
+				t.Fatalf("Rewrap(%s → %v) = %+v, want %s", tc.source, tc.target, got, tc.want)
+			}
+			if tc.want == "permission_denied" {
+				if diff := cmp.Diff(denial{Code: "permission_denied", Message: "permission denied"}, got, protocmp.Transform()); diff != "" {
+					t.Errorf("denial differs from the one denial (-want +got):\n%s", diff)
+				}
+			}
+			if err == nil && res.Msg.GetEnvelope().GetFingerprint() != "fp-s1" {
+				t.Errorf("Rewrap sealed under %q, want store-1's primary fp-s1", res.Msg.GetEnvelope().GetFingerprint())
 			}
 		})
 	}

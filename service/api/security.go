@@ -28,6 +28,8 @@ var procedureOps = map[string]string{
 	alev1connect.CryptoServiceEncryptBatchProcedure: "encrypt",
 	alev1connect.CryptoServiceDecryptBatchProcedure: "decrypt",
 	alev1connect.CryptoServiceStreamProcedure:       "stream",
+	alev1connect.CryptoServiceRewrapProcedure:       "rewrap",
+	alev1connect.CryptoServiceRewrapBatchProcedure:  "rewrap",
 	alev1connect.KeyServiceListKeysProcedure:        "list",
 }
 
@@ -157,6 +159,17 @@ func describe(e *audit.Entry, req, res any) {
 		add(r.GetEnvelope().GetFingerprint())
 	case *alev1.ResolveRequest:
 		add(r.GetKey().GetFingerprint())
+	case *alev1.RewrapRequest:
+		// Both keys of a rewrap: the source first, then the target
+		// (below, from the response, or as the request named it).
+		add(r.GetEnvelope().GetFingerprint())
+		add(r.GetKey().GetFingerprint())
+	case *alev1.RewrapBatchRequest:
+		e.Items = len(r.GetItems())
+		for _, it := range r.GetItems() {
+			add(it.GetEnvelope().GetFingerprint())
+			add(it.GetKey().GetFingerprint())
+		}
 	case *alev1.EncryptBatchRequest:
 		e.Items = len(r.GetItems())
 	case *alev1.DecryptBatchRequest:
@@ -172,6 +185,15 @@ func describe(e *audit.Entry, req, res any) {
 		add(r.GetKey().GetFingerprint())
 	case *alev1.ResolveResponse:
 		add(r.GetKey().GetFingerprint())
+	case *alev1.RewrapResponse:
+		add(r.GetKey().GetFingerprint())
+	case *alev1.RewrapBatchResponse:
+		for _, it := range r.GetResults() {
+			if it.GetError() != nil {
+				e.FailedItems++
+			}
+			add(it.GetResponse().GetKey().GetFingerprint())
+		}
 	case *alev1.EncryptBatchResponse:
 		for _, it := range r.GetResults() {
 			if it.GetError() != nil {

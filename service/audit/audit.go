@@ -16,7 +16,7 @@
 // (no marker lines), and it proves the very thing that failed, which a
 // statfs free-space check would not (reserved blocks, quotas, inodes,
 // /dev/full and EIO all pass statfs and fail writes). Held lines are bounded
-// (MaxPendingBytes); beyond that new lines are dropped and counted, never
+// (maxPendingBytes); beyond that new lines are dropped and counted, never
 // silently. Reopen (on SIGHUP) moves to a fresh file at the same path, as
 // logrotate without copytruncate needs.
 package audit
@@ -57,9 +57,9 @@ type Entry struct {
 	CallerRequestID string `json:"caller_request_id,omitempty"`
 }
 
-// MaxPendingBytes bounds the lines held while the trail cannot be written
+// maxPendingBytes bounds the lines held while the trail cannot be written
 // (a few thousand entries); lines beyond it are dropped and counted.
-const MaxPendingBytes = 1 << 20
+const maxPendingBytes = 1 << 20
 
 // Log writes entries. It is safe for concurrent use.
 type Log struct {
@@ -174,7 +174,7 @@ func (l *Log) Write(e Entry) {
 		}
 	}
 	l.failures.Add(1)
-	if l.pendingBytes+len(line) > MaxPendingBytes {
+	if l.pendingBytes+len(line) > maxPendingBytes {
 		l.dropped.Add(1)
 	} else {
 		l.pending = append(l.pending, line)
@@ -272,7 +272,7 @@ func (l *Log) setHealthyLocked(ok bool) {
 // a retry, or dropped) since start.
 func (l *Log) Failures() int64 { return l.failures.Load() }
 
-// Dropped counts entries lost because MaxPendingBytes of lines were
+// Dropped counts entries lost because maxPendingBytes of lines were
 // already held.
 func (l *Log) Dropped() int64 { return l.dropped.Load() }
 

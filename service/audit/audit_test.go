@@ -250,7 +250,7 @@ func (w *flakyWriter) Write(p []byte) (int, error) {
 }
 
 // TestDevFull: every write to /dev/full fails with ENOSPC. The log stays
-// unhealthy through probes, holds lines up to MaxPendingBytes and counts
+// unhealthy through probes, holds lines up to maxPendingBytes and counts
 // the ones beyond as dropped.
 func TestDevFull(t *testing.T) {
 	t.Parallel()
@@ -264,7 +264,7 @@ func TestDevFull(t *testing.T) {
 	}
 	defer l.Close()
 	perLine := len(mustLine(t, entry(0)))
-	fit := MaxPendingBytes / perLine
+	fit := maxPendingBytes / perLine
 	for i := range fit + 3 {
 		l.Write(entry(i))
 	}

@@ -43,8 +43,8 @@ type TokenVerifier interface {
 type callerKey struct{}
 type errKey struct{}
 
-// NewContext returns ctx carrying c.
-func NewContext(ctx context.Context, c Caller) context.Context {
+// newContext returns ctx carrying c.
+func newContext(ctx context.Context, c Caller) context.Context {
 	return context.WithValue(ctx, callerKey{}, c)
 }
 
@@ -62,9 +62,9 @@ func ErrorFromContext(ctx context.Context) error {
 	return err
 }
 
-// IdentityFromCert is a client certificate's identity: its first URI SAN
+// identityFromCert is a client certificate's identity: its first URI SAN
 // (SPIFFE-style), else its first DNS SAN. Common names are not used.
-func IdentityFromCert(c *x509.Certificate) string {
+func identityFromCert(c *x509.Certificate) string {
 	if len(c.URIs) > 0 {
 		return c.URIs[0].String()
 	}
@@ -74,12 +74,12 @@ func IdentityFromCert(c *x509.Certificate) string {
 	return ""
 }
 
-// Authenticate establishes the caller of one request. A verified client
+// authenticate establishes the caller of one request. A verified client
 // certificate wins; otherwise an "Authorization: Bearer" token is checked.
 // No credential at all returns (Caller{}, false, nil); a bad one an error.
-func Authenticate(state *tls.ConnectionState, authorization string, tokens TokenVerifier) (Caller, bool, error) {
+func authenticate(state *tls.ConnectionState, authorization string, tokens TokenVerifier) (Caller, bool, error) {
 	if state != nil && len(state.VerifiedChains) > 0 && len(state.VerifiedChains[0]) > 0 {
-		if id := IdentityFromCert(state.VerifiedChains[0][0]); id != "" {
+		if id := identityFromCert(state.VerifiedChains[0][0]); id != "" {
 			return Caller{Identity: id, Method: MethodMTLS}, true, nil
 		}
 		return Caller{}, false, errors.New("unauthenticated: the client certificate has no URI or DNS SAN")
@@ -116,12 +116,12 @@ func Required(hasPolicy, hasClientCA bool) bool { return hasPolicy || hasClientC
 // HTTP layer, in the caller's protocol, before reading the body).
 func Middleware(next http.Handler, tokens TokenVerifier) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c, ok, err := Authenticate(r.TLS, r.Header.Get("Authorization"), tokens)
+		c, ok, err := authenticate(r.TLS, r.Header.Get("Authorization"), tokens)
 		switch {
 		case err != nil:
 			r = r.WithContext(context.WithValue(r.Context(), errKey{}, err))
 		case ok:
-			r = r.WithContext(NewContext(r.Context(), c))
+			r = r.WithContext(newContext(r.Context(), c))
 		}
 		next.ServeHTTP(w, r)
 	})

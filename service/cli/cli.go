@@ -120,7 +120,7 @@ func ParseArgs(fs *flag.FlagSet, args []string, stdout io.Writer, usage string) 
 		err := fs.Parse(args)
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(stdout, usage)
-			PrintFlags(stdout, fs)
+			printFlags(stdout, fs)
 			return nil, flag.ErrHelp
 		}
 		if err != nil {
@@ -140,9 +140,9 @@ func ParseArgs(fs *flag.FlagSet, args []string, stdout io.Writer, usage string) 
 	}
 }
 
-// PrintFlags writes fs's flags in the form users type them, with two
+// printFlags writes fs's flags in the form users type them, with two
 // dashes, sorted by name, each with its description and non-zero default.
-func PrintFlags(w io.Writer, fs *flag.FlagSet) {
+func printFlags(w io.Writer, fs *flag.FlagSet) {
 	n := 0
 	fs.VisitAll(func(*flag.Flag) { n++ })
 	if n == 0 {

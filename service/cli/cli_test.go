@@ -78,7 +78,7 @@ func TestPrintFlags(t *testing.T) {
 	t.Parallel()
 	fs, _, _ := newFS()
 	var out bytes.Buffer
-	PrintFlags(&out, fs)
+	printFlags(&out, fs)
 	want := `
 Flags:
   --json
@@ -89,7 +89,7 @@ Flags:
         deadline
 `
 	if out.String() != want {
-		t.Errorf("PrintFlags =\n%s\nwant\n%s", out.String(), want)
+		t.Errorf("printFlags =\n%s\nwant\n%s", out.String(), want)
 	}
 }
 

@@ -35,7 +35,9 @@ type Config struct {
 	// (BENCHMARKS.md), so this is the cheaper choice for unary-heavy
 	// callers. Ignored for gRPC, which needs HTTP/2 throughout.
 	HTTP1 bool
-	// CAFile, CertFile and KeyFile configure TLS for https:// URLs.
+	// CAFile, CertFile and KeyFile configure TLS for https:// URLs. They
+	// are re-read when they change: each new connection uses the files on
+	// disk (connections already open keep their handshake).
 	CAFile, CertFile, KeyFile string
 	// Token is sent as "Authorization: Bearer <token>" when set.
 	Token secret.Bytes
@@ -50,8 +52,9 @@ type Clients struct {
 	Keys   alev1connect.KeyServiceClient
 }
 
-// New builds the clients for cfg.
-func New(cfg Config) (*Clients, error) {
+// New builds the clients for cfg. opts apply to both generated clients, after
+// the protocol Config selects (interceptors for tracing, say).
+func New(cfg Config, opts ...connect.ClientOption) (*Clients, error) {
 	u, err := url.Parse(cfg.URL)
 	if err != nil || u.Host == "" {
 		return nil, fmt.Errorf("alecryptd URL %q: want http://host:port or https://host:port", cfg.URL)
@@ -69,9 +72,18 @@ func New(cfg Config) (*Clients, error) {
 			rt = streamsOverH2C{h1: h1, h2c: tr}
 		}
 	case "https":
-		if tr.TLSClientConfig, err = tlsconfig.Client(cfg.CAFile, cfg.CertFile, cfg.KeyFile); err != nil {
+		protos := []string{"h2", "http/1.1"}
+		if cfg.GRPC {
+			protos = protos[:1]
+		}
+		// Each connection re-reads the CA and client certificate files when
+		// they changed, so short-lived certificates rotate under a running
+		// client (alegate's) without a restart.
+		d, err := tlsconfig.NewDialer(cfg.CAFile, cfg.CertFile, cfg.KeyFile, protos...)
+		if err != nil {
 			return nil, err
 		}
+		tr.DialTLSContext = d.DialTLSContext
 		tr.Protocols.SetHTTP2(true)
 		tr.Protocols.SetHTTP1(!cfg.GRPC)
 	default:
@@ -81,9 +93,8 @@ func New(cfg Config) (*Clients, error) {
 		rt = bearer{next: rt, value: "Bearer " + string(cfg.Token.Expose())}
 	}
 	hc := &http.Client{Transport: rt}
-	var opts []connect.ClientOption
 	if cfg.GRPC {
-		opts = append(opts, connect.WithGRPC())
+		opts = append([]connect.ClientOption{connect.WithGRPC()}, opts...)
 	}
 	base := strings.TrimRight(cfg.URL, "/")
 	return &Clients{

@@ -178,16 +178,41 @@ func (e *Engine) AuthorizeOp(ctx context.Context, op Op) error {
 // name, so a denied caller gets ErrPermissionDenied whether or not the key
 // exists.
 func (e *Engine) lookup(ctx context.Context, op Op, ref Ref) (*keyring.Key, error) {
+	k, ref, err := e.find(ctx, ref)
+	if isFieldError(err) {
+		return nil, err
+	}
+	if aerr := e.Authorize(ctx, op, ref, k); aerr != nil {
+		return nil, aerr
+	}
+	return k, err
+}
+
+// isFieldError reports whether err is a FieldError. The nil check keeps the
+// hot path (no error) free of errors.As, whose target escapes to the heap.
+func isFieldError(err error) bool {
+	if err == nil {
+		return false
+	}
+	var fe *FieldError
+	return errors.As(err, &fe)
+}
+
+// find is lookup without the authorization: the key ref names and ref with
+// the default alias filled in. Its lookup failures must reach the caller
+// only once the Authorizer has allowed ref; a FieldError (a reference no key
+// can have) may be returned at once, since it says nothing about any key.
+func (e *Engine) find(ctx context.Context, ref Ref) (*keyring.Key, Ref, error) {
 	var (
 		k   *keyring.Key
 		err error
 	)
 	switch {
 	case ref.Fingerprint != "" && ref.Alias != "":
-		return nil, &FieldError{Field: "key", Reason: "set fingerprint or alias, not both"}
+		return nil, ref, &FieldError{Field: "key", Reason: "set fingerprint or alias, not both"}
 	case ref.Fingerprint != "":
 		if err := checkFingerprint("key.fingerprint", ref.Fingerprint); err != nil {
-			return nil, err
+			return nil, ref, err
 		}
 		if k, err = e.ring.Lookup(ref.Fingerprint); err != nil {
 			k, err = nil, fmt.Errorf("fingerprint %q: %w", ref.Fingerprint, err)
@@ -207,10 +232,7 @@ func (e *Engine) lookup(ctx context.Context, op Op, ref Ref) (*keyring.Key, erro
 			k, err = nil, fmt.Errorf("alias %q: %w", ref.Alias, err)
 		}
 	}
-	if aerr := e.Authorize(ctx, op, ref, k); aerr != nil {
-		return nil, aerr
-	}
-	return k, err
+	return k, ref, err
 }
 
 // Encrypt seals plaintext under the referenced key with a fresh random IV.
@@ -219,33 +241,36 @@ func (e *Engine) Encrypt(ctx context.Context, ref Ref, plaintext, aad []byte) (E
 	if err != nil {
 		return Envelope{}, nil, err
 	}
-	rec := k.Record()
-	switch {
-	case rec.State == key.Disabled:
-		return Envelope{}, nil, fmt.Errorf("encrypt with %q: %w", rec.Fingerprint, ErrKeyDisabled)
-	case !rec.CanEncrypt(e.now()):
-		return Envelope{}, nil, fmt.Errorf("encrypt with %q (%s): %w", rec.Fingerprint, rec.State, ErrKeyNotActive)
-	}
-	c, err := cipherOf(k)
+	env, err := e.seal(k, plaintext, aad)
 	if err != nil {
 		return Envelope{}, nil, err
 	}
-	if len(aad) != 0 && c.Overhead() == 0 {
-		return Envelope{}, nil, &FieldError{Field: "associated_data", Reason: suite.ErrAADUnsupported.Error()}
+	return env, k, nil
+}
+
+// seal encrypts under k, which the caller was allowed to use, if its state
+// lets it encrypt now, and counts the use.
+func (e *Engine) seal(k *keyring.Key, plaintext, aad []byte) (Envelope, error) {
+	now := e.now()
+	c, err := e.sealer(k, aad, now)
+	if err != nil {
+		return Envelope{}, err
 	}
+	rec := k.Record()
 	// A fresh IV from crypto/rand for every message: CTR and GCM both lose
 	// confidentiality completely if an IV repeats under one key.
 	iv := make([]byte, c.IVSize(), c.IVSize()+len(plaintext)+c.Overhead())
 	if _, err := io.ReadFull(e.rand, iv); err != nil {
-		return Envelope{}, nil, fmt.Errorf("encrypt: reading random IV: %w", err)
+		return Envelope{}, fmt.Errorf("encrypt: reading random IV: %w", err)
 	}
 	// IV and ciphertext share one allocation; the full-slice expression keeps
 	// the IV's capacity from being written by Seal.
 	msg, err := c.Seal(iv[len(iv):], iv[:len(iv):len(iv)], plaintext, aad)
 	if err != nil {
-		return Envelope{}, nil, fmt.Errorf("encrypt with %q: %w", rec.Fingerprint, err)
+		return Envelope{}, fmt.Errorf("encrypt with %q: %w", rec.Fingerprint, err)
 	}
-	return Envelope{IV: iv[:len(iv):len(iv)], Fingerprint: rec.Fingerprint, Message: msg}, k, nil
+	k.Usage().Encrypted(now)
+	return Envelope{IV: iv[:len(iv):len(iv)], Fingerprint: rec.Fingerprint, Message: msg}, nil
 }
 
 // Decrypt opens an envelope. Missing fields are FieldErrors; a key the
@@ -253,43 +278,129 @@ func (e *Engine) Encrypt(ctx context.Context, ref Ref, plaintext, aad []byte) (E
 // is ErrUnknownKey; everything that goes wrong with the message itself is
 // ErrDecrypt.
 func (e *Engine) Decrypt(ctx context.Context, env Envelope, aad []byte, expect Format) ([]byte, *keyring.Key, error) {
-	if env.Fingerprint == "" {
-		return nil, nil, &FieldError{Field: "envelope.fingerprint", Reason: "missing"}
-	}
-	if err := checkFingerprint("envelope.fingerprint", env.Fingerprint); err != nil {
+	if err := checkEnvelope(env); err != nil {
 		return nil, nil, err
-	}
-	if len(env.IV) == 0 {
-		return nil, nil, &FieldError{Field: "envelope.iv", Reason: "missing"}
 	}
 	k, err := e.lookup(ctx, OpDecrypt, Ref{Fingerprint: env.Fingerprint})
 	if err != nil {
 		return nil, nil, err
 	}
-	rec := k.Record()
-	if rec.State == key.Disabled {
-		return nil, nil, fmt.Errorf("decrypt with %q: %w", rec.Fingerprint, ErrKeyDisabled)
-	}
-	c, err := cipherOf(k)
+	pt, err := e.open(k, env, aad, expect)
 	if err != nil {
 		return nil, nil, err
 	}
-	if len(env.IV) != c.IVSize() {
-		return nil, nil, &FieldError{Field: "envelope.iv", Reason: fmt.Sprintf("must be %d bytes for %s, got %d", c.IVSize(), rec.Algorithm, len(env.IV))}
+	return pt, k, nil
+}
+
+// Rewrap opens env and seals its plaintext under the key target names (the
+// primary for an alias), with a fresh IV; the plaintext never leaves the
+// engine and is cleared once sealed. It needs OpDecrypt on the envelope's
+// key and OpEncrypt on the target. Both are authorized before either
+// lookup's failure is reported: a caller refused either reference gets
+// ErrPermissionDenied whether or not either key exists, and learns of a
+// missing or unusable key only when it may use both names. It returns the
+// new envelope, the key that opened env and the key that sealed it.
+func (e *Engine) Rewrap(ctx context.Context, env Envelope, target Ref, aad []byte, expect Format) (Envelope, *keyring.Key, *keyring.Key, error) {
+	if err := checkEnvelope(env); err != nil {
+		return Envelope{}, nil, nil, err
+	}
+	srcRef := Ref{Fingerprint: env.Fingerprint}
+	src, _, srcErr := e.find(ctx, srcRef)
+	dst, dstRef, dstErr := e.find(ctx, target)
+	if isFieldError(dstErr) {
+		return Envelope{}, nil, nil, dstErr
+	}
+	if err := e.Authorize(ctx, OpDecrypt, srcRef, src); err != nil {
+		return Envelope{}, nil, nil, err
+	}
+	if err := e.Authorize(ctx, OpEncrypt, dstRef, dst); err != nil {
+		return Envelope{}, nil, nil, err
+	}
+	if srcErr != nil {
+		return Envelope{}, nil, nil, srcErr
+	}
+	if dstErr != nil {
+		return Envelope{}, nil, nil, dstErr
+	}
+	// A target that cannot seal is refused before anything is decrypted.
+	if _, err := e.sealer(dst, aad, e.now()); err != nil {
+		return Envelope{}, nil, nil, err
+	}
+	pt, err := e.open(src, env, aad, expect)
+	if err != nil {
+		return Envelope{}, nil, nil, err
+	}
+	// The plaintext lives only between open and seal; clearing it shortens
+	// the time it sits in the heap (a best effort: Go may have copied it).
+	defer clear(pt)
+	out, err := e.seal(dst, pt, aad)
+	if err != nil {
+		return Envelope{}, nil, nil, err
+	}
+	return out, src, dst, nil
+}
+
+// sealer is the cipher to seal under k at now with aad, or why k cannot.
+func (e *Engine) sealer(k *keyring.Key, aad []byte, now time.Time) (suite.Cipher, error) {
+	rec := k.Record()
+	switch {
+	case rec.State == key.Disabled:
+		return nil, fmt.Errorf("encrypt with %q: %w", rec.Fingerprint, ErrKeyDisabled)
+	case !rec.CanEncrypt(now):
+		return nil, fmt.Errorf("encrypt with %q (%s): %w", rec.Fingerprint, rec.State, ErrKeyNotActive)
+	}
+	c, err := cipherOf(k)
+	if err != nil {
+		return nil, err
 	}
 	if len(aad) != 0 && c.Overhead() == 0 {
-		return nil, nil, &FieldError{Field: "associated_data", Reason: suite.ErrAADUnsupported.Error()}
+		return nil, &FieldError{Field: "associated_data", Reason: suite.ErrAADUnsupported.Error()}
+	}
+	return c, nil
+}
+
+// checkEnvelope refuses an envelope no key could open, before any lookup.
+func checkEnvelope(env Envelope) error {
+	if env.Fingerprint == "" {
+		return &FieldError{Field: "envelope.fingerprint", Reason: "missing"}
+	}
+	if err := checkFingerprint("envelope.fingerprint", env.Fingerprint); err != nil {
+		return err
+	}
+	if len(env.IV) == 0 {
+		return &FieldError{Field: "envelope.iv", Reason: "missing"}
+	}
+	return nil
+}
+
+// open decrypts env with k, which the caller was allowed to use, if its
+// state lets it decrypt, and counts the use.
+func (e *Engine) open(k *keyring.Key, env Envelope, aad []byte, expect Format) ([]byte, error) {
+	rec := k.Record()
+	if rec.State == key.Disabled {
+		return nil, fmt.Errorf("decrypt with %q: %w", rec.Fingerprint, ErrKeyDisabled)
+	}
+	c, err := cipherOf(k)
+	if err != nil {
+		return nil, err
+	}
+	if len(env.IV) != c.IVSize() {
+		return nil, &FieldError{Field: "envelope.iv", Reason: fmt.Sprintf("must be %d bytes for %s, got %d", c.IVSize(), rec.Algorithm, len(env.IV))}
+	}
+	if len(aad) != 0 && c.Overhead() == 0 {
+		return nil, &FieldError{Field: "associated_data", Reason: suite.ErrAADUnsupported.Error()}
 	}
 	pt, err := c.Open(make([]byte, 0, len(env.Message)), env.IV, env.Message, aad)
 	if err != nil {
-		return nil, nil, fmt.Errorf("decrypt with %q: %w", rec.Fingerprint, ErrDecrypt)
+		return nil, fmt.Errorf("decrypt with %q: %w", rec.Fingerprint, ErrDecrypt)
 	}
 	if !matches(pt, expect) {
 		// Word for word the error of a failed Open: which check failed must
 		// not show, even in a log.
-		return nil, nil, fmt.Errorf("decrypt with %q: %w", rec.Fingerprint, ErrDecrypt)
+		return nil, fmt.Errorf("decrypt with %q: %w", rec.Fingerprint, ErrDecrypt)
 	}
-	return pt, k, nil
+	k.Usage().Decrypted(e.now())
+	return pt, nil
 }
 
 // checkFingerprint refuses a fingerprint no key can have before it is looked

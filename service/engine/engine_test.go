@@ -12,8 +12,8 @@ import (
 
 	"github.com/alecrypt/alecrypt/service/engine"
 	"github.com/alecrypt/alecrypt/service/key"
+	"github.com/alecrypt/alecrypt/service/key/keytest"
 	"github.com/alecrypt/alecrypt/service/keyring"
-	"github.com/alecrypt/alecrypt/service/secret"
 	"github.com/alecrypt/alecrypt/service/suite"
 )
 
@@ -26,17 +26,7 @@ var (
 const canaryPlaintext = "CANARY-plaintext-7d1e"
 
 func rec(fp string, alg key.Algorithm, state key.State, created time.Time, aliases ...string) key.Record {
-	return key.Record{
-		Fingerprint: fp,
-		Aliases:     aliases,
-		Algorithm:   alg,
-		Secret:      secret.FromString("test-only-secret-" + fp),
-		KDF:         key.KDF{Name: key.KDFPBKDF2SHA256, Salt: "salt-" + fp, Iterations: key.MinIterations},
-		State:       state,
-		Version:     1,
-		CreatedAt:   created,
-		Source:      key.SourceLocal,
-	}
+	return keytest.Record(fp, keytest.Algorithm(alg), keytest.State(state), keytest.CreatedAt(created), keytest.Aliases(aliases...))
 }
 
 // testRecords is the key set every test runs against.

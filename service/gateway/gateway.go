@@ -35,6 +35,7 @@ import (
 	alev1 "github.com/alecrypt/alecrypt/gen/ale/v1"
 	"github.com/alecrypt/alecrypt/gen/ale/v1/alev1connect"
 	"github.com/alecrypt/alecrypt/service/aleerr"
+	"github.com/alecrypt/alecrypt/service/replay"
 	"github.com/alecrypt/alecrypt/service/wire"
 )
 
@@ -107,6 +108,9 @@ type Options struct {
 	// carry it on.
 	TracerProvider trace.TracerProvider
 	Propagator     propagation.TextMapPropagator
+	// Replay, when set, refuses a request, handshake or frame whose
+	// (fingerprint, IV) it has seen within its window (see replay.go).
+	Replay replay.Store
 }
 
 // Gateway is the http.Handler in front of the kitchen backend.
@@ -301,6 +305,9 @@ func (g *Gateway) serveHTTP(w http.ResponseWriter, r *http.Request, st *reqState
 	}
 	if err != nil {
 		g.cryptoError(w, r, st, err)
+		return
+	}
+	if !g.claim(w, r, st, p.Fingerprint, iv) {
 		return
 	}
 	pt := res.GetPlaintext()

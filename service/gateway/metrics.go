@@ -21,6 +21,11 @@ const (
 	outcomeBadHandshake  = "bad_handshake"
 	outcomePreflight     = "preflight"
 	outcomeTimeout       = "timeout"
+	// A message whose (fingerprint, IV) was seen within --replay-window
+	// (answered errorCode 2), and one refused because the replay store
+	// could not tell (full or unreachable).
+	outcomeReplay            = "replay"
+	outcomeReplayUnavailable = "replay_unavailable"
 )
 
 const (

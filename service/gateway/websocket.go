@@ -89,6 +89,9 @@ func (g *Gateway) serveWebSocket(w http.ResponseWriter, r *http.Request, st *req
 		g.cryptoError(w, r, st, err)
 		return
 	}
+	if !g.claim(w, r, st, p.Fingerprint, iv) {
+		return
+	}
 
 	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
 	defer cancel()
@@ -143,7 +146,8 @@ func (g *Gateway) serveWebSocket(w http.ResponseWriter, r *http.Request, st *req
 	// span per frame would outlive any trace of the handshake.
 	ctx = trace.ContextWithSpanContext(ctx, trace.SpanContext{})
 	done := make(chan struct{}, 2)
-	go func() { g.clientToUpstream(ctx, client, up, idle); done <- struct{}{} }()
+	hs := handshakePair{fingerprint: p.Fingerprint, iv: iv}
+	go func() { g.clientToUpstream(ctx, client, up, hs, idle); done <- struct{}{} }()
 	go func() { g.upstreamToClient(ctx, up, client, p.Fingerprint, idle); done <- struct{}{} }()
 	<-done
 	cancel()
@@ -163,7 +167,7 @@ func (g *Gateway) probeHandshake(ctx context.Context, iv []byte, fingerprint str
 	return g.probeEncrypt(ctx, fingerprint)
 }
 
-func (g *Gateway) clientToUpstream(ctx context.Context, client, up *websocket.Conn, idle *idleTimer) {
+func (g *Gateway) clientToUpstream(ctx context.Context, client, up *websocket.Conn, hs handshakePair, idle *idleTimer) {
 	for {
 		_, data, err := client.Read(ctx)
 		if err != nil {
@@ -214,6 +218,12 @@ func (g *Gateway) clientToUpstream(ctx context.Context, client, up *websocket.Co
 			client.Close(websocket.StatusInternalError, "crypto service unavailable")
 			up.Close(websocket.StatusGoingAway, "client side closed")
 			return
+		}
+		if forward, keepOpen := g.claimFrame(ctx, client, up, hs, f.Fingerprint, f.IV); !forward {
+			if !keepOpen {
+				return
+			}
+			continue
 		}
 		pt := res.GetPlaintext()
 		typ := websocket.MessageText

@@ -250,6 +250,25 @@ func (r Record) SameMaterial(o Record) bool {
 		r.Secret.Equal(o.Secret)
 }
 
+// Equal reports whether two records are identical in every field, as they
+// would be stored: metadata compared exactly (times by instant, a nil alias
+// list equal to an empty one), the secret in constant time. counter_bits is
+// compared as written, so 0 (the default) and an explicit 64 differ although
+// they derive the same cipher (SameMaterial says that): a sync writes the
+// Portal's exact record, and an import that would change the stored document
+// is not "unchanged".
+func (r Record) Equal(o Record) bool {
+	return r.Fingerprint == o.Fingerprint &&
+		slices.Equal(r.Aliases, o.Aliases) &&
+		r.CounterBits == o.CounterBits &&
+		r.State == o.State &&
+		r.Version == o.Version &&
+		r.CreatedAt.Equal(o.CreatedAt) &&
+		r.NotAfter.Equal(o.NotAfter) &&
+		r.Source == o.Source &&
+		r.SameMaterial(o)
+}
+
 // Clone returns a copy that shares no slices with r.
 func (r Record) Clone() Record {
 	r.Aliases = slices.Clone(r.Aliases)

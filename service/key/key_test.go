@@ -190,6 +190,38 @@ func TestSameMaterial(t *testing.T) {
 	}
 }
 
+func TestEqual(t *testing.T) {
+	t.Parallel()
+	base := validRecord()
+	for _, tc := range []struct {
+		name   string
+		mutate func(*key.Record)
+		same   bool
+	}{
+		{"identical", func(*key.Record) {}, true},
+		{"aliases removed", func(r *key.Record) { r.Aliases = nil }, false},
+		{"other zone, same instant", func(r *key.Record) { r.CreatedAt = r.CreatedAt.In(time.FixedZone("Y", -7200)) }, true},
+		{"secret", func(r *key.Record) { r.Secret = secret.FromString("other") }, false},
+		{"secret prefix", func(r *key.Record) { r.Secret = secret.FromString(canary[:len(canary)-1]) }, false},
+		{"fingerprint", func(r *key.Record) { r.Fingerprint = "b" }, false},
+		{"alias order", func(r *key.Record) { r.Aliases = []string{"store-17", "default"} }, false},
+		{"algorithm", func(r *key.Record) { r.Algorithm, r.CounterBits = key.AES256GCM, 0 }, false},
+		{"counter bits explicit vs default", func(r *key.Record) { r.CounterBits = 0 }, false},
+		{"salt", func(r *key.Record) { r.KDF.Salt = "x" }, false},
+		{"state", func(r *key.Record) { r.State = key.Disabled }, false},
+		{"version", func(r *key.Record) { r.Version++ }, false},
+		{"created_at", func(r *key.Record) { r.CreatedAt = r.CreatedAt.Add(time.Nanosecond) }, false},
+		{"not_after", func(r *key.Record) { r.NotAfter = time.Time{} }, false},
+		{"source", func(r *key.Record) { r.Source = key.SourceLocal }, false},
+	} {
+		o := base.Clone()
+		tc.mutate(&o)
+		if got := base.Equal(o); got != tc.same {
+			t.Errorf("Equal(%s) = %v, want %v", tc.name, got, tc.same)
+		}
+	}
+}
+
 func TestCloneSharesNoAliases(t *testing.T) {
 	t.Parallel()
 	r := validRecord()

@@ -38,6 +38,7 @@ var (
 type Key struct {
 	rec key.Record
 	d   *derivation
+	use *Usage // shared with the keys of the same fingerprint in other snapshots
 	// snap and now let Primary answer for the moment it is asked: whether
 	// a key is primary depends on the clock (not_after), not only on the
 	// records.
@@ -88,6 +89,9 @@ func (k *Key) Primary() bool {
 	return false
 }
 
+// Usage is the key's usage counters in this process, kept across reloads.
+func (k *Key) Usage() *Usage { return k.use }
+
 // Cipher returns the derived cipher, deriving it on first use. Concurrent
 // first uses wait for one derivation.
 func (k *Key) Cipher() (suite.Cipher, error) { return k.d.get() }
@@ -99,7 +103,6 @@ type snapshot struct {
 	// aliasKnown holds every alias, including those with no active key.
 	aliasKnown map[string]bool
 	sorted     []*Key
-	loadedAt   time.Time
 }
 
 // Ring is the key set. The zero value is not usable; call New.
@@ -128,9 +131,8 @@ func New(opts ...Option) *Ring {
 
 // Stats summarizes a snapshot.
 type Stats struct {
-	Total    int
-	ByState  map[key.State]int
-	LoadedAt time.Time
+	Total   int
+	ByState map[key.State]int
 	// Reused counts keys whose derivation was carried over from the previous
 	// snapshot; Added counts keys that will need PBKDF2.
 	Reused, Added int
@@ -142,15 +144,13 @@ type Stats struct {
 func (r *Ring) Replace(records []key.Record) (Stats, []*Key, error) {
 	r.replaceMu.Lock()
 	defer r.replaceMu.Unlock()
-	now := r.now()
 	old := r.snap.Load()
 	next := &snapshot{
 		byFingerprint: make(map[string]*Key, len(records)),
 		byAlias:       map[string][]*Key{},
 		aliasKnown:    map[string]bool{},
-		loadedAt:      now,
 	}
-	st := Stats{ByState: map[key.State]int{}, LoadedAt: now}
+	st := Stats{ByState: map[key.State]int{}}
 	var fresh []*Key
 	for _, rec := range records {
 		if err := rec.Validate(); err != nil {
@@ -160,8 +160,12 @@ func (r *Ring) Replace(records []key.Record) (Stats, []*Key, error) {
 			return Stats{}, nil, fmt.Errorf("%w %q", ErrDuplicate, rec.Fingerprint)
 		}
 		rec = rec.Clone()
-		k := &Key{rec: rec, snap: next, now: r.now}
-		if prev, ok := old.byFingerprint[rec.Fingerprint]; ok && prev.rec.SameMaterial(rec) {
+		k := &Key{rec: rec, snap: next, now: r.now, use: &Usage{}}
+		prev, ok := old.byFingerprint[rec.Fingerprint]
+		if ok {
+			k.use = prev.use
+		}
+		if ok && prev.rec.SameMaterial(rec) {
 			k.d = prev.d
 			st.Reused++
 		} else {
@@ -234,8 +238,15 @@ func (s *snapshot) primary(alias string, now time.Time) *Key {
 // Keys returns all keys sorted by fingerprint. The slice must not be modified.
 func (r *Ring) Keys() []*Key { return r.snap.Load().sorted }
 
-// LoadedAt is when the current key set was installed.
-func (r *Ring) LoadedAt() time.Time { return r.snap.Load().loadedAt }
+// CountByState counts the keys in each state (every state present, zero
+// when no key has it), for metrics.
+func (r *Ring) CountByState() map[key.State]int {
+	counts := map[key.State]int{key.Active: 0, key.DecryptOnly: 0, key.Disabled: 0}
+	for _, k := range r.snap.Load().sorted {
+		counts[k.rec.State]++
+	}
+	return counts
+}
 
 // Warm derives keys in the background of the caller's choosing with at most
 // workers PBKDF2 runs at a time (GOMAXPROCS when workers <= 0), so that a

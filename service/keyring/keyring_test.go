@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/alecrypt/alecrypt/service/key"
+	"github.com/alecrypt/alecrypt/service/key/keytest"
 	"github.com/alecrypt/alecrypt/service/secret"
 )
 
@@ -18,17 +19,7 @@ var t0 = time.Date(2025, 5, 1, 0, 0, 0, 0, time.UTC)
 
 // rec is a valid record with the cheapest allowed KDF.
 func rec(fp string, state key.State, created time.Time, aliases ...string) key.Record {
-	return key.Record{
-		Fingerprint: fp,
-		Aliases:     aliases,
-		Algorithm:   key.AES256CTR,
-		Secret:      secret.FromString("test-only-secret-" + fp),
-		KDF:         key.KDF{Name: key.KDFPBKDF2SHA256, Salt: "salt-" + fp, Iterations: key.MinIterations},
-		State:       state,
-		Version:     1,
-		CreatedAt:   created,
-		Source:      key.SourceLocal,
-	}
+	return keytest.Record(fp, keytest.State(state), keytest.CreatedAt(created), keytest.Aliases(aliases...))
 }
 
 // clock is a settable clock, safe for concurrent reads.
@@ -93,9 +84,6 @@ func TestReplaceRejectsAndChangesNothing(t *testing.T) {
 			if got := r.Keys(); len(got) != 1 || &got[0] != &keysBefore[0] {
 				t.Errorf("after a failed Replace, Keys() = %q, want the old snapshot", fingerprints(got))
 			}
-			if got := r.LoadedAt(); !got.Equal(t0) {
-				t.Errorf("after a failed Replace, LoadedAt() = %v, want %v", got, t0)
-			}
 			if k, err := r.Primary("default"); err != nil || k != before {
 				t.Errorf("after a failed Replace, Primary(default) = %v, %v; want fp-a", k, err)
 			}
@@ -113,12 +101,11 @@ func TestReplaceStatsAndOrder(t *testing.T) {
 		rec("fp-d", key.Active, t0),
 	)
 	want := Stats{
-		Total:    4,
-		ByState:  map[key.State]int{key.Active: 2, key.DecryptOnly: 1, key.Disabled: 1},
-		LoadedAt: t0,
-		Added:    4,
+		Total:   4,
+		ByState: map[key.State]int{key.Active: 2, key.DecryptOnly: 1, key.Disabled: 1},
+		Added:   4,
 	}
-	if st.Total != want.Total || st.Added != want.Added || st.Reused != 0 || !st.LoadedAt.Equal(want.LoadedAt) ||
+	if st.Total != want.Total || st.Added != want.Added || st.Reused != 0 ||
 		fmt.Sprint(st.ByState) != fmt.Sprint(want.ByState) {
 		t.Errorf("Replace stats = %+v, want %+v", st, want)
 	}
@@ -128,8 +115,8 @@ func TestReplaceStatsAndOrder(t *testing.T) {
 	if got := fingerprints(r.Keys()); !slices.Equal(got, []string{"fp-a", "fp-b", "fp-c", "fp-d"}) {
 		t.Errorf("Keys() = %q, want sorted by fingerprint", got)
 	}
-	if !r.LoadedAt().Equal(t0) {
-		t.Errorf("LoadedAt() = %v, want %v", r.LoadedAt(), t0)
+	if got := r.CountByState(); fmt.Sprint(got) != fmt.Sprint(want.ByState) {
+		t.Errorf("CountByState() = %v, want %v", got, want.ByState)
 	}
 }
 

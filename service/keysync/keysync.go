@@ -1,9 +1,12 @@
 // Package keysync owns the rules that bring a keystore in step with the
-// Portal's listing: what to add, update, retire or leave alone (Plan), and how
-// to write it without losing a concurrent update (Apply).
+// Portal's listing: what to add, update, retire or leave alone (Plan), how
+// to write it without losing a concurrent update (Apply), and the sync run
+// around them (Run): fetch everything first, guard against an empty Portal,
+// hold retirements when a record is unreadable, report the run. alesync only
+// parses flags and wires a Portal client and a Vault store into Run.
 //
-// It makes no HTTP or Vault calls of its own: the listing arrives as records
-// and the store is a Target. The rules:
+// It makes no HTTP or Vault calls of its own: the listing comes from a
+// Source and the store is a keystore.CASStore. The rules:
 //
 //   - A key the Portal lists and the store lacks is added; one whose record
 //     differs in any field (the secret compared in constant time) is
@@ -39,21 +42,8 @@ import (
 	"strconv"
 
 	"github.com/alecrypt/alecrypt/service/key"
-	"github.com/alecrypt/alecrypt/service/keystore/vaultstore"
+	"github.com/alecrypt/alecrypt/service/keystore"
 )
-
-// Target is a keystore sync can write. *vaultstore.Store is one.
-type Target interface {
-	// Entries reads every stored key by fingerprint, with the version each
-	// was read at. An entry that is not a valid record has Err set.
-	Entries(ctx context.Context) (map[string]vaultstore.Entry, error)
-	// Put writes rec if the stored version is still cas (0: must not
-	// exist) and returns the new version, or an error wrapping
-	// vaultstore.ErrCASMismatch when another writer got there first.
-	Put(ctx context.Context, rec key.Record, cas int) (int, error)
-}
-
-var _ Target = (*vaultstore.Store)(nil)
 
 // Kind is what an action does.
 type Kind string
@@ -106,7 +96,7 @@ const reasonInvalidFP = "not a valid fingerprint (" + key.FingerprintRule + "); 
 // stored. listed are the Portal's valid records; failedFingerprints are keys
 // the Portal lists with an unusable record; current is the store's content.
 // Actions come sorted by fingerprint.
-func Plan(listed []key.Record, failedFingerprints []string, current map[string]vaultstore.Entry) []Action {
+func Plan(listed []key.Record, failedFingerprints []string, current map[string]keystore.Entry) []Action {
 	failed := make(map[string]bool, len(failedFingerprints))
 	for _, fp := range failedFingerprints {
 		failed[fp] = true
@@ -167,14 +157,14 @@ func HoldRetirements(actions []Action, reason string) []Action {
 }
 
 // planListed plans a key the Portal lists with a valid record.
-func planListed(r key.Record, e vaultstore.Entry, found bool) Action {
+func planListed(r key.Record, e keystore.Entry, found bool) Action {
 	a := Action{Fingerprint: r.Fingerprint, Record: r}
 	switch {
 	case !found:
 		a.Kind = Add
 	case e.Err != nil:
 		a.Kind, a.CAS, a.Reason = Update, e.Version, "the stored entry is not a valid record"
-	case Same(r, e.Record):
+	case r.Equal(e.Record):
 		a.Kind, a.Record = Unchanged, key.Record{}
 	default:
 		a.Kind, a.CAS = Update, e.Version
@@ -183,7 +173,7 @@ func planListed(r key.Record, e vaultstore.Entry, found bool) Action {
 }
 
 // planUnlisted plans a key the Portal does not list.
-func planUnlisted(fp string, e vaultstore.Entry, found bool) Action {
+func planUnlisted(fp string, e keystore.Entry, found bool) Action {
 	a := Action{Fingerprint: fp}
 	switch {
 	case key.ValidateFingerprint(fp) != nil:
@@ -204,21 +194,6 @@ func planUnlisted(fp string, e vaultstore.Entry, found bool) Action {
 		a.Kind, a.Record, a.CAS = Retire, r, e.Version
 	}
 	return a
-}
-
-// Same reports whether two records are identical in every field: metadata
-// compared exactly (times by instant), the key material through
-// Record.SameMaterial, so the secret is compared in constant time.
-func Same(a, b key.Record) bool {
-	return a.Fingerprint == b.Fingerprint &&
-		slices.Equal(a.Aliases, b.Aliases) &&
-		a.CounterBits == b.CounterBits &&
-		a.State == b.State &&
-		a.Version == b.Version &&
-		a.CreatedAt.Equal(b.CreatedAt) &&
-		a.NotAfter.Equal(b.NotAfter) &&
-		a.Source == b.Source &&
-		a.SameMaterial(b)
 }
 
 // Summary is the outcome of one Apply.
@@ -282,7 +257,7 @@ var errSkipped = errors.New("skipped")
 // store again (once, after the first pass) and re-plan each conflicting key
 // from what it finds; a second conflict counts as failed. A failed write
 // affects only its own key.
-func Apply(ctx context.Context, t Target, actions []Action, dryRun bool) Summary {
+func Apply(ctx context.Context, t keystore.CASStore, actions []Action, dryRun bool) Summary {
 	s := Summary{DryRun: dryRun}
 	if dryRun {
 		for _, a := range actions {
@@ -297,7 +272,7 @@ func Apply(ctx context.Context, t Target, actions []Action, dryRun bool) Summary
 	var conflicts []int // positions in s.Outcomes awaiting a re-plan
 	for _, a := range actions {
 		o := write(ctx, t, a)
-		if errors.Is(o.Err, vaultstore.ErrCASMismatch) {
+		if errors.Is(o.Err, keystore.ErrCASMismatch) {
 			conflicts = append(conflicts, len(s.Outcomes))
 			s.Outcomes = append(s.Outcomes, o) // counted after the retry
 			continue
@@ -336,7 +311,7 @@ func Apply(ctx context.Context, t Target, actions []Action, dryRun bool) Summary
 
 // replan plans a conflicting key again from a fresh read. Whether the Portal
 // lists it is known from the first plan: Add and Update carry its record.
-func replan(a Action, fresh map[string]vaultstore.Entry) Action {
+func replan(a Action, fresh map[string]keystore.Entry) Action {
 	e, found := fresh[a.Fingerprint]
 	if a.Kind == Add || a.Kind == Update {
 		return planListed(a.Record, e, found)
@@ -345,7 +320,7 @@ func replan(a Action, fresh map[string]vaultstore.Entry) Action {
 }
 
 // write carries out one action.
-func write(ctx context.Context, t Target, a Action) Outcome {
+func write(ctx context.Context, t keystore.CASStore, a Action) Outcome {
 	o := Outcome{Action: a}
 	switch a.Kind {
 	case Add, Update, Retire:

@@ -11,43 +11,33 @@ import (
 	"time"
 
 	"github.com/alecrypt/alecrypt/service/key"
-	"github.com/alecrypt/alecrypt/service/keystore/vaultstore"
+	"github.com/alecrypt/alecrypt/service/key/keytest"
+	"github.com/alecrypt/alecrypt/service/keystore"
 	"github.com/alecrypt/alecrypt/service/keysync"
 	"github.com/alecrypt/alecrypt/service/secret"
 )
 
 // canary is part of every test secret; no action, outcome or error may
 // print it.
-const canary = "CANARY-SECRET-91c4"
+const canary = keytest.Canary
 
-func rec(fp string, mutate ...func(*key.Record)) key.Record {
-	r := key.Record{
-		Fingerprint: fp,
-		Aliases:     []string{"store-1"},
-		Algorithm:   key.AES256CTR,
-		Secret:      secret.FromString(canary + "-" + fp),
-		KDF:         key.KDF{Name: key.KDFPBKDF2SHA256, Salt: "salt-" + fp, Iterations: 1000},
-		CounterBits: 64,
-		State:       key.Active,
-		Version:     3,
-		CreatedAt:   time.Date(2025, 1, 2, 3, 4, 5, 6, time.UTC),
-		NotAfter:    time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC),
-		Source:      key.SourcePortal,
-	}
-	for _, m := range mutate {
-		m(&r)
-	}
-	return r
+// rec is a Portal record as the Portal would list it: every field set.
+func rec(fp string, mutate ...keytest.Option) key.Record {
+	return keytest.Record(fp, append([]keytest.Option{
+		keytest.Aliases("store-1"), keytest.CounterBits(key.CounterBits64), keytest.Version(3),
+		keytest.CreatedAt(time.Date(2025, 1, 2, 3, 4, 5, 6, time.UTC)), keytest.Source(key.SourcePortal),
+		func(r *key.Record) { r.NotAfter = time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC) },
+	}, mutate...)...)
 }
 
-func stored(r key.Record, version int) vaultstore.Entry {
-	return vaultstore.Entry{Record: r, Version: version}
+func stored(r key.Record, version int) keystore.Entry {
+	return keystore.Entry{Record: r, Version: version}
 }
 
-var errBroken = fmt.Errorf("%w: bad data", vaultstore.ErrInvalidEntry)
+var errBroken = fmt.Errorf("%w: bad data", keystore.ErrInvalidEntry)
 
-func invalid(version int) vaultstore.Entry {
-	return vaultstore.Entry{Version: version, Err: errBroken}
+func invalid(version int) keystore.Entry {
+	return keystore.Entry{Version: version, Err: errBroken}
 }
 
 // want is an action reduced to what the table checks.
@@ -62,7 +52,7 @@ func TestPlan(t *testing.T) {
 		name    string
 		listed  []key.Record
 		failed  []string
-		current map[string]vaultstore.Entry
+		current map[string]keystore.Entry
 		want    map[string]want
 		// check inspects the planned actions further.
 		check func(t *testing.T, actions map[string]keysync.Action)
@@ -75,7 +65,7 @@ func TestPlan(t *testing.T) {
 			listed: []key.Record{rec("a")},
 			want:   map[string]want{"a": {keysync.Add, 0}},
 			check: func(t *testing.T, as map[string]keysync.Action) {
-				if !keysync.Same(as["a"].Record, rec("a")) {
+				if !as["a"].Record.Equal(rec("a")) {
 					t.Error("add does not write the Portal's record")
 				}
 			},
@@ -83,37 +73,37 @@ func TestPlan(t *testing.T) {
 		{
 			name:    "changed secret is updated",
 			listed:  []key.Record{rec("a", func(r *key.Record) { r.Secret = secret.FromString(canary + "-rotated") })},
-			current: map[string]vaultstore.Entry{"a": stored(rec("a"), 7)},
+			current: map[string]keystore.Entry{"a": stored(rec("a"), 7)},
 			want:    map[string]want{"a": {keysync.Update, 7}},
 		},
 		{
 			name:    "changed aliases are updated",
 			listed:  []key.Record{rec("a", func(r *key.Record) { r.Aliases = []string{"store-1", "store-2"} })},
-			current: map[string]vaultstore.Entry{"a": stored(rec("a"), 2)},
+			current: map[string]keystore.Entry{"a": stored(rec("a"), 2)},
 			want:    map[string]want{"a": {keysync.Update, 2}},
 		},
 		{
 			name:    "changed version is updated",
 			listed:  []key.Record{rec("a", func(r *key.Record) { r.Version = 4 })},
-			current: map[string]vaultstore.Entry{"a": stored(rec("a"), 2)},
+			current: map[string]keystore.Entry{"a": stored(rec("a"), 2)},
 			want:    map[string]want{"a": {keysync.Update, 2}},
 		},
 		{
 			name:    "changed not_after is updated",
 			listed:  []key.Record{rec("a", func(r *key.Record) { r.NotAfter = time.Time{} })},
-			current: map[string]vaultstore.Entry{"a": stored(rec("a"), 2)},
+			current: map[string]keystore.Entry{"a": stored(rec("a"), 2)},
 			want:    map[string]want{"a": {keysync.Update, 2}},
 		},
 		{
 			name:    "changed kdf is updated",
 			listed:  []key.Record{rec("a", func(r *key.Record) { r.KDF.Iterations = 2000 })},
-			current: map[string]vaultstore.Entry{"a": stored(rec("a"), 2)},
+			current: map[string]keystore.Entry{"a": stored(rec("a"), 2)},
 			want:    map[string]want{"a": {keysync.Update, 2}},
 		},
 		{
 			name:    "re-listed retired key becomes active again",
 			listed:  []key.Record{rec("a")},
-			current: map[string]vaultstore.Entry{"a": stored(rec("a", func(r *key.Record) { r.State, r.Version = key.DecryptOnly, 4 }), 5)},
+			current: map[string]keystore.Entry{"a": stored(rec("a", func(r *key.Record) { r.State, r.Version = key.DecryptOnly, 4 }), 5)},
 			want:    map[string]want{"a": {keysync.Update, 5}},
 		},
 		{
@@ -124,7 +114,7 @@ func TestPlan(t *testing.T) {
 				}),
 				rec("b", func(r *key.Record) { r.Aliases = nil }),
 			},
-			current: map[string]vaultstore.Entry{
+			current: map[string]keystore.Entry{
 				"a": stored(rec("a"), 9),
 				"b": stored(rec("b", func(r *key.Record) { r.Aliases = []string{} }), 1),
 			},
@@ -132,21 +122,21 @@ func TestPlan(t *testing.T) {
 		},
 		{
 			name:    "unlisted active key is retired",
-			current: map[string]vaultstore.Entry{"a": stored(rec("a"), 4)},
+			current: map[string]keystore.Entry{"a": stored(rec("a"), 4)},
 			want:    map[string]want{"a": {keysync.Retire, 4}},
 			check: func(t *testing.T, as map[string]keysync.Action) {
 				r := as["a"].Record
 				if r.State != key.DecryptOnly || r.Version != 4 {
 					t.Errorf("retired record state %s version %d, want decrypt-only version 4", r.State, r.Version)
 				}
-				if !keysync.Same(r, rec("a", func(r *key.Record) { r.State, r.Version = key.DecryptOnly, 4 })) {
+				if !r.Equal(rec("a", func(r *key.Record) { r.State, r.Version = key.DecryptOnly, 4 })) {
 					t.Error("retire changed more than state and version")
 				}
 			},
 		},
 		{
 			name: "unlisted retired or disabled key is left alone",
-			current: map[string]vaultstore.Entry{
+			current: map[string]keystore.Entry{
 				"a": stored(rec("a", func(r *key.Record) { r.State = key.DecryptOnly }), 4),
 				"b": stored(rec("b", func(r *key.Record) { r.State = key.Disabled }), 4),
 			},
@@ -155,19 +145,19 @@ func TestPlan(t *testing.T) {
 		{
 			name:    "invalid stored entry is overwritten by the Portal's record",
 			listed:  []key.Record{rec("a")},
-			current: map[string]vaultstore.Entry{"a": invalid(6)},
+			current: map[string]keystore.Entry{"a": invalid(6)},
 			want:    map[string]want{"a": {keysync.Update, 6}},
 		},
 		{
 			name:    "invalid stored entry the Portal does not list is skipped, never deleted",
-			current: map[string]vaultstore.Entry{"a": invalid(6)},
+			current: map[string]keystore.Entry{"a": invalid(6)},
 			want:    map[string]want{"a": {keysync.Skip, 0}},
 		},
 		{
 			name:    "failed Portal record is skipped, not retired",
 			listed:  []key.Record{rec("b")},
 			failed:  []string{"a"},
-			current: map[string]vaultstore.Entry{"a": stored(rec("a"), 4), "b": stored(rec("b"), 1)},
+			current: map[string]keystore.Entry{"a": stored(rec("a"), 4), "b": stored(rec("b"), 1)},
 			want:    map[string]want{"a": {keysync.Skip, 0}, "b": {keysync.Unchanged, 0}},
 		},
 		{
@@ -179,19 +169,19 @@ func TestPlan(t *testing.T) {
 			name:    "failure wins over a valid copy of the same key",
 			listed:  []key.Record{rec("a", func(r *key.Record) { r.Version = 9 })},
 			failed:  []string{"a"},
-			current: map[string]vaultstore.Entry{"a": stored(rec("a"), 4)},
+			current: map[string]keystore.Entry{"a": stored(rec("a"), 4)},
 			want:    map[string]want{"a": {keysync.Skip, 0}},
 		},
 		{
 			name:    "a key listed twice is skipped",
 			listed:  []key.Record{rec("a"), rec("a", func(r *key.Record) { r.Version = 9 })},
-			current: map[string]vaultstore.Entry{"a": stored(rec("a"), 4)},
+			current: map[string]keystore.Entry{"a": stored(rec("a"), 4)},
 			want:    map[string]want{"a": {keysync.Skip, 0}},
 		},
 		{
 			name:   "all failed never retires anything",
 			failed: []string{"a", "b"},
-			current: map[string]vaultstore.Entry{
+			current: map[string]keystore.Entry{
 				"a": stored(rec("a"), 1), "b": stored(rec("b"), 1),
 			},
 			want: map[string]want{"a": {keysync.Skip, 0}, "b": {keysync.Skip, 0}},
@@ -200,7 +190,7 @@ func TestPlan(t *testing.T) {
 			name:   "a mixed run",
 			listed: []key.Record{rec("new"), rec("same"), rec("changed", func(r *key.Record) { r.Version = 4 })},
 			failed: []string{"broken"},
-			current: map[string]vaultstore.Entry{
+			current: map[string]keystore.Entry{
 				"same":    stored(rec("same"), 1),
 				"changed": stored(rec("changed"), 2),
 				"gone":    stored(rec("gone"), 3),
@@ -246,41 +236,10 @@ func TestPlan(t *testing.T) {
 	}
 }
 
-func TestSame(t *testing.T) {
-	t.Parallel()
-	base := rec("a")
-	for _, tc := range []struct {
-		name   string
-		mutate func(*key.Record)
-		same   bool
-	}{
-		{"identical", func(*key.Record) {}, true},
-		{"other zone, same instant", func(r *key.Record) { r.CreatedAt = r.CreatedAt.In(time.FixedZone("Y", -7200)) }, true},
-		{"secret", func(r *key.Record) { r.Secret = secret.FromString("other") }, false},
-		{"secret prefix", func(r *key.Record) { r.Secret = secret.FromString(canary) }, false},
-		{"fingerprint", func(r *key.Record) { r.Fingerprint = "b" }, false},
-		{"alias order", func(r *key.Record) { r.Aliases = []string{"x", "store-1"} }, false},
-		{"algorithm", func(r *key.Record) { r.Algorithm, r.CounterBits = key.AES256GCM, 0 }, false},
-		{"counter bits explicit vs default", func(r *key.Record) { r.CounterBits = 0 }, false},
-		{"salt", func(r *key.Record) { r.KDF.Salt = "x" }, false},
-		{"state", func(r *key.Record) { r.State = key.Disabled }, false},
-		{"version", func(r *key.Record) { r.Version++ }, false},
-		{"created_at", func(r *key.Record) { r.CreatedAt = r.CreatedAt.Add(time.Nanosecond) }, false},
-		{"not_after", func(r *key.Record) { r.NotAfter = time.Time{} }, false},
-		{"source", func(r *key.Record) { r.Source = key.SourceLocal }, false},
-	} {
-		o := base.Clone()
-		tc.mutate(&o)
-		if got := keysync.Same(base, o); got != tc.same {
-			t.Errorf("Same(%s) = %v, want %v", tc.name, got, tc.same)
-		}
-	}
-}
-
-// memTarget is an in-memory Target with KV v2's check-and-set semantics.
+// memTarget is an in-memory keystore.CASStore with KV v2's check-and-set semantics.
 type memTarget struct {
 	mu      sync.Mutex
-	entries map[string]vaultstore.Entry
+	entries map[string]keystore.Entry
 	puts    int
 	reads   int
 	// beforePut runs (unlocked) before each Put: a concurrent writer.
@@ -289,14 +248,14 @@ type memTarget struct {
 	readErr   error
 }
 
-func newTarget(entries map[string]vaultstore.Entry) *memTarget {
+func newTarget(entries map[string]keystore.Entry) *memTarget {
 	if entries == nil {
-		entries = map[string]vaultstore.Entry{}
+		entries = map[string]keystore.Entry{}
 	}
 	return &memTarget{entries: entries, putErr: map[string]error{}}
 }
 
-func (m *memTarget) Entries(context.Context) (map[string]vaultstore.Entry, error) {
+func (m *memTarget) Entries(context.Context) (map[string]keystore.Entry, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.reads++
@@ -320,10 +279,10 @@ func (m *memTarget) Put(ctx context.Context, r key.Record, cas int) (int, error)
 	}
 	cur := m.entries[r.Fingerprint].Version
 	if cas != cur {
-		return 0, fmt.Errorf("put %q: %w", r.Fingerprint, vaultstore.ErrCASMismatch)
+		return 0, fmt.Errorf("put %q: %w", r.Fingerprint, keystore.ErrCASMismatch)
 	}
 	m.puts++
-	m.entries[r.Fingerprint] = vaultstore.Entry{Record: r.Clone(), Version: cur + 1}
+	m.entries[r.Fingerprint] = keystore.Entry{Record: r.Clone(), Version: cur + 1}
 	return cur + 1, nil
 }
 
@@ -331,10 +290,10 @@ func (m *memTarget) Put(ctx context.Context, r key.Record, cas int) (int, error)
 func (m *memTarget) set(r key.Record) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.entries[r.Fingerprint] = vaultstore.Entry{Record: r, Version: m.entries[r.Fingerprint].Version + 1}
+	m.entries[r.Fingerprint] = keystore.Entry{Record: r, Version: m.entries[r.Fingerprint].Version + 1}
 }
 
-func (m *memTarget) get(fp string) vaultstore.Entry {
+func (m *memTarget) get(fp string) keystore.Entry {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.entries[fp]
@@ -388,7 +347,7 @@ func TestApplyLifecycle(t *testing.T) {
 
 func TestApplyDryRunWritesNothing(t *testing.T) {
 	t.Parallel()
-	m := newTarget(map[string]vaultstore.Entry{"gone": stored(rec("gone"), 1), "old": stored(rec("old"), 1)})
+	m := newTarget(map[string]keystore.Entry{"gone": stored(rec("gone"), 1), "old": stored(rec("old"), 1)})
 	s := runSync(t, m, []key.Record{rec("new"), rec("old", func(r *key.Record) { r.Version = 9 })}, []string{"bad"}, true)
 	if got := s.String(); got != "added=1 updated=1 retired=1 unchanged=0 failed=1" || !s.DryRun {
 		t.Errorf("dry run = %s (dry %v), want the plan's counts", got, s.DryRun)
@@ -405,7 +364,7 @@ func TestApplyDryRunWritesNothing(t *testing.T) {
 
 func TestApplyFailures(t *testing.T) {
 	t.Parallel()
-	m := newTarget(map[string]vaultstore.Entry{"c": stored(rec("c"), 1)})
+	m := newTarget(map[string]keystore.Entry{"c": stored(rec("c"), 1)})
 	m.putErr["b"] = errors.New("vault: put secret/alecrypt/keys/b: 403 permission denied")
 	s := runSync(t, m, []key.Record{rec("a"), rec("b")}, []string{"c"}, false)
 	if got := s.String(); got != "added=1 updated=0 retired=0 unchanged=0 failed=2" || s.OK() {
@@ -439,16 +398,16 @@ func TestApplyCASRace(t *testing.T) {
 	newer := rec("a", func(r *key.Record) { r.Version = 4 })
 	for _, tc := range []struct {
 		name    string
-		stored  map[string]vaultstore.Entry
+		stored  map[string]keystore.Entry
 		listed  []key.Record
 		writer  func(m *memTarget, r key.Record, n int) // n counts Puts seen
 		summary string                                  // b is always added and c updated
 		kind    keysync.Kind                            // final action for "a"
-		check   func(t *testing.T, e vaultstore.Entry)
+		check   func(t *testing.T, e keystore.Entry)
 	}{
 		{
 			name:   "the other sync wrote the same record: nothing left to do",
-			stored: map[string]vaultstore.Entry{"a": stored(rec("a"), 1)},
+			stored: map[string]keystore.Entry{"a": stored(rec("a"), 1)},
 			listed: []key.Record{newer},
 			writer: func(m *memTarget, r key.Record, n int) {
 				if n == 1 {
@@ -457,7 +416,7 @@ func TestApplyCASRace(t *testing.T) {
 			},
 			summary: "added=1 updated=1 retired=0 unchanged=1 failed=0",
 			kind:    keysync.Unchanged,
-			check: func(t *testing.T, e vaultstore.Entry) {
+			check: func(t *testing.T, e keystore.Entry) {
 				if e.Version != 2 {
 					t.Errorf("version %d, want 2: one write (the other writer's)", e.Version)
 				}
@@ -465,7 +424,7 @@ func TestApplyCASRace(t *testing.T) {
 		},
 		{
 			name:   "the other writer changed something else: re-planned update wins",
-			stored: map[string]vaultstore.Entry{"a": stored(rec("a"), 1)},
+			stored: map[string]keystore.Entry{"a": stored(rec("a"), 1)},
 			listed: []key.Record{newer},
 			writer: func(m *memTarget, r key.Record, n int) {
 				if n == 1 {
@@ -474,8 +433,8 @@ func TestApplyCASRace(t *testing.T) {
 			},
 			summary: "added=1 updated=2 retired=0 unchanged=0 failed=0",
 			kind:    keysync.Update,
-			check: func(t *testing.T, e vaultstore.Entry) {
-				if e.Version != 3 || !keysync.Same(e.Record, newer) {
+			check: func(t *testing.T, e keystore.Entry) {
+				if e.Version != 3 || !e.Record.Equal(newer) {
 					t.Errorf("stored version %d state %s, want version 3 with the Portal's record", e.Version, e.Record.State)
 				}
 			},
@@ -493,7 +452,7 @@ func TestApplyCASRace(t *testing.T) {
 		},
 		{
 			name:   "another sync retired it first: nothing left to do",
-			stored: map[string]vaultstore.Entry{"a": stored(rec("a"), 1)},
+			stored: map[string]keystore.Entry{"a": stored(rec("a"), 1)},
 			writer: func(m *memTarget, r key.Record, n int) {
 				if n == 1 {
 					m.set(r)
@@ -501,7 +460,7 @@ func TestApplyCASRace(t *testing.T) {
 			},
 			summary: "added=1 updated=1 retired=0 unchanged=1 failed=0",
 			kind:    keysync.Unchanged,
-			check: func(t *testing.T, e vaultstore.Entry) {
+			check: func(t *testing.T, e keystore.Entry) {
 				if e.Record.State != key.DecryptOnly || e.Record.Version != 4 {
 					t.Errorf("retired twice: state %s version %d", e.Record.State, e.Record.Version)
 				}
@@ -509,14 +468,14 @@ func TestApplyCASRace(t *testing.T) {
 		},
 		{
 			name:   "it keeps changing: one retry, then failed",
-			stored: map[string]vaultstore.Entry{"a": stored(rec("a"), 1)},
+			stored: map[string]keystore.Entry{"a": stored(rec("a"), 1)},
 			listed: []key.Record{newer},
 			writer: func(m *memTarget, r key.Record, n int) {
 				m.set(rec("a", func(r *key.Record) { r.Version = int64(10 + n) }))
 			},
 			summary: "added=1 updated=1 retired=0 unchanged=0 failed=1",
 			kind:    keysync.Update,
-			check: func(t *testing.T, e vaultstore.Entry) {
+			check: func(t *testing.T, e keystore.Entry) {
 				if e.Record.Version != 12 {
 					t.Errorf("stored record version %d, want the other writer's 12", e.Record.Version)
 				}
@@ -549,7 +508,7 @@ func TestApplyCASRace(t *testing.T) {
 			if !a.Retried || a.Action.Kind != tc.kind {
 				t.Errorf("outcome for a = %s retried %v, want %s after a retry", a.Action.Kind, a.Retried, tc.kind)
 			}
-			if a.Failed() && !errors.Is(a.Err, vaultstore.ErrCASMismatch) {
+			if a.Failed() && !errors.Is(a.Err, keystore.ErrCASMismatch) {
 				t.Errorf("failed outcome err = %v, want ErrCASMismatch", a.Err)
 			}
 			if m.reads != 2 {
@@ -564,7 +523,7 @@ func TestApplyCASRace(t *testing.T) {
 
 func TestApplyRetryReadFails(t *testing.T) {
 	t.Parallel()
-	m := newTarget(map[string]vaultstore.Entry{"a": stored(rec("a"), 1)})
+	m := newTarget(map[string]keystore.Entry{"a": stored(rec("a"), 1)})
 	readErr := errors.New("vault: list secret/alecrypt/keys: connection refused")
 	m.beforePut = func(m *memTarget, _ key.Record) {
 		m.set(rec("a", func(r *key.Record) { r.Version = 8 }))
@@ -573,14 +532,14 @@ func TestApplyRetryReadFails(t *testing.T) {
 		m.mu.Unlock()
 	}
 	s := runSync(t, m, []key.Record{rec("a", func(r *key.Record) { r.Version = 4 })}, nil, false)
-	if s.Failed != 1 || !errors.Is(s.Outcomes[0].Err, vaultstore.ErrCASMismatch) || !errors.Is(s.Outcomes[0].Err, readErr) {
+	if s.Failed != 1 || !errors.Is(s.Outcomes[0].Err, keystore.ErrCASMismatch) || !errors.Is(s.Outcomes[0].Err, readErr) {
 		t.Errorf("sync = %s, err %v; want failed with both causes", s, s.Outcomes[0].Err)
 	}
 }
 
 func TestHoldRetirements(t *testing.T) {
 	t.Parallel()
-	current := map[string]vaultstore.Entry{"gone": stored(rec("gone"), 2), "same": stored(rec("same"), 1)}
+	current := map[string]keystore.Entry{"gone": stored(rec("gone"), 2), "same": stored(rec("same"), 1)}
 	actions := keysync.Plan([]key.Record{rec("new"), rec("same")}, nil, current)
 	held := keysync.HoldRetirements(actions, "an unreadable record")
 	got := map[string]keysync.Kind{}
@@ -610,12 +569,12 @@ func TestSummaryString(t *testing.T) {
 // recordingTarget accepts every write without checking it, as a careless
 // store would, and remembers which fingerprints were written.
 type recordingTarget struct {
-	entries map[string]vaultstore.Entry
+	entries map[string]keystore.Entry
 	mu      sync.Mutex
 	puts    []string
 }
 
-func (r *recordingTarget) Entries(context.Context) (map[string]vaultstore.Entry, error) {
+func (r *recordingTarget) Entries(context.Context) (map[string]keystore.Entry, error) {
 	return maps.Clone(r.entries), nil
 }
 
@@ -638,15 +597,15 @@ func TestPlanNeverWritesInvalidFingerprints(t *testing.T) {
 			name    string
 			listed  []key.Record
 			failed  []string
-			current map[string]vaultstore.Entry
+			current map[string]keystore.Entry
 		}{
 			{name: "listed", listed: []key.Record{rec("ok"), rec(fp)}},
 			{name: "listed twice", listed: []key.Record{rec(fp), rec(fp)}},
-			{name: "listed and stored", listed: []key.Record{rec(fp, func(r *key.Record) { r.Version = 9 })}, current: map[string]vaultstore.Entry{fp: stored(rec(fp), 1)}},
+			{name: "listed and stored", listed: []key.Record{rec(fp, func(r *key.Record) { r.Version = 9 })}, current: map[string]keystore.Entry{fp: stored(rec(fp), 1)}},
 			{name: "failed", failed: []string{fp}},
-			{name: "stored active, unlisted", current: map[string]vaultstore.Entry{fp: stored(rec(fp), 1)}},
-			{name: "stored with an error, unlisted", current: map[string]vaultstore.Entry{fp: invalid(1)}},
-			{name: "stored with an error, listed", listed: []key.Record{rec(fp)}, current: map[string]vaultstore.Entry{fp: invalid(1)}},
+			{name: "stored active, unlisted", current: map[string]keystore.Entry{fp: stored(rec(fp), 1)}},
+			{name: "stored with an error, unlisted", current: map[string]keystore.Entry{fp: invalid(1)}},
+			{name: "stored with an error, listed", listed: []key.Record{rec(fp)}, current: map[string]keystore.Entry{fp: invalid(1)}},
 		} {
 			t.Run(fp+"/"+tc.name, func(t *testing.T) {
 				t.Parallel()

@@ -1,9 +1,12 @@
-// Package metrics owns alecryptd's Prometheus metrics: the registry, the
-// collectors that read the keyring and the keystore refresher at scrape time,
-// and the /metrics handler.
+// Package metrics owns alecrypt's Prometheus metrics: the registry, the
+// collectors that read the keyring, the keystore refresher and the audit
+// trail at scrape time (through small interfaces, so a program that does not
+// hold keys links no keyring), alesync's run metrics (Sync, a
+// keysync.Observer), and the /metrics, /healthz and /readyz listener.
 //
-// Labels are states and outcomes only: neither key material nor fingerprints
-// reach a scrape.
+// Labels are states and outcomes only, with one exception: the key usage
+// metrics (RegisterKeyUsage) are labelled by fingerprint, the public name of
+// a key. Key material never reaches a scrape.
 package metrics
 
 import (
@@ -17,7 +20,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/alecrypt/alecrypt/service/key"
-	"github.com/alecrypt/alecrypt/service/keyring"
 )
 
 // NewRegistry returns a registry with the Go runtime and process collectors.
@@ -27,8 +29,8 @@ func NewRegistry() *prometheus.Registry {
 	return reg
 }
 
-// Handler serves the registry in the Prometheus exposition format.
-func Handler(reg *prometheus.Registry) http.Handler {
+// handler serves the registry in the Prometheus exposition format.
+func handler(reg *prometheus.Registry) http.Handler {
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})
 }
 
@@ -43,12 +45,19 @@ type KeystoreStatus interface {
 	HeldRemoval() (keys int, since time.Time)
 }
 
+// KeyCounter is what the keystore collector counts keys with at scrape time:
+// the keyring (*keyring.Ring) in alecryptd.
+type KeyCounter interface {
+	// CountByState counts the keys served in each state.
+	CountByState() map[key.State]int
+}
+
 // RegisterKeystore adds the keystore metrics: keys loaded by state, when the
 // keys were last confirmed current and how stale they are, whether the last
 // refresh worked, and failed refreshes. Staleness is what an operator alerts
 // on while Vault is down and the service serves its last good keys.
-func RegisterKeystore(reg prometheus.Registerer, ring *keyring.Ring, status KeystoreStatus, now func() time.Time) {
-	reg.MustRegister(&keystoreCollector{ring: ring, status: status, now: now})
+func RegisterKeystore(reg prometheus.Registerer, keys KeyCounter, status KeystoreStatus, now func() time.Time) {
+	reg.MustRegister(&keystoreCollector{keys: keys, status: status, now: now})
 }
 
 var (
@@ -70,7 +79,7 @@ var (
 )
 
 type keystoreCollector struct {
-	ring   *keyring.Ring
+	keys   KeyCounter
 	status KeystoreStatus
 	now    func() time.Time
 }
@@ -83,8 +92,8 @@ func (c *keystoreCollector) Describe(ch chan<- *prometheus.Desc) {
 
 func (c *keystoreCollector) Collect(ch chan<- prometheus.Metric) {
 	counts := map[key.State]int{key.Active: 0, key.DecryptOnly: 0, key.Disabled: 0}
-	for _, k := range c.ring.Keys() {
-		counts[k.Record().State]++
+	for state, n := range c.keys.CountByState() {
+		counts[state] = n
 	}
 	for state, n := range counts {
 		ch <- prometheus.MustNewConstMetric(keysDesc, prometheus.GaugeValue, float64(n), string(state))
@@ -106,6 +115,65 @@ func (c *keystoreCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(lastDesc, prometheus.GaugeValue, float64(lastOK.UnixNano())/1e9)
 		ch <- prometheus.MustNewConstMetric(ageDesc, prometheus.GaugeValue, c.now().Sub(lastOK).Seconds())
 	}
+}
+
+var (
+	keyOpsDesc = prometheus.NewDesc("alecrypt_key_operations_total",
+		"Successful operations with a key on this replica since it started, by fingerprint and operation (encrypt, decrypt). Only keys loaded now and used since start appear.",
+		[]string{"fingerprint", "operation"}, nil)
+	keyLastDesc = prometheus.NewDesc("alecrypt_key_last_used_timestamp_seconds",
+		"Unix time (millisecond resolution) a key last succeeded at an operation on this replica, by fingerprint and operation; absent if it has not since start.",
+		[]string{"fingerprint", "operation"}, nil)
+)
+
+// RegisterKeyUsage adds each key's usage counters, read from the keyring at
+// scrape time, so counting costs the hot path one atomic add and nothing
+// here. Summed over replicas they are the fleet's view of whether a retired
+// key is still used.
+//
+// Fingerprints as label values are acceptable here, and only here: they
+// are public identifiers (sent in clear with every ALE message, already in
+// the audit trail), valid label values by construction (key.ValidateFingerprint:
+// at most 256 characters from a small ASCII set), and the number of series is
+// bounded by the keys the operator loaded, never by callers: only successful
+// operations on loaded keys count, so an unknown fingerprint in a request
+// creates nothing. Keys not used since start add no series. Deployments with
+// very many keys can drop the two metrics with a metric_relabel_configs rule.
+func RegisterKeyUsage(reg prometheus.Registerer, keys KeyUsageSource) {
+	reg.MustRegister(&keyUsageCollector{keys: keys})
+}
+
+// KeyUsageSource is what the key usage collector reads at scrape time (the
+// keyring, in alecryptd).
+type KeyUsageSource interface {
+	// EachUsage calls fn for every key served, with its successful
+	// operations in this process and when it last did each (zero: never).
+	EachUsage(fn func(fingerprint string, encrypts, decrypts uint64, lastEncrypt, lastDecrypt time.Time))
+}
+
+type keyUsageCollector struct{ keys KeyUsageSource }
+
+func (c *keyUsageCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- keyOpsDesc
+	ch <- keyLastDesc
+}
+
+func (c *keyUsageCollector) Collect(ch chan<- prometheus.Metric) {
+	c.keys.EachUsage(func(fp string, encrypts, decrypts uint64, lastEncrypt, lastDecrypt time.Time) {
+		for _, op := range []struct {
+			name  string
+			count uint64
+			last  time.Time
+		}{{"encrypt", encrypts, lastEncrypt}, {"decrypt", decrypts, lastDecrypt}} {
+			if op.count == 0 {
+				continue
+			}
+			ch <- prometheus.MustNewConstMetric(keyOpsDesc, prometheus.CounterValue, float64(op.count), fp, op.name)
+			if !op.last.IsZero() {
+				ch <- prometheus.MustNewConstMetric(keyLastDesc, prometheus.GaugeValue, float64(op.last.UnixMilli())/1e3, fp, op.name)
+			}
+		}
+	})
 }
 
 // AuditStatus is what the audit collector reads.
@@ -163,7 +231,7 @@ func Serve(addr string, reg *prometheus.Registry, ready func() bool, errc chan<-
 		return nil, nil, fmt.Errorf("metrics listener: %w", err)
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", Handler(reg))
+	mux.Handle("/metrics", handler(reg))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	if ready != nil {
 		mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {

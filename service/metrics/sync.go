@@ -4,6 +4,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/alecrypt/alecrypt/service/keysync"
 )
 
 // Sync holds alesync's metrics: runs by outcome, keys by result, and when
@@ -16,17 +18,7 @@ type Sync struct {
 	lastSuccess prometheus.Gauge
 }
 
-// SyncCounts is one run's per-key results.
-type SyncCounts struct {
-	Added, Updated, Retired, Unchanged, Failed int
-}
-
-// Sync run outcomes.
-const (
-	SyncOK      = "ok"      // every key synced
-	SyncFailed  = "failed"  // some keys failed
-	SyncAborted = "aborted" // Portal or Vault error: nothing written
-)
+var _ keysync.Observer = (*Sync)(nil)
 
 // NewSync registers alesync's metrics on reg.
 func NewSync(reg prometheus.Registerer) *Sync {
@@ -44,8 +36,8 @@ func NewSync(reg prometheus.Registerer) *Sync {
 			Name: "alecrypt_sync_last_success_timestamp_seconds", Help: "Unix time the last clean sync run ended.",
 		}),
 	}
-	for _, o := range []string{SyncOK, SyncFailed, SyncAborted} {
-		s.runs.WithLabelValues(o)
+	for _, o := range []keysync.RunOutcome{keysync.RunOK, keysync.RunFailed, keysync.RunAborted} {
+		s.runs.WithLabelValues(string(o))
 	}
 	for _, r := range []string{"added", "updated", "retired", "unchanged", "failed"} {
 		s.keys.WithLabelValues(r)
@@ -54,15 +46,15 @@ func NewSync(reg prometheus.Registerer) *Sync {
 	return s
 }
 
-// Observe records one run.
-func (s *Sync) Observe(c SyncCounts, outcome string, at time.Time) {
-	s.runs.WithLabelValues(outcome).Inc()
+// Observe implements keysync.Observer: it records one run.
+func (s *Sync) Observe(c keysync.Summary, outcome keysync.RunOutcome, at time.Time) {
+	s.runs.WithLabelValues(string(outcome)).Inc()
 	for r, n := range map[string]int{"added": c.Added, "updated": c.Updated, "retired": c.Retired, "unchanged": c.Unchanged, "failed": c.Failed} {
 		s.keys.WithLabelValues(r).Add(float64(n))
 	}
 	ts := float64(at.UnixNano()) / 1e9
 	s.lastRun.Set(ts)
-	if outcome == SyncOK {
+	if outcome == keysync.RunOK {
 		s.lastSuccess.Set(ts)
 	}
 }

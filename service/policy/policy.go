@@ -369,9 +369,6 @@ func (s *Store) Run(ctx context.Context, every time.Duration) {
 	}
 }
 
-// Policy returns the policy in force.
-func (s *Store) Policy() *Policy { return s.cur.Load() }
-
 // IdentityForToken implements authn.TokenVerifier.
 func (s *Store) IdentityForToken(token string) (string, bool) {
 	return s.cur.Load().IdentityForToken(token)

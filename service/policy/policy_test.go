@@ -4,12 +4,11 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/alecrypt/alecrypt/service/engine"
 	"github.com/alecrypt/alecrypt/service/key"
+	"github.com/alecrypt/alecrypt/service/key/keytest"
 	"github.com/alecrypt/alecrypt/service/keyring"
-	"github.com/alecrypt/alecrypt/service/secret"
 )
 
 const testPolicy = `{
@@ -151,12 +150,7 @@ func TestAllowedRef(t *testing.T) {
 }
 
 func testRecord(fp string, aliases ...string) key.Record {
-	return key.Record{
-		Fingerprint: fp, Aliases: aliases, Algorithm: key.AES256CTR,
-		Secret: secret.FromString("test-only-" + fp),
-		KDF:    key.KDF{Name: key.KDFPBKDF2SHA256, Salt: "salt", Iterations: key.MinIterations},
-		State:  key.Active, Version: 1, CreatedAt: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), Source: key.SourceLocal,
-	}
+	return keytest.Record(fp, keytest.Aliases(aliases...))
 }
 
 func TestTokens(t *testing.T) {

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/alecrypt/alecrypt/service/key"
+	"github.com/alecrypt/alecrypt/service/key/keytest"
 	"github.com/alecrypt/alecrypt/service/portal"
 	"github.com/alecrypt/alecrypt/service/secret"
 	"github.com/alecrypt/alecrypt/test/portaltest"
@@ -28,22 +29,12 @@ import (
 const (
 	token = "tok-3b1f9c2e-very-secret-bearer"
 	// canary is part of every test secret; no error may contain it.
-	canary = "CANARY-SECRET-7f3a"
+	canary = keytest.Canary
 )
 
 func record(fp string) key.Record {
-	return key.Record{
-		Fingerprint: fp,
-		Aliases:     []string{"store-1"},
-		Algorithm:   key.AES256CTR,
-		Secret:      secret.FromString(canary + "-" + fp),
-		KDF:         key.KDF{Name: key.KDFPBKDF2SHA256, Salt: "salt-" + fp, Iterations: 1000},
-		CounterBits: 64,
-		State:       key.Active,
-		Version:     1,
-		CreatedAt:   time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC),
-		Source:      key.SourcePortal,
-	}
+	return keytest.Record(fp, keytest.Aliases("store-1"), keytest.CounterBits(key.CounterBits64),
+		keytest.CreatedAt(time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)), keytest.Source(key.SourcePortal))
 }
 
 func marshal(t *testing.T, recs ...key.Record) []json.RawMessage {

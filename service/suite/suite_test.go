@@ -9,25 +9,19 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"testing"
-	"time"
 
 	"github.com/alecrypt/alecrypt/service/key"
+	"github.com/alecrypt/alecrypt/service/key/keytest"
 	"github.com/alecrypt/alecrypt/service/secret"
 	"github.com/alecrypt/alecrypt/service/suite"
 )
 
 // testRecord is a valid record with the cheapest allowed KDF.
+// The secret and salt are the same for every width and algorithm, so the
+// records derive the same AES key and only the mode differs.
 func testRecord(alg key.Algorithm, counterBits int) key.Record {
-	return key.Record{
-		Fingerprint: fmt.Sprintf("test-%s-%d", alg, counterBits),
-		Algorithm:   alg,
-		Secret:      secret.FromString("test-only-secret"),
-		KDF:         key.KDF{Name: key.KDFPBKDF2SHA256, Salt: "test-only-salt", Iterations: key.MinIterations},
-		CounterBits: counterBits,
-		State:       key.Active,
-		CreatedAt:   time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC),
-		Source:      key.SourceLocal,
-	}
+	return keytest.Record(fmt.Sprintf("test-%s-%d", alg, counterBits), keytest.Algorithm(alg), keytest.CounterBits(counterBits),
+		keytest.Secret("test-only-secret"), keytest.Salt("test-only-salt"))
 }
 
 func mustDerive(t testing.TB, r key.Record) suite.Cipher {

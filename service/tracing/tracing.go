@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/exporters/stdout/stdouttrace"
@@ -27,6 +28,14 @@ type Tracing struct {
 	Propagator propagation.TextMapPropagator
 	Exporter   string // "otlp", "console", or "" when off
 	shutdown   func(context.Context) error
+}
+
+// Close flushes and stops the exporter, waiting at most five seconds: for a
+// deferred call as a program ends.
+func (t *Tracing) Close() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = t.Shutdown(ctx)
 }
 
 // Shutdown flushes and stops the exporter.

@@ -53,9 +53,6 @@ type Error struct {
 
 func (e *Error) Error() string { return fmt.Sprintf("ale error %d: %s", e.Code, e.Reason) }
 
-// Body is the exact ALE error body for e's code.
-func (e *Error) Body() []byte { return ErrorBody(e.Code) }
-
 func headersErr(reason string) error { return &Error{Code: CodeHeaders, Reason: reason} }
 func decryptErr(reason string) error { return &Error{Code: CodeDecrypt, Reason: reason} }
 

@@ -91,6 +91,7 @@ func TestCLIHelp(t *testing.T) {
 		{[]string{"alectl", "encrypt"}, []string{"--alias", "--addr", "--data"}},
 		{[]string{"alectl", "decrypt"}, []string{"--expect", "--addr"}},
 		{[]string{"alectl", "resolve"}, []string{"--alias", "--fingerprint"}},
+		{[]string{"alectl", "rewrap"}, []string{"--alias", "--fingerprint", "--data", "--expect", "--batch"}},
 		{[]string{"alectl", "http"}, []string{"--authorization", "--header"}},
 		{[]string{"alectl", "keys"}, nil},
 		{[]string{"alectl", "keys", "list"}, []string{"--alias", "--addr"}},
@@ -177,7 +178,7 @@ func TestAlectlCompletion(t *testing.T) {
 		cur   string   // the word being completed
 		want  []string // exactly these candidates, in order
 	}{
-		{nil, "", []string{"encrypt", "decrypt", "resolve", "http", "keys", "version", "completion", "help", "--help", "--version"}},
+		{nil, "", []string{"encrypt", "decrypt", "resolve", "rewrap", "http", "keys", "version", "completion", "help", "--help", "--version"}},
 		{nil, "de", []string{"decrypt"}},
 		{[]string{"keys"}, "", []string{"list", "add", "import", "state"}},
 		{[]string{"keys"}, "i", []string{"import"}},

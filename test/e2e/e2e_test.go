@@ -12,28 +12,9 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/alecrypt/alecrypt/test/harness"
 )
-
-// addKey writes a key with a known secret into a keystore with alectl, the
-// way an operator imports a Portal key. The secret goes through a file, never
-// a flag or the test log.
-func addKey(t *testing.T, keystore, fingerprint, alias, secret, salt string, iterations int) {
-	t.Helper()
-	bin := harness.Binaries(t)
-	secretFile := filepath.Join(t.TempDir(), "secret")
-	if err := os.WriteFile(secretFile, []byte(secret+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	out, errOut, code := harness.Run(t, "", nil, filepath.Join(bin, "alectl"), "keys", "add",
-		"--keystore", keystore, "--alias", alias, "--fingerprint", fingerprint,
-		"--secret-file", secretFile, "--salt", salt, "--iterations", strconv.Itoa(iterations))
-	if code != 0 {
-		t.Fatalf("alectl keys add: exit %d: %s%s", code, out, errOut)
-	}
-}
 
 // TestNodeWebCryptoInterop proves byte-for-byte compatibility with an
 // implementation we did not write: test/node/interop.mjs uses only Node's
@@ -77,21 +58,6 @@ func TestNodeVectorsUpToDate(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("webcrypto-vectors.mjs --check: exit %d\n%s%s", code, out, errOut)
 	}
-}
-
-func alectl(t *testing.T, svc *harness.Service, stdin string, args ...string) (string, string, int) {
-	t.Helper()
-	return harness.Run(t, stdin, []string{"ALECRYPT_ADDR=" + svc.URL, "ALECRYPT_KEYSTORE=" + svc.Keystore},
-		filepath.Join(harness.Binaries(t), "alectl"), args...)
-}
-
-func mustAlectl(t *testing.T, svc *harness.Service, stdin string, args ...string) string {
-	t.Helper()
-	out, errOut, code := alectl(t, svc, stdin, args...)
-	if code != 0 {
-		t.Fatalf("alectl %s: exit %d\n%s%s", strings.Join(args, " "), code, out, errOut)
-	}
-	return out
 }
 
 // TestFirstStartAndAlectl is the README's walk-through: a fresh alecryptd
@@ -214,26 +180,4 @@ func TestBadKeystoreKeepsLastGoodKeys(t *testing.T) {
 	waitFor(t, "a successful reload", func() bool {
 		return strings.Count(svc.Logs(), `"msg":"keystore loaded"`) >= 2
 	})
-}
-
-func writeAtomic(t *testing.T, path string, data []byte) {
-	t.Helper()
-	tmp := path + ".test-tmp"
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }

@@ -2,9 +2,6 @@ package e2e
 
 import (
 	"encoding/json"
-	"path/filepath"
-	"regexp"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -77,26 +74,4 @@ func TestGatewayNode(t *testing.T) {
 			}
 		})
 	}
-}
-
-// runNodeScript runs test/node/<name>.mjs and checks it passed every check,
-// at least 10 of them, and printed its summary line.
-func runNodeScript(t *testing.T, node, name string, env []string) (stdout, stderr string) {
-	t.Helper()
-	out, errOut, code := harness.Run(t, "", env, node, filepath.Join(harness.RepoRoot(), "test", "node", name+".mjs"))
-	t.Logf("%s.mjs output:\n%s%s", name, out, errOut)
-	if code != 0 {
-		t.Fatalf("%s.mjs exit %d", name, code)
-	}
-	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + `: (\d+) checks passed$`).FindStringSubmatch(out)
-	if m == nil {
-		t.Fatalf("%s.mjs printed no summary line", name)
-	}
-	if n, _ := strconv.Atoi(m[1]); n < 10 {
-		t.Fatalf("%s.mjs ran %d checks, want at least 10", name, n)
-	}
-	if strings.Contains(out, "FAIL") {
-		t.Fatalf("%s.mjs reported a failed check but exited 0", name)
-	}
-	return out, errOut
 }

@@ -72,8 +72,6 @@ func (e *gatewayEnv) seal(t testing.TB, fp string, plaintext []byte) *alev1.Enve
 	return res.Msg.GetEnvelope()
 }
 
-func b64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
-
 // TestGatewayHTTPBadRequests: each bad request gets the exact status and
 // body, and the kitchen sees nothing.
 func TestGatewayHTTPBadRequests(t *testing.T) {
@@ -205,14 +203,6 @@ func TestGatewayHTTPRoundTripper(t *testing.T) {
 	if res.StatusCode != http.StatusBadGateway || string(body) != `{"error":"upstream unavailable"}` {
 		t.Fatalf("upstream down: %d %s, want 502 JSON", res.StatusCode, body)
 	}
-}
-
-func wsURL(base, path string, q url.Values) string {
-	u := strings.Replace(base, "http://", "ws://", 1) + path
-	if len(q) > 0 {
-		u += "?" + q.Encode()
-	}
-	return u
 }
 
 // TestGatewayWebSocket: bad handshakes are refused with the ALE body before

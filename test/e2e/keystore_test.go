@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -20,18 +19,6 @@ import (
 	"github.com/alecrypt/alecrypt/service/keystore/vaultstore"
 	"github.com/alecrypt/alecrypt/test/harness"
 )
-
-// readyz returns the /readyz status and body next to a service's metrics.
-func readyz(t *testing.T, svc *harness.Service) (int, string) {
-	t.Helper()
-	res, err := http.Get(strings.TrimSuffix(svc.MetricsURL, "/metrics") + "/readyz")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	b, _ := io.ReadAll(res.Body)
-	return res.StatusCode, string(b)
-}
 
 func encryptFP(c interface {
 	Encrypt(context.Context, *connect.Request[alev1.EncryptRequest]) (*connect.Response[alev1.EncryptResponse], error)

@@ -2,50 +2,19 @@ package e2e
 
 import (
 	"context"
+	"maps"
 	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"connectrpc.com/connect"
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 
 	alev1 "github.com/alecrypt/alecrypt/gen/ale/v1"
+	"github.com/alecrypt/alecrypt/gen/ale/v1/alev1connect"
 	"github.com/alecrypt/alecrypt/test/harness"
 	"github.com/alecrypt/alecrypt/test/kitchentest"
 )
-
-// series flattens a scrape into "name{label=value,...}" → value, counting
-// histograms by their sample count.
-func series(t *testing.T, url string) map[string]float64 {
-	t.Helper()
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := parser.TextToMetricFamilies(strings.NewReader(scrape(t, url)))
-	if err != nil {
-		t.Fatalf("parsing /metrics: %v", err)
-	}
-	out := map[string]float64{}
-	for name, fam := range families {
-		for _, m := range fam.GetMetric() {
-			var labels []string
-			for _, l := range m.GetLabel() {
-				labels = append(labels, l.GetName()+"="+l.GetValue())
-			}
-			k := name + "{" + strings.Join(labels, ",") + "}"
-			switch fam.GetType() {
-			case dto.MetricType_COUNTER:
-				out[k] = m.GetCounter().GetValue()
-			case dto.MetricType_GAUGE:
-				out[k] = m.GetGauge().GetValue()
-			case dto.MetricType_HISTOGRAM:
-				out[k] = float64(m.GetHistogram().GetSampleCount())
-			}
-		}
-	}
-	return out
-}
 
 // TestMetricsCountExactlyTheTraffic scrapes /metrics around known traffic
 // and checks each counter moved by exactly that traffic.
@@ -194,5 +163,59 @@ func TestTracingThroughGateway(t *testing.T) {
 	}
 	if !strings.Contains(svc.Logs(), `"Name":"ale.v1.CryptoService/Decrypt"`) {
 		t.Errorf("alecryptd exported no Decrypt span")
+	}
+}
+
+// TestKeyUsageAcrossReplicas: two real replicas on one keystore each count
+// only their own use of a key (Resolve's usage), and their scrapes, summed
+// as Prometheus would (sum by fingerprint), give the fleet's.
+func TestKeyUsageAcrossReplicas(t *testing.T) {
+	ks := filepath.Join(t.TempDir(), "keystore.json")
+	addKey(t, ks, "fleet-fp", "default", "fleet-secret", "fleet-salt", 1000)
+	a := harness.StartAlecryptd(t, harness.StartOptions{Keystore: ks})
+	b := harness.StartAlecryptd(t, harness.StartOptions{Keystore: ks})
+	ctx := context.Background()
+	ca, cb := newCryptoClient(a.URL), newCryptoClient(b.URL)
+	var env *alev1.Envelope
+	for range 3 {
+		res, err := ca.Encrypt(ctx, connect.NewRequest(&alev1.EncryptRequest{Plaintext: []byte("x")}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		env = res.Msg.GetEnvelope()
+	}
+	for range 2 {
+		if _, err := cb.Decrypt(ctx, connect.NewRequest(&alev1.DecryptRequest{Envelope: env})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ref := &alev1.KeyRef{Ref: &alev1.KeyRef_Fingerprint{Fingerprint: "fleet-fp"}}
+	for _, r := range []struct {
+		name     string
+		c        alev1connect.CryptoServiceClient
+		enc, dec uint64
+	}{{"a", ca, 3, 0}, {"b", cb, 0, 2}} {
+		res, err := r.c.Resolve(ctx, connect.NewRequest(&alev1.ResolveRequest{Key: ref}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if u := res.Msg.GetKey().GetUsage(); u.GetEncryptCount() != r.enc || u.GetDecryptCount() != r.dec {
+			t.Errorf("replica %s Resolve usage = %v, want %d encryptions, %d decryptions", r.name, u, r.enc, r.dec)
+		}
+	}
+	fleet := map[string]float64{}
+	for _, svc := range []*harness.Service{a, b} {
+		for k, v := range series(t, svc.MetricsURL) {
+			if strings.HasPrefix(k, "alecrypt_key_operations_total{") {
+				fleet[k] += v
+			}
+		}
+	}
+	want := map[string]float64{
+		"alecrypt_key_operations_total{fingerprint=fleet-fp,operation=encrypt}": 3,
+		"alecrypt_key_operations_total{fingerprint=fleet-fp,operation=decrypt}": 2,
+	}
+	if !maps.Equal(fleet, want) {
+		t.Errorf("fleet-wide key operations = %v, want %v", fleet, want)
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -15,68 +14,6 @@ import (
 
 // npmInstall is the command that installs the pinned TypeScript toolchain.
 const npmInstall = "npm ci --no-audit --no-fund"
-
-// requireNodeModules checks that node_modules holds exactly the versions
-// package-lock.json pins for the root package.json's devDependencies. Like a
-// missing tool, a missing or stale install fails under CI=true and skips,
-// loudly, elsewhere.
-func requireNodeModules(t *testing.T) {
-	t.Helper()
-	root := harness.RepoRoot()
-	fail := func(msg string) {
-		t.Helper()
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip("SKIPPING: " + msg + "; CI=true would fail here")
-	}
-	if _, err := os.Stat(filepath.Join(root, "node_modules")); err != nil {
-		fail("node_modules is missing: run `" + npmInstall + "` in " + root)
-	}
-	var pkg struct {
-		DevDependencies map[string]string `json:"devDependencies"`
-	}
-	var lock struct {
-		Packages map[string]struct {
-			Version string `json:"version"`
-		} `json:"packages"`
-	}
-	for name, v := range map[string]any{"package.json": &pkg, "package-lock.json": &lock} {
-		data, err := os.ReadFile(filepath.Join(root, name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := json.Unmarshal(data, v); err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-	}
-	var problems []string
-	for name := range pkg.DevDependencies {
-		want := lock.Packages["node_modules/"+name].Version
-		var installed struct {
-			Version string `json:"version"`
-		}
-		data, err := os.ReadFile(filepath.Join(root, "node_modules", name, "package.json"))
-		if err == nil {
-			err = json.Unmarshal(data, &installed)
-		}
-		switch {
-		case err != nil:
-			problems = append(problems, name+" is not installed")
-		case installed.Version != want:
-			problems = append(problems, name+"@"+installed.Version+" is installed, package-lock.json pins "+want)
-		}
-	}
-	// The workspace link that lets test/node import the package by name.
-	if _, err := os.Stat(filepath.Join(root, "node_modules", "@alecrypt", "ale-client", "package.json")); err != nil {
-		problems = append(problems, "@alecrypt/ale-client (workspace clients/ts) is not linked")
-	}
-	if len(problems) == 0 {
-		return
-	}
-	sort.Strings(problems)
-	fail("node_modules does not match package-lock.json (" + strings.Join(problems, "; ") + "): run `" + npmInstall + "` in " + root)
-}
 
 // TestTSClient runs test/node/client.test.ts, a Node program using the code
 // buf generates into gen/ts, the @alecrypt/ale-client package and

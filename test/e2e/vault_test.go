@@ -1,18 +1,13 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,46 +15,11 @@ import (
 	vaultapi "github.com/hashicorp/vault/api"
 
 	alev1 "github.com/alecrypt/alecrypt/gen/ale/v1"
-	"github.com/alecrypt/alecrypt/gen/ale/v1/alev1connect"
 	"github.com/alecrypt/alecrypt/service/key"
+	"github.com/alecrypt/alecrypt/service/keystore"
 	"github.com/alecrypt/alecrypt/service/keystore/vaultstore"
-	"github.com/alecrypt/alecrypt/service/secret"
 	"github.com/alecrypt/alecrypt/test/harness"
 )
-
-// policyToken installs deploy/vault/<name>.hcl as a policy on v and returns a
-// token holding only that policy (plus Vault's default).
-func policyToken(t *testing.T, v *harness.Vault, name string) string {
-	t.Helper()
-	root := v.Client(t, harness.VaultRootToken)
-	hcl, err := os.ReadFile(filepath.Join(harness.RepoRoot(), "deploy", "vault", name+".hcl"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := root.Sys().PutPolicy(name, string(hcl)); err != nil {
-		t.Fatalf("PutPolicy %s: %v", name, err)
-	}
-	sec, err := root.Auth().Token().Create(&vaultapi.TokenCreateRequest{Policies: []string{name}, TTL: "1h"})
-	if err != nil {
-		t.Fatalf("token create: %v", err)
-	}
-	return sec.Auth.ClientToken
-}
-
-func testKey(fp, alias, secretText string, created time.Time) key.Record {
-	return key.Record{
-		Fingerprint: fp,
-		Aliases:     []string{alias},
-		Algorithm:   key.AES256CTR,
-		Secret:      secret.FromString(secretText),
-		KDF:         key.KDF{Name: key.KDFPBKDF2SHA256, Salt: "salt-" + fp, Iterations: 1000},
-		CounterBits: 64,
-		State:       key.Active,
-		Version:     1,
-		CreatedAt:   created,
-		Source:      key.SourcePortal,
-	}
-}
 
 func isPermissionDenied(err error) bool {
 	var re *vaultapi.ResponseError
@@ -109,7 +69,7 @@ func TestVaultPolicies(t *testing.T) {
 	if v, err := vaultstore.New(sync).Put(ctx, testKey("fp-new", "store-2", "sync-test-secret", time.Now()), 0); err != nil || v != 2 {
 		t.Errorf("re-creating a soft-deleted key: version %d, %v; want version 2", v, err)
 	}
-	if _, err := vaultstore.New(sync).Put(ctx, testKey("fp-new", "store-2", "sync-test-secret", time.Now()), 0); !errors.Is(err, vaultstore.ErrCASMismatch) {
+	if _, err := vaultstore.New(sync).Put(ctx, testKey("fp-new", "store-2", "sync-test-secret", time.Now()), 0); !errors.Is(err, keystore.ErrCASMismatch) {
 		t.Errorf("create-only write over a live key: err = %v, want ErrCASMismatch", err)
 	}
 	if _, err := sync.KVv2("secret").Get(ctx, "other/app"); !isPermissionDenied(err) {
@@ -277,95 +237,4 @@ func TestVaultOutageKeepsServing(t *testing.T) {
 		t.Fatalf("requests: %d ok, %d failed; want all ok", ok, failed)
 	}
 	t.Logf("%d Encrypt+Decrypt pairs, none failed, across the Vault outage", ok)
-}
-
-// load is traffic on the default key: 4 clients each doing Encrypt then
-// Decrypt (with a JSON check) in a loop, counting pairs that worked or not.
-type load struct {
-	ok, failed atomic.Int64
-	done       chan struct{}
-	wg         sync.WaitGroup
-}
-
-func startLoad(client alev1connect.CryptoServiceClient) *load {
-	l := &load{done: make(chan struct{})}
-	ctx := context.Background()
-	for range 4 {
-		l.wg.Go(func() {
-			for {
-				select {
-				case <-l.done:
-					return
-				default:
-				}
-				enc, err := client.Encrypt(ctx, connect.NewRequest(&alev1.EncryptRequest{Plaintext: []byte(`{"n":1}`)}))
-				if err == nil {
-					_, err = client.Decrypt(ctx, connect.NewRequest(&alev1.DecryptRequest{Envelope: enc.Msg.GetEnvelope(), Expect: alev1.PlaintextFormat_PLAINTEXT_FORMAT_JSON}))
-				}
-				if err != nil {
-					l.failed.Add(1)
-				} else {
-					l.ok.Add(1)
-				}
-			}
-		})
-	}
-	return l
-}
-
-// stop ends the traffic and returns its counts.
-func (l *load) stop() (ok, failed int64) {
-	close(l.done)
-	l.wg.Wait()
-	return l.ok.Load(), l.failed.Load()
-}
-
-func newCryptoClient(url string) alev1connect.CryptoServiceClient {
-	return alev1connect.NewCryptoServiceClient(http.DefaultClient, url)
-}
-
-func resolveFP(t *testing.T, c alev1connect.CryptoServiceClient, alias string) string {
-	t.Helper()
-	res, err := c.Resolve(context.Background(), connect.NewRequest(&alev1.ResolveRequest{Key: &alev1.KeyRef{Ref: &alev1.KeyRef_Alias{Alias: alias}}}))
-	if err != nil {
-		return ""
-	}
-	return res.Msg.GetKey().GetFingerprint()
-}
-
-// health asks grpc.health.v1 over the Connect protocol's JSON form.
-func health(t *testing.T, base string) string {
-	t.Helper()
-	res, err := http.Post(base+"/grpc.health.v1.Health/Check", "application/json", bytes.NewReader([]byte(`{}`)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	var out struct{ Status string }
-	_ = json.NewDecoder(res.Body).Decode(&out)
-	return out.Status
-}
-
-func scrape(t *testing.T, url string) string {
-	t.Helper()
-	if url == "" {
-		t.Fatal("no metrics URL")
-	}
-	res, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	b, _ := io.ReadAll(res.Body)
-	return string(b)
-}
-
-func grep(s, sub string) string {
-	var out []string
-	for _, l := range strings.Split(s, "\n") {
-		if strings.Contains(l, sub) {
-			out = append(out, l)
-		}
-	}
-	return strings.Join(out, "\n")
 }

@@ -10,7 +10,7 @@
 // The plaintexts are random test bytes and are never printed.
 
 import { randomBytes } from "node:crypto";
-import { create, toJson, type DescMessage, type JsonValue, type Message } from "@bufbuild/protobuf";
+import { create, toBinary, toJson, type DescMessage, type JsonValue, type Message } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import {
   aleErrorDetail,
@@ -22,6 +22,7 @@ import {
   ErrorDetailSchema,
   KeyInfoSchema,
   ResolveResponseSchema,
+  RewrapResponseSchema,
   type AleClient,
   type AleProtocol,
   type Envelope,
@@ -194,6 +195,16 @@ async function checksOver(protocol: AleProtocol, ale: AleClient, seen: Set<strin
       if (diff) return `good item ${i}: ${diff}`;
     }
     return undefined;
+  });
+
+  await check(`${p} Rewrap: a new envelope under the default key's primary, never the plaintext`, async () => {
+    const plaintext = new TextEncoder().encode('{"order":"rewrap-ts"}');
+    const { envelope } = await ale.crypto.encrypt({ plaintext });
+    const moved = await ale.crypto.rewrap({ envelope, key: { ref: { case: "alias", value: "default" } } });
+    if (!moved.envelope || moved.key?.fingerprint !== moved.envelope.fingerprint) return "no envelope, or key info of another key";
+    if (Buffer.from(toBinary(RewrapResponseSchema, moved)).includes(Buffer.from("rewrap-ts"))) return "the response carries the plaintext";
+    const { plaintext: back } = await ale.crypto.decrypt({ envelope: moved.envelope });
+    return sameBytes(back, plaintext);
   });
 
   await check(`${p} Decrypt with an unknown fingerprint: NotFound with ErrorDetail 2`, async () => {

@@ -26,9 +26,30 @@ if [ -x "$bin" ] && "$bin" version >/dev/null 2>&1; then
   exit 0
 fi
 
-echo "building vault $VAULT_VERSION (first time on this machine: several minutes)" >&2
+# The first build takes minutes (about 7 on a quiet 2-core machine, far
+# longer on a busy one) and several GB of module downloads and build cache:
+# say what is happening, and keep saying it, so a first `make test` is never
+# silent. Progress goes to stderr; stdout carries only the binary's path.
+start=$SECONDS
+every="${ALECRYPT_HEARTBEAT:-30}"
+beat=""
+stop_beat() { if [ -n "$beat" ]; then kill "$beat" 2>/dev/null || true; wait "$beat" 2>/dev/null || true; beat=""; fi; }
+trap stop_beat EXIT
+phase() {
+  stop_beat
+  echo "vault build: $1 ($(( SECONDS - start ))s so far)" >&2
+  # The heartbeat writes only to stderr: with stdout open it would hold a
+  # caller's $(...) open, and with the lock's fd 9 the lock.
+  ( while sleep "$every"; do echo "vault build: still $1 ($(( SECONDS - start ))s so far)" >&2; done ) >/dev/null 9>&- &
+  beat=$!
+}
+
+echo "building vault $VAULT_VERSION from source, once per machine: several minutes the first time" >&2
+echo "(about 7 on a quiet 2-core machine, longer on a busy one) and several GB of downloads and" >&2
+echo "build cache; the binary is cached in $cache" >&2
 export GOFLAGS=-mod=mod
 export GONOSUMDB="github.com/hashicorp/vault-plugin-*"
+phase "downloading the vault $VAULT_VERSION module"
 src_dir=$(cd "$cache" && GOFLAGS= go mod download -json "github.com/hashicorp/vault@$VAULT_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
 [ -d "$src_dir" ] || { echo "go mod download gave no folder for vault $VAULT_VERSION" >&2; exit 1; }
 work="$cache/vault-src-$VAULT_VERSION"
@@ -40,7 +61,10 @@ for m in sdk api api/auth/approle api/auth/kubernetes api/auth/userpass; do
   go mod edit -dropreplace "github.com/hashicorp/vault/$m"
 done
 mkdir -p "$(dirname "$bin")"
+phase "downloading vault's dependencies and compiling (the long part)"
 go build -ldflags='-s -w' -o "$bin.tmp" . >&2
+stop_beat
 mv "$bin.tmp" "$bin"
 cd "$cache" && rm -rf "$work"
+echo "vault build: done in $(( SECONDS - start ))s: $bin" >&2
 echo "$bin"

@@ -1050,6 +1050,319 @@ func (*StreamResponse_EncryptBatch) isStreamResponse_Result() {}
 
 func (*StreamResponse_DecryptBatch) isStreamResponse_Result() {}
 
+// RewrapRequest asks for an envelope to be moved under another key.
+type RewrapRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The envelope to open; iv and fingerprint are required.
+	Envelope *Envelope `protobuf:"bytes,1,opt,name=envelope,proto3" json:"envelope,omitempty"`
+	// The key to seal under: its primary for an alias, the exact key for a
+	// fingerprint; unset means the caller's default key. Sealing needs a key
+	// that may encrypt (active, not expired).
+	Key *KeyRef `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	// Associated data: checked when opening and bound again when sealing (both
+	// keys aes-256-gcm). Refused when either key is aes-256-ctr.
+	AssociatedData []byte `protobuf:"bytes,3,opt,name=associated_data,json=associatedData,proto3" json:"associated_data,omitempty"`
+	// An optional check of the plaintext before it is sealed again, as in
+	// DecryptRequest.expect: aes-256-ctr cannot tell a wrong key from the right
+	// one, and a rewrap under aes-256-gcm would otherwise authenticate garbage.
+	// A failed check is reported like any other decryption failure.
+	Expect        PlaintextFormat `protobuf:"varint,4,opt,name=expect,proto3,enum=ale.v1.PlaintextFormat" json:"expect,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RewrapRequest) Reset() {
+	*x = RewrapRequest{}
+	mi := &file_ale_v1_crypto_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RewrapRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RewrapRequest) ProtoMessage() {}
+
+func (x *RewrapRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ale_v1_crypto_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RewrapRequest.ProtoReflect.Descriptor instead.
+func (*RewrapRequest) Descriptor() ([]byte, []int) {
+	return file_ale_v1_crypto_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *RewrapRequest) GetEnvelope() *Envelope {
+	if x != nil {
+		return x.Envelope
+	}
+	return nil
+}
+
+func (x *RewrapRequest) GetKey() *KeyRef {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *RewrapRequest) GetAssociatedData() []byte {
+	if x != nil {
+		return x.AssociatedData
+	}
+	return nil
+}
+
+func (x *RewrapRequest) GetExpect() PlaintextFormat {
+	if x != nil {
+		return x.Expect
+	}
+	return PlaintextFormat_PLAINTEXT_FORMAT_UNSPECIFIED
+}
+
+// RewrapResponse carries the envelope sealed under the target key.
+type RewrapResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The new envelope: fresh IV, the target key's fingerprint, the ciphertext.
+	Envelope *Envelope `protobuf:"bytes,1,opt,name=envelope,proto3" json:"envelope,omitempty"`
+	// Metadata of the key that sealed the new envelope.
+	Key           *KeyInfo `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RewrapResponse) Reset() {
+	*x = RewrapResponse{}
+	mi := &file_ale_v1_crypto_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RewrapResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RewrapResponse) ProtoMessage() {}
+
+func (x *RewrapResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ale_v1_crypto_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RewrapResponse.ProtoReflect.Descriptor instead.
+func (*RewrapResponse) Descriptor() ([]byte, []int) {
+	return file_ale_v1_crypto_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *RewrapResponse) GetEnvelope() *Envelope {
+	if x != nil {
+		return x.Envelope
+	}
+	return nil
+}
+
+func (x *RewrapResponse) GetKey() *KeyInfo {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+// RewrapBatchRequest holds the items of a batch rewrap.
+type RewrapBatchRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The items, each rewrapped independently.
+	Items         []*RewrapRequest `protobuf:"bytes,1,rep,name=items,proto3" json:"items,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RewrapBatchRequest) Reset() {
+	*x = RewrapBatchRequest{}
+	mi := &file_ale_v1_crypto_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RewrapBatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RewrapBatchRequest) ProtoMessage() {}
+
+func (x *RewrapBatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ale_v1_crypto_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RewrapBatchRequest.ProtoReflect.Descriptor instead.
+func (*RewrapBatchRequest) Descriptor() ([]byte, []int) {
+	return file_ale_v1_crypto_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *RewrapBatchRequest) GetItems() []*RewrapRequest {
+	if x != nil {
+		return x.Items
+	}
+	return nil
+}
+
+// RewrapBatchResponse holds one result per request item, in order.
+type RewrapBatchResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The results, results[i] for items[i].
+	Results       []*RewrapResult `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RewrapBatchResponse) Reset() {
+	*x = RewrapBatchResponse{}
+	mi := &file_ale_v1_crypto_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RewrapBatchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RewrapBatchResponse) ProtoMessage() {}
+
+func (x *RewrapBatchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ale_v1_crypto_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RewrapBatchResponse.ProtoReflect.Descriptor instead.
+func (*RewrapBatchResponse) Descriptor() ([]byte, []int) {
+	return file_ale_v1_crypto_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *RewrapBatchResponse) GetResults() []*RewrapResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+// RewrapResult is the outcome of one batch rewrap item.
+type RewrapResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Either the response or the error.
+	//
+	// Types that are valid to be assigned to Result:
+	//
+	//	*RewrapResult_Response
+	//	*RewrapResult_Error
+	Result        isRewrapResult_Result `protobuf_oneof:"result"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RewrapResult) Reset() {
+	*x = RewrapResult{}
+	mi := &file_ale_v1_crypto_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RewrapResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RewrapResult) ProtoMessage() {}
+
+func (x *RewrapResult) ProtoReflect() protoreflect.Message {
+	mi := &file_ale_v1_crypto_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RewrapResult.ProtoReflect.Descriptor instead.
+func (*RewrapResult) Descriptor() ([]byte, []int) {
+	return file_ale_v1_crypto_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *RewrapResult) GetResult() isRewrapResult_Result {
+	if x != nil {
+		return x.Result
+	}
+	return nil
+}
+
+func (x *RewrapResult) GetResponse() *RewrapResponse {
+	if x != nil {
+		if x, ok := x.Result.(*RewrapResult_Response); ok {
+			return x.Response
+		}
+	}
+	return nil
+}
+
+func (x *RewrapResult) GetError() *ItemError {
+	if x != nil {
+		if x, ok := x.Result.(*RewrapResult_Error); ok {
+			return x.Error
+		}
+	}
+	return nil
+}
+
+type isRewrapResult_Result interface {
+	isRewrapResult_Result()
+}
+
+type RewrapResult_Response struct {
+	// The item succeeded.
+	Response *RewrapResponse `protobuf:"bytes,1,opt,name=response,proto3,oneof"`
+}
+
+type RewrapResult_Error struct {
+	// The item failed.
+	Error *ItemError `protobuf:"bytes,2,opt,name=error,proto3,oneof"`
+}
+
+func (*RewrapResult_Response) isRewrapResult_Result() {}
+
+func (*RewrapResult_Error) isRewrapResult_Result() {}
+
 var File_ale_v1_crypto_proto protoreflect.FileDescriptor
 
 const file_ale_v1_crypto_proto_rawDesc = "" +
@@ -1105,18 +1418,36 @@ const file_ale_v1_crypto_proto_rawDesc = "" +
 	"\x05error\x18\x04 \x01(\v2\x11.ale.v1.ItemErrorH\x00R\x05error\x12C\n" +
 	"\rencrypt_batch\x18\x05 \x01(\v2\x1c.ale.v1.EncryptBatchResponseH\x00R\fencryptBatch\x12C\n" +
 	"\rdecrypt_batch\x18\x06 \x01(\v2\x1c.ale.v1.DecryptBatchResponseH\x00R\fdecryptBatchB\b\n" +
+	"\x06result\"\xb9\x01\n" +
+	"\rRewrapRequest\x12,\n" +
+	"\benvelope\x18\x01 \x01(\v2\x10.ale.v1.EnvelopeR\benvelope\x12 \n" +
+	"\x03key\x18\x02 \x01(\v2\x0e.ale.v1.KeyRefR\x03key\x12'\n" +
+	"\x0fassociated_data\x18\x03 \x01(\fR\x0eassociatedData\x12/\n" +
+	"\x06expect\x18\x04 \x01(\x0e2\x17.ale.v1.PlaintextFormatR\x06expect\"a\n" +
+	"\x0eRewrapResponse\x12,\n" +
+	"\benvelope\x18\x01 \x01(\v2\x10.ale.v1.EnvelopeR\benvelope\x12!\n" +
+	"\x03key\x18\x02 \x01(\v2\x0f.ale.v1.KeyInfoR\x03key\"A\n" +
+	"\x12RewrapBatchRequest\x12+\n" +
+	"\x05items\x18\x01 \x03(\v2\x15.ale.v1.RewrapRequestR\x05items\"E\n" +
+	"\x13RewrapBatchResponse\x12.\n" +
+	"\aresults\x18\x01 \x03(\v2\x14.ale.v1.RewrapResultR\aresults\"y\n" +
+	"\fRewrapResult\x124\n" +
+	"\bresponse\x18\x01 \x01(\v2\x16.ale.v1.RewrapResponseH\x00R\bresponse\x12)\n" +
+	"\x05error\x18\x02 \x01(\v2\x11.ale.v1.ItemErrorH\x00R\x05errorB\b\n" +
 	"\x06result*i\n" +
 	"\x0fPlaintextFormat\x12 \n" +
 	"\x1cPLAINTEXT_FORMAT_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15PLAINTEXT_FORMAT_UTF8\x10\x01\x12\x19\n" +
-	"\x15PLAINTEXT_FORMAT_JSON\x10\x022\xa5\x03\n" +
+	"\x15PLAINTEXT_FORMAT_JSON\x10\x022\xa6\x04\n" +
 	"\rCryptoService\x12:\n" +
 	"\aEncrypt\x12\x16.ale.v1.EncryptRequest\x1a\x17.ale.v1.EncryptResponse\x12?\n" +
 	"\aDecrypt\x12\x16.ale.v1.DecryptRequest\x1a\x17.ale.v1.DecryptResponse\"\x03\x90\x02\x02\x12?\n" +
 	"\aResolve\x12\x16.ale.v1.ResolveRequest\x1a\x17.ale.v1.ResolveResponse\"\x03\x90\x02\x01\x12I\n" +
 	"\fEncryptBatch\x12\x1b.ale.v1.EncryptBatchRequest\x1a\x1c.ale.v1.EncryptBatchResponse\x12N\n" +
 	"\fDecryptBatch\x12\x1b.ale.v1.DecryptBatchRequest\x1a\x1c.ale.v1.DecryptBatchResponse\"\x03\x90\x02\x02\x12;\n" +
-	"\x06Stream\x12\x15.ale.v1.StreamRequest\x1a\x16.ale.v1.StreamResponse(\x010\x01B\x81\x01\n" +
+	"\x06Stream\x12\x15.ale.v1.StreamRequest\x1a\x16.ale.v1.StreamResponse(\x010\x01\x127\n" +
+	"\x06Rewrap\x12\x15.ale.v1.RewrapRequest\x1a\x16.ale.v1.RewrapResponse\x12F\n" +
+	"\vRewrapBatch\x12\x1a.ale.v1.RewrapBatchRequest\x1a\x1b.ale.v1.RewrapBatchResponseB\x81\x01\n" +
 	"\n" +
 	"com.ale.v1B\vCryptoProtoP\x01Z-github.com/alecrypt/alecrypt/gen/ale/v1;alev1\xa2\x02\x03AXX\xaa\x02\x06Ale.V1\xca\x02\x06Ale\\V1\xe2\x02\x12Ale\\V1\\GPBMetadata\xea\x02\aAle::V1b\x06proto3"
 
@@ -1133,7 +1464,7 @@ func file_ale_v1_crypto_proto_rawDescGZIP() []byte {
 }
 
 var file_ale_v1_crypto_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_ale_v1_crypto_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_ale_v1_crypto_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_ale_v1_crypto_proto_goTypes = []any{
 	(PlaintextFormat)(0),         // 0: ale.v1.PlaintextFormat
 	(*EncryptRequest)(nil),       // 1: ale.v1.EncryptRequest
@@ -1150,54 +1481,72 @@ var file_ale_v1_crypto_proto_goTypes = []any{
 	(*DecryptResult)(nil),        // 12: ale.v1.DecryptResult
 	(*StreamRequest)(nil),        // 13: ale.v1.StreamRequest
 	(*StreamResponse)(nil),       // 14: ale.v1.StreamResponse
-	(*KeyRef)(nil),               // 15: ale.v1.KeyRef
-	(*Envelope)(nil),             // 16: ale.v1.Envelope
-	(*KeyInfo)(nil),              // 17: ale.v1.KeyInfo
-	(*ItemError)(nil),            // 18: ale.v1.ItemError
+	(*RewrapRequest)(nil),        // 15: ale.v1.RewrapRequest
+	(*RewrapResponse)(nil),       // 16: ale.v1.RewrapResponse
+	(*RewrapBatchRequest)(nil),   // 17: ale.v1.RewrapBatchRequest
+	(*RewrapBatchResponse)(nil),  // 18: ale.v1.RewrapBatchResponse
+	(*RewrapResult)(nil),         // 19: ale.v1.RewrapResult
+	(*KeyRef)(nil),               // 20: ale.v1.KeyRef
+	(*Envelope)(nil),             // 21: ale.v1.Envelope
+	(*KeyInfo)(nil),              // 22: ale.v1.KeyInfo
+	(*ItemError)(nil),            // 23: ale.v1.ItemError
 }
 var file_ale_v1_crypto_proto_depIdxs = []int32{
-	15, // 0: ale.v1.EncryptRequest.key:type_name -> ale.v1.KeyRef
-	16, // 1: ale.v1.EncryptResponse.envelope:type_name -> ale.v1.Envelope
-	17, // 2: ale.v1.EncryptResponse.key:type_name -> ale.v1.KeyInfo
-	16, // 3: ale.v1.DecryptRequest.envelope:type_name -> ale.v1.Envelope
+	20, // 0: ale.v1.EncryptRequest.key:type_name -> ale.v1.KeyRef
+	21, // 1: ale.v1.EncryptResponse.envelope:type_name -> ale.v1.Envelope
+	22, // 2: ale.v1.EncryptResponse.key:type_name -> ale.v1.KeyInfo
+	21, // 3: ale.v1.DecryptRequest.envelope:type_name -> ale.v1.Envelope
 	0,  // 4: ale.v1.DecryptRequest.expect:type_name -> ale.v1.PlaintextFormat
-	17, // 5: ale.v1.DecryptResponse.key:type_name -> ale.v1.KeyInfo
-	15, // 6: ale.v1.ResolveRequest.key:type_name -> ale.v1.KeyRef
-	17, // 7: ale.v1.ResolveResponse.key:type_name -> ale.v1.KeyInfo
+	22, // 5: ale.v1.DecryptResponse.key:type_name -> ale.v1.KeyInfo
+	20, // 6: ale.v1.ResolveRequest.key:type_name -> ale.v1.KeyRef
+	22, // 7: ale.v1.ResolveResponse.key:type_name -> ale.v1.KeyInfo
 	1,  // 8: ale.v1.EncryptBatchRequest.items:type_name -> ale.v1.EncryptRequest
 	9,  // 9: ale.v1.EncryptBatchResponse.results:type_name -> ale.v1.EncryptResult
 	2,  // 10: ale.v1.EncryptResult.response:type_name -> ale.v1.EncryptResponse
-	18, // 11: ale.v1.EncryptResult.error:type_name -> ale.v1.ItemError
+	23, // 11: ale.v1.EncryptResult.error:type_name -> ale.v1.ItemError
 	3,  // 12: ale.v1.DecryptBatchRequest.items:type_name -> ale.v1.DecryptRequest
 	12, // 13: ale.v1.DecryptBatchResponse.results:type_name -> ale.v1.DecryptResult
 	4,  // 14: ale.v1.DecryptResult.response:type_name -> ale.v1.DecryptResponse
-	18, // 15: ale.v1.DecryptResult.error:type_name -> ale.v1.ItemError
+	23, // 15: ale.v1.DecryptResult.error:type_name -> ale.v1.ItemError
 	1,  // 16: ale.v1.StreamRequest.encrypt:type_name -> ale.v1.EncryptRequest
 	3,  // 17: ale.v1.StreamRequest.decrypt:type_name -> ale.v1.DecryptRequest
 	7,  // 18: ale.v1.StreamRequest.encrypt_batch:type_name -> ale.v1.EncryptBatchRequest
 	10, // 19: ale.v1.StreamRequest.decrypt_batch:type_name -> ale.v1.DecryptBatchRequest
 	2,  // 20: ale.v1.StreamResponse.encrypt:type_name -> ale.v1.EncryptResponse
 	4,  // 21: ale.v1.StreamResponse.decrypt:type_name -> ale.v1.DecryptResponse
-	18, // 22: ale.v1.StreamResponse.error:type_name -> ale.v1.ItemError
+	23, // 22: ale.v1.StreamResponse.error:type_name -> ale.v1.ItemError
 	8,  // 23: ale.v1.StreamResponse.encrypt_batch:type_name -> ale.v1.EncryptBatchResponse
 	11, // 24: ale.v1.StreamResponse.decrypt_batch:type_name -> ale.v1.DecryptBatchResponse
-	1,  // 25: ale.v1.CryptoService.Encrypt:input_type -> ale.v1.EncryptRequest
-	3,  // 26: ale.v1.CryptoService.Decrypt:input_type -> ale.v1.DecryptRequest
-	5,  // 27: ale.v1.CryptoService.Resolve:input_type -> ale.v1.ResolveRequest
-	7,  // 28: ale.v1.CryptoService.EncryptBatch:input_type -> ale.v1.EncryptBatchRequest
-	10, // 29: ale.v1.CryptoService.DecryptBatch:input_type -> ale.v1.DecryptBatchRequest
-	13, // 30: ale.v1.CryptoService.Stream:input_type -> ale.v1.StreamRequest
-	2,  // 31: ale.v1.CryptoService.Encrypt:output_type -> ale.v1.EncryptResponse
-	4,  // 32: ale.v1.CryptoService.Decrypt:output_type -> ale.v1.DecryptResponse
-	6,  // 33: ale.v1.CryptoService.Resolve:output_type -> ale.v1.ResolveResponse
-	8,  // 34: ale.v1.CryptoService.EncryptBatch:output_type -> ale.v1.EncryptBatchResponse
-	11, // 35: ale.v1.CryptoService.DecryptBatch:output_type -> ale.v1.DecryptBatchResponse
-	14, // 36: ale.v1.CryptoService.Stream:output_type -> ale.v1.StreamResponse
-	31, // [31:37] is the sub-list for method output_type
-	25, // [25:31] is the sub-list for method input_type
-	25, // [25:25] is the sub-list for extension type_name
-	25, // [25:25] is the sub-list for extension extendee
-	0,  // [0:25] is the sub-list for field type_name
+	21, // 25: ale.v1.RewrapRequest.envelope:type_name -> ale.v1.Envelope
+	20, // 26: ale.v1.RewrapRequest.key:type_name -> ale.v1.KeyRef
+	0,  // 27: ale.v1.RewrapRequest.expect:type_name -> ale.v1.PlaintextFormat
+	21, // 28: ale.v1.RewrapResponse.envelope:type_name -> ale.v1.Envelope
+	22, // 29: ale.v1.RewrapResponse.key:type_name -> ale.v1.KeyInfo
+	15, // 30: ale.v1.RewrapBatchRequest.items:type_name -> ale.v1.RewrapRequest
+	19, // 31: ale.v1.RewrapBatchResponse.results:type_name -> ale.v1.RewrapResult
+	16, // 32: ale.v1.RewrapResult.response:type_name -> ale.v1.RewrapResponse
+	23, // 33: ale.v1.RewrapResult.error:type_name -> ale.v1.ItemError
+	1,  // 34: ale.v1.CryptoService.Encrypt:input_type -> ale.v1.EncryptRequest
+	3,  // 35: ale.v1.CryptoService.Decrypt:input_type -> ale.v1.DecryptRequest
+	5,  // 36: ale.v1.CryptoService.Resolve:input_type -> ale.v1.ResolveRequest
+	7,  // 37: ale.v1.CryptoService.EncryptBatch:input_type -> ale.v1.EncryptBatchRequest
+	10, // 38: ale.v1.CryptoService.DecryptBatch:input_type -> ale.v1.DecryptBatchRequest
+	13, // 39: ale.v1.CryptoService.Stream:input_type -> ale.v1.StreamRequest
+	15, // 40: ale.v1.CryptoService.Rewrap:input_type -> ale.v1.RewrapRequest
+	17, // 41: ale.v1.CryptoService.RewrapBatch:input_type -> ale.v1.RewrapBatchRequest
+	2,  // 42: ale.v1.CryptoService.Encrypt:output_type -> ale.v1.EncryptResponse
+	4,  // 43: ale.v1.CryptoService.Decrypt:output_type -> ale.v1.DecryptResponse
+	6,  // 44: ale.v1.CryptoService.Resolve:output_type -> ale.v1.ResolveResponse
+	8,  // 45: ale.v1.CryptoService.EncryptBatch:output_type -> ale.v1.EncryptBatchResponse
+	11, // 46: ale.v1.CryptoService.DecryptBatch:output_type -> ale.v1.DecryptBatchResponse
+	14, // 47: ale.v1.CryptoService.Stream:output_type -> ale.v1.StreamResponse
+	16, // 48: ale.v1.CryptoService.Rewrap:output_type -> ale.v1.RewrapResponse
+	18, // 49: ale.v1.CryptoService.RewrapBatch:output_type -> ale.v1.RewrapBatchResponse
+	42, // [42:50] is the sub-list for method output_type
+	34, // [34:42] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_ale_v1_crypto_proto_init() }
@@ -1227,13 +1576,17 @@ func file_ale_v1_crypto_proto_init() {
 		(*StreamResponse_EncryptBatch)(nil),
 		(*StreamResponse_DecryptBatch)(nil),
 	}
+	file_ale_v1_crypto_proto_msgTypes[18].OneofWrappers = []any{
+		(*RewrapResult_Response)(nil),
+		(*RewrapResult_Error)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ale_v1_crypto_proto_rawDesc), len(file_ale_v1_crypto_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   14,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -328,7 +328,12 @@ type KeyInfo struct {
 	// For aes-256-ctr: how many low-order bits of the IV form the block counter
 	// (64, as WebCrypto's `length: 64` used by EK clients, or 128). Zero for
 	// other algorithms.
-	CounterBits   int32 `protobuf:"varint,10,opt,name=counter_bits,json=counterBits,proto3" json:"counter_bits,omitempty"`
+	CounterBits int32 `protobuf:"varint,10,opt,name=counter_bits,json=counterBits,proto3" json:"counter_bits,omitempty"`
+	// How much this replica of the service has used the key since it started
+	// (unset in responses that do not report usage). Other replicas keep their
+	// own counts: the fleet-wide view is in Prometheus
+	// (alecrypt_key_operations_total, alecrypt_key_last_used_timestamp_seconds).
+	Usage         *KeyUsage `protobuf:"bytes,11,opt,name=usage,proto3" json:"usage,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -433,6 +438,94 @@ func (x *KeyInfo) GetCounterBits() int32 {
 	return 0
 }
 
+func (x *KeyInfo) GetUsage() *KeyUsage {
+	if x != nil {
+		return x.Usage
+	}
+	return nil
+}
+
+// KeyUsage counts a key's successful operations on one replica since it
+// started; reloads of the key set keep the counts. Failed operations are not
+// counted. Before disabling a retired key, check that every replica reports
+// no recent use of it, over a period longer than any client's retry or
+// queue (README, "Is a key still used?").
+type KeyUsage struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Successful encryptions under the key (Encrypt, batch and stream items,
+	// and Rewrap's sealing).
+	EncryptCount uint64 `protobuf:"varint,1,opt,name=encrypt_count,json=encryptCount,proto3" json:"encrypt_count,omitempty"`
+	// Successful decryptions with the key (Decrypt, batch and stream items, and
+	// Rewrap's opening).
+	DecryptCount uint64 `protobuf:"varint,2,opt,name=decrypt_count,json=decryptCount,proto3" json:"decrypt_count,omitempty"`
+	// When the key last encrypted, to the millisecond; unset if it has not
+	// since the replica started.
+	LastEncryptTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=last_encrypt_time,json=lastEncryptTime,proto3" json:"last_encrypt_time,omitempty"`
+	// When the key last decrypted, to the millisecond; unset if it has not
+	// since the replica started.
+	LastDecryptTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=last_decrypt_time,json=lastDecryptTime,proto3" json:"last_decrypt_time,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *KeyUsage) Reset() {
+	*x = KeyUsage{}
+	mi := &file_ale_v1_types_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KeyUsage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KeyUsage) ProtoMessage() {}
+
+func (x *KeyUsage) ProtoReflect() protoreflect.Message {
+	mi := &file_ale_v1_types_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KeyUsage.ProtoReflect.Descriptor instead.
+func (*KeyUsage) Descriptor() ([]byte, []int) {
+	return file_ale_v1_types_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *KeyUsage) GetEncryptCount() uint64 {
+	if x != nil {
+		return x.EncryptCount
+	}
+	return 0
+}
+
+func (x *KeyUsage) GetDecryptCount() uint64 {
+	if x != nil {
+		return x.DecryptCount
+	}
+	return 0
+}
+
+func (x *KeyUsage) GetLastEncryptTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastEncryptTime
+	}
+	return nil
+}
+
+func (x *KeyUsage) GetLastDecryptTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastDecryptTime
+	}
+	return nil
+}
+
 // ErrorDetail is attached to every error of the crypto operations so that
 // every gateway maps failures to the same Enterprise Kitchen ALE error. Its
 // canonical JSON is the ALE error body, for example
@@ -451,7 +544,7 @@ type ErrorDetail struct {
 
 func (x *ErrorDetail) Reset() {
 	*x = ErrorDetail{}
-	mi := &file_ale_v1_types_proto_msgTypes[3]
+	mi := &file_ale_v1_types_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -463,7 +556,7 @@ func (x *ErrorDetail) String() string {
 func (*ErrorDetail) ProtoMessage() {}
 
 func (x *ErrorDetail) ProtoReflect() protoreflect.Message {
-	mi := &file_ale_v1_types_proto_msgTypes[3]
+	mi := &file_ale_v1_types_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -476,7 +569,7 @@ func (x *ErrorDetail) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ErrorDetail.ProtoReflect.Descriptor instead.
 func (*ErrorDetail) Descriptor() ([]byte, []int) {
-	return file_ale_v1_types_proto_rawDescGZIP(), []int{3}
+	return file_ale_v1_types_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ErrorDetail) GetErrorCode() int32 {
@@ -510,7 +603,7 @@ type ItemError struct {
 
 func (x *ItemError) Reset() {
 	*x = ItemError{}
-	mi := &file_ale_v1_types_proto_msgTypes[4]
+	mi := &file_ale_v1_types_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -522,7 +615,7 @@ func (x *ItemError) String() string {
 func (*ItemError) ProtoMessage() {}
 
 func (x *ItemError) ProtoReflect() protoreflect.Message {
-	mi := &file_ale_v1_types_proto_msgTypes[4]
+	mi := &file_ale_v1_types_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -535,7 +628,7 @@ func (x *ItemError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ItemError.ProtoReflect.Descriptor instead.
 func (*ItemError) Descriptor() ([]byte, []int) {
-	return file_ale_v1_types_proto_rawDescGZIP(), []int{4}
+	return file_ale_v1_types_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ItemError) GetCode() string {
@@ -571,7 +664,7 @@ const file_ale_v1_types_proto_rawDesc = "" +
 	"\x06KeyRef\x12\"\n" +
 	"\vfingerprint\x18\x01 \x01(\tH\x00R\vfingerprint\x12\x16\n" +
 	"\x05alias\x18\x02 \x01(\tH\x00R\x05aliasB\x05\n" +
-	"\x03ref\"\x81\x03\n" +
+	"\x03ref\"\xa9\x03\n" +
 	"\aKeyInfo\x12 \n" +
 	"\vfingerprint\x18\x01 \x01(\tR\vfingerprint\x12\x18\n" +
 	"\aaliases\x18\x02 \x03(\tR\aaliases\x12/\n" +
@@ -584,7 +677,13 @@ const file_ale_v1_types_proto_rawDesc = "" +
 	"\x06source\x18\b \x01(\tR\x06source\x12\x18\n" +
 	"\aprimary\x18\t \x01(\bR\aprimary\x12!\n" +
 	"\fcounter_bits\x18\n" +
-	" \x01(\x05R\vcounterBits\"F\n" +
+	" \x01(\x05R\vcounterBits\x12&\n" +
+	"\x05usage\x18\v \x01(\v2\x10.ale.v1.KeyUsageR\x05usage\"\xe4\x01\n" +
+	"\bKeyUsage\x12#\n" +
+	"\rencrypt_count\x18\x01 \x01(\x04R\fencryptCount\x12#\n" +
+	"\rdecrypt_count\x18\x02 \x01(\x04R\fdecryptCount\x12F\n" +
+	"\x11last_encrypt_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x0flastEncryptTime\x12F\n" +
+	"\x11last_decrypt_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x0flastDecryptTime\"F\n" +
 	"\vErrorDetail\x12\x1d\n" +
 	"\n" +
 	"error_code\x18\x01 \x01(\x05R\terrorCode\x12\x18\n" +
@@ -619,28 +718,32 @@ func file_ale_v1_types_proto_rawDescGZIP() []byte {
 }
 
 var file_ale_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_ale_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_ale_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_ale_v1_types_proto_goTypes = []any{
 	(Algorithm)(0),                // 0: ale.v1.Algorithm
 	(KeyState)(0),                 // 1: ale.v1.KeyState
 	(*Envelope)(nil),              // 2: ale.v1.Envelope
 	(*KeyRef)(nil),                // 3: ale.v1.KeyRef
 	(*KeyInfo)(nil),               // 4: ale.v1.KeyInfo
-	(*ErrorDetail)(nil),           // 5: ale.v1.ErrorDetail
-	(*ItemError)(nil),             // 6: ale.v1.ItemError
-	(*timestamppb.Timestamp)(nil), // 7: google.protobuf.Timestamp
+	(*KeyUsage)(nil),              // 5: ale.v1.KeyUsage
+	(*ErrorDetail)(nil),           // 6: ale.v1.ErrorDetail
+	(*ItemError)(nil),             // 7: ale.v1.ItemError
+	(*timestamppb.Timestamp)(nil), // 8: google.protobuf.Timestamp
 }
 var file_ale_v1_types_proto_depIdxs = []int32{
 	0, // 0: ale.v1.KeyInfo.algorithm:type_name -> ale.v1.Algorithm
 	1, // 1: ale.v1.KeyInfo.state:type_name -> ale.v1.KeyState
-	7, // 2: ale.v1.KeyInfo.created_at:type_name -> google.protobuf.Timestamp
-	7, // 3: ale.v1.KeyInfo.not_after:type_name -> google.protobuf.Timestamp
-	5, // 4: ale.v1.ItemError.detail:type_name -> ale.v1.ErrorDetail
-	5, // [5:5] is the sub-list for method output_type
-	5, // [5:5] is the sub-list for method input_type
-	5, // [5:5] is the sub-list for extension type_name
-	5, // [5:5] is the sub-list for extension extendee
-	0, // [0:5] is the sub-list for field type_name
+	8, // 2: ale.v1.KeyInfo.created_at:type_name -> google.protobuf.Timestamp
+	8, // 3: ale.v1.KeyInfo.not_after:type_name -> google.protobuf.Timestamp
+	5, // 4: ale.v1.KeyInfo.usage:type_name -> ale.v1.KeyUsage
+	8, // 5: ale.v1.KeyUsage.last_encrypt_time:type_name -> google.protobuf.Timestamp
+	8, // 6: ale.v1.KeyUsage.last_decrypt_time:type_name -> google.protobuf.Timestamp
+	6, // 7: ale.v1.ItemError.detail:type_name -> ale.v1.ErrorDetail
+	8, // [8:8] is the sub-list for method output_type
+	8, // [8:8] is the sub-list for method input_type
+	8, // [8:8] is the sub-list for extension type_name
+	8, // [8:8] is the sub-list for extension extendee
+	0, // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_ale_v1_types_proto_init() }
@@ -658,7 +761,7 @@ func file_ale_v1_types_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ale_v1_types_proto_rawDesc), len(file_ale_v1_types_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   5,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -41,7 +41,7 @@ func (s *Store) Import(incoming []key.Record, replace bool) (ImportResult, error
 				index[in.Fingerprint] = len(out)
 				out = append(out, in)
 				res.Added++
-			case sameRecord(out[i], in):
+			case out[i].Equal(in):
 				res.Unchanged++
 			case !replace:
 				return nil, fmt.Errorf("%w: %q (use replace to overwrite)", ErrConflict, in.Fingerprint)
@@ -75,10 +75,4 @@ func (s *Store) SetState(fingerprint string, state key.State) (key.Record, error
 		return recs, nil
 	})
 	return updated, err
-}
-
-func sameRecord(a, b key.Record) bool {
-	return a.Fingerprint == b.Fingerprint && slices.Equal(a.Aliases, b.Aliases) &&
-		a.SameMaterial(b) && a.State == b.State && a.Version == b.Version &&
-		a.CreatedAt.Equal(b.CreatedAt) && a.NotAfter.Equal(b.NotAfter) && a.Source == b.Source
 }

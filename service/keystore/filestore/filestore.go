@@ -50,13 +50,19 @@ type Store struct {
 	path string
 }
 
-var _ keystore.Reader = (*Store)(nil)
+var (
+	_ keystore.Reader  = (*Store)(nil)
+	_ keystore.Locator = (*Store)(nil)
+)
 
 // New returns the store at path; nothing is read or created yet.
 func New(path string) *Store { return &Store{path: path} }
 
 // Path is the keystore file's path.
 func (s *Store) Path() string { return s.path }
+
+// Location is the file's path, for keystore.Locator.
+func (s *Store) Location() string { return s.path }
 
 // Load reads the file and validates each record. Its Revision is the
 // SHA-256 of the file's bytes, so an unchanged file costs the refresher

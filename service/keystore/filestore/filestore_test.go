@@ -19,29 +19,18 @@ import (
 	"time"
 
 	"github.com/alecrypt/alecrypt/service/key"
+	"github.com/alecrypt/alecrypt/service/key/keytest"
 	"github.com/alecrypt/alecrypt/service/keyring"
+	"github.com/alecrypt/alecrypt/service/keyring/refresh"
 	"github.com/alecrypt/alecrypt/service/keystore"
 	"github.com/alecrypt/alecrypt/service/keystore/filestore"
 	"github.com/alecrypt/alecrypt/service/keystore/keystoretest"
-	"github.com/alecrypt/alecrypt/service/secret"
 )
 
 // canary stands in for key material in tests that check errors never echo it.
-const canary = "CANARY-not-a-real-secret-c0de"
+const canary = keytest.Canary
 
-func rec(fp string) key.Record {
-	return key.Record{
-		Fingerprint: fp,
-		Aliases:     []string{"default"},
-		Algorithm:   key.AES256CTR,
-		Secret:      secret.FromString(canary + "-" + fp),
-		KDF:         key.KDF{Name: key.KDFPBKDF2SHA256, Salt: "salt-" + fp, Iterations: key.MinIterations},
-		State:       key.Active,
-		Version:     1,
-		CreatedAt:   time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC),
-		Source:      key.SourceLocal,
-	}
-}
+func rec(fp string) key.Record { return keytest.Record(fp) }
 
 func encode(t *testing.T, recs ...key.Record) []byte {
 	t.Helper()
@@ -384,7 +373,7 @@ func TestRefresherNoticesExposedFile(t *testing.T) {
 	t.Parallel()
 	s := writeStore(t, 0o600, rec("fp-1"))
 	ring := keyring.New()
-	r := keystore.NewRefresher(s, ring, slog.New(slog.DiscardHandler), 0)
+	r := refresh.New(s, ring, slog.New(slog.DiscardHandler), 0)
 	if err := r.Reload(t.Context()); err != nil {
 		t.Fatal(err)
 	}
@@ -690,4 +679,51 @@ func TestInit(t *testing.T) {
 			t.Errorf("Init(group-readable file) = %v, %v; want false, an error", created, err)
 		}
 	})
+}
+
+// TestImport: identical records are left alone (key.Record.Equal, the one
+// record equality: an explicit counter_bits 64 is not the omitted default),
+// different ones conflict unless replaced with a higher version, and a
+// conflict leaves the file untouched.
+func TestImport(t *testing.T) {
+	t.Parallel()
+	explicit64 := rec("fp-1")
+	explicit64.CounterBits = key.CounterBits64
+	newer := rec("fp-1")
+	newer.Version = 2
+	for _, tc := range []struct {
+		name    string
+		in      []key.Record
+		replace bool
+		want    filestore.ImportResult
+		wantErr error
+	}{
+		{name: "new and identical", in: []key.Record{rec("fp-2"), rec("fp-1")}, want: filestore.ImportResult{Added: 1, Unchanged: 1}},
+		{name: "counter bits made explicit", in: []key.Record{explicit64}, wantErr: filestore.ErrConflict},
+		{name: "different without replace", in: []key.Record{rec("fp-2"), newer}, wantErr: filestore.ErrConflict},
+		{name: "replaced with a higher version", in: []key.Record{newer}, replace: true, want: filestore.ImportResult{Replaced: 1}},
+		{name: "replaced without a higher version", in: []key.Record{explicit64}, replace: true, wantErr: filestore.ErrConflict},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s := writeStore(t, 0o600, rec("fp-1"))
+			before, err := os.ReadFile(s.Path())
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := s.Import(tc.in, tc.replace)
+			if !errors.Is(err, tc.wantErr) {
+				t.Fatalf("Import() err = %v, want %v", err, tc.wantErr)
+			}
+			if err != nil {
+				if after, _ := os.ReadFile(s.Path()); string(after) != string(before) {
+					t.Error("a refused Import changed the file")
+				}
+				return
+			}
+			if got != tc.want {
+				t.Errorf("Import() = %+v, want %+v", got, tc.want)
+			}
+		})
+	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/alecrypt/alecrypt/service/key"
+	"github.com/alecrypt/alecrypt/service/key/keytest"
 	"github.com/alecrypt/alecrypt/service/keystore"
 	"github.com/alecrypt/alecrypt/service/secret"
 )
@@ -225,17 +226,8 @@ func seedRecords() []key.Record {
 }
 
 func record(fp string, alg key.Algorithm, state key.State, aliases ...string) key.Record {
-	return key.Record{
-		Fingerprint: fp,
-		Aliases:     aliases,
-		Algorithm:   alg,
-		Secret:      secret.FromString("conformance-only-secret-" + fp),
-		KDF:         key.KDF{Name: key.KDFPBKDF2SHA256, Salt: "salt-" + fp, Iterations: key.MinIterations},
-		State:       state,
-		Version:     4,
-		CreatedAt:   time.Date(2025, 2, 3, 4, 5, 6, 0, time.UTC),
-		Source:      key.SourcePortal,
-	}
+	return keytest.Record(fp, keytest.Algorithm(alg), keytest.State(state), keytest.Aliases(aliases...), keytest.Version(4),
+		keytest.CreatedAt(time.Date(2025, 2, 3, 4, 5, 6, 0, time.UTC)), keytest.Source(key.SourcePortal))
 }
 
 // checkRecords compares record sets regardless of order: metadata with cmp,

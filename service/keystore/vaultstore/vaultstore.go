@@ -44,14 +44,6 @@ const (
 // round-trip latency for thousands of keys, few enough not to flood Vault.
 const readers = 8
 
-var (
-	// ErrCASMismatch means the secret changed since it was read: another
-	// writer got there first. Nothing was written.
-	ErrCASMismatch = errors.New("vault: check-and-set mismatch: the key changed concurrently")
-	// ErrInvalidEntry wraps a secret whose data is not a valid record.
-	ErrInvalidEntry = errors.New("vault: invalid key record")
-)
-
 // Store is a KV v2 keystore.
 type Store struct {
 	client *api.Client
@@ -59,7 +51,11 @@ type Store struct {
 	prefix string
 }
 
-var _ keystore.Reader = (*Store)(nil)
+var (
+	_ keystore.Reader   = (*Store)(nil)
+	_ keystore.CASStore = (*Store)(nil)
+	_ keystore.Locator  = (*Store)(nil)
+)
 
 // Option configures a Store.
 type Option func(*Store)
@@ -82,29 +78,21 @@ func New(client *api.Client, opts ...Option) *Store {
 // Location describes where the keys live, for logs.
 func (s *Store) Location() string { return s.mount + "/" + s.prefix }
 
-// Entry is one key as stored: the record and the KV version it was read at,
-// which Put needs for check-and-set. Err is set instead of Record when the
-// secret's data is not a valid record.
-type Entry struct {
-	Record  key.Record
-	Version int
-	Err     error
-}
-
-// Entries reads every key under the prefix, by listed name. A secret whose
+// Entries implements keystore.CASStore: every key under the prefix, by
+// listed name, with its KV version. A secret whose
 // data is invalid is returned with Err set, so a sync can repair it; so is a
 // name that is not a valid fingerprint (or a sub-folder), which is never read
 // and can never be written. A Vault failure fails the whole call.
-func (s *Store) Entries(ctx context.Context) (map[string]Entry, error) {
+func (s *Store) Entries(ctx context.Context) (map[string]keystore.Entry, error) {
 	listed, err := s.list(ctx)
 	if err != nil {
 		return nil, err
 	}
-	out := make(map[string]Entry, len(listed))
+	out := make(map[string]keystore.Entry, len(listed))
 	names := make([]string, 0, len(listed))
 	for _, name := range listed {
 		if err := checkName(name); err != nil {
-			out[name] = Entry{Err: fmt.Errorf("%w at %s/%q: %w", ErrInvalidEntry, s.prefix, name, err)}
+			out[name] = keystore.Entry{Err: fmt.Errorf("%w at %s/%q: %w", keystore.ErrInvalidEntry, s.prefix, name, err)}
 			continue
 		}
 		names = append(names, name)
@@ -176,7 +164,7 @@ func (s *Store) Load(ctx context.Context) (keystore.Snapshot, error) {
 
 // Put writes rec at its fingerprint's path with check-and-set: cas is the
 // version the caller read (0 to create a key that must not exist yet). A
-// concurrent change returns ErrCASMismatch and writes nothing.
+// concurrent change returns keystore.ErrCASMismatch and writes nothing.
 //
 // A key whose latest version was deleted (soft delete) reads as absent, so a
 // sync puts it with cas 0; KV v2 still counts the deleted version, so that
@@ -199,7 +187,7 @@ func (s *Store) Put(ctx context.Context, rec key.Record, cas int) (newVersion in
 	}
 	if err != nil {
 		if isCASError(err) {
-			return 0, fmt.Errorf("put %q: %w", rec.Fingerprint, ErrCASMismatch)
+			return 0, fmt.Errorf("put %q: %w", rec.Fingerprint, keystore.ErrCASMismatch)
 		}
 		return 0, fmt.Errorf("vault: put %s: %w", path, err)
 	}
@@ -263,22 +251,22 @@ func (s *Store) list(ctx context.Context) ([]string, error) {
 
 // get reads one key; found is false when it was deleted meanwhile (or its
 // latest version is soft-deleted), which counts as removed.
-func (s *Store) get(ctx context.Context, fp string) (Entry, bool, error) {
+func (s *Store) get(ctx context.Context, fp string) (keystore.Entry, bool, error) {
 	path, err := s.path(fp)
 	if err != nil {
-		return Entry{}, false, fmt.Errorf("vault: read: %w", err)
+		return keystore.Entry{}, false, fmt.Errorf("vault: read: %w", err)
 	}
 	sec, err := s.client.KVv2(s.mount).Get(ctx, path)
 	if errors.Is(err, api.ErrSecretNotFound) {
-		return Entry{}, false, nil
+		return keystore.Entry{}, false, nil
 	}
 	if err != nil {
-		return Entry{}, false, fmt.Errorf("vault: read %s: %w", path, err)
+		return keystore.Entry{}, false, fmt.Errorf("vault: read %s: %w", path, err)
 	}
 	if sec == nil || sec.Data == nil {
-		return Entry{}, false, nil
+		return keystore.Entry{}, false, nil
 	}
-	e := Entry{}
+	e := keystore.Entry{}
 	if sec.VersionMetadata != nil {
 		e.Version = sec.VersionMetadata.Version
 	}
@@ -287,7 +275,7 @@ func (s *Store) get(ctx context.Context, fp string) (Entry, bool, error) {
 		e.Err = fmt.Errorf("record at %s names fingerprint %q", path, e.Record.Fingerprint)
 	}
 	if e.Err != nil {
-		e.Err = fmt.Errorf("%w at %s: %w", ErrInvalidEntry, path, e.Err)
+		e.Err = fmt.Errorf("%w at %s: %w", keystore.ErrInvalidEntry, path, e.Err)
 	}
 	return e, true, nil
 }

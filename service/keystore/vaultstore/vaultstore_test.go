@@ -9,20 +9,19 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	vaultapi "github.com/hashicorp/vault/api"
 
 	"github.com/alecrypt/alecrypt/service/key"
+	"github.com/alecrypt/alecrypt/service/key/keytest"
 	"github.com/alecrypt/alecrypt/service/keystore"
 	"github.com/alecrypt/alecrypt/service/keystore/keystoretest"
 	"github.com/alecrypt/alecrypt/service/keystore/vaultstore"
-	"github.com/alecrypt/alecrypt/service/secret"
 	"github.com/alecrypt/alecrypt/test/harness"
 )
 
 // canary is part of every test secret: no error may print it.
-const canary = "CANARY-vaultstore-7d1e"
+const canary = keytest.Canary
 
 // attacks are fingerprints that were once written at paths they do not own:
 // over another key's secret, outside the key prefix, and into a sub-folder
@@ -30,17 +29,7 @@ const canary = "CANARY-vaultstore-7d1e"
 var attacks = []string{"z/../victim", "../../other-app/x", "x/y"}
 
 func rec(fp string) key.Record {
-	return key.Record{
-		Fingerprint: fp,
-		Aliases:     []string{"store-1"},
-		Algorithm:   key.AES256CTR,
-		Secret:      secret.FromString(canary + "-" + fp),
-		KDF:         key.KDF{Name: key.KDFPBKDF2SHA256, Salt: "salt-" + fp, Iterations: key.MinIterations},
-		State:       key.Active,
-		Version:     1,
-		CreatedAt:   time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC),
-		Source:      key.SourcePortal,
-	}
+	return keytest.Record(fp, keytest.Aliases("store-1"), keytest.Source(key.SourcePortal))
 }
 
 // mutable lets the conformance suite change a Vault store through Put (with
@@ -188,7 +177,7 @@ func TestVault(t *testing.T) {
 		names := map[string]string{}
 		for _, inv := range snap.Invalid {
 			names[inv.Name] = inv.Fingerprint
-			if !errors.Is(inv.Err, vaultstore.ErrInvalidEntry) {
+			if !errors.Is(inv.Err, keystore.ErrInvalidEntry) {
 				t.Errorf("Invalid %q err = %v, want ErrInvalidEntry", inv.Name, inv.Err)
 			}
 			if strings.Contains(inv.Err.Error(), canary) {

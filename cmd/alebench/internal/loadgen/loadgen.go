@@ -27,7 +27,10 @@ type Config struct {
 	// Warmup runs before the window and is not counted: connections open,
 	// pools fill and the server's heap grows to its working size there.
 	Warmup time.Duration
-	// Duration is the measured window.
+	// Duration is the measured window. It stays open past Duration until
+	// at least one operation completed inside it (for at most
+	// MaxWindowExtension more): on a machine so busy that nothing finished
+	// in time, a window that measured nothing would report nothing.
 	Duration time.Duration
 	// Server, when non-nil, is read at both edges of the window.
 	Server Probe
@@ -70,6 +73,9 @@ type Clock struct {
 	// how busy the machine is.
 	now   func() time.Time
 	sleep func(ctx context.Context, d time.Duration) bool
+	// completed counts operations recorded by every worker, for the window
+	// to know when one finished inside it.
+	completed atomic.Int64
 }
 
 func newClock() *Clock { return &Clock{base: time.Now(), now: time.Now, sleep: sleep} }
@@ -90,6 +96,7 @@ func (r *Recorder) Clock() *Clock { return r.clock }
 func (r *Recorder) Done(start int64, items int) {
 	end := r.clock.Now()
 	r.samples = append(r.samples, sample{end: end, latency: end - start, items: int32(items)})
+	r.clock.completed.Add(1)
 }
 
 // Result is what one measurement found. Operations count completions inside
@@ -183,8 +190,9 @@ func Run(ctx context.Context, cfg Config, newWorker func(i int) (Worker, error))
 	var before, after window
 	var err error
 	if sleep(ctx, cfg.Warmup) {
+		opened := clock.completed.Load()
 		before, err = cfg.read(clock)
-		if err == nil && sleep(ctx, cfg.Duration) {
+		if err == nil && sleep(ctx, cfg.Duration) && awaitCompletion(ctx, clock, opened, len(workers)) {
 			after, err = cfg.read(clock)
 		}
 	}
@@ -200,6 +208,25 @@ func Run(ctx context.Context, cfg Config, newWorker func(i int) (Worker, error))
 }
 
 var errStopped = errors.New("measurement over")
+
+// MaxWindowExtension bounds how long a window waits past its Duration for
+// its first completed operation.
+const MaxWindowExtension = time.Minute
+
+// awaitCompletion waits until an operation has completed inside the window
+// opened when the count of completions was opened. Each worker may have
+// recorded one operation that ended before the window opened but was counted
+// after, so workers+1 completions since then guarantee one inside it. It
+// reports false only when ctx ended.
+func awaitCompletion(ctx context.Context, clock *Clock, opened int64, workers int) bool {
+	deadline := time.Now().Add(MaxWindowExtension)
+	for clock.completed.Load()-opened <= int64(workers) && time.Now().Before(deadline) {
+		if !sleep(ctx, time.Millisecond) {
+			return false
+		}
+	}
+	return ctx.Err() == nil
+}
 
 // window is one edge of the measured window.
 type window struct {

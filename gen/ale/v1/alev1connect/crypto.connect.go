@@ -50,6 +50,11 @@ const (
 	CryptoServiceDecryptBatchProcedure = "/ale.v1.CryptoService/DecryptBatch"
 	// CryptoServiceStreamProcedure is the fully-qualified name of the CryptoService's Stream RPC.
 	CryptoServiceStreamProcedure = "/ale.v1.CryptoService/Stream"
+	// CryptoServiceRewrapProcedure is the fully-qualified name of the CryptoService's Rewrap RPC.
+	CryptoServiceRewrapProcedure = "/ale.v1.CryptoService/Rewrap"
+	// CryptoServiceRewrapBatchProcedure is the fully-qualified name of the CryptoService's RewrapBatch
+	// RPC.
+	CryptoServiceRewrapBatchProcedure = "/ale.v1.CryptoService/RewrapBatch"
 )
 
 // CryptoServiceClient is a client for the ale.v1.CryptoService service.
@@ -77,6 +82,17 @@ type CryptoServiceClient interface {
 	// with a result or a per-item error. Responses may be sent in any order; a
 	// failed item never ends the stream.
 	Stream(context.Context) *connect.BidiStreamForClient[v1.StreamRequest, v1.StreamResponse]
+	// Rewrap opens an envelope inside the service and seals the same plaintext
+	// under the current primary of the referenced key (an alias, or the default
+	// key), with a fresh IV. The plaintext never leaves the service: this is
+	// how stored messages move off a retired key during rotation. The caller
+	// needs decrypt on the envelope's key and encrypt on the target; a caller
+	// refused either gets PermissionDenied, whether or not the keys exist. Not
+	// idempotent: every call draws a new IV.
+	Rewrap(context.Context, *connect.Request[v1.RewrapRequest]) (*connect.Response[v1.RewrapResponse], error)
+	// RewrapBatch rewraps many envelopes in one call. It returns one result per
+	// item, in order; a failed item does not fail the others.
+	RewrapBatch(context.Context, *connect.Request[v1.RewrapBatchRequest]) (*connect.Response[v1.RewrapBatchResponse], error)
 }
 
 // NewCryptoServiceClient constructs a client for the ale.v1.CryptoService service. By default, it
@@ -129,6 +145,18 @@ func NewCryptoServiceClient(httpClient connect.HTTPClient, baseURL string, opts 
 			connect.WithSchema(cryptoServiceMethods.ByName("Stream")),
 			connect.WithClientOptions(opts...),
 		),
+		rewrap: connect.NewClient[v1.RewrapRequest, v1.RewrapResponse](
+			httpClient,
+			baseURL+CryptoServiceRewrapProcedure,
+			connect.WithSchema(cryptoServiceMethods.ByName("Rewrap")),
+			connect.WithClientOptions(opts...),
+		),
+		rewrapBatch: connect.NewClient[v1.RewrapBatchRequest, v1.RewrapBatchResponse](
+			httpClient,
+			baseURL+CryptoServiceRewrapBatchProcedure,
+			connect.WithSchema(cryptoServiceMethods.ByName("RewrapBatch")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -140,6 +168,8 @@ type cryptoServiceClient struct {
 	encryptBatch *connect.Client[v1.EncryptBatchRequest, v1.EncryptBatchResponse]
 	decryptBatch *connect.Client[v1.DecryptBatchRequest, v1.DecryptBatchResponse]
 	stream       *connect.Client[v1.StreamRequest, v1.StreamResponse]
+	rewrap       *connect.Client[v1.RewrapRequest, v1.RewrapResponse]
+	rewrapBatch  *connect.Client[v1.RewrapBatchRequest, v1.RewrapBatchResponse]
 }
 
 // Encrypt calls ale.v1.CryptoService.Encrypt.
@@ -172,6 +202,16 @@ func (c *cryptoServiceClient) Stream(ctx context.Context) *connect.BidiStreamFor
 	return c.stream.CallBidiStream(ctx)
 }
 
+// Rewrap calls ale.v1.CryptoService.Rewrap.
+func (c *cryptoServiceClient) Rewrap(ctx context.Context, req *connect.Request[v1.RewrapRequest]) (*connect.Response[v1.RewrapResponse], error) {
+	return c.rewrap.CallUnary(ctx, req)
+}
+
+// RewrapBatch calls ale.v1.CryptoService.RewrapBatch.
+func (c *cryptoServiceClient) RewrapBatch(ctx context.Context, req *connect.Request[v1.RewrapBatchRequest]) (*connect.Response[v1.RewrapBatchResponse], error) {
+	return c.rewrapBatch.CallUnary(ctx, req)
+}
+
 // CryptoServiceHandler is an implementation of the ale.v1.CryptoService service.
 type CryptoServiceHandler interface {
 	// Encrypt seals plaintext under the referenced key (or the default key) with
@@ -197,6 +237,17 @@ type CryptoServiceHandler interface {
 	// with a result or a per-item error. Responses may be sent in any order; a
 	// failed item never ends the stream.
 	Stream(context.Context, *connect.BidiStream[v1.StreamRequest, v1.StreamResponse]) error
+	// Rewrap opens an envelope inside the service and seals the same plaintext
+	// under the current primary of the referenced key (an alias, or the default
+	// key), with a fresh IV. The plaintext never leaves the service: this is
+	// how stored messages move off a retired key during rotation. The caller
+	// needs decrypt on the envelope's key and encrypt on the target; a caller
+	// refused either gets PermissionDenied, whether or not the keys exist. Not
+	// idempotent: every call draws a new IV.
+	Rewrap(context.Context, *connect.Request[v1.RewrapRequest]) (*connect.Response[v1.RewrapResponse], error)
+	// RewrapBatch rewraps many envelopes in one call. It returns one result per
+	// item, in order; a failed item does not fail the others.
+	RewrapBatch(context.Context, *connect.Request[v1.RewrapBatchRequest]) (*connect.Response[v1.RewrapBatchResponse], error)
 }
 
 // NewCryptoServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -245,6 +296,18 @@ func NewCryptoServiceHandler(svc CryptoServiceHandler, opts ...connect.HandlerOp
 		connect.WithSchema(cryptoServiceMethods.ByName("Stream")),
 		connect.WithHandlerOptions(opts...),
 	)
+	cryptoServiceRewrapHandler := connect.NewUnaryHandler(
+		CryptoServiceRewrapProcedure,
+		svc.Rewrap,
+		connect.WithSchema(cryptoServiceMethods.ByName("Rewrap")),
+		connect.WithHandlerOptions(opts...),
+	)
+	cryptoServiceRewrapBatchHandler := connect.NewUnaryHandler(
+		CryptoServiceRewrapBatchProcedure,
+		svc.RewrapBatch,
+		connect.WithSchema(cryptoServiceMethods.ByName("RewrapBatch")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/ale.v1.CryptoService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case CryptoServiceEncryptProcedure:
@@ -259,6 +322,10 @@ func NewCryptoServiceHandler(svc CryptoServiceHandler, opts ...connect.HandlerOp
 			cryptoServiceDecryptBatchHandler.ServeHTTP(w, r)
 		case CryptoServiceStreamProcedure:
 			cryptoServiceStreamHandler.ServeHTTP(w, r)
+		case CryptoServiceRewrapProcedure:
+			cryptoServiceRewrapHandler.ServeHTTP(w, r)
+		case CryptoServiceRewrapBatchProcedure:
+			cryptoServiceRewrapBatchHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -290,4 +357,12 @@ func (UnimplementedCryptoServiceHandler) DecryptBatch(context.Context, *connect.
 
 func (UnimplementedCryptoServiceHandler) Stream(context.Context, *connect.BidiStream[v1.StreamRequest, v1.StreamResponse]) error {
 	return connect.NewError(connect.CodeUnimplemented, errors.New("ale.v1.CryptoService.Stream is not implemented"))
+}
+
+func (UnimplementedCryptoServiceHandler) Rewrap(context.Context, *connect.Request[v1.RewrapRequest]) (*connect.Response[v1.RewrapResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ale.v1.CryptoService.Rewrap is not implemented"))
+}
+
+func (UnimplementedCryptoServiceHandler) RewrapBatch(context.Context, *connect.Request[v1.RewrapBatchRequest]) (*connect.Response[v1.RewrapBatchResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ale.v1.CryptoService.RewrapBatch is not implemented"))
 }

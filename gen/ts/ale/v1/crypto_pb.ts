@@ -15,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file ale/v1/crypto.proto.
  */
 export const file_ale_v1_crypto: GenFile = /*@__PURE__*/
-  fileDesc("ChNhbGUvdjEvY3J5cHRvLnByb3RvEgZhbGUudjEiWQoORW5jcnlwdFJlcXVlc3QSEQoJcGxhaW50ZXh0GAEgASgMEhsKA2tleRgCIAEoCzIOLmFsZS52MS5LZXlSZWYSFwoPYXNzb2NpYXRlZF9kYXRhGAMgASgMIlMKD0VuY3J5cHRSZXNwb25zZRIiCghlbnZlbG9wZRgBIAEoCzIQLmFsZS52MS5FbnZlbG9wZRIcCgNrZXkYAiABKAsyDy5hbGUudjEuS2V5SW5mbyJ2Cg5EZWNyeXB0UmVxdWVzdBIiCghlbnZlbG9wZRgBIAEoCzIQLmFsZS52MS5FbnZlbG9wZRIXCg9hc3NvY2lhdGVkX2RhdGEYAiABKAwSJwoGZXhwZWN0GAMgASgOMhcuYWxlLnYxLlBsYWludGV4dEZvcm1hdCJCCg9EZWNyeXB0UmVzcG9uc2USEQoJcGxhaW50ZXh0GAEgASgMEhwKA2tleRgCIAEoCzIPLmFsZS52MS5LZXlJbmZvIi0KDlJlc29sdmVSZXF1ZXN0EhsKA2tleRgBIAEoCzIOLmFsZS52MS5LZXlSZWYiLwoPUmVzb2x2ZVJlc3BvbnNlEhwKA2tleRgBIAEoCzIPLmFsZS52MS5LZXlJbmZvIjwKE0VuY3J5cHRCYXRjaFJlcXVlc3QSJQoFaXRlbXMYASADKAsyFi5hbGUudjEuRW5jcnlwdFJlcXVlc3QiPgoURW5jcnlwdEJhdGNoUmVzcG9uc2USJgoHcmVzdWx0cxgBIAMoCzIVLmFsZS52MS5FbmNyeXB0UmVzdWx0ImoKDUVuY3J5cHRSZXN1bHQSKwoIcmVzcG9uc2UYASABKAsyFy5hbGUudjEuRW5jcnlwdFJlc3BvbnNlSAASIgoFZXJyb3IYAiABKAsyES5hbGUudjEuSXRlbUVycm9ySABCCAoGcmVzdWx0IjwKE0RlY3J5cHRCYXRjaFJlcXVlc3QSJQoFaXRlbXMYASADKAsyFi5hbGUudjEuRGVjcnlwdFJlcXVlc3QiPgoURGVjcnlwdEJhdGNoUmVzcG9uc2USJgoHcmVzdWx0cxgBIAMoCzIVLmFsZS52MS5EZWNyeXB0UmVzdWx0ImoKDURlY3J5cHRSZXN1bHQSKwoIcmVzcG9uc2UYASABKAsyFy5hbGUudjEuRGVjcnlwdFJlc3BvbnNlSAASIgoFZXJyb3IYAiABKAsyES5hbGUudjEuSXRlbUVycm9ySABCCAoGcmVzdWx0IvIBCg1TdHJlYW1SZXF1ZXN0EhIKCnJlcXVlc3RfaWQYASABKAkSKQoHZW5jcnlwdBgCIAEoCzIWLmFsZS52MS5FbmNyeXB0UmVxdWVzdEgAEikKB2RlY3J5cHQYAyABKAsyFi5hbGUudjEuRGVjcnlwdFJlcXVlc3RIABI0Cg1lbmNyeXB0X2JhdGNoGAQgASgLMhsuYWxlLnYxLkVuY3J5cHRCYXRjaFJlcXVlc3RIABI0Cg1kZWNyeXB0X2JhdGNoGAUgASgLMhsuYWxlLnYxLkRlY3J5cHRCYXRjaFJlcXVlc3RIAEILCglvcGVyYXRpb24imAIKDlN0cmVhbVJlc3BvbnNlEhIKCnJlcXVlc3RfaWQYASABKAkSKgoHZW5jcnlwdBgCIAEoCzIXLmFsZS52MS5FbmNyeXB0UmVzcG9uc2VIABIqCgdkZWNyeXB0GAMgASgLMhcuYWxlLnYxLkRlY3J5cHRSZXNwb25zZUgAEiIKBWVycm9yGAQgASgLMhEuYWxlLnYxLkl0ZW1FcnJvckgAEjUKDWVuY3J5cHRfYmF0Y2gYBSABKAsyHC5hbGUudjEuRW5jcnlwdEJhdGNoUmVzcG9uc2VIABI1Cg1kZWNyeXB0X2JhdGNoGAYgASgLMhwuYWxlLnYxLkRlY3J5cHRCYXRjaFJlc3BvbnNlSABCCAoGcmVzdWx0KmkKD1BsYWludGV4dEZvcm1hdBIgChxQTEFJTlRFWFRfRk9STUFUX1VOU1BFQ0lGSUVEEAASGQoVUExBSU5URVhUX0ZPUk1BVF9VVEY4EAESGQoVUExBSU5URVhUX0ZPUk1BVF9KU09OEAIypQMKDUNyeXB0b1NlcnZpY2USOgoHRW5jcnlwdBIWLmFsZS52MS5FbmNyeXB0UmVxdWVzdBoXLmFsZS52MS5FbmNyeXB0UmVzcG9uc2USPwoHRGVjcnlwdBIWLmFsZS52MS5EZWNyeXB0UmVxdWVzdBoXLmFsZS52MS5EZWNyeXB0UmVzcG9uc2UiA5ACAhI/CgdSZXNvbHZlEhYuYWxlLnYxLlJlc29sdmVSZXF1ZXN0GhcuYWxlLnYxLlJlc29sdmVSZXNwb25zZSIDkAIBEkkKDEVuY3J5cHRCYXRjaBIbLmFsZS52MS5FbmNyeXB0QmF0Y2hSZXF1ZXN0GhwuYWxlLnYxLkVuY3J5cHRCYXRjaFJlc3BvbnNlEk4KDERlY3J5cHRCYXRjaBIbLmFsZS52MS5EZWNyeXB0QmF0Y2hSZXF1ZXN0GhwuYWxlLnYxLkRlY3J5cHRCYXRjaFJlc3BvbnNlIgOQAgISOwoGU3RyZWFtEhUuYWxlLnYxLlN0cmVhbVJlcXVlc3QaFi5hbGUudjEuU3RyZWFtUmVzcG9uc2UoATABQoEBCgpjb20uYWxlLnYxQgtDcnlwdG9Qcm90b1ABWi1naXRodWIuY29tL2FsZWNyeXB0L2FsZWNyeXB0L2dlbi9hbGUvdjE7YWxldjGiAgNBWFiqAgZBbGUuVjHKAgZBbGVcVjHiAhJBbGVcVjFcR1BCTWV0YWRhdGHqAgdBbGU6OlYxYgZwcm90bzM", [file_ale_v1_types]);
+  fileDesc("ChNhbGUvdjEvY3J5cHRvLnByb3RvEgZhbGUudjEiWQoORW5jcnlwdFJlcXVlc3QSEQoJcGxhaW50ZXh0GAEgASgMEhsKA2tleRgCIAEoCzIOLmFsZS52MS5LZXlSZWYSFwoPYXNzb2NpYXRlZF9kYXRhGAMgASgMIlMKD0VuY3J5cHRSZXNwb25zZRIiCghlbnZlbG9wZRgBIAEoCzIQLmFsZS52MS5FbnZlbG9wZRIcCgNrZXkYAiABKAsyDy5hbGUudjEuS2V5SW5mbyJ2Cg5EZWNyeXB0UmVxdWVzdBIiCghlbnZlbG9wZRgBIAEoCzIQLmFsZS52MS5FbnZlbG9wZRIXCg9hc3NvY2lhdGVkX2RhdGEYAiABKAwSJwoGZXhwZWN0GAMgASgOMhcuYWxlLnYxLlBsYWludGV4dEZvcm1hdCJCCg9EZWNyeXB0UmVzcG9uc2USEQoJcGxhaW50ZXh0GAEgASgMEhwKA2tleRgCIAEoCzIPLmFsZS52MS5LZXlJbmZvIi0KDlJlc29sdmVSZXF1ZXN0EhsKA2tleRgBIAEoCzIOLmFsZS52MS5LZXlSZWYiLwoPUmVzb2x2ZVJlc3BvbnNlEhwKA2tleRgBIAEoCzIPLmFsZS52MS5LZXlJbmZvIjwKE0VuY3J5cHRCYXRjaFJlcXVlc3QSJQoFaXRlbXMYASADKAsyFi5hbGUudjEuRW5jcnlwdFJlcXVlc3QiPgoURW5jcnlwdEJhdGNoUmVzcG9uc2USJgoHcmVzdWx0cxgBIAMoCzIVLmFsZS52MS5FbmNyeXB0UmVzdWx0ImoKDUVuY3J5cHRSZXN1bHQSKwoIcmVzcG9uc2UYASABKAsyFy5hbGUudjEuRW5jcnlwdFJlc3BvbnNlSAASIgoFZXJyb3IYAiABKAsyES5hbGUudjEuSXRlbUVycm9ySABCCAoGcmVzdWx0IjwKE0RlY3J5cHRCYXRjaFJlcXVlc3QSJQoFaXRlbXMYASADKAsyFi5hbGUudjEuRGVjcnlwdFJlcXVlc3QiPgoURGVjcnlwdEJhdGNoUmVzcG9uc2USJgoHcmVzdWx0cxgBIAMoCzIVLmFsZS52MS5EZWNyeXB0UmVzdWx0ImoKDURlY3J5cHRSZXN1bHQSKwoIcmVzcG9uc2UYASABKAsyFy5hbGUudjEuRGVjcnlwdFJlc3BvbnNlSAASIgoFZXJyb3IYAiABKAsyES5hbGUudjEuSXRlbUVycm9ySABCCAoGcmVzdWx0IvIBCg1TdHJlYW1SZXF1ZXN0EhIKCnJlcXVlc3RfaWQYASABKAkSKQoHZW5jcnlwdBgCIAEoCzIWLmFsZS52MS5FbmNyeXB0UmVxdWVzdEgAEikKB2RlY3J5cHQYAyABKAsyFi5hbGUudjEuRGVjcnlwdFJlcXVlc3RIABI0Cg1lbmNyeXB0X2JhdGNoGAQgASgLMhsuYWxlLnYxLkVuY3J5cHRCYXRjaFJlcXVlc3RIABI0Cg1kZWNyeXB0X2JhdGNoGAUgASgLMhsuYWxlLnYxLkRlY3J5cHRCYXRjaFJlcXVlc3RIAEILCglvcGVyYXRpb24imAIKDlN0cmVhbVJlc3BvbnNlEhIKCnJlcXVlc3RfaWQYASABKAkSKgoHZW5jcnlwdBgCIAEoCzIXLmFsZS52MS5FbmNyeXB0UmVzcG9uc2VIABIqCgdkZWNyeXB0GAMgASgLMhcuYWxlLnYxLkRlY3J5cHRSZXNwb25zZUgAEiIKBWVycm9yGAQgASgLMhEuYWxlLnYxLkl0ZW1FcnJvckgAEjUKDWVuY3J5cHRfYmF0Y2gYBSABKAsyHC5hbGUudjEuRW5jcnlwdEJhdGNoUmVzcG9uc2VIABI1Cg1kZWNyeXB0X2JhdGNoGAYgASgLMhwuYWxlLnYxLkRlY3J5cHRCYXRjaFJlc3BvbnNlSABCCAoGcmVzdWx0IpIBCg1SZXdyYXBSZXF1ZXN0EiIKCGVudmVsb3BlGAEgASgLMhAuYWxlLnYxLkVudmVsb3BlEhsKA2tleRgCIAEoCzIOLmFsZS52MS5LZXlSZWYSFwoPYXNzb2NpYXRlZF9kYXRhGAMgASgMEicKBmV4cGVjdBgEIAEoDjIXLmFsZS52MS5QbGFpbnRleHRGb3JtYXQiUgoOUmV3cmFwUmVzcG9uc2USIgoIZW52ZWxvcGUYASABKAsyEC5hbGUudjEuRW52ZWxvcGUSHAoDa2V5GAIgASgLMg8uYWxlLnYxLktleUluZm8iOgoSUmV3cmFwQmF0Y2hSZXF1ZXN0EiQKBWl0ZW1zGAEgAygLMhUuYWxlLnYxLlJld3JhcFJlcXVlc3QiPAoTUmV3cmFwQmF0Y2hSZXNwb25zZRIlCgdyZXN1bHRzGAEgAygLMhQuYWxlLnYxLlJld3JhcFJlc3VsdCJoCgxSZXdyYXBSZXN1bHQSKgoIcmVzcG9uc2UYASABKAsyFi5hbGUudjEuUmV3cmFwUmVzcG9uc2VIABIiCgVlcnJvchgCIAEoCzIRLmFsZS52MS5JdGVtRXJyb3JIAEIICgZyZXN1bHQqaQoPUGxhaW50ZXh0Rm9ybWF0EiAKHFBMQUlOVEVYVF9GT1JNQVRfVU5TUEVDSUZJRUQQABIZChVQTEFJTlRFWFRfRk9STUFUX1VURjgQARIZChVQTEFJTlRFWFRfRk9STUFUX0pTT04QAjKmBAoNQ3J5cHRvU2VydmljZRI6CgdFbmNyeXB0EhYuYWxlLnYxLkVuY3J5cHRSZXF1ZXN0GhcuYWxlLnYxLkVuY3J5cHRSZXNwb25zZRI/CgdEZWNyeXB0EhYuYWxlLnYxLkRlY3J5cHRSZXF1ZXN0GhcuYWxlLnYxLkRlY3J5cHRSZXNwb25zZSIDkAICEj8KB1Jlc29sdmUSFi5hbGUudjEuUmVzb2x2ZVJlcXVlc3QaFy5hbGUudjEuUmVzb2x2ZVJlc3BvbnNlIgOQAgESSQoMRW5jcnlwdEJhdGNoEhsuYWxlLnYxLkVuY3J5cHRCYXRjaFJlcXVlc3QaHC5hbGUudjEuRW5jcnlwdEJhdGNoUmVzcG9uc2USTgoMRGVjcnlwdEJhdGNoEhsuYWxlLnYxLkRlY3J5cHRCYXRjaFJlcXVlc3QaHC5hbGUudjEuRGVjcnlwdEJhdGNoUmVzcG9uc2UiA5ACAhI7CgZTdHJlYW0SFS5hbGUudjEuU3RyZWFtUmVxdWVzdBoWLmFsZS52MS5TdHJlYW1SZXNwb25zZSgBMAESNwoGUmV3cmFwEhUuYWxlLnYxLlJld3JhcFJlcXVlc3QaFi5hbGUudjEuUmV3cmFwUmVzcG9uc2USRgoLUmV3cmFwQmF0Y2gSGi5hbGUudjEuUmV3cmFwQmF0Y2hSZXF1ZXN0GhsuYWxlLnYxLlJld3JhcEJhdGNoUmVzcG9uc2VCgQEKCmNvbS5hbGUudjFCC0NyeXB0b1Byb3RvUAFaLWdpdGh1Yi5jb20vYWxlY3J5cHQvYWxlY3J5cHQvZ2VuL2FsZS92MTthbGV2MaICA0FYWKoCBkFsZS5WMcoCBkFsZVxWMeICEkFsZVxWMVxHUEJNZXRhZGF0YeoCB0FsZTo6VjFiBnByb3RvMw", [file_ale_v1_types]);
 
 /**
  * EncryptRequest asks for plaintext to be sealed.
@@ -478,6 +478,161 @@ export const StreamResponseSchema: GenMessage<StreamResponse> = /*@__PURE__*/
   messageDesc(file_ale_v1_crypto, 13);
 
 /**
+ * RewrapRequest asks for an envelope to be moved under another key.
+ *
+ * @generated from message ale.v1.RewrapRequest
+ */
+export type RewrapRequest = Message<"ale.v1.RewrapRequest"> & {
+  /**
+   * The envelope to open; iv and fingerprint are required.
+   *
+   * @generated from field: ale.v1.Envelope envelope = 1;
+   */
+  envelope?: Envelope | undefined;
+
+  /**
+   * The key to seal under: its primary for an alias, the exact key for a
+   * fingerprint; unset means the caller's default key. Sealing needs a key
+   * that may encrypt (active, not expired).
+   *
+   * @generated from field: ale.v1.KeyRef key = 2;
+   */
+  key?: KeyRef | undefined;
+
+  /**
+   * Associated data: checked when opening and bound again when sealing (both
+   * keys aes-256-gcm). Refused when either key is aes-256-ctr.
+   *
+   * @generated from field: bytes associated_data = 3;
+   */
+  associatedData: Uint8Array;
+
+  /**
+   * An optional check of the plaintext before it is sealed again, as in
+   * DecryptRequest.expect: aes-256-ctr cannot tell a wrong key from the right
+   * one, and a rewrap under aes-256-gcm would otherwise authenticate garbage.
+   * A failed check is reported like any other decryption failure.
+   *
+   * @generated from field: ale.v1.PlaintextFormat expect = 4;
+   */
+  expect: PlaintextFormat;
+};
+
+/**
+ * Describes the message ale.v1.RewrapRequest.
+ * Use `create(RewrapRequestSchema)` to create a new message.
+ */
+export const RewrapRequestSchema: GenMessage<RewrapRequest> = /*@__PURE__*/
+  messageDesc(file_ale_v1_crypto, 14);
+
+/**
+ * RewrapResponse carries the envelope sealed under the target key.
+ *
+ * @generated from message ale.v1.RewrapResponse
+ */
+export type RewrapResponse = Message<"ale.v1.RewrapResponse"> & {
+  /**
+   * The new envelope: fresh IV, the target key's fingerprint, the ciphertext.
+   *
+   * @generated from field: ale.v1.Envelope envelope = 1;
+   */
+  envelope?: Envelope | undefined;
+
+  /**
+   * Metadata of the key that sealed the new envelope.
+   *
+   * @generated from field: ale.v1.KeyInfo key = 2;
+   */
+  key?: KeyInfo | undefined;
+};
+
+/**
+ * Describes the message ale.v1.RewrapResponse.
+ * Use `create(RewrapResponseSchema)` to create a new message.
+ */
+export const RewrapResponseSchema: GenMessage<RewrapResponse> = /*@__PURE__*/
+  messageDesc(file_ale_v1_crypto, 15);
+
+/**
+ * RewrapBatchRequest holds the items of a batch rewrap.
+ *
+ * @generated from message ale.v1.RewrapBatchRequest
+ */
+export type RewrapBatchRequest = Message<"ale.v1.RewrapBatchRequest"> & {
+  /**
+   * The items, each rewrapped independently.
+   *
+   * @generated from field: repeated ale.v1.RewrapRequest items = 1;
+   */
+  items: RewrapRequest[];
+};
+
+/**
+ * Describes the message ale.v1.RewrapBatchRequest.
+ * Use `create(RewrapBatchRequestSchema)` to create a new message.
+ */
+export const RewrapBatchRequestSchema: GenMessage<RewrapBatchRequest> = /*@__PURE__*/
+  messageDesc(file_ale_v1_crypto, 16);
+
+/**
+ * RewrapBatchResponse holds one result per request item, in order.
+ *
+ * @generated from message ale.v1.RewrapBatchResponse
+ */
+export type RewrapBatchResponse = Message<"ale.v1.RewrapBatchResponse"> & {
+  /**
+   * The results, results[i] for items[i].
+   *
+   * @generated from field: repeated ale.v1.RewrapResult results = 1;
+   */
+  results: RewrapResult[];
+};
+
+/**
+ * Describes the message ale.v1.RewrapBatchResponse.
+ * Use `create(RewrapBatchResponseSchema)` to create a new message.
+ */
+export const RewrapBatchResponseSchema: GenMessage<RewrapBatchResponse> = /*@__PURE__*/
+  messageDesc(file_ale_v1_crypto, 17);
+
+/**
+ * RewrapResult is the outcome of one batch rewrap item.
+ *
+ * @generated from message ale.v1.RewrapResult
+ */
+export type RewrapResult = Message<"ale.v1.RewrapResult"> & {
+  /**
+   * Either the response or the error.
+   *
+   * @generated from oneof ale.v1.RewrapResult.result
+   */
+  result: {
+    /**
+     * The item succeeded.
+     *
+     * @generated from field: ale.v1.RewrapResponse response = 1;
+     */
+    value: RewrapResponse;
+    case: "response";
+  } | {
+    /**
+     * The item failed.
+     *
+     * @generated from field: ale.v1.ItemError error = 2;
+     */
+    value: ItemError;
+    case: "error";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message ale.v1.RewrapResult.
+ * Use `create(RewrapResultSchema)` to create a new message.
+ */
+export const RewrapResultSchema: GenMessage<RewrapResult> = /*@__PURE__*/
+  messageDesc(file_ale_v1_crypto, 18);
+
+/**
  * PlaintextFormat is a check Decrypt applies to the plaintext. aes-256-ctr
  * cannot detect a wrong key or a modified message, so a caller that knows its
  * payloads are JSON or text asks the service to reject garbage.
@@ -590,6 +745,33 @@ export const CryptoService: GenService<{
     methodKind: "bidi_streaming";
     input: typeof StreamRequestSchema;
     output: typeof StreamResponseSchema;
+  },
+  /**
+   * Rewrap opens an envelope inside the service and seals the same plaintext
+   * under the current primary of the referenced key (an alias, or the default
+   * key), with a fresh IV. The plaintext never leaves the service: this is
+   * how stored messages move off a retired key during rotation. The caller
+   * needs decrypt on the envelope's key and encrypt on the target; a caller
+   * refused either gets PermissionDenied, whether or not the keys exist. Not
+   * idempotent: every call draws a new IV.
+   *
+   * @generated from rpc ale.v1.CryptoService.Rewrap
+   */
+  rewrap: {
+    methodKind: "unary";
+    input: typeof RewrapRequestSchema;
+    output: typeof RewrapResponseSchema;
+  },
+  /**
+   * RewrapBatch rewraps many envelopes in one call. It returns one result per
+   * item, in order; a failed item does not fail the others.
+   *
+   * @generated from rpc ale.v1.CryptoService.RewrapBatch
+   */
+  rewrapBatch: {
+    methodKind: "unary";
+    input: typeof RewrapBatchRequestSchema;
+    output: typeof RewrapBatchResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_ale_v1_crypto, 0);

@@ -15,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file ale/v1/types.proto.
  */
 export const file_ale_v1_types: GenFile = /*@__PURE__*/
-  fileDesc("ChJhbGUvdjEvdHlwZXMucHJvdG8SBmFsZS52MSI8CghFbnZlbG9wZRIKCgJpdhgBIAEoDBITCgtmaW5nZXJwcmludBgCIAEoCRIPCgdtZXNzYWdlGAMgASgMIjcKBktleVJlZhIVCgtmaW5nZXJwcmludBgBIAEoCUgAEg8KBWFsaWFzGAIgASgJSABCBQoDcmVmIp0CCgdLZXlJbmZvEhMKC2ZpbmdlcnByaW50GAEgASgJEg8KB2FsaWFzZXMYAiADKAkSJAoJYWxnb3JpdGhtGAMgASgOMhEuYWxlLnYxLkFsZ29yaXRobRIfCgVzdGF0ZRgEIAEoDjIQLmFsZS52MS5LZXlTdGF0ZRIPCgd2ZXJzaW9uGAUgASgDEi4KCmNyZWF0ZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi0KCW5vdF9hZnRlchgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDgoGc291cmNlGAggASgJEg8KB3ByaW1hcnkYCSABKAgSFAoMY291bnRlcl9iaXRzGAogASgFIjIKC0Vycm9yRGV0YWlsEhIKCmVycm9yX2NvZGUYASABKAUSDwoHbWVzc2FnZRgCIAEoCSJPCglJdGVtRXJyb3ISDAoEY29kZRgBIAEoCRIPCgdtZXNzYWdlGAIgASgJEiMKBmRldGFpbBgDIAEoCzITLmFsZS52MS5FcnJvckRldGFpbCpcCglBbGdvcml0aG0SGQoVQUxHT1JJVEhNX1VOU1BFQ0lGSUVEEAASGQoVQUxHT1JJVEhNX0FFU18yNTZfQ1RSEAESGQoVQUxHT1JJVEhNX0FFU18yNTZfR0NNEAIqbwoIS2V5U3RhdGUSGQoVS0VZX1NUQVRFX1VOU1BFQ0lGSUVEEAASFAoQS0VZX1NUQVRFX0FDVElWRRABEhoKFktFWV9TVEFURV9ERUNSWVBUX09OTFkQAhIWChJLRVlfU1RBVEVfRElTQUJMRUQQA0KAAQoKY29tLmFsZS52MUIKVHlwZXNQcm90b1ABWi1naXRodWIuY29tL2FsZWNyeXB0L2FsZWNyeXB0L2dlbi9hbGUvdjE7YWxldjGiAgNBWFiqAgZBbGUuVjHKAgZBbGVcVjHiAhJBbGVcVjFcR1BCTWV0YWRhdGHqAgdBbGU6OlYxYgZwcm90bzM", [file_google_protobuf_timestamp]);
+  fileDesc("ChJhbGUvdjEvdHlwZXMucHJvdG8SBmFsZS52MSI8CghFbnZlbG9wZRIKCgJpdhgBIAEoDBITCgtmaW5nZXJwcmludBgCIAEoCRIPCgdtZXNzYWdlGAMgASgMIjcKBktleVJlZhIVCgtmaW5nZXJwcmludBgBIAEoCUgAEg8KBWFsaWFzGAIgASgJSABCBQoDcmVmIr4CCgdLZXlJbmZvEhMKC2ZpbmdlcnByaW50GAEgASgJEg8KB2FsaWFzZXMYAiADKAkSJAoJYWxnb3JpdGhtGAMgASgOMhEuYWxlLnYxLkFsZ29yaXRobRIfCgVzdGF0ZRgEIAEoDjIQLmFsZS52MS5LZXlTdGF0ZRIPCgd2ZXJzaW9uGAUgASgDEi4KCmNyZWF0ZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi0KCW5vdF9hZnRlchgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDgoGc291cmNlGAggASgJEg8KB3ByaW1hcnkYCSABKAgSFAoMY291bnRlcl9iaXRzGAogASgFEh8KBXVzYWdlGAsgASgLMhAuYWxlLnYxLktleVVzYWdlIqYBCghLZXlVc2FnZRIVCg1lbmNyeXB0X2NvdW50GAEgASgEEhUKDWRlY3J5cHRfY291bnQYAiABKAQSNQoRbGFzdF9lbmNyeXB0X3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjUKEWxhc3RfZGVjcnlwdF90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIyCgtFcnJvckRldGFpbBISCgplcnJvcl9jb2RlGAEgASgFEg8KB21lc3NhZ2UYAiABKAkiTwoJSXRlbUVycm9yEgwKBGNvZGUYASABKAkSDwoHbWVzc2FnZRgCIAEoCRIjCgZkZXRhaWwYAyABKAsyEy5hbGUudjEuRXJyb3JEZXRhaWwqXAoJQWxnb3JpdGhtEhkKFUFMR09SSVRITV9VTlNQRUNJRklFRBAAEhkKFUFMR09SSVRITV9BRVNfMjU2X0NUUhABEhkKFUFMR09SSVRITV9BRVNfMjU2X0dDTRACKm8KCEtleVN0YXRlEhkKFUtFWV9TVEFURV9VTlNQRUNJRklFRBAAEhQKEEtFWV9TVEFURV9BQ1RJVkUQARIaChZLRVlfU1RBVEVfREVDUllQVF9PTkxZEAISFgoSS0VZX1NUQVRFX0RJU0FCTEVEEANCgAEKCmNvbS5hbGUudjFCClR5cGVzUHJvdG9QAVotZ2l0aHViLmNvbS9hbGVjcnlwdC9hbGVjcnlwdC9nZW4vYWxlL3YxO2FsZXYxogIDQVhYqgIGQWxlLlYxygIGQWxlXFYx4gISQWxlXFYxXEdQQk1ldGFkYXRh6gIHQWxlOjpWMWIGcHJvdG8z", [file_google_protobuf_timestamp]);
 
 /**
  * Envelope is one encrypted ALE payload.
@@ -181,6 +181,16 @@ export type KeyInfo = Message<"ale.v1.KeyInfo"> & {
    * @generated from field: int32 counter_bits = 10;
    */
   counterBits: number;
+
+  /**
+   * How much this replica of the service has used the key since it started
+   * (unset in responses that do not report usage). Other replicas keep their
+   * own counts: the fleet-wide view is in Prometheus
+   * (alecrypt_key_operations_total, alecrypt_key_last_used_timestamp_seconds).
+   *
+   * @generated from field: ale.v1.KeyUsage usage = 11;
+   */
+  usage?: KeyUsage | undefined;
 };
 
 /**
@@ -189,6 +199,56 @@ export type KeyInfo = Message<"ale.v1.KeyInfo"> & {
  */
 export const KeyInfoSchema: GenMessage<KeyInfo> = /*@__PURE__*/
   messageDesc(file_ale_v1_types, 2);
+
+/**
+ * KeyUsage counts a key's successful operations on one replica since it
+ * started; reloads of the key set keep the counts. Failed operations are not
+ * counted. Before disabling a retired key, check that every replica reports
+ * no recent use of it, over a period longer than any client's retry or
+ * queue (README, "Is a key still used?").
+ *
+ * @generated from message ale.v1.KeyUsage
+ */
+export type KeyUsage = Message<"ale.v1.KeyUsage"> & {
+  /**
+   * Successful encryptions under the key (Encrypt, batch and stream items,
+   * and Rewrap's sealing).
+   *
+   * @generated from field: uint64 encrypt_count = 1;
+   */
+  encryptCount: bigint;
+
+  /**
+   * Successful decryptions with the key (Decrypt, batch and stream items, and
+   * Rewrap's opening).
+   *
+   * @generated from field: uint64 decrypt_count = 2;
+   */
+  decryptCount: bigint;
+
+  /**
+   * When the key last encrypted, to the millisecond; unset if it has not
+   * since the replica started.
+   *
+   * @generated from field: google.protobuf.Timestamp last_encrypt_time = 3;
+   */
+  lastEncryptTime?: Timestamp | undefined;
+
+  /**
+   * When the key last decrypted, to the millisecond; unset if it has not
+   * since the replica started.
+   *
+   * @generated from field: google.protobuf.Timestamp last_decrypt_time = 4;
+   */
+  lastDecryptTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message ale.v1.KeyUsage.
+ * Use `create(KeyUsageSchema)` to create a new message.
+ */
+export const KeyUsageSchema: GenMessage<KeyUsage> = /*@__PURE__*/
+  messageDesc(file_ale_v1_types, 3);
 
 /**
  * ErrorDetail is attached to every error of the crypto operations so that
@@ -221,7 +281,7 @@ export type ErrorDetail = Message<"ale.v1.ErrorDetail"> & {
  * Use `create(ErrorDetailSchema)` to create a new message.
  */
 export const ErrorDetailSchema: GenMessage<ErrorDetail> = /*@__PURE__*/
-  messageDesc(file_ale_v1_types, 3);
+  messageDesc(file_ale_v1_types, 4);
 
 /**
  * ItemError is the failure of one item of a batch or stream; the other items
@@ -258,7 +318,7 @@ export type ItemError = Message<"ale.v1.ItemError"> & {
  * Use `create(ItemErrorSchema)` to create a new message.
  */
 export const ItemErrorSchema: GenMessage<ItemError> = /*@__PURE__*/
-  messageDesc(file_ale_v1_types, 4);
+  messageDesc(file_ale_v1_types, 5);
 
 /**
  * Algorithm is the cipher suite a key is used with.

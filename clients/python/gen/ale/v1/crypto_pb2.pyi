@@ -98,6 +98,46 @@ class ResolveResponse(_message.Message):
     key: _types_pb2.KeyInfo
     def __init__(self, key: _Optional[_Union[_types_pb2.KeyInfo, _Mapping]] = ...) -> None: ...
 
+class RewrapBatchRequest(_message.Message):
+    __slots__ = ["items"]
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[RewrapRequest]
+    def __init__(self, items: _Optional[_Iterable[_Union[RewrapRequest, _Mapping]]] = ...) -> None: ...
+
+class RewrapBatchResponse(_message.Message):
+    __slots__ = ["results"]
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[RewrapResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[RewrapResult, _Mapping]]] = ...) -> None: ...
+
+class RewrapRequest(_message.Message):
+    __slots__ = ["associated_data", "envelope", "expect", "key"]
+    ASSOCIATED_DATA_FIELD_NUMBER: _ClassVar[int]
+    ENVELOPE_FIELD_NUMBER: _ClassVar[int]
+    EXPECT_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    associated_data: bytes
+    envelope: _types_pb2.Envelope
+    expect: PlaintextFormat
+    key: _types_pb2.KeyRef
+    def __init__(self, envelope: _Optional[_Union[_types_pb2.Envelope, _Mapping]] = ..., key: _Optional[_Union[_types_pb2.KeyRef, _Mapping]] = ..., associated_data: _Optional[bytes] = ..., expect: _Optional[_Union[PlaintextFormat, str]] = ...) -> None: ...
+
+class RewrapResponse(_message.Message):
+    __slots__ = ["envelope", "key"]
+    ENVELOPE_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    envelope: _types_pb2.Envelope
+    key: _types_pb2.KeyInfo
+    def __init__(self, envelope: _Optional[_Union[_types_pb2.Envelope, _Mapping]] = ..., key: _Optional[_Union[_types_pb2.KeyInfo, _Mapping]] = ...) -> None: ...
+
+class RewrapResult(_message.Message):
+    __slots__ = ["error", "response"]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    error: _types_pb2.ItemError
+    response: RewrapResponse
+    def __init__(self, response: _Optional[_Union[RewrapResponse, _Mapping]] = ..., error: _Optional[_Union[_types_pb2.ItemError, _Mapping]] = ...) -> None: ...
+
 class StreamRequest(_message.Message):
     __slots__ = ["decrypt", "decrypt_batch", "encrypt", "encrypt_batch", "request_id"]
     DECRYPT_BATCH_FIELD_NUMBER: _ClassVar[int]

@@ -46,6 +46,16 @@ class CryptoServiceStub(object):
                 request_serializer=ale_dot_v1_dot_crypto__pb2.StreamRequest.SerializeToString,
                 response_deserializer=ale_dot_v1_dot_crypto__pb2.StreamResponse.FromString,
                 )
+        self.Rewrap = channel.unary_unary(
+                '/ale.v1.CryptoService/Rewrap',
+                request_serializer=ale_dot_v1_dot_crypto__pb2.RewrapRequest.SerializeToString,
+                response_deserializer=ale_dot_v1_dot_crypto__pb2.RewrapResponse.FromString,
+                )
+        self.RewrapBatch = channel.unary_unary(
+                '/ale.v1.CryptoService/RewrapBatch',
+                request_serializer=ale_dot_v1_dot_crypto__pb2.RewrapBatchRequest.SerializeToString,
+                response_deserializer=ale_dot_v1_dot_crypto__pb2.RewrapBatchResponse.FromString,
+                )
 
 
 class CryptoServiceServicer(object):
@@ -106,6 +116,27 @@ class CryptoServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Rewrap(self, request, context):
+        """Rewrap opens an envelope inside the service and seals the same plaintext
+        under the current primary of the referenced key (an alias, or the default
+        key), with a fresh IV. The plaintext never leaves the service: this is
+        how stored messages move off a retired key during rotation. The caller
+        needs decrypt on the envelope's key and encrypt on the target; a caller
+        refused either gets PermissionDenied, whether or not the keys exist. Not
+        idempotent: every call draws a new IV.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RewrapBatch(self, request, context):
+        """RewrapBatch rewraps many envelopes in one call. It returns one result per
+        item, in order; a failed item does not fail the others.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CryptoServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -138,6 +169,16 @@ def add_CryptoServiceServicer_to_server(servicer, server):
                     servicer.Stream,
                     request_deserializer=ale_dot_v1_dot_crypto__pb2.StreamRequest.FromString,
                     response_serializer=ale_dot_v1_dot_crypto__pb2.StreamResponse.SerializeToString,
+            ),
+            'Rewrap': grpc.unary_unary_rpc_method_handler(
+                    servicer.Rewrap,
+                    request_deserializer=ale_dot_v1_dot_crypto__pb2.RewrapRequest.FromString,
+                    response_serializer=ale_dot_v1_dot_crypto__pb2.RewrapResponse.SerializeToString,
+            ),
+            'RewrapBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.RewrapBatch,
+                    request_deserializer=ale_dot_v1_dot_crypto__pb2.RewrapBatchRequest.FromString,
+                    response_serializer=ale_dot_v1_dot_crypto__pb2.RewrapBatchResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -250,5 +291,39 @@ class CryptoService(object):
         return grpc.experimental.stream_stream(request_iterator, target, '/ale.v1.CryptoService/Stream',
             ale_dot_v1_dot_crypto__pb2.StreamRequest.SerializeToString,
             ale_dot_v1_dot_crypto__pb2.StreamResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def Rewrap(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/ale.v1.CryptoService/Rewrap',
+            ale_dot_v1_dot_crypto__pb2.RewrapRequest.SerializeToString,
+            ale_dot_v1_dot_crypto__pb2.RewrapResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def RewrapBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/ale.v1.CryptoService/RewrapBatch',
+            ale_dot_v1_dot_crypto__pb2.RewrapBatchRequest.SerializeToString,
+            ale_dot_v1_dot_crypto__pb2.RewrapBatchResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)

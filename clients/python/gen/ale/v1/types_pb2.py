@@ -14,25 +14,27 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12\x61le/v1/types.proto\x12\x06\x61le.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"V\n\x08\x45nvelope\x12\x0e\n\x02iv\x18\x01 \x01(\x0cR\x02iv\x12 \n\x0b\x66ingerprint\x18\x02 \x01(\tR\x0b\x66ingerprint\x12\x18\n\x07message\x18\x03 \x01(\x0cR\x07message\"K\n\x06KeyRef\x12\"\n\x0b\x66ingerprint\x18\x01 \x01(\tH\x00R\x0b\x66ingerprint\x12\x16\n\x05\x61lias\x18\x02 \x01(\tH\x00R\x05\x61liasB\x05\n\x03ref\"\x81\x03\n\x07KeyInfo\x12 \n\x0b\x66ingerprint\x18\x01 \x01(\tR\x0b\x66ingerprint\x12\x18\n\x07\x61liases\x18\x02 \x03(\tR\x07\x61liases\x12/\n\talgorithm\x18\x03 \x01(\x0e\x32\x11.ale.v1.AlgorithmR\talgorithm\x12&\n\x05state\x18\x04 \x01(\x0e\x32\x10.ale.v1.KeyStateR\x05state\x12\x18\n\x07version\x18\x05 \x01(\x03R\x07version\x12\x39\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x37\n\tnot_after\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x08notAfter\x12\x16\n\x06source\x18\x08 \x01(\tR\x06source\x12\x18\n\x07primary\x18\t \x01(\x08R\x07primary\x12!\n\x0c\x63ounter_bits\x18\n \x01(\x05R\x0b\x63ounterBits\"F\n\x0b\x45rrorDetail\x12\x1d\n\nerror_code\x18\x01 \x01(\x05R\terrorCode\x12\x18\n\x07message\x18\x02 \x01(\tR\x07message\"f\n\tItemError\x12\x12\n\x04\x63ode\x18\x01 \x01(\tR\x04\x63ode\x12\x18\n\x07message\x18\x02 \x01(\tR\x07message\x12+\n\x06\x64\x65tail\x18\x03 \x01(\x0b\x32\x13.ale.v1.ErrorDetailR\x06\x64\x65tail*\\\n\tAlgorithm\x12\x19\n\x15\x41LGORITHM_UNSPECIFIED\x10\x00\x12\x19\n\x15\x41LGORITHM_AES_256_CTR\x10\x01\x12\x19\n\x15\x41LGORITHM_AES_256_GCM\x10\x02*o\n\x08KeyState\x12\x19\n\x15KEY_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10KEY_STATE_ACTIVE\x10\x01\x12\x1a\n\x16KEY_STATE_DECRYPT_ONLY\x10\x02\x12\x16\n\x12KEY_STATE_DISABLED\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12\x61le/v1/types.proto\x12\x06\x61le.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"V\n\x08\x45nvelope\x12\x0e\n\x02iv\x18\x01 \x01(\x0cR\x02iv\x12 \n\x0b\x66ingerprint\x18\x02 \x01(\tR\x0b\x66ingerprint\x12\x18\n\x07message\x18\x03 \x01(\x0cR\x07message\"K\n\x06KeyRef\x12\"\n\x0b\x66ingerprint\x18\x01 \x01(\tH\x00R\x0b\x66ingerprint\x12\x16\n\x05\x61lias\x18\x02 \x01(\tH\x00R\x05\x61liasB\x05\n\x03ref\"\xa9\x03\n\x07KeyInfo\x12 \n\x0b\x66ingerprint\x18\x01 \x01(\tR\x0b\x66ingerprint\x12\x18\n\x07\x61liases\x18\x02 \x03(\tR\x07\x61liases\x12/\n\talgorithm\x18\x03 \x01(\x0e\x32\x11.ale.v1.AlgorithmR\talgorithm\x12&\n\x05state\x18\x04 \x01(\x0e\x32\x10.ale.v1.KeyStateR\x05state\x12\x18\n\x07version\x18\x05 \x01(\x03R\x07version\x12\x39\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x37\n\tnot_after\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x08notAfter\x12\x16\n\x06source\x18\x08 \x01(\tR\x06source\x12\x18\n\x07primary\x18\t \x01(\x08R\x07primary\x12!\n\x0c\x63ounter_bits\x18\n \x01(\x05R\x0b\x63ounterBits\x12&\n\x05usage\x18\x0b \x01(\x0b\x32\x10.ale.v1.KeyUsageR\x05usage\"\xe4\x01\n\x08KeyUsage\x12#\n\rencrypt_count\x18\x01 \x01(\x04R\x0c\x65ncryptCount\x12#\n\rdecrypt_count\x18\x02 \x01(\x04R\x0c\x64\x65\x63ryptCount\x12\x46\n\x11last_encrypt_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x0flastEncryptTime\x12\x46\n\x11last_decrypt_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x0flastDecryptTime\"F\n\x0b\x45rrorDetail\x12\x1d\n\nerror_code\x18\x01 \x01(\x05R\terrorCode\x12\x18\n\x07message\x18\x02 \x01(\tR\x07message\"f\n\tItemError\x12\x12\n\x04\x63ode\x18\x01 \x01(\tR\x04\x63ode\x12\x18\n\x07message\x18\x02 \x01(\tR\x07message\x12+\n\x06\x64\x65tail\x18\x03 \x01(\x0b\x32\x13.ale.v1.ErrorDetailR\x06\x64\x65tail*\\\n\tAlgorithm\x12\x19\n\x15\x41LGORITHM_UNSPECIFIED\x10\x00\x12\x19\n\x15\x41LGORITHM_AES_256_CTR\x10\x01\x12\x19\n\x15\x41LGORITHM_AES_256_GCM\x10\x02*o\n\x08KeyState\x12\x19\n\x15KEY_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10KEY_STATE_ACTIVE\x10\x01\x12\x1a\n\x16KEY_STATE_DECRYPT_ONLY\x10\x02\x12\x16\n\x12KEY_STATE_DISABLED\x10\x03\x62\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'ale.v1.types_pb2', globals())
 if _descriptor._USE_C_DESCRIPTORS == False:
 
   DESCRIPTOR._options = None
-  _ALGORITHM._serialized_start=792
-  _ALGORITHM._serialized_end=884
-  _KEYSTATE._serialized_start=886
-  _KEYSTATE._serialized_end=997
+  _ALGORITHM._serialized_start=1063
+  _ALGORITHM._serialized_end=1155
+  _KEYSTATE._serialized_start=1157
+  _KEYSTATE._serialized_end=1268
   _ENVELOPE._serialized_start=63
   _ENVELOPE._serialized_end=149
   _KEYREF._serialized_start=151
   _KEYREF._serialized_end=226
   _KEYINFO._serialized_start=229
-  _KEYINFO._serialized_end=614
-  _ERRORDETAIL._serialized_start=616
-  _ERRORDETAIL._serialized_end=686
-  _ITEMERROR._serialized_start=688
-  _ITEMERROR._serialized_end=790
+  _KEYINFO._serialized_end=654
+  _KEYUSAGE._serialized_start=657
+  _KEYUSAGE._serialized_end=885
+  _ERRORDETAIL._serialized_start=887
+  _ERRORDETAIL._serialized_end=957
+  _ITEMERROR._serialized_start=959
+  _ITEMERROR._serialized_end=1061
 # @@protoc_insertion_point(module_scope)

@@ -43,7 +43,7 @@ class ItemError(_message.Message):
     def __init__(self, code: _Optional[str] = ..., message: _Optional[str] = ..., detail: _Optional[_Union[ErrorDetail, _Mapping]] = ...) -> None: ...
 
 class KeyInfo(_message.Message):
-    __slots__ = ["algorithm", "aliases", "counter_bits", "created_at", "fingerprint", "not_after", "primary", "source", "state", "version"]
+    __slots__ = ["algorithm", "aliases", "counter_bits", "created_at", "fingerprint", "not_after", "primary", "source", "state", "usage", "version"]
     ALGORITHM_FIELD_NUMBER: _ClassVar[int]
     ALIASES_FIELD_NUMBER: _ClassVar[int]
     COUNTER_BITS_FIELD_NUMBER: _ClassVar[int]
@@ -53,6 +53,7 @@ class KeyInfo(_message.Message):
     PRIMARY_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     algorithm: Algorithm
     aliases: _containers.RepeatedScalarFieldContainer[str]
@@ -63,8 +64,9 @@ class KeyInfo(_message.Message):
     primary: bool
     source: str
     state: KeyState
+    usage: KeyUsage
     version: int
-    def __init__(self, fingerprint: _Optional[str] = ..., aliases: _Optional[_Iterable[str]] = ..., algorithm: _Optional[_Union[Algorithm, str]] = ..., state: _Optional[_Union[KeyState, str]] = ..., version: _Optional[int] = ..., created_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., not_after: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., source: _Optional[str] = ..., primary: bool = ..., counter_bits: _Optional[int] = ...) -> None: ...
+    def __init__(self, fingerprint: _Optional[str] = ..., aliases: _Optional[_Iterable[str]] = ..., algorithm: _Optional[_Union[Algorithm, str]] = ..., state: _Optional[_Union[KeyState, str]] = ..., version: _Optional[int] = ..., created_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., not_after: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., source: _Optional[str] = ..., primary: bool = ..., counter_bits: _Optional[int] = ..., usage: _Optional[_Union[KeyUsage, _Mapping]] = ...) -> None: ...
 
 class KeyRef(_message.Message):
     __slots__ = ["alias", "fingerprint"]
@@ -73,6 +75,18 @@ class KeyRef(_message.Message):
     alias: str
     fingerprint: str
     def __init__(self, fingerprint: _Optional[str] = ..., alias: _Optional[str] = ...) -> None: ...
+
+class KeyUsage(_message.Message):
+    __slots__ = ["decrypt_count", "encrypt_count", "last_decrypt_time", "last_encrypt_time"]
+    DECRYPT_COUNT_FIELD_NUMBER: _ClassVar[int]
+    ENCRYPT_COUNT_FIELD_NUMBER: _ClassVar[int]
+    LAST_DECRYPT_TIME_FIELD_NUMBER: _ClassVar[int]
+    LAST_ENCRYPT_TIME_FIELD_NUMBER: _ClassVar[int]
+    decrypt_count: int
+    encrypt_count: int
+    last_decrypt_time: _timestamp_pb2.Timestamp
+    last_encrypt_time: _timestamp_pb2.Timestamp
+    def __init__(self, encrypt_count: _Optional[int] = ..., decrypt_count: _Optional[int] = ..., last_encrypt_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., last_decrypt_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Algorithm(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = []

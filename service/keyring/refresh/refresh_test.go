@@ -1,4 +1,4 @@
-package keystore_test
+package refresh_test
 
 import (
 	"bytes"
@@ -13,27 +13,16 @@ import (
 	"time"
 
 	"github.com/alecrypt/alecrypt/service/key"
+	"github.com/alecrypt/alecrypt/service/key/keytest"
 	"github.com/alecrypt/alecrypt/service/keyring"
+	"github.com/alecrypt/alecrypt/service/keyring/refresh"
 	"github.com/alecrypt/alecrypt/service/keystore"
-	"github.com/alecrypt/alecrypt/service/secret"
 )
 
 // canarySecret must never reach a log line.
-const canarySecret = "CANARY-not-a-real-secret-93b1"
+const canarySecret = keytest.Canary
 
-func rec(fp string) key.Record {
-	return key.Record{
-		Fingerprint: fp,
-		Aliases:     []string{"default"},
-		Algorithm:   key.AES256CTR,
-		Secret:      secret.FromString(canarySecret + fp),
-		KDF:         key.KDF{Name: key.KDFPBKDF2SHA256, Salt: "salt-" + fp, Iterations: key.MinIterations},
-		State:       key.Active,
-		Version:     1,
-		CreatedAt:   time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC),
-		Source:      key.SourcePortal,
-	}
-}
+func rec(fp string) key.Record { return keytest.Record(fp, keytest.Source(key.SourcePortal)) }
 
 // fakeStore returns whatever it was last set to.
 type fakeStore struct {
@@ -94,13 +83,13 @@ func (b *logBuffer) String() string {
 	return b.buf.String()
 }
 
-func newRefresher(t *testing.T, interval time.Duration) (*fakeStore, *keyring.Ring, *keystore.Refresher, *logBuffer) {
+func newRefresher(t *testing.T, interval time.Duration) (*fakeStore, *keyring.Ring, *refresh.Refresher, *logBuffer) {
 	t.Helper()
 	store := &fakeStore{}
 	ring := keyring.New()
 	logs := &logBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	return store, ring, keystore.NewRefresher(store, ring, log, interval), logs
+	return store, ring, refresh.New(store, ring, log, interval), logs
 }
 
 func lookup(t *testing.T, ring *keyring.Ring, fp string) *keyring.Key {
@@ -142,7 +131,7 @@ func TestRefresherKeepsLastGoodKeys(t *testing.T) {
 			if err != nil || okAt.IsZero() {
 				t.Fatalf("Status after a good load = %v, %v; want a time, nil", okAt, err)
 			}
-			loadedAt := ring.LoadedAt()
+			keysBefore := ring.Keys()
 
 			tc.set(store)
 			if err := r.Reload(t.Context()); !errors.Is(err, tc.want) {
@@ -154,8 +143,8 @@ func TestRefresherKeepsLastGoodKeys(t *testing.T) {
 			if _, err := ring.Lookup("fp-new"); !errors.Is(err, keyring.ErrUnknownKey) {
 				t.Errorf("after Reload(%s), Lookup(fp-new) err = %v, want ErrUnknownKey", tc.name, err)
 			}
-			if !ring.LoadedAt().Equal(loadedAt) {
-				t.Errorf("after Reload(%s), LoadedAt = %v, want %v", tc.name, ring.LoadedAt(), loadedAt)
+			if got := ring.Keys(); &got[0] != &keysBefore[0] {
+				t.Errorf("after Reload(%s), the ring holds a new snapshot; want the last good one", tc.name)
 			}
 			if gotOK, gotErr := r.Status(); !errors.Is(gotErr, tc.want) || !gotOK.Equal(okAt) {
 				t.Errorf("Status after Reload(%s) = %v, %v; want %v, %v", tc.name, gotOK, gotErr, okAt, tc.want)
@@ -309,5 +298,42 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// locatedStore is a fakeStore that says where it keeps its keys.
+type locatedStore struct{ fakeStore }
+
+func (*locatedStore) Location() string { return "secret/alecrypt/keys" }
+
+// TestEmptyStoreSaysSoLoudly: a store with no key at all (a new Vault, a
+// wrong prefix) loads fine but is reported once with its location, in the
+// log at WARN and in Problems (/readyz) for as long as it stays empty.
+func TestEmptyStoreSaysSoLoudly(t *testing.T) {
+	var logs bytes.Buffer
+	store := &locatedStore{}
+	r := refresh.New(store, keyring.New(), slog.New(slog.NewJSONHandler(&logs, nil)), 0)
+	ctx := context.Background()
+	for range 2 {
+		if err := r.ForceReload(ctx); err != nil {
+			t.Fatalf("Reload(empty store) = %v, want nil: an empty store is not an error", err)
+		}
+	}
+	const warn = `"level":"WARN","msg":"keystore is empty: no keys to serve; every call fails until keys are added there","path":"secret/alecrypt/keys"`
+	if n := strings.Count(logs.String(), warn); n != 1 {
+		t.Fatalf("WARN naming the path logged %d times over two loads, want once:\n%s", n, logs.String())
+	}
+	want := "keystore: no keys at secret/alecrypt/keys; every call fails until keys are added"
+	if !slices.Contains(r.Problems(), want) {
+		t.Fatalf("Problems = %q, want %q", r.Problems(), want)
+	}
+	store.mu.Lock()
+	store.snap = keystore.Snapshot{Records: []key.Record{rec("fp-1")}}
+	store.mu.Unlock()
+	if err := r.ForceReload(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if p := r.Problems(); len(p) != 0 {
+		t.Fatalf("Problems after a key arrived = %q, want none", p)
 	}
 }

@@ -1,4 +1,4 @@
-package keystore_test
+package refresh_test
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 
 	"github.com/alecrypt/alecrypt/service/key"
 	"github.com/alecrypt/alecrypt/service/keyring"
+	"github.com/alecrypt/alecrypt/service/keyring/refresh"
 	"github.com/alecrypt/alecrypt/service/keystore"
 )
 
@@ -155,8 +156,8 @@ func TestRefresherRemovalGuard(t *testing.T) {
 			store := &fakeStore{}
 			ring := keyring.New()
 			logs := &logBuffer{}
-			r := keystore.NewRefresher(store, ring, slog.New(slog.NewJSONHandler(logs, nil)), 0,
-				keystore.WithClock(clk.now), keystore.WithRemovalGuard(tc.share, tc.confirmAfter))
+			r := refresh.New(store, ring, slog.New(slog.NewJSONHandler(logs, nil)), 0,
+				refresh.WithClock(clk.now), refresh.WithRemovalGuard(tc.share, tc.confirmAfter))
 			store.set("seed", nil, recs(tc.seed...)...)
 			if err := r.Reload(t.Context()); err != nil {
 				t.Fatal(err)
@@ -203,7 +204,7 @@ func TestRefresherHeldRemovalBypassesRevision(t *testing.T) {
 	store := &revisedStore{fakeStore: &fakeStore{}, tok: "stat-1"}
 	store.set("content-1", nil, rec("a"))
 	ring := keyring.New()
-	r := keystore.NewRefresher(store, ring, slog.New(slog.DiscardHandler), 0, keystore.WithClock(clk.now))
+	r := refresh.New(store, ring, slog.New(slog.DiscardHandler), 0, refresh.WithClock(clk.now))
 	if err := r.Reload(t.Context()); err != nil {
 		t.Fatal(err)
 	}
@@ -215,7 +216,7 @@ func TestRefresherHeldRemovalBypassesRevision(t *testing.T) {
 	if got := served(ring); !slices.Equal(got, []string{"a"}) {
 		t.Fatalf("after the store emptied, served %q, want [a] held", got)
 	}
-	clk.set(t0.Add(keystore.DefaultRemovalConfirmAfter))
+	clk.set(t0.Add(refresh.DefaultRemovalConfirmAfter))
 	if err := r.Reload(t.Context()); err != nil {
 		t.Fatal(err)
 	}
@@ -283,7 +284,7 @@ func TestRefresherTriggerBypassesRevision(t *testing.T) {
 	store := &revisedStore{fakeStore: &fakeStore{}, tok: "stat-1"}
 	store.set("content-1", nil, rec("fp-1"))
 	ring := keyring.New()
-	r := keystore.NewRefresher(store, ring, slog.New(slog.DiscardHandler), 0)
+	r := refresh.New(store, ring, slog.New(slog.DiscardHandler), 0)
 	if err := r.Reload(t.Context()); err != nil {
 		t.Fatal(err)
 	}

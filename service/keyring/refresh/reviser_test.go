@@ -1,4 +1,4 @@
-package keystore_test
+package refresh_test
 
 import (
 	"context"
@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/alecrypt/alecrypt/service/keyring"
-	"github.com/alecrypt/alecrypt/service/keystore"
+	"github.com/alecrypt/alecrypt/service/keyring/refresh"
 )
 
 // revisedStore is a fakeStore that also answers the cheap revision check.
@@ -36,7 +36,7 @@ func TestRefresherSkipsLoadWhenRevisionUnchanged(t *testing.T) {
 	store := &revisedStore{fakeStore: &fakeStore{}, tok: "stat-1"}
 	store.set("content-1", nil, rec("fp-1"))
 	ring := keyring.New()
-	r := keystore.NewRefresher(store, ring, slog.New(slog.DiscardHandler), 0)
+	r := refresh.New(store, ring, slog.New(slog.DiscardHandler), 0)
 	ctx := context.Background()
 	for range 3 {
 		if err := r.Reload(ctx); err != nil {

@@ -1,0 +1,137 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/alecrypt/alecrypt/service/api"
+	"github.com/alecrypt/alecrypt/service/cli"
+	"github.com/alecrypt/alecrypt/service/daemon"
+	"github.com/alecrypt/alecrypt/service/daemon/vaultcfg"
+	"github.com/alecrypt/alecrypt/service/engine"
+	"github.com/alecrypt/alecrypt/service/keyring/refresh"
+)
+
+// Config is everything alecryptd reads from flags and the environment.
+type Config struct {
+	Listen          string
+	Keystore        string
+	Refresh         time.Duration
+	MaxRequestBytes int
+	DefaultAlias    string
+	Log             daemon.Log
+	ShutdownTimeout time.Duration
+	MetricsListen   string
+	Vault           vaultcfg.Config
+	TLSCert         string
+	TLSKey          string
+	ClientCA        string
+	InsecureListen  bool
+	Policy          string
+	AuditLog        string
+	// MaxRemovalShare and RemovalConfirmAfter configure the keystore's
+	// removal guard (refresh.WithRemovalGuard).
+	MaxRemovalShare     float64
+	RemovalConfirmAfter time.Duration
+	// MaxInflightBytes and ReadTimeout bound what requests may hold; see
+	// api.Options.
+	MaxInflightBytes int64
+	ReadTimeout      time.Duration
+}
+
+// keystoreVault is the --keystore value that selects Vault.
+const keystoreVault = "vault"
+
+const usage = `alecryptd: the alecrypt crypto service (ale.v1 over Connect, gRPC and gRPC-Web; health, reflection, metrics)
+
+  alecryptd [--listen 127.0.0.1:8080] [--keystore FILE | --keystore vault] [flags]
+`
+
+func parseConfig(args []string, getenv func(string) string) (Config, error) {
+	fs := flag.NewFlagSet("alecryptd", flag.ContinueOnError)
+	var c Config
+	inflight := int64(api.DefaultMaxInflightBytes)
+	if v := getenv("ALECRYPT_MAX_INFLIGHT_BYTES"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return Config{}, fmt.Errorf("ALECRYPT_MAX_INFLIGHT_BYTES=%q is not a number of bytes", v)
+		}
+		inflight = n
+	}
+	envOr := func(name, def string) string { return daemon.EnvOr(getenv, name, def) }
+	fs.StringVar(&c.Listen, "listen", envOr("ALECRYPT_LISTEN", "127.0.0.1:8080"), "address to serve Connect, gRPC and gRPC-Web on (env ALECRYPT_LISTEN)")
+	fs.StringVar(&c.Keystore, "keystore", envOr("ALECRYPT_KEYSTORE", "./alecrypt-data/keystore.json"), "embedded keystore file (created with one fresh key if missing), or \"vault\" (env ALECRYPT_KEYSTORE)")
+	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate for the API listener (with --tls-key); re-read when it changes")
+	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM private key for --tls-cert")
+	fs.StringVar(&c.ClientCA, "client-ca", "", "PEM CA(s) that sign client certificates: enables mTLS caller identity (needs --tls-cert)")
+	fs.BoolVar(&c.InsecureListen, "insecure-listen", false, "allow --listen beyond loopback without TLS (never in production)")
+	fs.StringVar(&c.Policy, "policy", envOr("ALECRYPT_POLICY", ""), "caller policy file (JSON); once set, callers must authenticate and anything not allowed is denied (env ALECRYPT_POLICY)")
+	fs.StringVar(&c.AuditLog, "audit-log", envOr("ALECRYPT_AUDIT_LOG", ""), "audit trail: a file to append to, or - for stdout; empty turns it off (env ALECRYPT_AUDIT_LOG)")
+	fs.StringVar(&c.MetricsListen, "metrics-listen", envOr("ALECRYPT_METRICS_LISTEN", "127.0.0.1:9090"), "address for Prometheus /metrics; empty turns it off (env ALECRYPT_METRICS_LISTEN)")
+	c.Vault.RegisterFlags(fs)
+	fs.DurationVar(&c.Refresh, "refresh", 0, "how often to reload the keystore; 0 means 2s for a file, 30s for Vault (SIGHUP reloads at once)")
+	fs.IntVar(&c.MaxRequestBytes, "max-request-bytes", api.DefaultMaxRequestBytes, "largest request message accepted; larger ones get ResourceExhausted")
+	fs.Int64Var(&c.MaxInflightBytes, "max-inflight-bytes", inflight, "memory budget of calls in progress: each is charged 6x its request size, the heap it holds (per message for streams), before its body is read; calls over it get ResourceExhausted at once (env ALECRYPT_MAX_INFLIGHT_BYTES)")
+	fs.DurationVar(&c.ReadTimeout, "read-timeout", api.DefaultReadTimeout, "a unary request body, or one stream message once started, must arrive within this; idle streams may wait between messages")
+	fs.StringVar(&c.DefaultAlias, "default-alias", envOr("ALECRYPT_DEFAULT_ALIAS", engine.DefaultAlias), "alias used when a request names no key (env ALECRYPT_DEFAULT_ALIAS)")
+	c.Log.RegisterFlags(fs)
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long in-flight calls may take to finish on SIGTERM")
+	share := fs.String("max-removal-share", envOr("ALECRYPT_MAX_REMOVAL_SHARE", strconv.FormatFloat(refresh.DefaultMaxRemovalShare, 'g', -1, 64)),
+		"a reload removing more than this share (0-1) of the keys, or all of them, keeps serving them until the removal is confirmed (env ALECRYPT_MAX_REMOVAL_SHARE)")
+	confirm := fs.String("removal-confirm-after", envOr("ALECRYPT_REMOVAL_CONFIRM_AFTER", refresh.DefaultRemovalConfirmAfter.String()),
+		"how long keys must stay missing, over at least two reloads, before a held removal is applied (env ALECRYPT_REMOVAL_CONFIRM_AFTER)")
+	if err := cli.Parse(fs, args, os.Stdout, usage); err != nil {
+		return Config{}, err
+	}
+	var err error
+	if c.MaxRemovalShare, err = strconv.ParseFloat(*share, 64); err != nil || c.MaxRemovalShare < 0 || c.MaxRemovalShare > 1 {
+		return Config{}, fmt.Errorf("--max-removal-share %q: want a number from 0 to 1", *share)
+	}
+	if c.RemovalConfirmAfter, err = time.ParseDuration(*confirm); err != nil || c.RemovalConfirmAfter < 0 {
+		return Config{}, fmt.Errorf("--removal-confirm-after %q: want a duration of 0 or more", *confirm)
+	}
+	switch {
+	case c.Keystore == "":
+		return Config{}, errors.New("--keystore must not be empty")
+	case c.MaxRequestBytes <= 0:
+		return Config{}, errors.New("--max-request-bytes must be positive")
+	case c.Refresh < 0:
+		return Config{}, errors.New("--refresh must not be negative")
+	case c.ReadTimeout <= 0:
+		return Config{}, errors.New("--read-timeout must be positive")
+	}
+	if err := c.Log.Validate(); err != nil {
+		return Config{}, err
+	}
+	if err := api.CheckLimits(c.MaxRequestBytes, c.MaxInflightBytes); err != nil {
+		return Config{}, err
+	}
+	if c.Refresh == 0 {
+		c.Refresh = 2 * time.Second
+		if c.Keystore == keystoreVault {
+			c.Refresh = 30 * time.Second
+		}
+	}
+	if c.Keystore == keystoreVault {
+		if err := c.Vault.Auth.Validate(); err != nil {
+			return Config{}, err
+		}
+	}
+	if err := daemon.CheckListen(c.Listen, c.TLSCert, c.TLSKey, c.InsecureListen); err != nil {
+		return Config{}, err
+	}
+	if c.ClientCA != "" && c.TLSCert == "" {
+		return Config{}, errors.New("--client-ca needs --tls-cert: client certificates are verified during the TLS handshake")
+	}
+	if c.MetricsListen != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsListen); err != nil {
+			return Config{}, fmt.Errorf("--metrics-listen %q: %w", c.MetricsListen, err)
+		}
+	}
+	return c, nil
+}

@@ -1,0 +1,167 @@
+package daemon
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/alecrypt/alecrypt/test/harness"
+)
+
+func TestLogFlags(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		args    []string
+		wantErr string
+		debug   bool
+		text    bool
+	}{
+		{},
+		{args: []string{"--log-level", "debug", "--log-format", "text"}, debug: true, text: true},
+		{args: []string{"--log-format", "xml"}, wantErr: "json or text"},
+	} {
+		var l Log
+		fs := flag.NewFlagSet("d", flag.ContinueOnError)
+		l.RegisterFlags(fs)
+		if err := fs.Parse(tc.args); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Validate(); (err != nil) != (tc.wantErr != "") || (err != nil && !strings.Contains(err.Error(), tc.wantErr)) {
+			t.Errorf("%q: Validate() = %v, want %q", tc.args, err, tc.wantErr)
+			continue
+		}
+		if tc.wantErr != "" {
+			continue
+		}
+		var buf bytes.Buffer
+		log := l.Logger(&buf)
+		log.Debug("d")
+		log.Info("i")
+		out := buf.String()
+		if strings.Contains(out, "msg=d") || strings.Contains(out, `"msg":"d"`) {
+			if !tc.debug {
+				t.Errorf("%q: debug line logged at level info:\n%s", tc.args, out)
+			}
+		} else if tc.debug {
+			t.Errorf("%q: no debug line:\n%s", tc.args, out)
+		}
+		if isJSON := strings.HasPrefix(out, "{"); isJSON == tc.text {
+			t.Errorf("%q: output %q, want text %v", tc.args, out, tc.text)
+		}
+	}
+}
+
+func TestCheckListen(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		addr, cert, key string
+		insecure        bool
+		wantErr         string
+	}{
+		{addr: "127.0.0.1:8080"},
+		{addr: "[::1]:8080"},
+		{addr: "localhost:8080"},
+		{addr: "0.0.0.0:8080", wantErr: "beyond loopback"},
+		{addr: ":8080", wantErr: "beyond loopback"},
+		{addr: "10.0.0.1:8080", insecure: true},
+		{addr: "0.0.0.0:8443", cert: "c.pem", key: "k.pem"},
+		{addr: "127.0.0.1:8443", cert: "c.pem", wantErr: "go together"},
+		{addr: "8080", wantErr: "--listen"},
+	} {
+		err := CheckListen(tc.addr, tc.cert, tc.key, tc.insecure)
+		if (err != nil) != (tc.wantErr != "") || (err != nil && !strings.Contains(err.Error(), tc.wantErr)) {
+			t.Errorf("CheckListen(%q, %q, %q, %v) = %v, want %q", tc.addr, tc.cert, tc.key, tc.insecure, err, tc.wantErr)
+		}
+	}
+}
+
+func TestEnvOr(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{"SET": "v", "EMPTY": ""}
+	getenv := func(k string) string { return env[k] }
+	if got := EnvOr(getenv, "SET", "d"); got != "v" {
+		t.Errorf("EnvOr(SET) = %q", got)
+	}
+	if got := EnvOr(getenv, "EMPTY", "d"); got != "d" {
+		t.Errorf("EnvOr(EMPTY) = %q, want the default", got)
+	}
+}
+
+// TestServe: a server runs until its context ends, then shuts down and
+// says so; a failure reported on errc ends it with that error.
+func TestServe(t *testing.T) {
+	t.Parallel()
+	var logs bytes.Buffer
+	log := slog.New(slog.NewJSONHandler(&logs, nil))
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok") })}
+	ln, err := Listen(srv, "127.0.0.1:0", "", "", "", log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Serve(ctx, "testd", srv, ln, make(chan error, 1), time.Second, log) }()
+	res, err := http.Get("http://" + ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Serve() after cancel = %v, want nil", err)
+	}
+	if !strings.Contains(logs.String(), "testd stopped cleanly") {
+		t.Errorf("log has no clean stop:\n%s", logs.String())
+	}
+
+	boom := errors.New("metrics listener failed")
+	errc := make(chan error, 2)
+	errc <- boom
+	srv2 := &http.Server{}
+	ln2, err := Listen(srv2, "127.0.0.1:0", "", "", "", log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv2.Close()
+	if err := Serve(context.Background(), "testd", srv2, ln2, errc, time.Second, log); !errors.Is(err, boom) {
+		t.Errorf("Serve() with a failed server = %v, want %v", err, boom)
+	}
+}
+
+// TestListen: TLS when given a pair (HTTP/2 added to explicit protocols),
+// and a warning for plaintext beyond loopback.
+func TestListen(t *testing.T) {
+	t.Parallel()
+	pki := harness.NewPKI(t)
+	cert, key := pki.Server(t, "server")
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	srv := &http.Server{Protocols: &protocols}
+	ln, err := Listen(srv, "127.0.0.1:0", cert, key, pki.CAFile, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.Close()
+	if srv.TLSConfig == nil || srv.TLSConfig.ClientCAs == nil || !srv.Protocols.HTTP2() {
+		t.Errorf("Listen with TLS: config %v, HTTP/2 %v; want TLS with client CAs and HTTP/2", srv.TLSConfig, srv.Protocols.HTTP2())
+	}
+	if _, err := Listen(&http.Server{}, "127.0.0.1:0", cert, "missing.pem", "", slog.New(slog.DiscardHandler)); err == nil {
+		t.Error("Listen with a missing key: err = nil")
+	}
+	var logs bytes.Buffer
+	ln, err = Listen(&http.Server{}, "0.0.0.0:0", "", "", "", slog.New(slog.NewJSONHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.Close()
+	if !strings.Contains(logs.String(), "beyond loopback without TLS") {
+		t.Errorf("no warning for plaintext beyond loopback:\n%s", logs.String())
+	}
+}
