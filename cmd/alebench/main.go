@@ -9,6 +9,8 @@
 //	alebench genkeys --n 10000 --out FILE     write an embedded keystore of N fresh keys
 //	alebench startup --alecryptd BIN --keystore FILE
 //	                                          time alecryptd's start on a keystore and read its RSS
+//	alebench floors [flags]                   our paths next to their floors (plain proxy, bare handler), ratios
+//	alebench serve kitchen|proxy|bare         the floors' processes (run.sh --floors starts them)
 //	alebench memory --alecrypt-pid PID [--token T]
 //	                                          500 concurrent 4 MiB Encrypts: alecryptd's RSS and health
 //
@@ -55,6 +57,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		if cfg, err = parseMemory(args[1:], getenv, stdout); err == nil {
 			err = measureMemory(ctx, cfg, stdout)
 		}
+	case len(args) > 0 && args[0] == "floors":
+		var cfg floorsConfig
+		if cfg, err = parseFloors(args[1:], getenv, stdout); err == nil {
+			err = runFloors(ctx, cfg, stdout, stderr)
+		}
+	case len(args) > 0 && args[0] == "serve":
+		var cfg serveConfig
+		if cfg, err = parseServe(args[1:], stdout); err == nil {
+			err = serve(ctx, cfg, stderr)
+		}
 	case len(args) > 0 && args[0] == "startup":
 		var cfg startupConfig
 		if cfg, err = parseStartup(args[1:], stdout); err == nil {
@@ -99,6 +111,12 @@ var usages = map[string]string{
 
   alebench genkeys --out FILE [--n 10000] [flags]
 `,
+	"alebench floors": `alebench floors: alegate next to a plain reverse proxy, alecryptd next to a bare Connect handler
+
+  alebench floors --gate-url URL --gate-pids PID,PID --proxy-url URL --proxy-pid PID --keystore FILE
+                  --alecrypt-url URL --alecrypt-pid PID --bare-url URL --bare-pid PID [flags]
+`,
+	"alebench serve": usagesServe,
 	"alebench startup": `alebench startup: start alecryptd on a large keystore and measure when every key is ready
 
   alebench startup --alecryptd BIN --keystore FILE [flags]

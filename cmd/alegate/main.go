@@ -4,6 +4,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -41,6 +42,7 @@ type Config struct {
 	FrameFormat      alev1.PlaintextFormat
 	ReadTimeout      time.Duration
 	IdleTimeout      time.Duration
+	WSIdleTimeout    time.Duration
 	MetricsListen    string
 	Log              daemon.Log
 	ShutdownTimeout  time.Duration
@@ -76,6 +78,7 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	fs.StringVar(&wsOrigins, "ws-origins", "", "deprecated alias of --allow-origins (a bare host H means http://H and https://H)")
 	fs.DurationVar(&c.ReadTimeout, "read-timeout", gateway.DefaultReadTimeout, "cut a client whose request headers, or whose body, stop arriving for this long")
 	fs.DurationVar(&c.IdleTimeout, "idle-timeout", gateway.DefaultIdleTimeout, "close keep-alive connections idle this long")
+	fs.DurationVar(&c.WSIdleTimeout, "ws-idle-timeout", gateway.DefaultWebSocketIdleTimeout, "close WebSockets on which no message, ping or pong passed either way for this long; 0 turns it off")
 	fs.StringVar(&c.MetricsListen, "metrics-listen", daemon.EnvOr(getenv, "ALEGATE_METRICS_LISTEN", "127.0.0.1:9091"), "address for Prometheus /metrics, /healthz and /readyz; --metrics-listen= turns it off (env ALEGATE_METRICS_LISTEN)")
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate for the listener (with --tls-key)")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM key for --tls-cert")
@@ -126,6 +129,9 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	}
 	if c.Origins, err = gateway.ParseOrigins(list); err != nil {
 		return Config{}, fmt.Errorf("--allow-origins: %w", err)
+	}
+	if c.WSIdleTimeout < 0 {
+		return Config{}, errors.New("--ws-idle-timeout must not be negative (0 turns it off)")
 	}
 	if err := c.Log.Validate(); err != nil {
 		return Config{}, err
@@ -207,10 +213,13 @@ func run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Origins:          cfg.Origins,
 		FrameFormat:      cfg.FrameFormat,
 		BodyReadTimeout:  cfg.ReadTimeout,
-		Metrics:          gmetrics,
-		Logger:           log,
-		Replay:           replays,
+		// 0 is the flag's "off"; the option's off is negative.
+		WebSocketIdleTimeout: cmp.Or(cfg.WSIdleTimeout, -1),
+		Metrics:              gmetrics,
+		Logger:               log,
+		Replay:               replays,
 	})
+	defer gw.Close()
 	srv := gateway.NewServer(gw, cfg.ReadTimeout, cfg.IdleTimeout)
 	srv.ErrorLog = slog.NewLogLogger(log.Handler(), slog.LevelWarn)
 	ln, err := daemon.Listen(srv, cfg.Listen, cfg.TLSCert, cfg.TLSKey, "", log)

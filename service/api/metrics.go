@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"connectrpc.com/connect"
@@ -17,6 +18,10 @@ type rpcMetrics struct {
 	duration *prometheus.HistogramVec
 	bytes    *prometheus.CounterVec
 	messages *prometheus.CounterVec
+	// procs holds each procedure's children (*procMetrics): resolving
+	// labels hashes them and takes the vector's lock, six times per unary
+	// call, so it is done once per procedure.
+	procs sync.Map
 }
 
 func newRPCMetrics(reg prometheus.Registerer) *rpcMetrics {
@@ -44,19 +49,53 @@ func newRPCMetrics(reg prometheus.Registerer) *rpcMetrics {
 	return m
 }
 
-func (m *rpcMetrics) observe(procedure string, start time.Time, err error) {
-	code := "ok"
-	if err != nil {
-		code = connect.CodeOf(err).String()
+// procMetrics are one procedure's series, each resolved on first use (a
+// series appears when it is first counted, as with WithLabelValues); the
+// codes of failures are resolved when they happen (they are rare, and many).
+type procMetrics struct {
+	ok                      lazy[prometheus.Counter]
+	duration                lazy[prometheus.Observer]
+	messagesIn, messagesOut lazy[prometheus.Counter]
+	bytesIn, bytesOut       lazy[prometheus.Counter]
+}
+
+type lazy[T any] struct {
+	once sync.Once
+	v    T
+}
+
+func (l *lazy[T]) get(resolve func() T) T {
+	l.once.Do(func() { l.v = resolve() })
+	return l.v
+}
+
+func (m *rpcMetrics) proc(procedure string) *procMetrics {
+	if p, ok := m.procs.Load(procedure); ok {
+		return p.(*procMetrics)
 	}
-	m.requests.WithLabelValues(procedure, code).Inc()
-	m.duration.WithLabelValues(procedure).Observe(time.Since(start).Seconds())
+	p, _ := m.procs.LoadOrStore(procedure, &procMetrics{})
+	return p.(*procMetrics)
+}
+
+func (m *rpcMetrics) observe(procedure string, start time.Time, err error) {
+	p := m.proc(procedure)
+	if err != nil {
+		m.requests.WithLabelValues(procedure, connect.CodeOf(err).String()).Inc()
+	} else {
+		p.ok.get(func() prometheus.Counter { return m.requests.WithLabelValues(procedure, "ok") }).Inc()
+	}
+	p.duration.get(func() prometheus.Observer { return m.duration.WithLabelValues(procedure) }).Observe(time.Since(start).Seconds())
 }
 
 func (m *rpcMetrics) message(procedure, direction string, msg any) {
-	m.messages.WithLabelValues(procedure, direction).Inc()
+	p := m.proc(procedure)
+	count, bytes := &p.messagesIn, &p.bytesIn
+	if direction == "out" {
+		count, bytes = &p.messagesOut, &p.bytesOut
+	}
+	count.get(func() prometheus.Counter { return m.messages.WithLabelValues(procedure, direction) }).Inc()
 	if pm, ok := msg.(proto.Message); ok {
-		m.bytes.WithLabelValues(procedure, direction).Add(float64(proto.Size(pm)))
+		bytes.get(func() prometheus.Counter { return m.bytes.WithLabelValues(procedure, direction) }).Add(float64(proto.Size(pm)))
 	}
 }
 

@@ -54,6 +54,13 @@ const (
 	DefaultReadTimeout = 30 * time.Second
 	// DefaultIdleTimeout closes a keep-alive connection with no request.
 	DefaultIdleTimeout = 2 * time.Minute
+	// DefaultWebSocketIdleTimeout closes a bridged WebSocket on which no
+	// message, ping or pong has passed either way for this long: an
+	// abandoned or half-open connection otherwise holds a goroutine pair,
+	// a kitchen connection and a crypto stream for ever. Generous, since
+	// kitchen displays sit quiet between orders; clients that idle longer
+	// keep the connection with pings.
+	DefaultWebSocketIdleTimeout = 10 * time.Minute
 )
 
 // Options configure a Gateway.
@@ -80,14 +87,18 @@ type Options struct {
 	// Origins is the Origin rule for WebSockets and CORS (the zero value:
 	// no Origin, same origin and app origins only).
 	Origins Origins
+	// WebSocketIdleTimeout closes a bridged WebSocket on which nothing
+	// (no message, ping or pong, either way) passed for this long, both
+	// sides with 1001 "idle timeout". Zero means DefaultWebSocketIdleTimeout;
+	// negative turns it off.
+	WebSocketIdleTimeout time.Duration
 	// BodyReadTimeout drops a request whose body stops arriving for this
 	// long (each read must make progress within it); 0 means
 	// DefaultReadTimeout. Slow but moving uploads are not cut.
 	BodyReadTimeout time.Duration
 	// Metrics, when set, records requests, frames and upstream statuses.
 	Metrics *Metrics
-	// Transport reaches the upstream; nil means a clone of
-	// http.DefaultTransport.
+	// Transport reaches the upstream; nil means NewUpstreamTransport().
 	Transport http.RoundTripper
 	// Logger gets one line per refused request or frame; nil discards.
 	Logger *slog.Logger
@@ -111,6 +122,7 @@ type Gateway struct {
 	log      *slog.Logger
 	metrics  *Metrics
 	tracer   trace.Tracer // nil when tracing is off
+	mux      *cryptoMux
 }
 
 // New builds a gateway that sends decrypted traffic to upstream and asks
@@ -129,13 +141,17 @@ func New(crypto alev1connect.CryptoServiceClient, upstream *url.URL, opts Option
 	if opts.BodyReadTimeout <= 0 {
 		opts.BodyReadTimeout = DefaultReadTimeout
 	}
+	if opts.WebSocketIdleTimeout == 0 {
+		opts.WebSocketIdleTimeout = DefaultWebSocketIdleTimeout
+	}
 	if opts.Transport == nil {
-		opts.Transport = http.DefaultTransport.(*http.Transport).Clone()
+		opts.Transport = NewUpstreamTransport()
 	}
 	g := &Gateway{crypto: crypto, upstream: upstream, opts: opts, log: opts.Logger, metrics: opts.Metrics}
 	if g.log == nil {
 		g.log = slog.New(slog.DiscardHandler)
 	}
+	g.mux = newCryptoMux(crypto, g.log)
 	if opts.TracerProvider != nil {
 		g.tracer = opts.TracerProvider.Tracer("github.com/alecrypt/alecrypt/service/gateway")
 		if g.opts.Propagator == nil {
@@ -155,6 +171,22 @@ func New(crypto alev1connect.CryptoServiceClient, upstream *url.URL, opts Option
 		ErrorHandler:   g.proxyError,
 	}
 	return g
+}
+
+// UpstreamIdleConns is how many idle keep-alive connections to the kitchen
+// the gateway keeps. http.DefaultTransport keeps 2 per host: with more
+// requests in flight than that, every further one dialed a new connection
+// and closed it after one request, which cost alegate more CPU than the
+// proxying itself (BENCHMARKS.md, "The gateway path").
+const UpstreamIdleConns = 256
+
+// NewUpstreamTransport is http.DefaultTransport with a keep-alive pool to
+// the kitchen sized for UpstreamIdleConns concurrent requests.
+func NewUpstreamTransport() *http.Transport {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConns = UpstreamIdleConns
+	tr.MaxIdleConnsPerHost = UpstreamIdleConns
+	return tr
 }
 
 // NewServer is the http.Server alegate runs the gateway in: request headers
@@ -262,10 +294,10 @@ func (g *Gateway) serveHTTP(w http.ResponseWriter, r *http.Request, st *reqState
 		canSeal = make(chan error, 1)
 		go func() { canSeal <- g.probeEncrypt(r.Context(), p.Fingerprint) }()
 	}
-	res, err := g.crypto.Decrypt(r.Context(), connect.NewRequest(&alev1.DecryptRequest{
+	res, err := g.decrypt(r.Context(), &alev1.DecryptRequest{
 		Envelope: &alev1.Envelope{Iv: iv, Fingerprint: p.Fingerprint, Message: msg},
 		Expect:   expectFor(r.Header.Get("Content-Type")),
-	}))
+	})
 	if canSeal != nil {
 		if serr := <-canSeal; err == nil {
 			err = serr
@@ -278,7 +310,7 @@ func (g *Gateway) serveHTTP(w http.ResponseWriter, r *http.Request, st *reqState
 	if !g.claim(w, r, st, p.Fingerprint, iv) {
 		return
 	}
-	pt := res.Msg.GetPlaintext()
+	pt := res.GetPlaintext()
 	if g.opts.EncryptResponses {
 		px.fingerprint = p.Fingerprint
 	}
@@ -308,7 +340,30 @@ func (g *Gateway) readBody(w http.ResponseWriter, r *http.Request) ([]byte, erro
 	// read, which notices a client going away while the upstream works,
 	// would take it for a dead connection.
 	defer func() { _ = rc.SetReadDeadline(time.Time{}) }()
-	return io.ReadAll(&progressReader{r: http.MaxBytesReader(w, r.Body, g.opts.MaxBodyBytes), rc: rc, d: g.opts.BodyReadTimeout})
+	src := &progressReader{r: http.MaxBytesReader(w, r.Body, g.opts.MaxBodyBytes), rc: rc, d: g.opts.BodyReadTimeout}
+	// A body that says its length is read into one buffer of that size
+	// (io.ReadAll would grow one from 512 bytes, copying as it goes).
+	if n := r.ContentLength; n > 0 && n <= g.opts.MaxBodyBytes {
+		return readAll(make([]byte, 0, n+1), src)
+	}
+	return io.ReadAll(src)
+}
+
+// readAll is io.ReadAll appending to buf.
+func readAll(buf []byte, r io.Reader) ([]byte, error) {
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
 }
 
 type progressReader struct {
@@ -328,8 +383,52 @@ func (p *progressReader) Read(b []byte) (int, error) {
 // honest answer to "can this key encrypt now" (state, expiry and the
 // gateway's own policy are alecryptd's to judge).
 func (g *Gateway) probeEncrypt(ctx context.Context, fingerprint string) error {
-	_, err := g.crypto.Encrypt(ctx, connect.NewRequest(&alev1.EncryptRequest{Key: byFingerprint(fingerprint)}))
+	_, err := g.encrypt(ctx, &alev1.EncryptRequest{Key: byFingerprint(fingerprint)})
 	return err
+}
+
+// decrypt and encrypt ask alecryptd: a payload that fits goes on the shared
+// streams (cryptoMux), a large one, and every call of a traced request, is a
+// unary call of its own (a trace follows a call, not a stream). Errors are
+// the unary call's in either case.
+func (g *Gateway) decrypt(ctx context.Context, req *alev1.DecryptRequest) (*alev1.DecryptResponse, error) {
+	if g.mux != nil && fits(len(req.GetEnvelope().GetMessage())) && !traced(ctx) {
+		return g.mux.decrypt(ctx, req)
+	}
+	res, err := g.crypto.Decrypt(ctx, connect.NewRequest(req))
+	if err != nil {
+		return nil, err
+	}
+	return res.Msg, nil
+}
+
+func (g *Gateway) encrypt(ctx context.Context, req *alev1.EncryptRequest) (*alev1.EncryptResponse, error) {
+	if g.mux != nil && fits(len(req.GetPlaintext())) && !traced(ctx) {
+		return g.mux.encrypt(ctx, req)
+	}
+	res, err := g.crypto.Encrypt(ctx, connect.NewRequest(req))
+	if err != nil {
+		return nil, err
+	}
+	return res.Msg, nil
+}
+
+// traced says whether ctx belongs to a sampled trace.
+func traced(ctx context.Context) bool { return trace.SpanContextFromContext(ctx).IsSampled() }
+
+// reasonOf is alecryptd's message in a Connect error, for logs.
+func reasonOf(err error) string {
+	if ce, ok := asConnectError(err); ok {
+		return ce.Message()
+	}
+	return err.Error()
+}
+
+// Close ends the gateway's streams to alecryptd.
+func (g *Gateway) Close() {
+	if g.mux != nil {
+		g.mux.close()
+	}
 }
 
 func byFingerprint(fp string) *alev1.KeyRef {
@@ -367,12 +466,11 @@ func (g *Gateway) modifyResponse(res *http.Response) error {
 	if int64(len(body)) > g.opts.MaxResponseBytes {
 		return errResponseTooLarge
 	}
-	enc, err := g.crypto.Encrypt(res.Request.Context(), connect.NewRequest(&alev1.EncryptRequest{
-		Plaintext: body, Key: byFingerprint(px.fingerprint)}))
+	enc, err := g.encrypt(res.Request.Context(), &alev1.EncryptRequest{Plaintext: body, Key: byFingerprint(px.fingerprint)})
 	if err != nil {
 		return fmt.Errorf("%w: %w", errSeal, err)
 	}
-	env := enc.Msg.GetEnvelope()
+	env := enc.GetEnvelope()
 	sealed := wire.SealPayload(env.GetMessage())
 	res.Body = io.NopCloser(bytes.NewReader(sealed))
 	res.ContentLength = int64(len(sealed))
@@ -423,7 +521,7 @@ type failure int
 const (
 	failHeaders  failure = iota + 1 // ALE 1
 	failDecrypt                     // ALE 2
-	failTooLarge                    // 413, or close 1009 on a WebSocket
+	failTooLarge                    // 413, or the same body as a frame on a WebSocket
 	failCrypto                      // alecryptd is unusable: 502, or close 1011
 )
 
@@ -462,7 +560,7 @@ func (g *Gateway) cryptoError(w http.ResponseWriter, r *http.Request, st *reqSta
 		wire.WriteError(w, ale)
 	case failTooLarge:
 		st.outcome = outcomeTooLarge
-		writeJSONError(w, http.StatusRequestEntityTooLarge, "payload too large")
+		writeJSONError(w, http.StatusRequestEntityTooLarge, msgTooLarge)
 	default:
 		st.outcome = outcomeCryptoError
 		g.log.Error("crypto service failed", "method", r.Method, "path", r.URL.Path, "err", err)
@@ -499,8 +597,16 @@ func expectFor(contentType string) alev1.PlaintextFormat {
 	return alev1.PlaintextFormat_PLAINTEXT_FORMAT_UNSPECIFIED
 }
 
+// msgTooLarge is the gateway's answer when alecryptd refuses a payload as
+// too large or too much for its memory budget (ResourceExhausted).
+const msgTooLarge = "payload too large"
+
+// jsonError is the gateway's own error body, {"error":"..."}, for failures
+// that have no ALE code.
+func jsonError(msg string) []byte { return []byte(`{"error":` + strconv.Quote(msg) + `}`) }
+
 func writeJSONError(w http.ResponseWriter, status int, msg string) {
-	body := []byte(`{"error":` + strconv.Quote(msg) + `}`)
+	body := jsonError(msg)
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(status)

@@ -97,21 +97,37 @@ type env struct {
 
 func newEnv(t *testing.T, opts gateway.Options, readTimeout time.Duration) *env {
 	t.Helper()
+	return newEnvWith(t, opts, readTimeout, nil)
+}
+
+// newAPI builds a real API handler over the env's keys with the given options.
+type newAPI func(api.Options) http.Handler
+
+// newEnvWith is newEnv with alecryptd's side built by crypto from the real
+// API handler (nil: one handler with default options).
+func newEnvWith(t *testing.T, opts gateway.Options, readTimeout time.Duration, crypto func(newAPI) http.Handler) *env {
+	t.Helper()
 	ring := keyring.New()
 	recs := []key.Record{record("k-ctr", key.Active), record("k-other", key.Active), record("k-off", key.Disabled),
 		record("k-retired", key.DecryptOnly), record("k-denied", key.Active), record("k-broken", key.Active)}
 	if _, _, err := ring.Replace(recs); err != nil {
 		t.Fatal(err)
 	}
-	crypto := httptest.NewUnstartedServer(api.NewHandler(engine.New(ring, engine.WithAuthorizer(policy{})), ring, api.Options{}))
-	crypto.Config.Protocols = new(http.Protocols)
-	crypto.Config.Protocols.SetHTTP1(true)
-	crypto.Config.Protocols.SetUnencryptedHTTP2(true)
-	crypto.Start()
-	t.Cleanup(crypto.Close)
+	mk := func(o api.Options) http.Handler {
+		return api.NewHandler(engine.New(ring, engine.WithAuthorizer(policy{})), ring, o)
+	}
+	if crypto == nil {
+		crypto = func(mk newAPI) http.Handler { return mk(api.Options{}) }
+	}
+	cryptoSrv := httptest.NewUnstartedServer(crypto(mk))
+	cryptoSrv.Config.Protocols = new(http.Protocols)
+	cryptoSrv.Config.Protocols.SetHTTP1(true)
+	cryptoSrv.Config.Protocols.SetUnencryptedHTTP2(true)
+	cryptoSrv.Start()
+	t.Cleanup(cryptoSrv.Close)
 	var h2c http.Protocols
 	h2c.SetUnencryptedHTTP2(true)
-	cc := alev1connect.NewCryptoServiceClient(&http.Client{Transport: &http.Transport{Protocols: &h2c}}, crypto.URL)
+	cc := alev1connect.NewCryptoServiceClient(&http.Client{Transport: &http.Transport{Protocols: &h2c}}, cryptoSrv.URL)
 
 	// The terminals' side: the same keys, all still active there (a
 	// terminal seals under a key that was retired since).
@@ -127,6 +143,7 @@ func newEnv(t *testing.T, opts gateway.Options, readTimeout time.Duration) *env 
 	opts.Logger = slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	up, _ := url.Parse(e.kitchen.URL)
 	gw := gateway.New(cc, up, opts)
+	t.Cleanup(gw.Close) // before the crypto server's Close, which waits for the streams
 	srv := httptest.NewUnstartedServer(gw)
 	srv.Config = gateway.NewServer(gw, readTimeout, time.Minute)
 	srv.Start()

@@ -6,11 +6,14 @@ import (
 	"errors"
 	"net/http"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
 	"connectrpc.com/connect"
 	"github.com/coder/websocket"
+	"go.opentelemetry.io/otel/trace"
 
 	alev1 "github.com/alecrypt/alecrypt/gen/ale/v1"
 	"github.com/alecrypt/alecrypt/service/aleerr"
@@ -92,9 +95,12 @@ func (g *Gateway) serveWebSocket(w http.ResponseWriter, r *http.Request, st *req
 
 	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
 	defer cancel()
+	idle := newIdleTimer(g.opts.WebSocketIdleTimeout)
 	up, res, err := websocket.Dial(ctx, g.upstreamWS(r), &websocket.DialOptions{
-		HTTPHeader: upstreamHeaders(r, p),
-		HTTPClient: &http.Client{Transport: g.opts.Transport},
+		HTTPHeader:     upstreamHeaders(r, p),
+		HTTPClient:     &http.Client{Transport: g.opts.Transport},
+		OnPingReceived: idle.ping,
+		OnPongReceived: idle.pong,
 	})
 	if err != nil {
 		if res != nil && res.Body != nil {
@@ -112,7 +118,8 @@ func (g *Gateway) serveWebSocket(w http.ResponseWriter, r *http.Request, st *req
 	// origins such as "ionic" that coder/websocket's host patterns cannot
 	// express); permessage-deflate is not offered back, so every client
 	// can read what it gets.
-	client, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true, CompressionMode: websocket.CompressionDisabled})
+	client, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true, CompressionMode: websocket.CompressionDisabled,
+		OnPingReceived: idle.ping, OnPongReceived: idle.pong})
 	if err != nil {
 		st.outcome = outcomeBadHandshake
 		g.log.Info("websocket accept failed", "path", r.URL.Path, "err", err)
@@ -127,12 +134,21 @@ func (g *Gateway) serveWebSocket(w http.ResponseWriter, r *http.Request, st *req
 	// Base64 makes a frame 4/3 of its plaintext, plus the JSON around it.
 	client.SetReadLimit(g.opts.MaxFrameBytes*4/3 + 1024)
 
-	sess := openSession(ctx, g.crypto)
-	defer sess.close()
+	// A bridge nobody uses is closed like an idle keep-alive connection,
+	// both sides told why; pings count as use, so clients that heartbeat
+	// stay up.
+	defer idle.start(func() {
+		g.log.Info("websocket idle; closing", "path", r.URL.Path, "after", g.opts.WebSocketIdleTimeout)
+		go up.Close(websocket.StatusGoingAway, "idle timeout")
+		client.Close(websocket.StatusGoingAway, "idle timeout")
+	})()
+	// Frames' crypto calls go on the shared streams, traced or not: a
+	// span per frame would outlive any trace of the handshake.
+	ctx = trace.ContextWithSpanContext(ctx, trace.SpanContext{})
 	done := make(chan struct{}, 2)
 	hs := handshakePair{fingerprint: p.Fingerprint, iv: iv}
-	go func() { g.clientToUpstream(ctx, sess, client, up, hs); done <- struct{}{} }()
-	go func() { g.upstreamToClient(ctx, sess, up, client, p.Fingerprint); done <- struct{}{} }()
+	go func() { g.clientToUpstream(ctx, client, up, hs, idle); done <- struct{}{} }()
+	go func() { g.upstreamToClient(ctx, up, client, p.Fingerprint, idle); done <- struct{}{} }()
 	<-done
 	cancel()
 	<-done
@@ -145,21 +161,20 @@ func (g *Gateway) serveWebSocket(w http.ResponseWriter, r *http.Request, st *req
 // nothing). A key that can only decrypt is refused here rather than after
 // the kitchen has acted on a frame it cannot answer.
 func (g *Gateway) probeHandshake(ctx context.Context, iv []byte, fingerprint string) error {
-	if _, err := g.crypto.Decrypt(ctx, connect.NewRequest(&alev1.DecryptRequest{
-		Envelope: &alev1.Envelope{Iv: iv, Fingerprint: fingerprint},
-	})); err != nil {
+	if _, err := g.decrypt(ctx, &alev1.DecryptRequest{Envelope: &alev1.Envelope{Iv: iv, Fingerprint: fingerprint}}); err != nil {
 		return err
 	}
 	return g.probeEncrypt(ctx, fingerprint)
 }
 
-func (g *Gateway) clientToUpstream(ctx context.Context, sess *cryptoSession, client, up *websocket.Conn, hs handshakePair) {
+func (g *Gateway) clientToUpstream(ctx context.Context, client, up *websocket.Conn, hs handshakePair, idle *idleTimer) {
 	for {
 		_, data, err := client.Read(ctx)
 		if err != nil {
 			closeLike(up, err)
 			return
 		}
+		idle.touch()
 		f, err := wire.ParseFrame(data)
 		if err != nil {
 			if !g.refuseFrame(ctx, client, err) {
@@ -167,31 +182,34 @@ func (g *Gateway) clientToUpstream(ctx context.Context, sess *cryptoSession, cli
 			}
 			continue
 		}
-		pt, ie, err := sess.decrypt(ctx, &alev1.DecryptRequest{
+		res, err := g.decrypt(ctx, &alev1.DecryptRequest{
 			Envelope: &alev1.Envelope{Iv: f.IV, Fingerprint: f.Fingerprint, Message: f.Message},
 			Expect:   g.opts.FrameFormat,
 		})
-		if err == nil && ie != nil {
-			code, ale := aleerr.ItemCode(ie)
-			switch fail := classify(code, ale); fail {
+		if err != nil {
+			code := connect.CodeOf(err)
+			switch fail := classify(code, aleerr.Code(err)); fail {
 			case failHeaders, failDecrypt:
 				c := wire.CodeDecrypt
 				if fail == failHeaders {
 					c = wire.CodeHeaders
 				}
-				g.logRefusal(ctx, code, "websocket frame refused", "ale_code", c, "reason", ie.GetMessage())
+				g.logRefusal(ctx, code, "websocket frame refused", "ale_code", c, "reason", reasonOf(err))
 				g.metrics.frame("client", aleOutcome(c))
 				if err := client.Write(ctx, websocket.MessageText, wire.ErrorBody(c)); err != nil {
 					return
 				}
 				continue
 			case failTooLarge:
+				// Over alecryptd's size limit, or alecryptd busy: this frame
+				// is dropped with the body an HTTP request gets for the same
+				// answer (413), and the connection stays up.
 				g.metrics.frame("client", outcomeTooLarge)
-				client.Close(websocket.StatusMessageTooBig, "frame too large")
-				up.Close(websocket.StatusGoingAway, "client side closed")
-				return
-			default:
-				err = errors.New(ie.GetCode() + ": " + ie.GetMessage())
+				g.log.Info("websocket frame refused by alecryptd as too large or busy", "reason", reasonOf(err))
+				if err := client.Write(ctx, websocket.MessageText, jsonError(msgTooLarge)); err != nil {
+					return
+				}
+				continue
 			}
 		}
 		if err != nil {
@@ -207,6 +225,7 @@ func (g *Gateway) clientToUpstream(ctx context.Context, sess *cryptoSession, cli
 			}
 			continue
 		}
+		pt := res.GetPlaintext()
 		typ := websocket.MessageText
 		if !utf8.Valid(pt) {
 			typ = websocket.MessageBinary
@@ -232,7 +251,7 @@ func (g *Gateway) refuseFrame(ctx context.Context, client *websocket.Conn, err e
 	return client.Write(ctx, websocket.MessageText, wire.ErrorBody(code)) == nil
 }
 
-func (g *Gateway) upstreamToClient(ctx context.Context, sess *cryptoSession, up, client *websocket.Conn, fingerprint string) {
+func (g *Gateway) upstreamToClient(ctx context.Context, up, client *websocket.Conn, fingerprint string, idle *idleTimer) {
 	key := byFingerprint(fingerprint)
 	for {
 		_, data, err := up.Read(ctx)
@@ -240,7 +259,8 @@ func (g *Gateway) upstreamToClient(ctx context.Context, sess *cryptoSession, up,
 			closeLike(client, err)
 			return
 		}
-		e, err := sess.encrypt(ctx, &alev1.EncryptRequest{Plaintext: data, Key: key})
+		idle.touch()
+		res, err := g.encrypt(ctx, &alev1.EncryptRequest{Plaintext: data, Key: key})
 		if err != nil {
 			// Never send plaintext the client expects encrypted.
 			g.metrics.frame("upstream", outcomeCryptoError)
@@ -249,6 +269,7 @@ func (g *Gateway) upstreamToClient(ctx context.Context, sess *cryptoSession, up,
 			up.Close(websocket.StatusGoingAway, "client side closed")
 			return
 		}
+		e := res.GetEnvelope()
 		frame := wire.MarshalFrame(wire.Frame{IV: e.GetIv(), Fingerprint: e.GetFingerprint(), Message: e.GetMessage()})
 		if err := client.Write(ctx, websocket.MessageText, frame); err != nil {
 			up.Close(websocket.StatusGoingAway, "client write failed")
@@ -298,4 +319,56 @@ func upstreamHeaders(r *http.Request, p wire.Params) http.Header {
 		out.Set("Authorization", p.Authorization)
 	}
 	return out
+}
+
+// idleTimer closes a bridge on which nothing passed for d. Activity is a
+// timestamp stored per message (no timer reset on the hot path); the timer
+// re-arms itself for what is left when it fires early.
+type idleTimer struct {
+	d    time.Duration
+	last atomic.Int64 // unix nanoseconds of the last activity
+}
+
+// newIdleTimer returns a timer that never fires for d <= 0.
+func newIdleTimer(d time.Duration) *idleTimer {
+	t := &idleTimer{d: d}
+	t.touch()
+	return t
+}
+
+func (t *idleTimer) touch() { t.last.Store(time.Now().UnixNano()) }
+
+func (t *idleTimer) ping(context.Context, []byte) bool { t.touch(); return true }
+func (t *idleTimer) pong(context.Context, []byte)      { t.touch() }
+
+// start arms the timer: onIdle runs once the bridge has been idle for d.
+// The returned function disarms it.
+func (t *idleTimer) start(onIdle func()) (stop func()) {
+	if t.d <= 0 {
+		return func() {}
+	}
+	var mu sync.Mutex
+	stopped := false
+	var timer *time.Timer
+	mu.Lock()
+	defer mu.Unlock()
+	timer = time.AfterFunc(t.d, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if stopped {
+			return
+		}
+		if left := t.d - time.Since(time.Unix(0, t.last.Load())); left > 0 {
+			timer.Reset(left)
+			return
+		}
+		stopped = true
+		go onIdle()
+	})
+	return func() {
+		mu.Lock()
+		stopped = true
+		mu.Unlock()
+		timer.Stop()
+	}
 }

@@ -6,13 +6,16 @@
 package bench_test
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 
 	vaultapi "github.com/hashicorp/vault/api"
@@ -144,4 +147,70 @@ func TestStartupOnGeneratedKeystore(t *testing.T) {
 	if strings.Contains(stderr, "panic") {
 		t.Errorf("stderr: %s", stderr)
 	}
+}
+
+// TestFloors: alebench floors measures alegate next to a plain proxy and
+// alecryptd next to the bare handler, each floor served by alebench serve.
+func TestFloors(t *testing.T) {
+	t.Parallel()
+	bin := alebenchBinary(t)
+	ks := filepath.Join(t.TempDir(), "keystore.json")
+	if out, errs, code := harness.Run(t, "", nil, bin, "genkeys", "--n", "1", "--iterations", "1000", "--algorithm", "aes-256-ctr", "--out", ks); code != 0 {
+		t.Fatalf("genkeys exit %d: %s%s", code, out, errs)
+	}
+	svc := harness.StartAlecryptd(t, harness.StartOptions{Keystore: ks, Args: []string{"--log-level", "info"}})
+	kitchen := startServe(t, bin, "kitchen")
+	gate := harness.StartAlegate(t, kitchen.URL, svc.URL)
+	proxy := startServe(t, bin, "proxy", "--upstream", kitchen.URL)
+	bare := startServe(t, bin, "bare", "--keystore", ks)
+
+	stdout, stderr, code := harness.Run(t, "", nil, bin, "floors", "--paths", "http,ws,unary",
+		"--gate-url", gate.URL, "--gate-pids", fmt.Sprintf("%d,%d", gate.PID(), svc.PID()),
+		"--proxy-url", proxy.URL, "--proxy-pid", fmt.Sprint(proxy.pid),
+		"--alecrypt-url", svc.URL, "--alecrypt-pid", fmt.Sprint(svc.PID()),
+		"--bare-url", bare.URL, "--bare-pid", fmt.Sprint(bare.pid), "--keystore", ks,
+		"--concurrency", "4", "--duration", "300ms", "--warmup", "100ms", "--rounds", "2")
+	if code != 0 {
+		t.Fatalf("alebench floors exit %d:\n%s", code, stderr)
+	}
+	for _, want := range []string{"| http ", "| ws ", "| unary ", "alegate / proxy", "alecryptd / bare"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("no %q in the report:\n%s", want, stdout)
+		}
+	}
+	if strings.Contains(stdout, "| — ") {
+		t.Errorf("a ratio is missing:\n%s", stdout)
+	}
+}
+
+type served struct {
+	URL string
+	pid int
+}
+
+// startServe runs alebench serve KIND until the test ends.
+func startServe(t *testing.T, bin, kind string, args ...string) served {
+	t.Helper()
+	cmd := exec.Command(bin, append([]string{"serve", kind}, args...)...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+	})
+	sc := bufio.NewScanner(stderr)
+	for sc.Scan() {
+		var line struct{ Msg, Addr string }
+		if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "alebench serve listening" {
+			go func() { _, _ = io.Copy(io.Discard, stderr) }()
+			return served{URL: "http://" + line.Addr, pid: cmd.Process.Pid}
+		}
+	}
+	t.Fatalf("alebench serve %s did not start", kind)
+	return served{}
 }

@@ -13,6 +13,7 @@
 #   test/bench/run.sh --no-startup    skip the 10,000-key startup measurement
 #   test/bench/run.sh --no-sweep      only the startup measurement
 #   test/bench/run.sh -- --json       extra alebench flags after --
+#   test/bench/run.sh --floors [...]  our paths next to their floors instead (test/bench/floors.sh)
 #
 # By default the servers run on CPU 0 and the load generator on CPU 1
 # (taskset), so the load generator never competes with the server it
@@ -32,6 +33,7 @@ while [ $# -gt 0 ]; do
     --no-startup) startup=0 ;;
     --no-sweep) sweep=0 ;;
     --shared) pinned=0 ;;
+    --floors) shift; exec bash test/bench/floors.sh "$@" ;;
     --) shift; extra=("$@"); break ;;
     -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run.sh: unknown argument $1 (alebench flags go after --)" >&2; exit 2 ;;

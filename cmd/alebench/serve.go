@@ -1,0 +1,194 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/coder/websocket"
+
+	alev1 "github.com/alecrypt/alecrypt/gen/ale/v1"
+	"github.com/alecrypt/alecrypt/gen/ale/v1/alev1connect"
+	"github.com/alecrypt/alecrypt/service/gateway"
+	"github.com/alecrypt/alecrypt/service/keystore/filestore"
+	"github.com/alecrypt/alecrypt/service/suite"
+)
+
+// The processes `alebench floors` compares ours with, each in a process of
+// its own so that its CPU is read from /proc like alegate's and alecryptd's:
+//
+//   - kitchen: the backend behind both gateways; echoes request bodies and
+//     WebSocket messages.
+//   - proxy: a plain httputil.ReverseProxy in front of the kitchen (it
+//     forwards WebSocket upgrades as a byte pipe): what alegate costs with
+//     ALE taken away.
+//   - bare: the ale.v1 Encrypt and Decrypt of our own generated Connect code
+//     over nothing but AES-CTR under the keystore's first key: no
+//     interceptors, guard, policy, audit, metrics or key lookup. What
+//     alecryptd costs with its service taken away.
+type serveConfig struct {
+	kind     string
+	listen   string
+	upstream *url.URL
+	keystore string
+}
+
+var usagesServe = `alebench serve: the floors alebench floors compares alegate and alecryptd with
+
+  alebench serve kitchen|proxy|bare [--listen 127.0.0.1:0] [--upstream URL] [--keystore FILE]
+
+Prints {"msg":"alebench serve listening","addr":...} on stderr when ready; runs until SIGTERM.
+`
+
+func parseServe(args []string, stdout io.Writer) (serveConfig, error) {
+	var c serveConfig
+	if len(args) == 0 || (args[0] != "kitchen" && args[0] != "proxy" && args[0] != "bare") {
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
+			fmt.Fprint(stdout, usagesServe)
+			return c, flag.ErrHelp
+		}
+		return c, usagef("serve: want kitchen, proxy or bare")
+	}
+	c.kind = args[0]
+	fs := flag.NewFlagSet("alebench serve", flag.ContinueOnError)
+	fs.SetOutput(stdout)
+	var upstream string
+	fs.StringVar(&c.listen, "listen", "127.0.0.1:0", "address to listen on")
+	fs.StringVar(&upstream, "upstream", "", "proxy: the kitchen's base URL")
+	fs.StringVar(&c.keystore, "keystore", "", "bare: the keystore whose first key seals (aes-256-ctr or gcm)")
+	if err := parseFlags(fs, args[1:]); err != nil {
+		return c, err
+	}
+	switch {
+	case c.kind == "proxy":
+		u, err := url.Parse(upstream)
+		if err != nil || u.Host == "" {
+			return c, usagef("serve proxy: --upstream must be the kitchen's URL")
+		}
+		c.upstream = u
+	case c.kind == "bare" && c.keystore == "":
+		return c, usagef("serve bare: --keystore is required")
+	}
+	return c, nil
+}
+
+func serve(ctx context.Context, c serveConfig, stderr io.Writer) error {
+	var h http.Handler
+	switch c.kind {
+	case "kitchen":
+		h = http.HandlerFunc(kitchen)
+	case "proxy":
+		p := httputil.NewSingleHostReverseProxy(c.upstream)
+		// The same connection pool alegate keeps to the kitchen, so the
+		// floor is a well-configured proxy, not one that redials.
+		p.Transport = gateway.NewUpstreamTransport()
+		h = p
+	case "bare":
+		var err error
+		if h, err = bareHandler(c.keystore); err != nil {
+			return err
+		}
+	}
+	ln, err := net.Listen("tcp", c.listen)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 30 * time.Second, Protocols: new(http.Protocols)}
+	srv.Protocols.SetHTTP1(true)
+	srv.Protocols.SetUnencryptedHTTP2(true)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	line, _ := json.Marshal(map[string]string{"msg": "alebench serve listening", "kind": c.kind, "addr": ln.Addr().String()})
+	fmt.Fprintln(stderr, string(line))
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(sctx)
+	return nil
+}
+
+// kitchen echoes a request's body (as JSON) and every WebSocket message.
+func kitchen(w http.ResponseWriter, r *http.Request) {
+	if r.Header.Get("Upgrade") == "websocket" {
+		c, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.CloseNow()
+		c.SetReadLimit(16 << 20)
+		for {
+			typ, data, err := c.Read(r.Context())
+			if err != nil {
+				return
+			}
+			if err := c.Write(r.Context(), typ, data); err != nil {
+				return
+			}
+		}
+	}
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(body)
+}
+
+// bareCrypto is Encrypt and Decrypt with nothing around them.
+type bareCrypto struct {
+	alev1connect.UnimplementedCryptoServiceHandler
+	fingerprint string
+	c           suite.Cipher
+}
+
+func bareHandler(keystore string) (http.Handler, error) {
+	snap, err := filestore.New(keystore).Load(context.Background())
+	if err != nil {
+		return nil, err
+	}
+	if len(snap.Records) == 0 {
+		return nil, errors.New("serve bare: the keystore has no key")
+	}
+	rec := snap.Records[0]
+	c, err := suite.Derive(rec)
+	if err != nil {
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	// Without gzip, as alecryptd: ciphertext does not compress.
+	mux.Handle(alev1connect.NewCryptoServiceHandler(&bareCrypto{fingerprint: rec.Fingerprint, c: c}, connect.WithCompression("gzip", nil, nil)))
+	return mux, nil
+}
+
+func (b *bareCrypto) Encrypt(_ context.Context, req *connect.Request[alev1.EncryptRequest]) (*connect.Response[alev1.EncryptResponse], error) {
+	iv := make([]byte, b.c.IVSize())
+	_, _ = rand.Read(iv)
+	msg, err := b.c.Seal(nil, iv, req.Msg.GetPlaintext(), nil)
+	if err != nil {
+		return nil, connect.NewError(connect.CodeInternal, err)
+	}
+	return connect.NewResponse(&alev1.EncryptResponse{Envelope: &alev1.Envelope{Iv: iv, Fingerprint: b.fingerprint, Message: msg}}), nil
+}
+
+func (b *bareCrypto) Decrypt(_ context.Context, req *connect.Request[alev1.DecryptRequest]) (*connect.Response[alev1.DecryptResponse], error) {
+	env := req.Msg.GetEnvelope()
+	pt, err := b.c.Open(nil, env.GetIv(), env.GetMessage(), nil)
+	if err != nil {
+		return nil, connect.NewError(connect.CodeInvalidArgument, err)
+	}
+	return connect.NewResponse(&alev1.DecryptResponse{Plaintext: pt}), nil
+}

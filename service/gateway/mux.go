@@ -1,0 +1,295 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+
+	"connectrpc.com/connect"
+
+	alev1 "github.com/alecrypt/alecrypt/gen/ale/v1"
+	"github.com/alecrypt/alecrypt/gen/ale/v1/alev1connect"
+)
+
+// cryptoMux carries the crypto calls of every request and WebSocket of a
+// gateway on a few long-lived Stream RPCs, coalescing the calls that arrive
+// while a stream is busy into one batch message. A unary call costs
+// alecryptd an HTTP request, its guard, interceptors and a response, and
+// costs alegate an HTTP round trip; a batch item costs a fraction of that
+// (BENCHMARKS.md, "The gateway path"). Under light load a call goes out
+// alone at once, so nothing waits for a batch to fill.
+//
+// Each item keeps the answer it would get from a unary call: its own result
+// or ItemError (the ALE detail included), and, when alecryptd ends a stream,
+// the rules of cryptoSession (sent again once on a new stream when alecryptd
+// did not execute it; ResourceExhausted is the answer of the items of the
+// message it refused).
+type cryptoMux struct {
+	queue chan *muxItem
+	stop  context.CancelFunc
+	wg    sync.WaitGroup
+}
+
+// Coalescing limits. Two streams: alecryptd answers a stream's messages one
+// after the other, so a second one keeps a batch from waiting behind the
+// last, while few streams leave the calls that arrive meanwhile to form
+// batches (about 4.6 items a message with 16 POS clients and one stream on
+// the reference machine). Items over maxMuxItemBytes are not coalesced (the
+// caller makes a unary call): one large payload must not hold up the small
+// ones behind it in a stream, and alone it gets exactly the unary answer.
+const (
+	muxStreams      = 2
+	maxMuxItems     = 64
+	maxMuxItemBytes = 64 << 10
+	maxMuxBatch     = 256 << 10
+)
+
+type muxItem struct {
+	ctx  context.Context
+	dec  *alev1.DecryptRequest // one of dec, enc
+	enc  *alev1.EncryptRequest
+	done chan muxResult // buffered
+}
+
+type muxResult struct {
+	dec *alev1.DecryptResponse
+	enc *alev1.EncryptResponse
+	err error // a *connect.Error, as a unary call would return
+}
+
+func newCryptoMux(crypto alev1connect.CryptoServiceClient, log *slog.Logger) *cryptoMux {
+	ctx, stop := context.WithCancel(context.Background())
+	m := &cryptoMux{queue: make(chan *muxItem, 4*maxMuxItems), stop: stop}
+	for range muxStreams {
+		sess := openSession(ctx, crypto, log)
+		m.wg.Go(func() {
+			defer sess.close()
+			m.run(ctx, sess)
+		})
+	}
+	return m
+}
+
+// close ends the streams; calls in progress fail.
+func (m *cryptoMux) close() {
+	m.stop()
+	m.wg.Wait()
+}
+
+// fits says whether a payload of n bytes goes through the mux.
+func fits(n int) bool { return n <= maxMuxItemBytes }
+
+func (m *cryptoMux) decrypt(ctx context.Context, req *alev1.DecryptRequest) (*alev1.DecryptResponse, error) {
+	r, err := m.do(ctx, &muxItem{ctx: ctx, dec: req})
+	return r.dec, err
+}
+
+func (m *cryptoMux) encrypt(ctx context.Context, req *alev1.EncryptRequest) (*alev1.EncryptResponse, error) {
+	r, err := m.do(ctx, &muxItem{ctx: ctx, enc: req})
+	return r.enc, err
+}
+
+func (m *cryptoMux) do(ctx context.Context, it *muxItem) (muxResult, error) {
+	it.done = make(chan muxResult, 1)
+	select {
+	case m.queue <- it:
+	case <-ctx.Done():
+		return muxResult{}, connect.NewError(connect.CodeCanceled, ctx.Err())
+	}
+	select {
+	case r := <-it.done:
+		return r, r.err
+	case <-ctx.Done():
+		return muxResult{}, connect.NewError(connect.CodeCanceled, ctx.Err())
+	}
+}
+
+// run is one stream's loop: take what is queued (waiting for the first
+// item), send it as one message per operation, hand out the results.
+func (m *cryptoMux) run(ctx context.Context, sess *cryptoSession) {
+	var decs, encs []*muxItem
+	for {
+		decs, encs = decs[:0], encs[:0]
+		select {
+		case it := <-m.queue:
+			decs, encs = sortItem(it, decs, encs)
+		case <-ctx.Done():
+			return
+		}
+		bytes := itemSize(decs, encs)
+	more:
+		for len(decs)+len(encs) < maxMuxItems && bytes < maxMuxBatch {
+			select {
+			case it := <-m.queue:
+				decs, encs = sortItem(it, decs, encs)
+				bytes += payloadSize(it)
+			default:
+				break more
+			}
+		}
+		decs, encs = live(decs), live(encs)
+		switch {
+		case len(decs) > 0 && len(encs) > 0:
+			var wg sync.WaitGroup
+			wg.Go(func() { sendEncrypts(ctx, sess, encs) })
+			sendDecrypts(ctx, sess, decs)
+			wg.Wait()
+		case len(decs) > 0:
+			sendDecrypts(ctx, sess, decs)
+		case len(encs) > 0:
+			sendEncrypts(ctx, sess, encs)
+		}
+	}
+}
+
+func sortItem(it *muxItem, decs, encs []*muxItem) ([]*muxItem, []*muxItem) {
+	if it.dec != nil {
+		return append(decs, it), encs
+	}
+	return decs, append(encs, it)
+}
+
+func payloadSize(it *muxItem) int {
+	if it.dec != nil {
+		return len(it.dec.GetEnvelope().GetMessage())
+	}
+	return len(it.enc.GetPlaintext())
+}
+
+func itemSize(decs, encs []*muxItem) int {
+	n := 0
+	for _, it := range decs {
+		n += payloadSize(it)
+	}
+	for _, it := range encs {
+		n += payloadSize(it)
+	}
+	return n
+}
+
+// live drops the items whose caller has gone: nobody would read the answer.
+func live(items []*muxItem) []*muxItem {
+	out := items[:0]
+	for _, it := range items {
+		if it.ctx.Err() == nil {
+			out = append(out, it)
+		}
+	}
+	return out
+}
+
+func sendDecrypts(ctx context.Context, sess *cryptoSession, items []*muxItem) {
+	req := &alev1.StreamRequest{}
+	if len(items) == 1 {
+		req.Operation = &alev1.StreamRequest_Decrypt{Decrypt: items[0].dec}
+	} else {
+		b := &alev1.DecryptBatchRequest{Items: make([]*alev1.DecryptRequest, len(items))}
+		for i, it := range items {
+			b.Items[i] = it.dec
+		}
+		req.Operation = &alev1.StreamRequest_DecryptBatch{DecryptBatch: b}
+	}
+	res, err := sess.call(ctx, req)
+	if err != nil {
+		failAll(items, err)
+		return
+	}
+	if ie := res.GetError(); ie != nil {
+		failAll(items, itemError(ie))
+		return
+	}
+	if len(items) == 1 {
+		items[0].done <- muxResult{dec: res.GetDecrypt()}
+		return
+	}
+	results := res.GetDecryptBatch().GetResults()
+	for i, it := range items {
+		if i >= len(results) {
+			it.done <- muxResult{err: errShortBatch}
+			continue
+		}
+		if ie := results[i].GetError(); ie != nil {
+			it.done <- muxResult{err: itemError(ie)}
+			continue
+		}
+		it.done <- muxResult{dec: results[i].GetResponse()}
+	}
+}
+
+func sendEncrypts(ctx context.Context, sess *cryptoSession, items []*muxItem) {
+	req := &alev1.StreamRequest{}
+	if len(items) == 1 {
+		req.Operation = &alev1.StreamRequest_Encrypt{Encrypt: items[0].enc}
+	} else {
+		b := &alev1.EncryptBatchRequest{Items: make([]*alev1.EncryptRequest, len(items))}
+		for i, it := range items {
+			b.Items[i] = it.enc
+		}
+		req.Operation = &alev1.StreamRequest_EncryptBatch{EncryptBatch: b}
+	}
+	res, err := sess.call(ctx, req)
+	if err != nil {
+		failAll(items, err)
+		return
+	}
+	if ie := res.GetError(); ie != nil {
+		failAll(items, itemError(ie))
+		return
+	}
+	if len(items) == 1 {
+		items[0].done <- muxResult{enc: res.GetEncrypt()}
+		return
+	}
+	results := res.GetEncryptBatch().GetResults()
+	for i, it := range items {
+		if i >= len(results) {
+			it.done <- muxResult{err: errShortBatch}
+			continue
+		}
+		if ie := results[i].GetError(); ie != nil {
+			it.done <- muxResult{err: itemError(ie)}
+			continue
+		}
+		it.done <- muxResult{enc: results[i].GetResponse()}
+	}
+}
+
+var errShortBatch = connect.NewError(connect.CodeInternal, errors.New("crypto stream: a batch answer is missing items"))
+
+// failAll answers every item with the failure of their message: a stream
+// that ended (ResourceExhausted is the refusal of this message, as a unary
+// call's would be), or an error for the message as a whole.
+func failAll(items []*muxItem, err error) {
+	if ie := refusedItem(err); ie != nil {
+		err = itemError(ie)
+	} else if _, ok := asConnectError(err); !ok {
+		err = connect.NewError(connect.CodeUnavailable, err)
+	}
+	for _, it := range items {
+		it.done <- muxResult{err: err}
+	}
+}
+
+func asConnectError(err error) (*connect.Error, bool) {
+	var ce *connect.Error
+	ok := errors.As(err, &ce)
+	return ce, ok
+}
+
+// itemError is the *connect.Error a unary call would have returned for an
+// item's failure: its code, message and ALE detail, so one mapping
+// (classify) serves both.
+func itemError(ie *alev1.ItemError) error {
+	var code connect.Code
+	if err := code.UnmarshalText([]byte(ie.GetCode())); err != nil {
+		code = connect.CodeUnknown
+	}
+	err := connect.NewError(code, errors.New(ie.GetMessage()))
+	if d := ie.GetDetail(); d != nil {
+		if detail, derr := connect.NewErrorDetail(d); derr == nil {
+			err.AddDetail(detail)
+		}
+	}
+	return err
+}
