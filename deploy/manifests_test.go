@@ -12,6 +12,7 @@ import (
 	"path"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -485,6 +486,13 @@ func checkAlecryptdDeployment(t *testing.T, r rendered) {
 	}
 	if c.StartupProbe == nil {
 		t.Error("no startupProbe: a slow first Vault login would trip liveness")
+	}
+	// The in-flight budget must leave room under the memory limit: RSS runs
+	// to about twice the budget (BENCHMARKS.md), GOGC=400 aside.
+	budget, err := strconv.ParseInt(envValue(c, "ALECRYPT_MAX_INFLIGHT_BYTES"), 10, 64)
+	limit := c.Resources.Limits.Memory().Value()
+	if err != nil || budget <= 0 || 2*budget > limit {
+		t.Errorf("ALECRYPT_MAX_INFLIGHT_BYTES = %q, want set and at most half the memory limit %d", envValue(c, "ALECRYPT_MAX_INFLIGHT_BYTES"), limit)
 	}
 }
 
