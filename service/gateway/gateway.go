@@ -108,8 +108,9 @@ type Options struct {
 	// carry it on.
 	TracerProvider trace.TracerProvider
 	Propagator     propagation.TextMapPropagator
-	// Replay, when set, refuses a request, handshake or frame whose
-	// (fingerprint, IV) it has seen within its window (see replay.go).
+	// Replay, when set, refuses a request or frame it has seen within its
+	// window: by (fingerprint, IV), and for frames by exact copy too (see
+	// replay.go for what is claimed when).
 	Replay replay.Store
 }
 
@@ -307,7 +308,7 @@ func (g *Gateway) serveHTTP(w http.ResponseWriter, r *http.Request, st *reqState
 		g.cryptoError(w, r, st, err)
 		return
 	}
-	if !g.claim(w, r, st, p.Fingerprint, iv) {
+	if !g.claim(w, r, st, p.Fingerprint, iv, msg) {
 		return
 	}
 	pt := res.GetPlaintext()

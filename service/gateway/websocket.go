@@ -89,9 +89,8 @@ func (g *Gateway) serveWebSocket(w http.ResponseWriter, r *http.Request, st *req
 		g.cryptoError(w, r, st, err)
 		return
 	}
-	if !g.claim(w, r, st, p.Fingerprint, iv) {
-		return
-	}
+	// The handshake claims nothing for replay rejection: it carries no
+	// ciphertext, so anyone can forge it (replay.go).
 
 	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
 	defer cancel()
@@ -146,8 +145,7 @@ func (g *Gateway) serveWebSocket(w http.ResponseWriter, r *http.Request, st *req
 	// span per frame would outlive any trace of the handshake.
 	ctx = trace.ContextWithSpanContext(ctx, trace.SpanContext{})
 	done := make(chan struct{}, 2)
-	hs := handshakePair{fingerprint: p.Fingerprint, iv: iv}
-	go func() { g.clientToUpstream(ctx, client, up, hs, idle); done <- struct{}{} }()
+	go func() { g.clientToUpstream(ctx, client, up, iv, idle); done <- struct{}{} }()
 	go func() { g.upstreamToClient(ctx, up, client, p.Fingerprint, idle); done <- struct{}{} }()
 	<-done
 	cancel()
@@ -167,7 +165,7 @@ func (g *Gateway) probeHandshake(ctx context.Context, iv []byte, fingerprint str
 	return g.probeEncrypt(ctx, fingerprint)
 }
 
-func (g *Gateway) clientToUpstream(ctx context.Context, client, up *websocket.Conn, hs handshakePair, idle *idleTimer) {
+func (g *Gateway) clientToUpstream(ctx context.Context, client, up *websocket.Conn, handshakeIV []byte, idle *idleTimer) {
 	for {
 		_, data, err := client.Read(ctx)
 		if err != nil {
@@ -219,7 +217,7 @@ func (g *Gateway) clientToUpstream(ctx context.Context, client, up *websocket.Co
 			up.Close(websocket.StatusGoingAway, "client side closed")
 			return
 		}
-		if forward, keepOpen := g.claimFrame(ctx, client, up, hs, f.Fingerprint, f.IV); !forward {
+		if forward, keepOpen := g.claimFrame(ctx, client, up, handshakeIV, f); !forward {
 			if !keepOpen {
 				return
 			}
