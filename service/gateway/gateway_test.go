@@ -90,7 +90,8 @@ type env struct {
 	url     string // the gateway
 	host    string
 	kitchen *kitchentest.Kitchen
-	sealer  *engine.Engine // seals test traffic under any key, policy or not
+	sealer  *engine.Engine                   // seals test traffic under any key, policy or not
+	crypto  alev1connect.CryptoServiceClient // the gateway's client to alecryptd
 	reg     *prometheus.Registry
 	logs    *syncBuffer
 }
@@ -138,7 +139,7 @@ func newEnvWith(t *testing.T, opts gateway.Options, readTimeout time.Duration, c
 	if _, _, err := terminals.Replace(recs); err != nil {
 		t.Fatal(err)
 	}
-	e := &env{kitchen: kitchentest.Start(t), sealer: engine.New(terminals), reg: prometheus.NewRegistry(), logs: &syncBuffer{}}
+	e := &env{kitchen: kitchentest.Start(t), sealer: engine.New(terminals), crypto: cc, reg: prometheus.NewRegistry(), logs: &syncBuffer{}}
 	opts.Metrics = gateway.NewMetrics(e.reg)
 	opts.Logger = slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	up, _ := url.Parse(e.kitchen.URL)
