@@ -237,6 +237,15 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.serveWebSocket(w, r, st, start)
 		return
 	}
+	// Any other upgrade is refused before anything else: the reverse proxy
+	// would pass it on, and a kitchen answering 101 would get a raw tunnel
+	// that no ALE check sees, either way.
+	if isUpgrade(r) {
+		st.outcome = outcomeBadHandshake
+		g.log.Info("non-websocket upgrade refused", "method", r.Method, "path", r.URL.Path, "upgrade", truncate(r.Header.Get("Upgrade")))
+		writeJSONError(w, http.StatusBadRequest, "only websocket upgrades are supported")
+		return
+	}
 	if origin != "" {
 		setCORS(w.Header(), origin)
 	}

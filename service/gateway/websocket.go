@@ -24,6 +24,13 @@ func isWebSocket(r *http.Request) bool {
 	return headerHasToken(r.Header, "Upgrade", "websocket") && headerHasToken(r.Header, "Connection", "upgrade")
 }
 
+// isUpgrade is any request asking to switch protocols the way
+// httputil.ReverseProxy would forward it (Connection: upgrade and an
+// Upgrade header).
+func isUpgrade(r *http.Request) bool {
+	return headerHasToken(r.Header, "Connection", "upgrade") && r.Header.Get("Upgrade") != ""
+}
+
 func headerHasToken(h http.Header, name, token string) bool {
 	for _, v := range h.Values(name) {
 		for _, t := range strings.Split(v, ",") {
