@@ -108,8 +108,9 @@ type Options struct {
 	// carry it on.
 	TracerProvider trace.TracerProvider
 	Propagator     propagation.TextMapPropagator
-	// Replay, when set, refuses a request, handshake or frame whose
-	// (fingerprint, IV) it has seen within its window (see replay.go).
+	// Replay, when set, refuses a request or frame it has seen within its
+	// window: by (fingerprint, IV), and for frames by exact copy too (see
+	// replay.go for what is claimed when).
 	Replay replay.Store
 }
 
@@ -236,6 +237,15 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.serveWebSocket(w, r, st, start)
 		return
 	}
+	// Any other upgrade is refused before anything else: the reverse proxy
+	// would pass it on, and a kitchen answering 101 would get a raw tunnel
+	// that no ALE check sees, either way.
+	if isUpgrade(r) {
+		st.outcome = outcomeBadHandshake
+		g.log.Info("non-websocket upgrade refused", "method", r.Method, "path", r.URL.Path, "upgrade", truncate(r.Header.Get("Upgrade")))
+		writeJSONError(w, http.StatusBadRequest, "only websocket upgrades are supported")
+		return
+	}
 	if origin != "" {
 		setCORS(w.Header(), origin)
 	}
@@ -307,7 +317,7 @@ func (g *Gateway) serveHTTP(w http.ResponseWriter, r *http.Request, st *reqState
 		g.cryptoError(w, r, st, err)
 		return
 	}
-	if !g.claim(w, r, st, p.Fingerprint, iv) {
+	if !g.claim(w, r, st, p.Fingerprint, iv, msg) {
 		return
 	}
 	pt := res.GetPlaintext()

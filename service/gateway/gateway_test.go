@@ -90,7 +90,8 @@ type env struct {
 	url     string // the gateway
 	host    string
 	kitchen *kitchentest.Kitchen
-	sealer  *engine.Engine // seals test traffic under any key, policy or not
+	sealer  *engine.Engine                   // seals test traffic under any key, policy or not
+	crypto  alev1connect.CryptoServiceClient // the gateway's client to alecryptd
 	reg     *prometheus.Registry
 	logs    *syncBuffer
 }
@@ -138,7 +139,7 @@ func newEnvWith(t *testing.T, opts gateway.Options, readTimeout time.Duration, c
 	if _, _, err := terminals.Replace(recs); err != nil {
 		t.Fatal(err)
 	}
-	e := &env{kitchen: kitchentest.Start(t), sealer: engine.New(terminals), reg: prometheus.NewRegistry(), logs: &syncBuffer{}}
+	e := &env{kitchen: kitchentest.Start(t), sealer: engine.New(terminals), crypto: cc, reg: prometheus.NewRegistry(), logs: &syncBuffer{}}
 	opts.Metrics = gateway.NewMetrics(e.reg)
 	opts.Logger = slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	up, _ := url.Parse(e.kitchen.URL)
@@ -792,5 +793,44 @@ func TestMetrics(t *testing.T) {
 		if got[k] != v {
 			t.Errorf("%s = %v, want %v", k, got[k], v)
 		}
+	}
+}
+
+// TestNonWebSocketUpgradeRefused: an upgrade to anything but WebSocket is
+// refused before the kitchen sees it, ALE values or not: forwarded, a
+// kitchen answering 101 would open a raw tunnel past every ALE check.
+func TestNonWebSocketUpgradeRefused(t *testing.T) {
+	t.Parallel()
+	opts := defaultOpts()
+	opts.RequireALE = false // pass-through requests too
+	e := newEnv(t, opts, 0)
+	order := e.seal(t, "k-ctr", `{"order":1}`)
+	for _, tc := range []struct {
+		name string
+		h    http.Header
+		body string
+	}{
+		{"sealed request", aleHeader(order), b64(order.Message)},
+		{"pass-through request", http.Header{}, `{"order":1}`},
+	} {
+		for _, up := range []string{"tcp", "h2c", "TLS/1.2, foo"} {
+			h := tc.h.Clone()
+			h.Set("Connection", "keep-alive, Upgrade")
+			h.Set("Upgrade", up)
+			res, body := e.post(t, "/orders", h, tc.body)
+			if res.StatusCode != http.StatusBadRequest || body != `{"error":"only websocket upgrades are supported"}` {
+				t.Errorf("%s with Upgrade: %s: %d %s, want 400 only websocket upgrades", tc.name, up, res.StatusCode, body)
+			}
+		}
+	}
+	if n := e.kitchen.Seen(); n != 0 {
+		t.Fatalf("the kitchen saw %d requests, want none", n)
+	}
+	// Without Connection: upgrade the header is hop-by-hop and dropped; the
+	// request goes through as a plain one.
+	h := aleHeader(order)
+	h.Set("Upgrade", "tcp")
+	if res, body := e.post(t, "/orders", h, b64(order.Message)); res.StatusCode != http.StatusOK {
+		t.Fatalf("Upgrade without Connection: upgrade: %d %s, want 200", res.StatusCode, body)
 	}
 }

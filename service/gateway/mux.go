@@ -27,6 +27,7 @@ import (
 // message it refused).
 type cryptoMux struct {
 	queue chan *muxItem
+	ctx   context.Context // ends with close
 	stop  context.CancelFunc
 	wg    sync.WaitGroup
 }
@@ -59,22 +60,43 @@ type muxResult struct {
 }
 
 func newCryptoMux(crypto alev1connect.CryptoServiceClient, log *slog.Logger) *cryptoMux {
-	ctx, stop := context.WithCancel(context.Background())
-	m := &cryptoMux{queue: make(chan *muxItem, 4*maxMuxItems), stop: stop}
+	m := newIdleMux()
 	for range muxStreams {
-		sess := openSession(ctx, crypto, log)
-		m.wg.Go(func() {
-			defer sess.close()
-			m.run(ctx, sess)
-		})
+		m.start(openSession(m.ctx, crypto, log))
 	}
 	return m
 }
 
-// close ends the streams; calls in progress fail.
+// newIdleMux is a mux with no stream yet: start gives it its streams.
+func newIdleMux() *cryptoMux {
+	ctx, stop := context.WithCancel(context.Background())
+	return &cryptoMux{queue: make(chan *muxItem, 4*maxMuxItems), ctx: ctx, stop: stop}
+}
+
+// start runs a stream's loop on sess until close.
+func (m *cryptoMux) start(sess *cryptoSession) {
+	m.wg.Go(func() {
+		defer sess.close()
+		m.run(m.ctx, sess)
+	})
+}
+
+// errMuxClosed answers the calls a closed mux will never send.
+var errMuxClosed = connect.NewError(connect.CodeUnavailable, errors.New("crypto streams closed"))
+
+// close ends the streams; calls in progress fail, and calls still queued
+// or arriving later are answered Unavailable rather than left waiting.
 func (m *cryptoMux) close() {
 	m.stop()
 	m.wg.Wait()
+	for {
+		select {
+		case it := <-m.queue:
+			it.done <- muxResult{err: errMuxClosed}
+		default:
+			return
+		}
+	}
 }
 
 // fits says whether a payload of n bytes goes through the mux.
@@ -92,16 +114,30 @@ func (m *cryptoMux) encrypt(ctx context.Context, req *alev1.EncryptRequest) (*al
 
 func (m *cryptoMux) do(ctx context.Context, it *muxItem) (muxResult, error) {
 	it.done = make(chan muxResult, 1)
+	if m.ctx.Err() != nil {
+		return muxResult{}, errMuxClosed
+	}
 	select {
 	case m.queue <- it:
 	case <-ctx.Done():
 		return muxResult{}, connect.NewError(connect.CodeCanceled, ctx.Err())
+	case <-m.ctx.Done():
+		return muxResult{}, errMuxClosed
 	}
+	// An item queued as the mux closes may be taken by nobody: the mux's
+	// end answers it too.
 	select {
 	case r := <-it.done:
 		return r, r.err
 	case <-ctx.Done():
 		return muxResult{}, connect.NewError(connect.CodeCanceled, ctx.Err())
+	case <-m.ctx.Done():
+		select {
+		case r := <-it.done: // answered as the streams ended
+			return r, r.err
+		default:
+			return muxResult{}, errMuxClosed
+		}
 	}
 }
 
@@ -191,12 +227,17 @@ func sendDecrypts(ctx context.Context, sess *cryptoSession, items []*muxItem) {
 		req.Operation = &alev1.StreamRequest_DecryptBatch{DecryptBatch: b}
 	}
 	res, err := sess.call(ctx, req)
-	if err != nil {
-		failAll(items, err)
-		return
+	if err == nil && res.GetError() != nil {
+		err = itemError(res.GetError())
 	}
-	if ie := res.GetError(); ie != nil {
-		failAll(items, itemError(ie))
+	if err != nil {
+		if refusedBatch(items, err) {
+			for _, it := range live(items) {
+				sendDecrypts(ctx, sess, []*muxItem{it})
+			}
+			return
+		}
+		failAll(items, err)
 		return
 	}
 	if len(items) == 1 {
@@ -229,12 +270,17 @@ func sendEncrypts(ctx context.Context, sess *cryptoSession, items []*muxItem) {
 		req.Operation = &alev1.StreamRequest_EncryptBatch{EncryptBatch: b}
 	}
 	res, err := sess.call(ctx, req)
-	if err != nil {
-		failAll(items, err)
-		return
+	if err == nil && res.GetError() != nil {
+		err = itemError(res.GetError())
 	}
-	if ie := res.GetError(); ie != nil {
-		failAll(items, itemError(ie))
+	if err != nil {
+		if refusedBatch(items, err) {
+			for _, it := range live(items) {
+				sendEncrypts(ctx, sess, []*muxItem{it})
+			}
+			return
+		}
+		failAll(items, err)
 		return
 	}
 	if len(items) == 1 {
@@ -253,6 +299,16 @@ func sendEncrypts(ctx context.Context, sess *cryptoSession, items []*muxItem) {
 		}
 		it.done <- muxResult{enc: results[i].GetResponse()}
 	}
+}
+
+// refusedBatch says that alecryptd refused a batch message as a whole as
+// too large or too busy (ResourceExhausted: over its --max-request-bytes or
+// in-flight budget). Coalescing is alegate's choice, not its callers': an
+// item that would fit alone must not fail because others were sent with
+// it, so the items go again one message each, and only an item refused
+// alone gets the too-large answer.
+func refusedBatch(items []*muxItem, err error) bool {
+	return len(items) > 1 && connect.CodeOf(err) == connect.CodeResourceExhausted
 }
 
 var errShortBatch = connect.NewError(connect.CodeInternal, errors.New("crypto stream: a batch answer is missing items"))

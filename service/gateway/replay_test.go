@@ -99,9 +99,10 @@ type failingStore struct{ err error }
 func (f failingStore) Claim(context.Context, replay.ID) error { return f.err }
 func (f failingStore) Ready(context.Context) error            { return f.err }
 
-// TestReplayFailsClosed: when the store cannot tell, nothing is forwarded
-// unchecked: HTTP requests and handshakes get 503, and a connection whose
-// frame cannot be checked is closed with 1013.
+// TestReplayFailsClosed: when the store cannot tell, nothing that needs a
+// check is forwarded unchecked: an HTTP request with a body gets 503, and a
+// connection whose frame cannot be checked is closed with 1013. A request
+// with an empty body and a handshake claim nothing, so they go through.
 func TestReplayFailsClosed(t *testing.T) {
 	t.Parallel()
 	for _, err := range []error{replay.ErrFull, errors.New("replay store: dial tcp 127.0.0.1:6379: connection refused")} {
@@ -113,24 +114,33 @@ func TestReplayFailsClosed(t *testing.T) {
 			if res.StatusCode != http.StatusServiceUnavailable || body != `{"error":"replay check unavailable"}` || res.Header.Get("Retry-After") == "" {
 				t.Fatalf("request with the store down: %d %s, want 503 replay check unavailable with Retry-After", res.StatusCode, body)
 			}
+			get := http.Header{"Authorization": {"Bearer pos"}, "Sec-Iv": {b64(order.IV)}, "Sec-Fingerprint": {"k-ctr"}}
+			if res, body := e.post(t, "/orders", get, ""); res.StatusCode != http.StatusOK {
+				t.Fatalf("empty-body request with the store down: %d %s, want 200 (nothing to claim)", res.StatusCode, body)
+			}
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
-			_, hres, derr := websocket.Dial(ctx, wsURL(e.url)+"/kds", &websocket.DialOptions{HTTPHeader: e.handshakeHeader("k-ctr")})
-			if derr == nil || hres == nil || hres.StatusCode != http.StatusServiceUnavailable {
-				t.Fatalf("handshake with the store down: %v, want 503", derr)
+			c := dial(t, ctx, wsURL(e.url)+"/kds", e.handshakeHeader("k-ctr"))
+			if err := c.Write(ctx, websocket.MessageText, []byte(e.frame(t, "k-ctr", `{"ticket":1}`))); err != nil {
+				t.Fatal(err)
 			}
-			if e.kitchen.Seen() != 0 || len(e.kitchen.Upgrades()) != 0 {
-				t.Fatalf("the kitchen saw %d requests, %d upgrades; want none", e.kitchen.Seen(), len(e.kitchen.Upgrades()))
+			if _, _, err := c.Read(ctx); websocket.CloseStatus(err) != websocket.StatusTryAgainLater {
+				t.Fatalf("read after an unchecked frame: %v, want close 1013", err)
+			}
+			if n := len(e.kitchen.Messages()); e.kitchen.Seen() != 2 || n != 0 {
+				t.Fatalf("the kitchen saw %d requests, upgrades and frames, %d frames; want the empty request and the upgrade", e.kitchen.Seen(), n)
 			}
 		})
 	}
 }
 
-// TestReplayFrames: on a WebSocket, a replayed handshake is refused before
-// the kitchen is dialed; a frame sent twice reaches the kitchen once (the
-// copy gets the ALE 2 error frame, the connection stays up); frames that
-// reuse the handshake's IV pass on their own connection, as clients that
-// read EK's text that way send them, and are refused on another connection.
+// TestReplayFrames: a handshake claims nothing (the same handshake opens a
+// second connection); a frame sent twice reaches the kitchen once (the copy
+// gets the ALE 2 error frame, the connection stays up); a frame with its own
+// IV also claims its pair, so another ciphertext under that IV is refused;
+// frames that reuse the handshake's IV pass, as clients that read EK's text
+// that way send them, but an exact copy of one is refused there too, and
+// every captured frame is refused on another connection.
 func TestReplayFrames(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, replayOpts(replay.NewMemory(time.Minute, 100, time.Now)), 0)
@@ -142,12 +152,17 @@ func TestReplayFrames(t *testing.T) {
 	c := dial(t, ctx, wsURL(e.url)+"/kds", hs)
 
 	own := frameWithIV(t, "k-ctr", hsIV, `{"ticket":"shares the handshake IV"}`)
-	fresh := e.frame(t, "k-ctr", `{"ticket":2}`)
+	own2 := frameWithIV(t, "k-ctr", hsIV, `{"ticket":"shares it too"}`)
+	freshIV := []byte("fresh-frame-iv-1")
+	fresh := frameWithIV(t, "k-ctr", freshIV, `{"ticket":2}`)
+	flipped := frameWithIV(t, "k-ctr", freshIV, `{"ticket":9}`) // the same IV, another ciphertext
 	for _, tc := range []struct{ name, frame, want string }{
 		{"frame with the handshake's IV", own, "echo"},
-		{"again: still its own connection's pair", own, "echo"},
+		{"another one with the handshake's IV", own2, "echo"},
+		{"an exact copy under the handshake's IV", own, ale2},
 		{"a frame with its own IV", fresh, "echo"},
 		{"that frame replayed", fresh, ale2},
+		{"its IV under another ciphertext", flipped, ale2},
 		{"the connection stays up", e.frame(t, "k-ctr", `{"ticket":3}`), "echo"},
 	} {
 		if err := c.Write(ctx, websocket.MessageText, []byte(tc.frame)); err != nil {
@@ -165,30 +180,108 @@ func TestReplayFrames(t *testing.T) {
 		}
 	}
 
-	// The same handshake again: refused before any dial.
-	upgrades := len(e.kitchen.Upgrades())
-	_, res, err := websocket.Dial(ctx, wsURL(e.url)+"/kds", &websocket.DialOptions{HTTPHeader: hs})
-	if err == nil || res == nil || res.StatusCode != http.StatusBadRequest {
-		t.Fatalf("replayed handshake: %v, want 400", err)
-	}
-	if len(e.kitchen.Upgrades()) != upgrades {
-		t.Fatal("a replayed handshake dialed the kitchen")
-	}
-
-	// Captured frames on a connection of the attacker's own: the frame
-	// with the first connection's handshake IV is a replay there.
-	c2 := dial(t, ctx, wsURL(e.url)+"/kds", e.handshakeHeader("k-ctr"))
-	for _, f := range []string{own, fresh} {
-		if err := c2.Write(ctx, websocket.MessageText, []byte(f)); err != nil {
-			t.Fatal(err)
+	// Captured frames on connections of the attacker's own, with a fresh
+	// handshake IV or with the victim's: every one is a replay there.
+	for _, hsIV := range [][]byte{nil, hsIV, freshIV} {
+		h := e.handshakeHeader("k-ctr")
+		if hsIV != nil {
+			h.Set("Sec-Iv", b64(hsIV))
 		}
-		if got := readText(t, ctx, c2); got != ale2 {
-			t.Fatalf("captured frame on another connection: got %s, want %s", got, ale2)
+		c2 := dial(t, ctx, wsURL(e.url)+"/kds", h)
+		for _, f := range []string{own, own2, fresh} {
+			if err := c2.Write(ctx, websocket.MessageText, []byte(f)); err != nil {
+				t.Fatal(err)
+			}
+			if got := readText(t, ctx, c2); got != ale2 {
+				t.Fatalf("captured frame on another connection (handshake IV %q): got %s, want %s", hsIV, got, ale2)
+			}
 		}
 	}
 	msgs := e.kitchen.Messages()
 	if len(msgs) != 4 {
 		t.Fatalf("kitchen got %d frames %q, want 4 (no replay among them)", len(msgs), msgs)
+	}
+}
+
+// TestReplayPreclaimedHandshake: an attacker who captured a frame opens a
+// connection whose handshake names the frame's IV (a handshake needs no
+// key: it decrypts an empty message) and sends the frame again and again.
+// It reaches the kitchen once, whether the attacker's connection comes
+// before or after the victim's frame got through.
+func TestReplayPreclaimedHandshake(t *testing.T) {
+	t.Parallel()
+	for _, victimFirst := range []bool{false, true} {
+		t.Run(fmt.Sprintf("victim first %v", victimFirst), func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, replayOpts(replay.NewMemory(time.Minute, 100, time.Now)), 0)
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			iv := []byte("victim-frame-iv1")
+			captured := frameWithIV(t, "k-ctr", iv, `{"order":"pay 100"}`)
+			forwarded := 0
+			if victimFirst {
+				victim := dial(t, ctx, wsURL(e.url)+"/kds", e.handshakeHeader("k-ctr"))
+				if err := victim.Write(ctx, websocket.MessageText, []byte(captured)); err != nil {
+					t.Fatal(err)
+				}
+				if got := readText(t, ctx, victim); strings.HasPrefix(got, `{"errorCode"`) {
+					t.Fatalf("the victim's frame: %s", got)
+				}
+				forwarded++
+			}
+			hs := http.Header{"Authorization": {"Bearer anything"}, "Sec-Iv": {b64(iv)}, "Sec-Fingerprint": {"k-ctr"}}
+			c := dial(t, ctx, wsURL(e.url)+"/kds", hs)
+			for i := range 5 {
+				if err := c.Write(ctx, websocket.MessageText, []byte(captured)); err != nil {
+					t.Fatal(err)
+				}
+				got := readText(t, ctx, c)
+				if !strings.HasPrefix(got, `{"errorCode"`) {
+					forwarded++
+				} else if got != ale2 {
+					t.Fatalf("copy %d: %s, want %s or the echo", i, got, ale2)
+				}
+			}
+			if n := len(e.kitchen.Messages()); n != 1 || forwarded != 1 {
+				t.Fatalf("kitchen got %d copies of one captured frame (%d echoed), want 1", n, forwarded)
+			}
+		})
+	}
+}
+
+// TestReplayKeylessFlood: requests with an empty body and handshakes carry
+// no ciphertext, so anyone who knows a fingerprint can send them under any
+// IV; they claim nothing, and genuine traffic still gets through after as
+// many of them as the store could hold.
+func TestReplayKeylessFlood(t *testing.T) {
+	t.Parallel()
+	const cap = 20
+	m := replay.NewMemory(time.Minute, cap, time.Now)
+	e := newEnv(t, replayOpts(m), 0)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for i := range cap {
+		h := http.Header{"Authorization": {"Bearer x"}, "Sec-Iv": {b64([]byte(fmt.Sprintf("forged-iv-%06d", i)))}, "Sec-Fingerprint": {"k-ctr"}}
+		if res, body := e.post(t, "/orders", h, ""); res.StatusCode != http.StatusOK {
+			t.Fatalf("empty-body request %d: %d %s", i, res.StatusCode, body)
+		}
+		h.Set("Sec-Iv", b64([]byte(fmt.Sprintf("forged-hs-%06d", i))))
+		c := dial(t, ctx, wsURL(e.url)+"/kds", h)
+		c.Close(websocket.StatusNormalClosure, "")
+	}
+	if n := m.Len(); n != 0 {
+		t.Fatalf("keyless requests and handshakes claimed %d entries, want 0", n)
+	}
+	order := e.seal(t, "k-ctr", `{"order":1}`)
+	if res, body := e.post(t, "/orders", aleHeader(order), b64(order.Message)); res.StatusCode != http.StatusOK {
+		t.Fatalf("a genuine request after %d keyless ones: %d %s", 2*cap, res.StatusCode, body)
+	}
+	c := dial(t, ctx, wsURL(e.url)+"/kds", e.handshakeHeader("k-ctr"))
+	if err := c.Write(ctx, websocket.MessageText, []byte(e.frame(t, "k-ctr", `{"ticket":1}`))); err != nil {
+		t.Fatal(err)
+	}
+	if got := readText(t, ctx, c); strings.HasPrefix(got, `{"errorCode"`) {
+		t.Fatalf("a genuine frame after the keyless ones: %s", got)
 	}
 }
 
@@ -208,12 +301,13 @@ func (d downAfter) Claim(ctx context.Context, id replay.ID) error {
 }
 func (d downAfter) Ready(context.Context) error { return nil }
 
-// TestReplayFrameStoreDown: a frame that cannot be checked never reaches the
-// kitchen; the connection is closed with 1013 (try again later).
+// TestReplayFrameStoreDown: a frame that cannot be fully checked (its pair
+// claimed, then the store gone before its copy) never reaches the kitchen;
+// the connection is closed with 1013 (try again later).
 func TestReplayFrameStoreDown(t *testing.T) {
 	t.Parallel()
 	s := downAfter{ok: make(chan struct{}, 1), inner: replay.NewMemory(time.Minute, 100, time.Now)}
-	s.ok <- struct{}{} // the handshake's claim
+	s.ok <- struct{}{} // the frame's pair; its copy finds the store down
 	e := newEnv(t, replayOpts(s), 0)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()

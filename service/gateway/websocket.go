@@ -24,6 +24,13 @@ func isWebSocket(r *http.Request) bool {
 	return headerHasToken(r.Header, "Upgrade", "websocket") && headerHasToken(r.Header, "Connection", "upgrade")
 }
 
+// isUpgrade is any request asking to switch protocols the way
+// httputil.ReverseProxy would forward it (Connection: upgrade and an
+// Upgrade header).
+func isUpgrade(r *http.Request) bool {
+	return headerHasToken(r.Header, "Connection", "upgrade") && r.Header.Get("Upgrade") != ""
+}
+
 func headerHasToken(h http.Header, name, token string) bool {
 	for _, v := range h.Values(name) {
 		for _, t := range strings.Split(v, ",") {
@@ -89,9 +96,8 @@ func (g *Gateway) serveWebSocket(w http.ResponseWriter, r *http.Request, st *req
 		g.cryptoError(w, r, st, err)
 		return
 	}
-	if !g.claim(w, r, st, p.Fingerprint, iv) {
-		return
-	}
+	// The handshake claims nothing for replay rejection: it carries no
+	// ciphertext, so anyone can forge it (replay.go).
 
 	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
 	defer cancel()
@@ -146,8 +152,7 @@ func (g *Gateway) serveWebSocket(w http.ResponseWriter, r *http.Request, st *req
 	// span per frame would outlive any trace of the handshake.
 	ctx = trace.ContextWithSpanContext(ctx, trace.SpanContext{})
 	done := make(chan struct{}, 2)
-	hs := handshakePair{fingerprint: p.Fingerprint, iv: iv}
-	go func() { g.clientToUpstream(ctx, client, up, hs, idle); done <- struct{}{} }()
+	go func() { g.clientToUpstream(ctx, client, up, iv, idle); done <- struct{}{} }()
 	go func() { g.upstreamToClient(ctx, up, client, p.Fingerprint, idle); done <- struct{}{} }()
 	<-done
 	cancel()
@@ -167,7 +172,7 @@ func (g *Gateway) probeHandshake(ctx context.Context, iv []byte, fingerprint str
 	return g.probeEncrypt(ctx, fingerprint)
 }
 
-func (g *Gateway) clientToUpstream(ctx context.Context, client, up *websocket.Conn, hs handshakePair, idle *idleTimer) {
+func (g *Gateway) clientToUpstream(ctx context.Context, client, up *websocket.Conn, handshakeIV []byte, idle *idleTimer) {
 	for {
 		_, data, err := client.Read(ctx)
 		if err != nil {
@@ -219,7 +224,7 @@ func (g *Gateway) clientToUpstream(ctx context.Context, client, up *websocket.Co
 			up.Close(websocket.StatusGoingAway, "client side closed")
 			return
 		}
-		if forward, keepOpen := g.claimFrame(ctx, client, up, hs, f.Fingerprint, f.IV); !forward {
+		if forward, keepOpen := g.claimFrame(ctx, client, up, handshakeIV, f); !forward {
 			if !keepOpen {
 				return
 			}

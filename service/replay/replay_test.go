@@ -28,10 +28,29 @@ func newClock() *clock {
 	c.ns.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
 	return c
 }
-func id(fp string, iv byte) replay.ID {
-	return replay.NewID(fp, []byte{iv, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15})
-}
+func iv(first byte) []byte                    { return []byte{first, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15} }
+func id(fp string, first byte) replay.ID      { return replay.NewID(fp, iv(first)) }
 func claim(s replay.Store, i replay.ID) error { return s.Claim(context.Background(), i) }
+
+// TestIDKinds: a pair and a copy never share an ID, whatever the inputs;
+// the copy's parts cannot shift into one another.
+func TestIDKinds(t *testing.T) {
+	t.Parallel()
+	ids := map[replay.ID]string{}
+	for name, got := range map[string]replay.ID{
+		"pair":                  replay.NewID("fp", iv(1)),
+		"copy of empty":         replay.NewCopyID("fp", iv(1), nil),
+		"copy":                  replay.NewCopyID("fp", iv(1), []byte("ct")),
+		"copy, IV shifted":      replay.NewCopyID("fp", iv(1)[:15], []byte("ct")),
+		"copy, other key":       replay.NewCopyID("fq", iv(1), []byte("ct")),
+		"pair of the copy form": replay.NewID("\x00fp", iv(1)),
+	} {
+		if other, ok := ids[got]; ok {
+			t.Fatalf("%s and %s share ID %x", name, other, got)
+		}
+		ids[got] = name
+	}
+}
 
 // conformance is what every Store must do: a pair is claimed once within
 // the window, pairs differing in fingerprint or IV are distinct, the pair
@@ -54,6 +73,9 @@ func conformance(t *testing.T, s replay.Store, window time.Duration, wait func(t
 		{"same fingerprint, another IV", id("fp-a", 2), nil},
 		{"fingerprint/IV boundary cannot be shifted", replay.NewID("fp-a\x01", []byte{2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15}), nil},
 		{"still a replay", id("fp-b", 1), replay.ErrReplay},
+		{"a copy under a claimed pair is another kind", replay.NewCopyID("fp-a", iv(1), []byte("ct")), nil},
+		{"the same copy again", replay.NewCopyID("fp-a", iv(1), []byte("ct")), replay.ErrReplay},
+		{"another ciphertext under that pair", replay.NewCopyID("fp-a", iv(1), []byte("cu")), nil},
 	}
 	for _, st := range steps {
 		if err := claim(s, st.id); !errors.Is(err, st.want) || (st.want == nil && err != nil) {
