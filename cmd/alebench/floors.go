@@ -91,7 +91,7 @@ func parseFloors(args []string, getenv func(string) string, stdout io.Writer) (f
 	fs.StringVar(&c.ProdCert, "prod-cert", "", "client certificate for --prod-url (mTLS)")
 	fs.StringVar(&c.ProdKey, "prod-key", "", "its key")
 	fs.StringVar(&c.VaultAddr, "vault-addr", getenv("VAULT_ADDR"), "Vault with transit key 'bench' (env VAULT_ADDR)")
-	fs.StringVar(&c.VaultToken, "vault-token", getenv("VAULT_TOKEN"), "Vault token (env VAULT_TOKEN)")
+	fs.StringVar(&c.VaultToken, "vault-token", "", "Vault token (env VAULT_TOKEN)") // no default shown: --help must not print a token
 	fs.IntVar(&c.VaultPID, "vault-pid", 0, "Vault's process id")
 	fs.StringVar(&c.Keystore, "keystore", "", "the keystore alecryptd serves: POS requests are sealed with it locally, as a terminal would")
 	fs.StringVar(&c.Fingerprint, "fingerprint", "", "key to seal under (default: the keystore's first)")
@@ -105,6 +105,9 @@ func parseFloors(args []string, getenv func(string) string, stdout io.Writer) (f
 	fs.StringVar(&c.JSONOut, "json-out", "", "also write the rows as JSON to this file")
 	if err := parseFlags(fs, args); err != nil {
 		return c, err
+	}
+	if c.VaultToken == "" {
+		c.VaultToken = getenv("VAULT_TOKEN")
 	}
 	if c.Rounds < 1 {
 		return c, usagef("floors: --rounds must be at least 1")

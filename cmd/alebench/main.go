@@ -192,7 +192,7 @@ func parseConfig(args []string, getenv func(string) string, stdout io.Writer) (C
 	fs.StringVar(&protocols, "protocol", protoConnect, "comma-separated: connect (Connect over h2c), grpc (h2c), connect-http1 (Connect over HTTP/1.1; no stream)")
 	fs.IntVar(&c.Conns, "conns", 0, "HTTP/2 connections to alecryptd per measurement, shared by the workers (0: one per worker, as HTTP/1.1 needs)")
 	fs.StringVar(&c.VaultAddr, "vault-addr", getenv("VAULT_ADDR"), "Vault address (env VAULT_ADDR)")
-	fs.StringVar(&c.VaultToken, "vault-token", getenv("VAULT_TOKEN"), "Vault token allowed to use the transit key (env VAULT_TOKEN)")
+	fs.StringVar(&c.VaultToken, "vault-token", "", "Vault token allowed to use the transit key (env VAULT_TOKEN)") // no default shown: --help must not print a token
 	fs.IntVar(&c.VaultPID, "vault-pid", 0, "Vault's process id, for its CPU per operation and RSS (0: not measured)")
 	fs.StringVar(&c.TransitMount, "transit-mount", "transit", "Vault Transit mount")
 	fs.StringVar(&c.TransitKey, "transit-key", "bench", "Transit key (create it with type=aes256-gcm96)")
@@ -210,6 +210,9 @@ func parseConfig(args []string, getenv func(string) string, stdout io.Writer) (C
 	fs.StringVar(&c.JSONOut, "json-out", "", "also write the JSON report to this file")
 	if err := parseFlags(fs, args); err != nil {
 		return Config{}, err
+	}
+	if c.VaultToken == "" {
+		c.VaultToken = getenv("VAULT_TOKEN")
 	}
 	if fs.NArg() > 0 {
 		return Config{}, usagef("unexpected arguments: %q", fs.Args())

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"flag"
 	"io"
 	"log/slog"
 	"net/http"
@@ -357,6 +358,42 @@ func TestGenkeys(t *testing.T) {
 	for _, bad := range [][]string{{"--out", out, "--n", "0"}, {"--n", "3"}, {"--out", out, "--algorithm", "des"}, {"--out", out, "--iterations", "10"}} {
 		if _, err := parseGenkeys(bad, io.Discard); err == nil {
 			t.Errorf("parseGenkeys(%q) err = nil, want a usage error", bad)
+		}
+	}
+}
+
+// TestHelpShowsNoToken: --help prints each flag's default; the Vault token
+// from VAULT_TOKEN must not be one of them.
+func TestHelpShowsNoToken(t *testing.T) {
+	t.Parallel()
+	const token = "hvs.s3cret-token"
+	env := func(k string) string {
+		if k == "VAULT_TOKEN" {
+			return token
+		}
+		return ""
+	}
+	for _, cmd := range []struct {
+		name  string
+		parse func(args []string) (string, error)
+	}{
+		{"alebench", func(args []string) (string, error) {
+			var out bytes.Buffer
+			_, err := parseConfig(args, env, &out)
+			return out.String(), err
+		}},
+		{"alebench floors", func(args []string) (string, error) {
+			var out bytes.Buffer
+			_, err := parseFloors(args, env, &out)
+			return out.String(), err
+		}},
+	} {
+		help, err := cmd.parse([]string{"--help"})
+		if !errors.Is(err, flag.ErrHelp) {
+			t.Fatalf("%s --help: err = %v, want flag.ErrHelp", cmd.name, err)
+		}
+		if strings.Contains(help, token) {
+			t.Errorf("%s --help shows the Vault token:\n%s", cmd.name, help)
 		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/url"
 	"os"
@@ -60,7 +61,7 @@ const usage = `alegate: the Kitchen gateway (ALE reverse proxy and WebSocket bri
   alegate --upstream http://KITCHEN [--crypto http://127.0.0.1:8080] [--listen 127.0.0.1:8081] [flags]
 `
 
-func parseConfig(args []string, getenv func(string) string) (Config, error) {
+func parseConfig(args []string, getenv func(string) string, stdout io.Writer) (Config, error) {
 	fs := flag.NewFlagSet("alegate", flag.ContinueOnError)
 	var c Config
 	allowOrigins := getenv("ALEGATE_ALLOW_ORIGINS")
@@ -89,12 +90,12 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	fs.StringVar(&c.CryptoTokenFile, "crypto-token-file", "", "file holding a bearer token for alecryptd")
 	c.Log.RegisterFlags(fs)
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "grace period for in-flight requests on SIGTERM")
-	c.Replay.flags(fs, getenv)
+	c.Replay.flags(fs)
 	// Every flag has an environment variable too (ALEGATE_ and the flag name).
 	if err := cli.FromEnv(fs, "ALEGATE", getenv); err != nil {
 		return Config{}, err
 	}
-	if err := cli.Parse(fs, args, os.Stdout, usage); err != nil {
+	if err := cli.Parse(fs, args, stdout, usage); err != nil {
 		return Config{}, err
 	}
 	if upstream == "" {
@@ -153,7 +154,7 @@ func splitList(s string) []string {
 }
 
 func main() {
-	cfg, err := parseConfig(os.Args[1:], os.Getenv)
+	cfg, err := parseConfig(os.Args[1:], os.Getenv, os.Stdout)
 	daemon.Main("alegate", err, cfg.Log, func(ctx context.Context, log *slog.Logger) error { return run(ctx, cfg, log) })
 }
 

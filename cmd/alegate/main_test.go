@@ -1,7 +1,10 @@
 package main
 
 import (
+	"errors"
+	"flag"
 	"fmt"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -87,7 +90,7 @@ func TestParseConfig(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			c, err := parseConfig(append(append([]string{}, base...), tc.args...), func(k string) string { return tc.env[k] })
+			c, err := parseConfig(append(append([]string{}, base...), tc.args...), func(k string) string { return tc.env[k] }, io.Discard)
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("parseConfig err = %v, want %q", err, tc.wantErr)
@@ -111,4 +114,23 @@ func fmtAny(v []any) string {
 		fmt.Fprint(&b, x, " ")
 	}
 	return b.String()
+}
+
+// TestHelpShowsNoSecret: --help prints each flag's default, so a default
+// taken from the environment would print the Redis password; the variable
+// is named, its value never.
+func TestHelpShowsNoSecret(t *testing.T) {
+	t.Parallel()
+	const password = "s3cret-pw"
+	env := map[string]string{"ALEGATE_REPLAY_REDIS": "redis://user:" + password + "@10.0.0.5:6379/2"}
+	var out strings.Builder
+	if _, err := parseConfig([]string{"--help"}, func(k string) string { return env[k] }, &out); !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("parseConfig(--help) err = %v, want flag.ErrHelp", err)
+	}
+	if strings.Contains(out.String(), password) {
+		t.Errorf("--help shows the Redis password:\n%s", out.String())
+	}
+	if !strings.Contains(out.String(), "ALEGATE_REPLAY_REDIS") {
+		t.Errorf("--help does not name ALEGATE_REPLAY_REDIS:\n%s", out.String())
+	}
 }

@@ -27,6 +27,7 @@ var (
 	errTooLarge     = errors.New("request message over --max-request-bytes")
 	errReadTimeout  = errors.New("request body read timed out")
 	errShuttingDown = errors.New("shutting down")
+	errMediaType    = errors.New("streaming procedure without an enveloped content type")
 )
 
 // authFailure is a caller that did not authenticate: its cause is authn's

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"os"
 	"strings"
@@ -131,7 +132,15 @@ func (g *guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	stream := streamingProcedures[r.URL.Path]
-	b := &bodyReader{g: g, src: r.Body, rc: http.NewResponseController(w), c: c, stream: stream, enveloped: isEnveloped(r), hdrOut: envelopePrefix}
+	enveloped := isEnveloped(r)
+	if stream && !enveloped {
+		// connect-go serves a stream only over an enveloped protocol; refusing
+		// anything else here means no stream is read without being charged
+		// per message, timed, and drained on stop.
+		g.refuseMediaType(w, c)
+		return
+	}
+	b := &bodyReader{g: g, src: r.Body, rc: http.NewResponseController(w), c: c, stream: stream, enveloped: enveloped, hdrOut: envelopePrefix}
 	if c != nil {
 		c.body = b
 	}
@@ -184,6 +193,15 @@ func (g *guard) refuse(w http.ResponseWriter, r *http.Request, c *call, err erro
 	_ = g.errw.Write(w, r, toConnectError(err))
 }
 
+// refuseMediaType answers 415 as connect-go does for a content type it does
+// not serve: no body, in no RPC protocol (there is none to answer in).
+func (g *guard) refuseMediaType(w http.ResponseWriter, c *call) {
+	if c != nil {
+		c.cause = errMediaType
+	}
+	w.WriteHeader(http.StatusUnsupportedMediaType)
+}
+
 func (g *guard) track(b *bodyReader) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -212,9 +230,24 @@ func (g *guard) drainAll() {
 	}
 }
 
+// isEnveloped reports whether the request's body is a sequence of enveloped
+// messages: gRPC, gRPC-Web or Connect streaming.
 func isEnveloped(r *http.Request) bool {
-	ct := r.Header.Get("Content-Type")
+	ct := contentType(r)
 	return strings.HasPrefix(ct, "application/grpc") || strings.HasPrefix(ct, "application/connect+")
+}
+
+// contentType is the request's media type as connect-go decides the
+// protocol on it (canonicalizeContentType in its protocol.go): parsed and
+// lower-cased, or the header as sent when it does not parse. Comparing the
+// raw header would take "Application/grpc", which connect-go serves as gRPC,
+// for something else, and let it past the per-message budget.
+func contentType(r *http.Request) string {
+	ct := r.Header.Get("Content-Type")
+	if mt, _, err := mime.ParseMediaType(ct); err == nil {
+		return mt
+	}
+	return ct
 }
 
 // bodyReader is a request body as the guard lets connect-go read it: it

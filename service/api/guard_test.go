@@ -515,3 +515,121 @@ func TestEveryFailedCallIsSeen(t *testing.T) {
 		}
 	}
 }
+
+// rawStream starts a call of path over h2c with Content-Type ct and writes
+// first; it returns the writer of the rest of the body and a func that waits
+// for the response (which a server may send only once the call ends).
+func rawStream(t *testing.T, g *guarded, path, ct string, first []byte) (pw *io.PipeWriter, response func() *http.Response) {
+	t.Helper()
+	pr, pw := io.Pipe()
+	t.Cleanup(func() { pw.Close() })
+	req, _ := http.NewRequestWithContext(bounded(t), http.MethodPost, g.url+path, pr)
+	req.Header.Set("Content-Type", ct)
+	go func() { _, _ = pw.Write(first) }()
+	type result struct {
+		res *http.Response
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		res, err := g.h2c.Do(req)
+		done <- result{res, err}
+	}()
+	return pw, func() *http.Response {
+		t.Helper()
+		r := <-done
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		t.Cleanup(func() { r.res.Body.Close() })
+		return r.res
+	}
+}
+
+// TestContentTypeCaseDoesNotBypassGuard: connect-go picks the protocol from
+// the canonical (lower-case) content type, so "Application/grpc" is served
+// as gRPC; the guard must see it as enveloped too, or a stream escapes the
+// budget, the per-message read deadline and draining on stop.
+func TestContentTypeCaseDoesNotBypassGuard(t *testing.T) {
+	t.Parallel()
+	const timeout = 100 * time.Millisecond
+	const size = 60000
+	streamPath := "/ale.v1.CryptoService/Stream"
+	reflectPath := "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"
+	hello := grpcFrame(mustMarshal(t, &alev1.StreamRequest{RequestId: "1", Operation: &alev1.StreamRequest_Encrypt{Encrypt: &alev1.EncryptRequest{Plaintext: []byte("x")}}}))
+	stalled := grpcFrame(make([]byte, size))[:1000]
+	for _, ct := range []string{"application/grpc", "Application/grpc", "APPLICATION/GRPC+PROTO"} {
+		t.Run(ct, func(t *testing.T) {
+			t.Parallel()
+			for _, path := range []string{streamPath, reflectPath} {
+				t.Run("stalled message on "+path, func(t *testing.T) {
+					g := newGuarded(t, api.Options{ReadTimeout: timeout})
+					_, res := rawStream(t, g, path, ct, stalled)
+					waitUntil(t, "the stalled message to be charged", func() bool { return g.inflight(t) == size*api.MemoryPerRequestByte })
+					if got := grpcStatus(t, res()); got != "4" {
+						t.Fatalf("stalled message: grpc-status = %q, want 4 (deadline_exceeded)", got)
+					}
+					waitUntil(t, "the dropped stream's budget to be released", func() bool { return g.inflight(t) == 0 })
+				})
+			}
+			t.Run("unary charged by its message header", func(t *testing.T) {
+				g := newGuarded(t, api.Options{ReadTimeout: timeout})
+				_, res := rawStream(t, g, encryptPath, ct, stalled)
+				waitUntil(t, "the stalled message to be charged", func() bool { return g.inflight(t) == size*api.MemoryPerRequestByte })
+				if got := grpcStatus(t, res()); got != "4" {
+					t.Fatalf("stalled unary: grpc-status = %q, want 4 (deadline_exceeded)", got)
+				}
+			})
+			t.Run("stream ends on stop", func(t *testing.T) {
+				stopping, stop := context.WithCancel(context.Background())
+				defer stop()
+				g := newGuarded(t, api.Options{Stopping: stopping})
+				_, response := rawStream(t, g, streamPath, ct, hello)
+				res := response()
+				if _, err := io.ReadFull(res.Body, make([]byte, envelopeHeader)); err != nil {
+					t.Fatalf("no answer to the first message: %v", err)
+				}
+				stop()
+				// An undrained stream never ends: give up well before bounded does.
+				timer := time.AfterFunc(5*time.Second, func() { res.Body.Close() })
+				defer timer.Stop()
+				if got := grpcStatus(t, res); got != "14" {
+					t.Fatalf("idle stream after stop: grpc-status = %q, want 14 (unavailable)", got)
+				}
+			})
+		})
+	}
+}
+
+const envelopeHeader = 5
+
+// TestStreamNeedsEnvelopedContentType: a streaming procedure is refused
+// with 415 before its body is read unless its content type is one whose
+// messages the guard can charge one by one.
+func TestStreamNeedsEnvelopedContentType(t *testing.T) {
+	t.Parallel()
+	g := newGuarded(t, api.Options{})
+	for _, path := range []string{"/ale.v1.CryptoService/Stream", "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"} {
+		for _, ct := range []string{"", "application/proto", "Application/JSON", "text/plain", "application/grpc;;"} {
+			t.Run(path+" "+ct, func(t *testing.T) {
+				t.Parallel()
+				// The body never arrives: only a refusal before reading answers.
+				pr, pw := io.Pipe()
+				defer pw.Close()
+				req, _ := http.NewRequestWithContext(bounded(t), http.MethodPost, g.url+path, pr)
+				req.Header.Set("Content-Type", ct)
+				res, err := g.h2c.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				res.Body.Close()
+				if res.StatusCode != http.StatusUnsupportedMediaType {
+					t.Fatalf("status = %d, want 415", res.StatusCode)
+				}
+			})
+		}
+	}
+	if got := g.inflight(t); got != 0 {
+		t.Errorf("inflight after refusals = %v, want 0", got)
+	}
+}

@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"encoding/base64"
+	"slices"
 	"sort"
 
 	"connectrpc.com/connect"
@@ -61,18 +62,21 @@ func (s *keyServer) ListKeys(ctx context.Context, req *connect.Request[alev1.Lis
 	if len(after) > 0 {
 		i = sort.Search(len(keys), func(i int) bool { return keys[i].Fingerprint() > string(after) })
 	}
+	visible := func(k *keyring.Key) bool {
+		if a := req.Msg.GetAlias(); a != "" && !k.Record().HasAlias(a) {
+			return false
+		}
+		return s.eng.Authorize(ctx, engine.OpList, engine.Ref{Fingerprint: k.Fingerprint()}, k) == nil
+	}
 	out := &alev1.ListKeysResponse{}
 	for ; i < len(keys) && len(out.Keys) < size; i++ {
-		k := keys[i]
-		if a := req.Msg.GetAlias(); a != "" && !k.Record().HasAlias(a) {
-			continue
+		if visible(keys[i]) {
+			out.Keys = append(out.Keys, keyInfoWithUsage(keys[i]))
 		}
-		if s.eng.Authorize(ctx, engine.OpList, engine.Ref{Fingerprint: k.Fingerprint()}, k) != nil {
-			continue
-		}
-		out.Keys = append(out.Keys, keyInfoWithUsage(k))
 	}
-	if i < len(keys) && len(out.Keys) == size {
+	// A token only if a key the caller may see follows: one issued because
+	// other tenants' keys sort after would tell it they exist.
+	if len(out.Keys) == size && slices.ContainsFunc(keys[i:], visible) {
 		out.NextPageToken = base64.RawURLEncoding.EncodeToString([]byte(out.Keys[len(out.Keys)-1].Fingerprint))
 	}
 	return connect.NewResponse(out), nil

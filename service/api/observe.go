@@ -94,7 +94,7 @@ type connectRefusal string
 func (e connectRefusal) Error() string { return "refused before the handler: " + string(e) }
 
 func protocolOf(r *http.Request) string {
-	ct := r.Header.Get("Content-Type")
+	ct := contentType(r)
 	switch {
 	case strings.HasPrefix(ct, "application/grpc-web"):
 		return connect.ProtocolGRPCWeb

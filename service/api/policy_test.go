@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -444,6 +445,41 @@ func TestListKeysShowsOnlyAllowedKeys(t *testing.T) {
 			slices.Sort(got)
 			if !slices.Equal(got, tc.want) {
 				t.Errorf("ListKeys = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestListKeysPageTokenOnlyBeforeVisibleKeys: a page token is issued only
+// when a key the caller may list follows; other tenants' keys sorting after
+// its last one (fp-s10, fp-s1x, fp-s2...) must not earn it a token, or an
+// empty last page, that tells it they exist.
+func TestListKeysPageTokenOnlyBeforeVisibleKeys(t *testing.T) {
+	t.Parallel()
+	clients := newPolicyFixture(t)
+	want := []string{"fp-s1", "fp-s1-old", "fp-s1-pos"}
+	for _, size := range []int32{1, 2, 3, 4} {
+		t.Run("page size "+strconv.Itoa(int(size)), func(t *testing.T) {
+			t.Parallel()
+			var got []string
+			token := ""
+			for page := 0; ; page++ {
+				res, err := clients(tokStore1).keys.ListKeys(context.Background(), connect.NewRequest(&alev1.ListKeysRequest{PageSize: size, PageToken: token}))
+				if err != nil {
+					t.Fatalf("ListKeys: %v", err)
+				}
+				if len(res.Msg.GetKeys()) == 0 && page > 0 {
+					t.Fatalf("page %d is empty: the previous page's token revealed keys beyond the caller's", page)
+				}
+				for _, k := range res.Msg.GetKeys() {
+					got = append(got, k.GetFingerprint())
+				}
+				if token = res.Msg.GetNextPageToken(); token == "" {
+					break
+				}
+			}
+			if !slices.Equal(got, want) {
+				t.Errorf("ListKeys = %q, want %q", got, want)
 			}
 		})
 	}
