@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -27,13 +28,29 @@ var (
 	buildOnce sync.Once
 	alebench  string
 	buildErr  error
+	// binDir holds the binary for the whole test process. It must not be
+	// the first caller's t.TempDir(): that is removed when that test ends,
+	// while parallel tests still run the binary.
+	binDir string
 )
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "alebench-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binDir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
 
 // alebenchBinary builds cmd/alebench once per test process.
 func alebenchBinary(t *testing.T) string {
 	t.Helper()
 	buildOnce.Do(func() {
-		alebench = filepath.Join(t.TempDir(), "alebench")
+		alebench = filepath.Join(binDir, "alebench")
 		cmd := exec.Command("go", "build", "-o", alebench, "./cmd/alebench")
 		cmd.Dir = harness.RepoRoot()
 		if out, err := cmd.CombinedOutput(); err != nil {
