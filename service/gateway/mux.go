@@ -168,13 +168,13 @@ func (m *cryptoMux) run(ctx context.Context, sess *cryptoSession) {
 		switch {
 		case len(decs) > 0 && len(encs) > 0:
 			var wg sync.WaitGroup
-			wg.Go(func() { sendEncrypts(ctx, sess, encs) })
-			sendDecrypts(ctx, sess, decs)
+			wg.Go(func() { send(ctx, sess, encs, encryptOp) })
+			send(ctx, sess, decs, decryptOp)
 			wg.Wait()
 		case len(decs) > 0:
-			sendDecrypts(ctx, sess, decs)
+			send(ctx, sess, decs, decryptOp)
 		case len(encs) > 0:
-			sendEncrypts(ctx, sess, encs)
+			send(ctx, sess, encs, encryptOp)
 		}
 	}
 }
@@ -215,68 +215,78 @@ func live(items []*muxItem) []*muxItem {
 	return out
 }
 
-func sendDecrypts(ctx context.Context, sess *cryptoSession, items []*muxItem) {
-	req := &alev1.StreamRequest{}
-	if len(items) == 1 {
-		req.Operation = &alev1.StreamRequest_Decrypt{Decrypt: items[0].dec}
-	} else {
+// muxOp is what differs between coalescing Decrypts and Encrypts: the
+// message for a run of items and how its answer splits back into theirs.
+type muxOp struct {
+	request func(items []*muxItem) *alev1.StreamRequest
+	single  func(res *alev1.StreamResponse) muxResult
+	batch   func(res *alev1.StreamResponse) []muxResult
+}
+
+var decryptOp = muxOp{
+	request: func(items []*muxItem) *alev1.StreamRequest {
+		if len(items) == 1 {
+			return &alev1.StreamRequest{Operation: &alev1.StreamRequest_Decrypt{Decrypt: items[0].dec}}
+		}
 		b := &alev1.DecryptBatchRequest{Items: make([]*alev1.DecryptRequest, len(items))}
 		for i, it := range items {
 			b.Items[i] = it.dec
 		}
-		req.Operation = &alev1.StreamRequest_DecryptBatch{DecryptBatch: b}
-	}
-	res, err := sess.call(ctx, req)
-	if err == nil && res.GetError() != nil {
-		err = itemError(res.GetError())
-	}
-	if err != nil {
-		if refusedBatch(items, err) {
-			for _, it := range live(items) {
-				sendDecrypts(ctx, sess, []*muxItem{it})
+		return &alev1.StreamRequest{Operation: &alev1.StreamRequest_DecryptBatch{DecryptBatch: b}}
+	},
+	single: func(res *alev1.StreamResponse) muxResult { return muxResult{dec: res.GetDecrypt()} },
+	batch: func(res *alev1.StreamResponse) []muxResult {
+		results := res.GetDecryptBatch().GetResults()
+		out := make([]muxResult, len(results))
+		for i, r := range results {
+			if ie := r.GetError(); ie != nil {
+				out[i] = muxResult{err: itemError(ie)}
+			} else {
+				out[i] = muxResult{dec: r.GetResponse()}
 			}
-			return
 		}
-		failAll(items, err)
-		return
-	}
-	if len(items) == 1 {
-		items[0].done <- muxResult{dec: res.GetDecrypt()}
-		return
-	}
-	results := res.GetDecryptBatch().GetResults()
-	for i, it := range items {
-		if i >= len(results) {
-			it.done <- muxResult{err: errShortBatch}
-			continue
-		}
-		if ie := results[i].GetError(); ie != nil {
-			it.done <- muxResult{err: itemError(ie)}
-			continue
-		}
-		it.done <- muxResult{dec: results[i].GetResponse()}
-	}
+		return out
+	},
 }
 
-func sendEncrypts(ctx context.Context, sess *cryptoSession, items []*muxItem) {
-	req := &alev1.StreamRequest{}
-	if len(items) == 1 {
-		req.Operation = &alev1.StreamRequest_Encrypt{Encrypt: items[0].enc}
-	} else {
+var encryptOp = muxOp{
+	request: func(items []*muxItem) *alev1.StreamRequest {
+		if len(items) == 1 {
+			return &alev1.StreamRequest{Operation: &alev1.StreamRequest_Encrypt{Encrypt: items[0].enc}}
+		}
 		b := &alev1.EncryptBatchRequest{Items: make([]*alev1.EncryptRequest, len(items))}
 		for i, it := range items {
 			b.Items[i] = it.enc
 		}
-		req.Operation = &alev1.StreamRequest_EncryptBatch{EncryptBatch: b}
-	}
-	res, err := sess.call(ctx, req)
+		return &alev1.StreamRequest{Operation: &alev1.StreamRequest_EncryptBatch{EncryptBatch: b}}
+	},
+	single: func(res *alev1.StreamResponse) muxResult { return muxResult{enc: res.GetEncrypt()} },
+	batch: func(res *alev1.StreamResponse) []muxResult {
+		results := res.GetEncryptBatch().GetResults()
+		out := make([]muxResult, len(results))
+		for i, r := range results {
+			if ie := r.GetError(); ie != nil {
+				out[i] = muxResult{err: itemError(ie)}
+			} else {
+				out[i] = muxResult{enc: r.GetResponse()}
+			}
+		}
+		return out
+	},
+}
+
+// send sends items as one message (one call, or a batch) and answers each.
+// A batch refused as a whole as too large or busy is sent again one item a
+// message, so that only an item refused alone gets that answer.
+func send(ctx context.Context, sess *cryptoSession, items []*muxItem, op muxOp) {
+	res, err := sess.call(ctx, op.request(items))
 	if err == nil && res.GetError() != nil {
 		err = itemError(res.GetError())
 	}
 	if err != nil {
 		if refusedBatch(items, err) {
 			for _, it := range live(items) {
-				sendEncrypts(ctx, sess, []*muxItem{it})
+				send(ctx, sess, []*muxItem{it}, op)
 			}
 			return
 		}
@@ -284,20 +294,16 @@ func sendEncrypts(ctx context.Context, sess *cryptoSession, items []*muxItem) {
 		return
 	}
 	if len(items) == 1 {
-		items[0].done <- muxResult{enc: res.GetEncrypt()}
+		items[0].done <- op.single(res)
 		return
 	}
-	results := res.GetEncryptBatch().GetResults()
+	results := op.batch(res)
 	for i, it := range items {
 		if i >= len(results) {
 			it.done <- muxResult{err: errShortBatch}
 			continue
 		}
-		if ie := results[i].GetError(); ie != nil {
-			it.done <- muxResult{err: itemError(ie)}
-			continue
-		}
-		it.done <- muxResult{enc: results[i].GetResponse()}
+		it.done <- results[i]
 	}
 }
 
