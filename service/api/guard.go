@@ -117,13 +117,17 @@ func (b *budget) acquire(n int64) bool {
 func (b *budget) release(n int64) { b.used.Add(-n) }
 
 func (g *guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	c := g.obs.begin(r)
+	ct := contentType(r)
+	c := g.obs.begin(r, ct)
 	if c != nil {
-		w.Header().Set(RequestIDHeader, c.id)
-		rec := &recorder{ResponseWriter: w, c: c}
-		w = rec
-		r = r.WithContext(context.WithValue(context.WithValue(r.Context(), callKey{}, c), requestIDKey{}, requestIDs{ours: c.id, caller: c.callerID}))
-		defer g.obs.finish(r.Context(), c, rec)
+		// The header's value slice lives in the call: one allocation less
+		// per call than Header().Set (the key is already canonical).
+		c.idHeader[0] = c.id
+		w.Header()[RequestIDHeader] = c.idHeader[:]
+		c.rec = recorder{ResponseWriter: w, c: c}
+		w = &c.rec
+		r = r.WithContext(context.WithValue(r.Context(), callKey{}, c))
+		defer g.obs.finish(r.Context(), c, &c.rec)
 	}
 	if strings.HasPrefix(r.URL.Path, "/ale.v1.") {
 		if err := g.authenticate(r.Context()); err != nil {
@@ -132,7 +136,7 @@ func (g *guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	stream := streamingProcedures[r.URL.Path]
-	enveloped := isEnveloped(r)
+	enveloped := isEnveloped(ct)
 	if stream && !enveloped {
 		// connect-go serves a stream only over an enveloped protocol; refusing
 		// anything else here means no stream is read without being charged
@@ -140,10 +144,15 @@ func (g *guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.refuseMediaType(w, c)
 		return
 	}
-	b := &bodyReader{g: g, src: r.Body, rc: http.NewResponseController(w), c: c, stream: stream, enveloped: enveloped, hdrOut: envelopePrefix}
+	var b *bodyReader
 	if c != nil {
+		// Allocated with the call: one allocation per call, not three.
+		b = &c.bodyReader
 		c.body = b
+	} else {
+		b = new(bodyReader)
 	}
+	*b = bodyReader{g: g, src: r.Body, rc: *http.NewResponseController(w), c: c, stream: stream, enveloped: enveloped, hdrOut: envelopePrefix}
 	defer b.releaseAll()
 	if stream {
 		if !g.track(b) {
@@ -232,8 +241,7 @@ func (g *guard) drainAll() {
 
 // isEnveloped reports whether the request's body is a sequence of enveloped
 // messages: gRPC, gRPC-Web or Connect streaming.
-func isEnveloped(r *http.Request) bool {
-	ct := contentType(r)
+func isEnveloped(ct string) bool {
 	return strings.HasPrefix(ct, "application/grpc") || strings.HasPrefix(ct, "application/connect+")
 }
 
@@ -244,10 +252,32 @@ func isEnveloped(r *http.Request) bool {
 // for something else, and let it past the per-message budget.
 func contentType(r *http.Request) string {
 	ct := r.Header.Get("Content-Type")
+	if isPlainMediaType(ct) {
+		return ct // what ParseMediaType would return, without its parameter map
+	}
 	if mt, _, err := mime.ParseMediaType(ct); err == nil {
 		return mt
 	}
 	return ct
+}
+
+// isPlainMediaType reports whether ct is a media type that
+// mime.ParseMediaType returns unchanged: one lower-case token, or two joined
+// by a slash, with no parameters or spaces. Content types sent by our
+// clients ("application/json", "application/grpc+proto") all are.
+func isPlainMediaType(ct string) bool {
+	slash := -1
+	for i := 0; i < len(ct); i++ {
+		switch ch := ct[i]; {
+		case ch >= 'a' && ch <= 'z', ch >= '0' && ch <= '9':
+		case ch == '/' && slash < 0 && i > 0 && i < len(ct)-1:
+			slash = i
+		case strings.IndexByte("!#$%&'*+-.^_`|~", ch) >= 0:
+		default:
+			return false
+		}
+	}
+	return ct != ""
 }
 
 // bodyReader is a request body as the guard lets connect-go read it: it
@@ -257,8 +287,8 @@ func contentType(r *http.Request) string {
 type bodyReader struct {
 	g         *guard
 	src       io.ReadCloser
-	rc        *http.ResponseController
-	c         *call // nil outside ale.v1
+	rc        http.ResponseController // by value: no allocation of its own
+	c         *call                   // nil outside ale.v1
 	stream    bool
 	enveloped bool
 	prepaid   bool  // the whole body was charged up front

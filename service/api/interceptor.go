@@ -23,21 +23,23 @@ import (
 // sets the response header, so refusals carry ours too.
 const RequestIDHeader = "X-Request-Id"
 
-type requestIDKey struct{}
-
 type requestIDs struct{ ours, caller string }
 
 // RequestID returns our id of the call ctx belongs to.
 func RequestID(ctx context.Context) string {
-	ids, _ := ctx.Value(requestIDKey{}).(requestIDs)
-	return ids.ours
+	if c, ok := ctx.Value(callKey{}).(*call); ok {
+		return c.id
+	}
+	return ""
 }
 
 // CallerRequestID returns the X-Request-Id the caller sent, or "" if it sent
 // none or one that is not 1-128 printable ASCII characters.
 func CallerRequestID(ctx context.Context) string {
-	ids, _ := ctx.Value(requestIDKey{}).(requestIDs)
-	return ids.caller
+	if c, ok := ctx.Value(callKey{}).(*call); ok {
+		return c.callerID
+	}
+	return ""
 }
 
 // newRequestIDs makes the call's fresh id of ours and notes the caller's.

@@ -30,7 +30,13 @@ type call struct {
 	handled atomic.Bool
 	// cause is why the guard refused the call, when it did.
 	cause error
-	body  *bodyReader
+	body  *bodyReader // nil until the guard reads the body
+
+	// Storage for the call's parts, allocated with it: the response
+	// writer the observer reads, the body reader, the X-Request-Id value.
+	rec        recorder
+	bodyReader bodyReader
+	idHeader   [1]string
 }
 
 type callKey struct{}
@@ -50,12 +56,13 @@ type observer struct {
 
 // begin returns the call for an ale.v1 procedure, nil for anything else
 // (health, reflection, unknown paths: no procedure label of ours).
-func (o *observer) begin(r *http.Request) *call {
+// ct is the request's media type (contentType).
+func (o *observer) begin(r *http.Request, ct string) *call {
 	if _, ok := procedureOps[r.URL.Path]; !ok {
 		return nil
 	}
 	ids := newRequestIDs(r.Header)
-	return &call{id: ids.ours, callerID: ids.caller, procedure: r.URL.Path, protocol: protocolOf(r), start: time.Now()}
+	return &call{id: ids.ours, callerID: ids.caller, procedure: r.URL.Path, protocol: protocolOf(ct), start: time.Now()}
 }
 
 func (o *observer) finish(ctx context.Context, c *call, rec *recorder) {
@@ -93,8 +100,7 @@ type connectRefusal string
 
 func (e connectRefusal) Error() string { return "refused before the handler: " + string(e) }
 
-func protocolOf(r *http.Request) string {
-	ct := contentType(r)
+func protocolOf(ct string) string {
 	switch {
 	case strings.HasPrefix(ct, "application/grpc-web"):
 		return connect.ProtocolGRPCWeb

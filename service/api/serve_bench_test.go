@@ -1,0 +1,107 @@
+package api_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/prometheus/client_golang/prometheus"
+
+	alev1 "github.com/alecrypt/alecrypt/gen/ale/v1"
+	"github.com/alecrypt/alecrypt/gen/ale/v1/alev1connect"
+	"github.com/alecrypt/alecrypt/service/api"
+	"github.com/alecrypt/alecrypt/service/authn"
+	"github.com/alecrypt/alecrypt/service/engine"
+	"github.com/alecrypt/alecrypt/service/key"
+	"github.com/alecrypt/alecrypt/service/keyring"
+	"github.com/alecrypt/alecrypt/service/suite"
+)
+
+// BenchmarkServeEncryptJSON is one unary Encrypt in the Connect protocol
+// with JSON (what `alebench floors --paths unary` sends), handed straight to
+// the HTTP handler: no network, no client, so ns/op and allocs/op are the
+// server's own. "alecryptd" is the handler as alecryptd builds it (authn
+// middleware, logger at info, metrics on, no policy or audit); "bare" is a
+// connect-go handler doing only AES-CTR, as `alebench serve bare`. Their
+// difference is what alecryptd adds per call.
+func BenchmarkServeEncryptJSON(b *testing.B) {
+	rec := record("bench-ctr", key.AES256CTR, key.Active, t0, "default")
+	ring := keyring.New()
+	_, fresh, err := ring.Replace([]key.Record{rec})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if failed := keyring.Warm(b.Context(), fresh, 1); failed != 0 {
+		b.Fatalf("Warm: %d keys failed", failed)
+	}
+	c, err := suite.Derive(rec)
+	if err != nil {
+		b.Fatal(err)
+	}
+	body := []byte(`{"plaintext":"` + base64.StdEncoding.EncodeToString(make([]byte, 1<<10)) + `"}`)
+	handlers := []struct {
+		name string
+		h    http.Handler
+	}{
+		{"alecryptd", authn.Middleware(api.NewHandler(engine.New(ring), ring, api.Options{
+			Logger:  slog.New(slog.NewJSONHandler(io.Discard, nil)),
+			Metrics: prometheus.NewRegistry(),
+		}), nil)},
+		{"bare", bareHandler(rec.Fingerprint, c)},
+	}
+	for _, h := range handlers {
+		b.Run(h.name, func(b *testing.B) {
+			b.ReportAllocs()
+			rd := bytes.NewReader(body)
+			for b.Loop() {
+				rd.Reset(body)
+				req := httptest.NewRequest(http.MethodPost, "/ale.v1.CryptoService/Encrypt", rd)
+				req.Header.Set("Content-Type", "application/json")
+				req.ContentLength = int64(len(body))
+				w := &deadlineRecorder{httptest.NewRecorder()}
+				h.h.ServeHTTP(w, req)
+				if w.Code != http.StatusOK {
+					b.Fatalf("status %d: %s", w.Code, w.Body)
+				}
+			}
+		})
+	}
+}
+
+// deadlineRecorder takes read deadlines as a connection would, so the
+// guard's SetReadDeadline costs what it does in a server, not an error.
+type deadlineRecorder struct{ *httptest.ResponseRecorder }
+
+func (deadlineRecorder) SetReadDeadline(time.Time) error { return nil }
+
+// bareCrypto is `alebench serve bare`'s handler: Encrypt with nothing
+// around it.
+type bareCrypto struct {
+	alev1connect.UnimplementedCryptoServiceHandler
+	fingerprint string
+	c           suite.Cipher
+}
+
+func bareHandler(fingerprint string, c suite.Cipher) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle(alev1connect.NewCryptoServiceHandler(&bareCrypto{fingerprint: fingerprint, c: c}, connect.WithCompression("gzip", nil, nil)))
+	return mux
+}
+
+func (b *bareCrypto) Encrypt(_ context.Context, req *connect.Request[alev1.EncryptRequest]) (*connect.Response[alev1.EncryptResponse], error) {
+	iv := make([]byte, b.c.IVSize())
+	_, _ = rand.Read(iv)
+	msg, err := b.c.Seal(nil, iv, req.Msg.GetPlaintext(), nil)
+	if err != nil {
+		return nil, connect.NewError(connect.CodeInternal, err)
+	}
+	return connect.NewResponse(&alev1.EncryptResponse{Envelope: &alev1.Envelope{Iv: iv, Fingerprint: b.fingerprint, Message: msg}}), nil
+}
