@@ -19,7 +19,8 @@ const MaxBatchItems = 10_000
 
 // cryptoServer implements ale.v1.CryptoService over an engine.
 type cryptoServer struct {
-	eng *engine.Engine
+	eng  *engine.Engine
+	keys *keyInfos
 }
 
 var _ alev1connect.CryptoServiceHandler = (*cryptoServer)(nil)
@@ -29,7 +30,7 @@ func (s *cryptoServer) encrypt(ctx context.Context, req *alev1.EncryptRequest) (
 	if err != nil {
 		return nil, err
 	}
-	return &alev1.EncryptResponse{Envelope: envelopeToProto(env), Key: keyInfo(k)}, nil
+	return &alev1.EncryptResponse{Envelope: envelopeToProto(env), Key: s.keys.get(k)}, nil
 }
 
 func (s *cryptoServer) decrypt(ctx context.Context, req *alev1.DecryptRequest) (*alev1.DecryptResponse, error) {
@@ -44,7 +45,7 @@ func (s *cryptoServer) decrypt(ctx context.Context, req *alev1.DecryptRequest) (
 	if err != nil {
 		return nil, err
 	}
-	return &alev1.DecryptResponse{Plaintext: pt, Key: keyInfo(k)}, nil
+	return &alev1.DecryptResponse{Plaintext: pt, Key: s.keys.get(k)}, nil
 }
 
 func (s *cryptoServer) rewrap(ctx context.Context, req *alev1.RewrapRequest) (*alev1.RewrapResponse, error) {
@@ -59,7 +60,7 @@ func (s *cryptoServer) rewrap(ctx context.Context, req *alev1.RewrapRequest) (*a
 	if err != nil {
 		return nil, err
 	}
-	return &alev1.RewrapResponse{Envelope: envelopeToProto(env), Key: keyInfo(k)}, nil
+	return &alev1.RewrapResponse{Envelope: envelopeToProto(env), Key: s.keys.get(k)}, nil
 }
 
 func (s *cryptoServer) Encrypt(ctx context.Context, req *connect.Request[alev1.EncryptRequest]) (*connect.Response[alev1.EncryptResponse], error) {

@@ -127,15 +127,19 @@ func NewHandler(eng *engine.Engine, ring *keyring.Ring, opts Options) http.Handl
 		interceptors = append(interceptors, obs.metrics)
 	}
 	interceptors = append(interceptors, opts.Interceptors...)
+	keys := newKeyInfos()
 	handlerOpts := []connect.HandlerOption{
 		connect.WithInterceptors(interceptors...),
+		// connect-go's JSON codec, with each key's JSON marshalled once.
+		connect.WithCodec(&jsonCodec{name: "json", keys: keys}),
+		connect.WithCodec(&jsonCodec{name: "json; charset=utf-8", keys: keys}),
 		connect.WithReadMaxBytes(opts.MaxRequestBytes),
 		// Ciphertext does not compress; offering gzip only burns CPU (it
 		// halves unary throughput on the reference machine).
 		connect.WithCompression("gzip", nil, nil),
 	}
 	mux := http.NewServeMux()
-	mux.Handle(alev1connect.NewCryptoServiceHandler(&cryptoServer{eng: eng}, handlerOpts...))
+	mux.Handle(alev1connect.NewCryptoServiceHandler(&cryptoServer{eng: eng, keys: keys}, handlerOpts...))
 	mux.Handle(alev1connect.NewKeyServiceHandler(&keyServer{ring: ring, eng: eng}, handlerOpts...))
 	health := opts.Health
 	if health == nil {
