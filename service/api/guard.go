@@ -160,6 +160,12 @@ func (g *guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		defer g.untrack(b)
+		if c != nil {
+			// Our Stream handler receives and sends on one goroutine, which
+			// the read-ahead and the held flush rely on (see aheadBuf).
+			b.ahead = aheadPool.Get().(*aheadBuf)
+			defer b.endAhead()
+		}
 	} else {
 		// The whole body of a unary call must arrive in time; a body that
 		// stops half-way would otherwise hold its budget for ever.
@@ -302,6 +308,105 @@ type bodyReader struct {
 	mu       sync.Mutex
 	idle     bool // waiting for a stream's next message
 	draining bool
+
+	// ahead is a stream's read-ahead buffer (nil for other calls); timed
+	// is set while a read deadline runs for the current message.
+	ahead *aheadBuf
+	timed bool
+}
+
+// aheadBuf holds what a stream's body had ready beyond the message being
+// read. Reading the HTTP/2 body in large pieces costs one hand-off to the
+// connection's goroutine per piece rather than about three per message
+// (header byte, rest of header, payload); and a stream with requests ready
+// may hold its responses' flushes until it has to wait for the caller
+// (recorder.Flush), so that several responses leave in one DATA frame and
+// one write instead of one each.
+//
+// Both rely on the handler receiving and sending on one goroutine, as our
+// Stream does: a response is flushed before any read that may wait for the
+// caller, so no response ever waits for a later request.
+type aheadBuf struct {
+	buf       [aheadSize]byte
+	r, w      int   // buf[r:w] is read and not yet consumed
+	err       error // what the body returned after buf[:w], once it is consumed
+	holdFlush bool  // a flush was held while buf had data
+}
+
+// aheadSize bounds what a stream reads before its messages are charged: a
+// constant per open stream, like connect-go's own read buffer.
+const aheadSize = 16 << 10
+
+var aheadPool = sync.Pool{New: func() any { return new(aheadBuf) }}
+
+func (b *bodyReader) endAhead() {
+	b.flushHeld()
+	a := b.ahead
+	b.ahead = nil
+	*a = aheadBuf{}
+	aheadPool.Put(a)
+}
+
+// buffered is how many bytes a stream has read ahead.
+func (b *bodyReader) buffered() int {
+	if b.ahead == nil {
+		return 0
+	}
+	return b.ahead.w - b.ahead.r
+}
+
+// holdFlush reports whether a response's flush may wait, because the next
+// request has begun to arrive and will be read without waiting; the flush is
+// then done before the stream next reads from the connection.
+func (b *bodyReader) holdFlush() bool {
+	if b.buffered() == 0 {
+		return false
+	}
+	b.ahead.holdFlush = true
+	return true
+}
+
+func (b *bodyReader) flushHeld() {
+	if b.ahead != nil && b.ahead.holdFlush {
+		b.ahead.holdFlush = false
+		b.c.rec.flush()
+	}
+}
+
+// readSrc reads the body: through the read-ahead buffer for streams.
+func (b *bodyReader) readSrc(p []byte) (int, error) {
+	a := b.ahead
+	if a == nil {
+		return b.src.Read(p)
+	}
+	if a.r == a.w {
+		if a.err != nil {
+			return 0, a.err
+		}
+		b.flushHeld() // the read may wait for the caller
+		n, err := b.src.Read(a.buf[:])
+		a.r, a.w = 0, n
+		if n == 0 {
+			return 0, err
+		}
+		a.err = err
+	}
+	n := copy(p, a.buf[a.r:a.w])
+	a.r += n
+	return n, nil
+}
+
+// setTimed starts or stops the read deadline of a stream's current message.
+func (b *bodyReader) setTimed(on bool) {
+	if on == b.timed {
+		return
+	}
+	b.timed = on
+	if on {
+		_ = b.rc.SetReadDeadline(time.Now().Add(b.g.readTimeout))
+	} else {
+		_ = b.rc.SetReadDeadline(time.Time{})
+	}
 }
 
 func (b *bodyReader) charge(n int64) bool {
@@ -354,11 +459,11 @@ func (b *bodyReader) readEnveloped(p []byte) (int, error) {
 		if int64(len(p)) > b.left {
 			p = p[:b.left]
 		}
-		n, err := b.src.Read(p)
+		n, err := b.readSrc(p)
 		b.read += int64(n)
 		b.left -= int64(n)
 		if b.left == 0 && b.stream {
-			_ = b.rc.SetReadDeadline(time.Time{}) // the message is here: idle waits are allowed again
+			b.setTimed(false) // the message is here: idle waits are allowed again
 		}
 		return n, b.wrap(err)
 	}
@@ -384,7 +489,7 @@ func (b *bodyReader) nextMessage() error {
 	}
 	b.idle = b.stream
 	b.mu.Unlock()
-	_, err := io.ReadFull(b.src, b.hdr[:1])
+	_, err := io.ReadFull(srcReader{b}, b.hdr[:1])
 	b.mu.Lock()
 	b.idle = false
 	draining := b.draining
@@ -397,10 +502,10 @@ func (b *bodyReader) nextMessage() error {
 	case err != nil:
 		return b.wrap(err)
 	}
-	if b.stream {
-		_ = b.rc.SetReadDeadline(time.Now().Add(b.g.readTimeout)) // a message, once started, must arrive in time
+	if b.stream && b.buffered() < envelopePrefix-1 {
+		b.setTimed(true) // a message, once started, must arrive in time
 	}
-	if _, err := io.ReadFull(b.src, b.hdr[1:]); err != nil {
+	if _, err := io.ReadFull(srcReader{b}, b.hdr[1:]); err != nil {
 		if err == io.EOF {
 			err = io.ErrUnexpectedEOF
 		}
@@ -415,11 +520,18 @@ func (b *bodyReader) nextMessage() error {
 		return b.fail(errOverBudget)
 	}
 	b.left = size
-	if size == 0 && b.stream {
-		_ = b.rc.SetReadDeadline(time.Time{})
+	if b.stream {
+		// Timed while the message is not all here; a message already read
+		// ahead needs no deadline (and costs no timer).
+		b.setTimed(int64(b.buffered()) < size)
 	}
 	return nil
 }
+
+// srcReader reads a bodyReader's source (through its read-ahead).
+type srcReader struct{ b *bodyReader }
+
+func (r srcReader) Read(p []byte) (int, error) { return r.b.readSrc(p) }
 
 // drain makes a stream end at its next idle point: at once if it is waiting
 // for a message, after the current one otherwise.

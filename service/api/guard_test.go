@@ -633,3 +633,58 @@ func TestStreamNeedsEnvelopedContentType(t *testing.T) {
 		t.Errorf("inflight after refusals = %v, want 0", got)
 	}
 }
+
+// TestStreamResponsesNotHeldForLaterRequests: a stream that has its next
+// request already read may hold a response's flush, but never past the
+// point where it waits for its caller. Two whole requests and half of a
+// third are sent at once: both responses must arrive while the third stays
+// incomplete, and the third's once it is complete (with no request after it).
+func TestStreamResponsesNotHeldForLaterRequests(t *testing.T) {
+	t.Parallel()
+	g := newGuarded(t, api.Options{})
+	for _, ct := range []string{"application/grpc", "application/connect+proto"} {
+		t.Run(ct, func(t *testing.T) {
+			t.Parallel()
+			frame := func(id string) []byte {
+				return grpcFrame(mustMarshal(t, &alev1.StreamRequest{RequestId: id,
+					Operation: &alev1.StreamRequest_Encrypt{Encrypt: &alev1.EncryptRequest{Plaintext: []byte("payload " + id)}}}))
+			}
+			third := frame("3")
+			first := append(append(frame("1"), frame("2")...), third[:len(third)/2]...)
+			pw, response := rawStream(t, g, "/ale.v1.CryptoService/Stream", ct, first)
+			res := response()
+			if res.StatusCode != http.StatusOK {
+				t.Fatalf("status %d", res.StatusCode)
+			}
+			next := func() string {
+				t.Helper()
+				var hdr [5]byte
+				if _, err := io.ReadFull(res.Body, hdr[:]); err != nil {
+					t.Fatalf("reading a response: %v", err)
+				}
+				msg := make([]byte, binary.BigEndian.Uint32(hdr[1:]))
+				if _, err := io.ReadFull(res.Body, msg); err != nil {
+					t.Fatalf("reading a response: %v", err)
+				}
+				var r alev1.StreamResponse
+				if err := proto.Unmarshal(msg, &r); err != nil || r.GetEncrypt() == nil {
+					t.Fatalf("response %v, %v; want an encrypt result", &r, err)
+				}
+				return r.GetRequestId()
+			}
+			for _, want := range []string{"1", "2"} {
+				if got := next(); got != want {
+					t.Fatalf("response for request %q, want %q", got, want)
+				}
+			}
+			if _, err := pw.Write(third[len(third)/2:]); err != nil {
+				t.Fatal(err)
+			}
+			if got := next(); got != "3" {
+				t.Fatalf("response for request %q, want 3", got)
+			}
+			pw.Close()
+			_, _ = io.Copy(io.Discard, res.Body)
+		})
+	}
+}

@@ -139,7 +139,17 @@ func (r *recorder) Write(p []byte) (int, error) {
 	return r.ResponseWriter.Write(p)
 }
 
+// Flush flushes the response, unless the call is a stream with its next
+// request already read ahead: then the flush waits until the stream is about
+// to wait for its caller (aheadBuf).
 func (r *recorder) Flush() {
+	if r.c.body != nil && r.c.body.holdFlush() {
+		return
+	}
+	r.flush()
+}
+
+func (r *recorder) flush() {
 	if f, ok := r.ResponseWriter.(http.Flusher); ok {
 		f.Flush()
 	}
