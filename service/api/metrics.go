@@ -78,7 +78,10 @@ func (m *rpcMetrics) proc(procedure string) *procMetrics {
 }
 
 func (m *rpcMetrics) observe(procedure string, start time.Time, err error) {
-	p := m.proc(procedure)
+	m.observeOf(m.proc(procedure), procedure, start, err)
+}
+
+func (m *rpcMetrics) observeOf(p *procMetrics, procedure string, start time.Time, err error) {
 	if err != nil {
 		m.requests.WithLabelValues(procedure, connect.CodeOf(err).String()).Inc()
 	} else {
@@ -88,7 +91,11 @@ func (m *rpcMetrics) observe(procedure string, start time.Time, err error) {
 }
 
 func (m *rpcMetrics) message(procedure, direction string, msg any) {
-	p := m.proc(procedure)
+	m.messageOf(m.proc(procedure), procedure, direction, msg)
+}
+
+// messageOf is message with the procedure's series already looked up.
+func (m *rpcMetrics) messageOf(p *procMetrics, procedure, direction string, msg any) {
 	count, bytes := &p.messagesIn, &p.bytesIn
 	if direction == "out" {
 		count, bytes = &p.messagesOut, &p.bytesOut
@@ -106,12 +113,13 @@ func (m *rpcMetrics) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 		}
 		start := time.Now()
 		proc := req.Spec().Procedure
-		m.message(proc, "in", req.Any())
+		p := m.proc(proc)
+		m.messageOf(p, proc, "in", req.Any())
 		res, err := next(ctx, req)
 		if err == nil && res != nil {
-			m.message(proc, "out", res.Any())
+			m.messageOf(p, proc, "out", res.Any())
 		}
-		m.observe(proc, start, err)
+		m.observeOf(p, proc, start, err)
 		return res, err
 	}
 }
@@ -123,21 +131,26 @@ func (m *rpcMetrics) WrapStreamingClient(next connect.StreamingClientFunc) conne
 func (m *rpcMetrics) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
 	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
 		start := time.Now()
-		err := next(ctx, &countingConn{StreamingHandlerConn: conn, m: m})
+		proc := conn.Spec().Procedure
+		err := next(ctx, &countingConn{StreamingHandlerConn: conn, m: m, p: m.proc(proc), procedure: proc})
 		m.observe(conn.Spec().Procedure, start, err)
 		return err
 	}
 }
 
+// countingConn counts a stream's messages; the procedure's series are
+// looked up once per stream, not per message.
 type countingConn struct {
 	connect.StreamingHandlerConn
-	m *rpcMetrics
+	m         *rpcMetrics
+	p         *procMetrics
+	procedure string
 }
 
 func (c *countingConn) Receive(msg any) error {
 	err := c.StreamingHandlerConn.Receive(msg)
 	if err == nil {
-		c.m.message(c.Spec().Procedure, "in", msg)
+		c.m.messageOf(c.p, c.procedure, "in", msg)
 	}
 	return err
 }
@@ -145,7 +158,7 @@ func (c *countingConn) Receive(msg any) error {
 func (c *countingConn) Send(msg any) error {
 	err := c.StreamingHandlerConn.Send(msg)
 	if err == nil {
-		c.m.message(c.Spec().Procedure, "out", msg)
+		c.m.messageOf(c.p, c.procedure, "out", msg)
 	}
 	return err
 }
