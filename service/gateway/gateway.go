@@ -153,7 +153,7 @@ func New(crypto alev1connect.CryptoServiceClient, upstream *url.URL, opts Option
 	if g.log == nil {
 		g.log = slog.New(slog.DiscardHandler)
 	}
-	g.mux = newCryptoMux(crypto, g.log)
+	g.mux = newCryptoMux(crypto, g.log, g.metrics)
 	if opts.TracerProvider != nil {
 		g.tracer = opts.TracerProvider.Tracer("github.com/alecrypt/alecrypt/service/gateway")
 		if g.opts.Propagator == nil {

@@ -787,12 +787,20 @@ func TestMetrics(t *testing.T) {
 				name += "{" + strings.Join(labels, ",") + "}"
 			}
 			got[name] = m.GetCounter().GetValue() + m.GetGauge().GetValue()
+			if h := m.GetHistogram(); h != nil {
+				got[name+"_count"], got[name+"_sum"] = float64(h.GetSampleCount()), h.GetSampleSum()
+			}
 		}
 	}
 	for k, v := range want {
 		if got[k] != v {
 			t.Errorf("%s = %v, want %v", k, got[k], v)
 		}
+	}
+	// Two requests and a frame were decrypted on the shared stream, in as
+	// many messages or fewer.
+	if n, items := got["alegate_crypto_batch_items_count"], got["alegate_crypto_batch_items_sum"]; items < 3 || n < 1 || n > items {
+		t.Errorf("alegate_crypto_batch_items: %v messages for %v calls, want at least 3 calls in at most as many messages", n, items)
 	}
 }
 
