@@ -63,11 +63,12 @@ func (c *keyInfos) get(k *keyring.Key) *alev1.KeyInfo {
 			m.Store(info, j)
 		}
 	}
-	if _, loaded := m.LoadOrStore(k, ck); !loaded && c.n.Add(1) >= maxCachedKeys {
+	v, loaded := m.LoadOrStore(k, ck)
+	if !loaded && c.n.Add(1) >= maxCachedKeys {
 		c.n.Store(0)
 		c.m.Store(new(sync.Map))
 	}
-	return ck.info[b2i(primary)]
+	return v.(*cachedKey).info[b2i(primary)]
 }
 
 // json returns the JSON of a KeyInfo get returned, or nil.

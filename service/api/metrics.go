@@ -90,11 +90,7 @@ func (m *rpcMetrics) observeOf(p *procMetrics, procedure string, start time.Time
 	p.duration.get(func() prometheus.Observer { return m.duration.WithLabelValues(procedure) }).Observe(time.Since(start).Seconds())
 }
 
-func (m *rpcMetrics) message(procedure, direction string, msg any) {
-	m.messageOf(m.proc(procedure), procedure, direction, msg)
-}
-
-// messageOf is message with the procedure's series already looked up.
+// messageOf counts one message of the procedure whose series are p.
 func (m *rpcMetrics) messageOf(p *procMetrics, procedure, direction string, msg any) {
 	count, bytes := &p.messagesIn, &p.bytesIn
 	if direction == "out" {
