@@ -32,6 +32,23 @@ func BenchmarkParseFrame(b *testing.B) {
 	}
 }
 
+// BenchmarkParseFrameJSON is the encoding/json path alone, which every
+// frame took before the fast path: the same run's "before".
+func BenchmarkParseFrameJSON(b *testing.B) {
+	for _, n := range benchSizes {
+		data := MarshalFrame(benchFrame(n))
+		b.Run(fmt.Sprintf("%dB", n), func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(data)))
+			for b.Loop() {
+				if _, err := parseFrameJSON(data); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
 func BenchmarkMarshalFrame(b *testing.B) {
 	for _, n := range benchSizes {
 		f := benchFrame(n)
@@ -40,6 +57,35 @@ func BenchmarkMarshalFrame(b *testing.B) {
 			b.SetBytes(int64(n))
 			for b.Loop() {
 				MarshalFrame(f)
+			}
+		})
+	}
+}
+
+// BenchmarkMarshalFrameJSON is MarshalFrame as it was, on encoding/json.
+func BenchmarkMarshalFrameJSON(b *testing.B) {
+	for _, n := range benchSizes {
+		f := benchFrame(n)
+		b.Run(fmt.Sprintf("%dB", n), func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(n))
+			for b.Loop() {
+				jsonMarshalFrame(f)
+			}
+		})
+	}
+}
+
+// BenchmarkAppendFrame reuses one buffer, as the gateway's writer does.
+func BenchmarkAppendFrame(b *testing.B) {
+	for _, n := range benchSizes {
+		f := benchFrame(n)
+		b.Run(fmt.Sprintf("%dB", n), func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(n))
+			var buf []byte
+			for b.Loop() {
+				buf = AppendFrame(buf[:0], f)
 			}
 		})
 	}
