@@ -17,77 +17,52 @@ func benchFrame(n int) Frame {
 	return Frame{IV: seq(16), Fingerprint: "sha256:3f9a1c0d2e4b5a69788796a5b4c3d2e1f00112233", Message: msg}
 }
 
+// BenchmarkParseFrame runs ParseFrame (path=fast, the scanner for these
+// well-formed frames) next to the encoding/json path alone (path=json),
+// which every frame took before: the same run's before and after.
 func BenchmarkParseFrame(b *testing.B) {
-	for _, n := range benchSizes {
-		data := MarshalFrame(benchFrame(n))
-		b.Run(fmt.Sprintf("%dB", n), func(b *testing.B) {
-			b.ReportAllocs()
-			b.SetBytes(int64(len(data)))
-			for b.Loop() {
-				if _, err := ParseFrame(data); err != nil {
-					b.Fatal(err)
+	for _, path := range []struct {
+		name  string
+		parse func([]byte) (Frame, error)
+	}{{"fast", ParseFrame}, {"json", parseFrameJSON}} {
+		for _, n := range benchSizes {
+			data := MarshalFrame(benchFrame(n))
+			b.Run(fmt.Sprintf("path=%s/%dB", path.name, n), func(b *testing.B) {
+				b.ReportAllocs()
+				b.SetBytes(int64(len(data)))
+				for b.Loop() {
+					if _, err := path.parse(data); err != nil {
+						b.Fatal(err)
+					}
 				}
-			}
-		})
+			})
+		}
 	}
 }
 
-// BenchmarkParseFrameJSON is the encoding/json path alone, which every
-// frame took before the fast path: the same run's "before".
-func BenchmarkParseFrameJSON(b *testing.B) {
-	for _, n := range benchSizes {
-		data := MarshalFrame(benchFrame(n))
-		b.Run(fmt.Sprintf("%dB", n), func(b *testing.B) {
-			b.ReportAllocs()
-			b.SetBytes(int64(len(data)))
-			for b.Loop() {
-				if _, err := parseFrameJSON(data); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
-	}
-}
-
+// BenchmarkMarshalFrame runs MarshalFrame (path=fast), AppendFrame into one
+// reused buffer (path=append, as the gateway does) and MarshalFrame as it
+// was, on encoding/json (path=json).
 func BenchmarkMarshalFrame(b *testing.B) {
-	for _, n := range benchSizes {
-		f := benchFrame(n)
-		b.Run(fmt.Sprintf("%dB", n), func(b *testing.B) {
-			b.ReportAllocs()
-			b.SetBytes(int64(n))
-			for b.Loop() {
-				MarshalFrame(f)
-			}
-		})
-	}
-}
-
-// BenchmarkMarshalFrameJSON is MarshalFrame as it was, on encoding/json.
-func BenchmarkMarshalFrameJSON(b *testing.B) {
-	for _, n := range benchSizes {
-		f := benchFrame(n)
-		b.Run(fmt.Sprintf("%dB", n), func(b *testing.B) {
-			b.ReportAllocs()
-			b.SetBytes(int64(n))
-			for b.Loop() {
-				jsonMarshalFrame(f)
-			}
-		})
-	}
-}
-
-// BenchmarkAppendFrame reuses one buffer, as the gateway's writer does.
-func BenchmarkAppendFrame(b *testing.B) {
-	for _, n := range benchSizes {
-		f := benchFrame(n)
-		b.Run(fmt.Sprintf("%dB", n), func(b *testing.B) {
-			b.ReportAllocs()
-			b.SetBytes(int64(n))
-			var buf []byte
-			for b.Loop() {
-				buf = AppendFrame(buf[:0], f)
-			}
-		})
+	var buf []byte
+	for _, path := range []struct {
+		name    string
+		marshal func(Frame) []byte
+	}{
+		{"fast", MarshalFrame},
+		{"append", func(f Frame) []byte { buf = AppendFrame(buf[:0], f); return buf }},
+		{"json", jsonMarshalFrame},
+	} {
+		for _, n := range benchSizes {
+			f := benchFrame(n)
+			b.Run(fmt.Sprintf("path=%s/%dB", path.name, n), func(b *testing.B) {
+				b.ReportAllocs()
+				b.SetBytes(int64(n))
+				for b.Loop() {
+					path.marshal(f)
+				}
+			})
+		}
 	}
 }
 
