@@ -100,7 +100,8 @@ type Frame struct {
 // payload: the kitchen must never act on a message nobody encrypted. IV
 // length is not checked here: it depends on the key's algorithm.
 //
-// The Frame shares no memory with data.
+// The Frame shares no memory with data, so data may be reused at once. Its
+// IV and Message may share one array, each capped at its length.
 func ParseFrame(data []byte) (Frame, error) {
 	// The frame every client sends is read by a scanner of its own
 	// (scan.go), anything else by encoding/json, which defines the rules.
@@ -181,9 +182,9 @@ func parseFrameJSON(data []byte) (Frame, error) {
 }
 
 // frame checks a plain frame's values as parseFrameJSON checks the strings
-// it decoded, in the same order, with the same errors. IV and Message share
-// one allocation; each is capped, so appending to one never writes into the
-// other.
+// it decoded, in the same order, with the same errors. IV and Message are
+// decoded into one allocation; each is capped, so appending to one never
+// writes into the other.
 func (p plainFrame) frame() (Frame, error) {
 	switch {
 	case len(p.iv) == 0:
@@ -268,7 +269,7 @@ func plainFingerprint(fp string) bool {
 }
 
 // strictStd is standard base64 that refuses non-zero padding bits, built
-// once (Strict returns a copy of the encoding's tables).
+// once rather than per call (Strict copies the encoding's tables).
 var strictStd = base64.StdEncoding.Strict()
 
 // EncodeIV is the sec-iv or frame iv of iv.
