@@ -89,7 +89,8 @@ type Frame struct {
 // ParseFrame decodes a WebSocket message, strictly:
 //   - not a JSON object, trailing data, an unknown member or a member that
 //     is not a string: CodeDecrypt (it is not a frame at all);
-//   - a missing, null or empty iv, fingerprint or message, a member given
+//   - a missing, null or empty iv, fingerprint or message (a message of
+//     escaped line breaks only, which base64 skips, is empty), a member given
 //     twice, or one whose name differs from iv/fingerprint/message only in
 //     case (Go's and other decoders match those case-insensitively, so the
 //     peer and we could read different values): CodeHeaders;
@@ -178,6 +179,10 @@ func parseFrameJSON(data []byte) (Frame, error) {
 	if f.Message, err = DecodePayload([]byte(*msg)); err != nil {
 		return Frame{}, err
 	}
+	if len(f.Message) == 0 {
+		// "\n" is not an empty string, but base64 skips line breaks.
+		return Frame{}, headersErr("frame has no message")
+	}
 	return f, nil
 }
 
@@ -206,6 +211,10 @@ func (p plainFrame) frame() (Frame, error) {
 	}
 	if f.Message, err = decodePayload(buf[ivLen:], p.message); err != nil {
 		return Frame{}, err
+	}
+	if len(f.Message) == 0 {
+		// "\n" is not an empty string, but base64 skips line breaks.
+		return Frame{}, headersErr("frame has no message")
 	}
 	return f, nil
 }

@@ -23,6 +23,9 @@ func TestParseFrame(t *testing.T) {
 		{"missing message", `{"iv":"` + iv16 + `","fingerprint":"fp-1"}`, Frame{}, CodeHeaders},
 		{"null message", `{"iv":"` + iv16 + `","fingerprint":"fp-1","message":null}`, Frame{}, CodeHeaders},
 		{"empty message", `{"iv":"` + iv16 + `","fingerprint":"fp-1","message":""}`, Frame{}, CodeHeaders},
+		// base64 skips line breaks: these messages decode to nothing.
+		{"message of an escaped line break", `{"iv":"` + iv16 + `","fingerprint":"fp-1","message":"\n"}`, Frame{}, CodeHeaders},
+		{"message of escaped line breaks", `{"iv":"` + iv16 + `","fingerprint":"fp-1","message":"\r\n\n"}`, Frame{}, CodeHeaders},
 		// Duplicates and case variants: decoders disagree on which value
 		// wins (Go's takes the last and matches names case-insensitively),
 		// so the gateway and the client could read different frames.
