@@ -89,9 +89,11 @@ func serve(ctx context.Context, c serveConfig, stderr io.Writer) error {
 		h = http.HandlerFunc(kitchen)
 	case "proxy":
 		p := httputil.NewSingleHostReverseProxy(c.upstream)
-		// The same connection pool alegate keeps to the kitchen, so the
-		// floor is a well-configured proxy, not one that redials.
+		// The same connection pool and copy buffers alegate uses for the
+		// kitchen, so the floor is a well-configured proxy, not one that
+		// redials or allocates 32 KiB per response.
 		p.Transport = gateway.NewUpstreamTransport()
+		p.BufferPool = gateway.BufferPool
 		h = p
 	case "bare":
 		var err error

@@ -26,6 +26,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"connectrpc.com/connect"
@@ -152,7 +153,7 @@ func New(crypto alev1connect.CryptoServiceClient, upstream *url.URL, opts Option
 	if g.log == nil {
 		g.log = slog.New(slog.DiscardHandler)
 	}
-	g.mux = newCryptoMux(crypto, g.log)
+	g.mux = newCryptoMux(crypto, g.log, g.metrics)
 	if opts.TracerProvider != nil {
 		g.tracer = opts.TracerProvider.Tracer("github.com/alecrypt/alecrypt/service/gateway")
 		if g.opts.Propagator == nil {
@@ -161,6 +162,12 @@ func New(crypto alev1connect.CryptoServiceClient, upstream *url.URL, opts Option
 	}
 	g.proxy = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
+			// pr.Out is the proxy's own copy of the request: the plaintext
+			// request loses its ALE parameters here rather than in a
+			// second copy of its headers and URL.
+			if px, _ := pr.Out.Context().Value(ctxKey{}).(*proxied); px != nil && px.opened {
+				px.strip(pr.Out)
+			}
 			pr.SetURL(upstream)
 			pr.SetXForwarded()
 			if g.tracer != nil {
@@ -168,6 +175,7 @@ func New(crypto alev1connect.CryptoServiceClient, upstream *url.URL, opts Option
 			}
 		},
 		Transport:      opts.Transport,
+		BufferPool:     BufferPool,
 		ModifyResponse: g.modifyResponse,
 		ErrorHandler:   g.proxyError,
 	}
@@ -212,6 +220,49 @@ type proxied struct {
 	st          *reqState
 	fingerprint string // set when the response is to be sealed
 	origin      string // set when the gateway answers CORS
+	opened      bool   // the body was decrypted: strip the ALE parameters
+	params      wire.Params
+}
+
+// strip turns the proxy's copy of an opened request into the plaintext
+// request the kitchen gets: query and headers kept, sec-* removed, the
+// length that of the plaintext.
+func (px *proxied) strip(out *http.Request) {
+	out.URL.RawQuery = wire.StripQuery(out.URL.RawQuery)
+	out.Header.Del("Content-Length")
+	wire.StripHeaders(out.Header)
+	if px.params.AuthorizationFromQuery {
+		out.Header.Set("Authorization", px.params.Authorization)
+	}
+	if px.fingerprint != "" {
+		// The response body is encrypted as bytes; a compressed one would
+		// leave the client a Content-Encoding that no longer fits.
+		out.Header.Del("Accept-Encoding")
+	}
+}
+
+// BufferPool lends the reverse proxy its 32 KiB copy buffers: without one,
+// httputil.ReverseProxy allocates a fresh buffer for every response, which
+// was half of the bytes alegate allocated per request (BENCHMARKS.md, "The
+// gateway path"). The plain-proxy floor of the benchmarks uses it too.
+var BufferPool httputil.BufferPool = &bufferPool{}
+
+type bufferPool struct{ p sync.Pool }
+
+const proxyBufferBytes = 32 << 10
+
+func (b *bufferPool) Get() []byte {
+	if buf, ok := b.p.Get().(*[]byte); ok {
+		return *buf
+	}
+	return make([]byte, proxyBufferBytes)
+}
+
+func (b *bufferPool) Put(buf []byte) {
+	if cap(buf) == proxyBufferBytes {
+		buf = buf[:proxyBufferBytes]
+		b.p.Put(&buf)
+	}
 }
 
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -324,20 +375,12 @@ func (g *Gateway) serveHTTP(w http.ResponseWriter, r *http.Request, st *reqState
 	if g.opts.EncryptResponses {
 		px.fingerprint = p.Fingerprint
 	}
-	out := r.Clone(context.WithValue(r.Context(), ctxKey{}, px))
-	out.URL.RawQuery = wire.StripQuery(r.URL.RawQuery)
+	px.opened, px.params = true, p
+	// A shallow copy: the reverse proxy makes the one deep copy (its
+	// outgoing request), which px.strip then edits in the proxy's Rewrite.
+	out := r.WithContext(context.WithValue(r.Context(), ctxKey{}, px))
 	out.Body = io.NopCloser(bytes.NewReader(pt))
 	out.ContentLength = int64(len(pt))
-	out.Header.Del("Content-Length")
-	wire.StripHeaders(out.Header)
-	if p.AuthorizationFromQuery {
-		out.Header.Set("Authorization", p.Authorization)
-	}
-	if g.opts.EncryptResponses {
-		// The response body is encrypted as bytes; a compressed one would
-		// leave the client a Content-Encoding that no longer fits.
-		out.Header.Del("Accept-Encoding")
-	}
 	g.proxy.ServeHTTP(w, out)
 }
 

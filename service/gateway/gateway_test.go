@@ -96,7 +96,7 @@ type env struct {
 	logs    *syncBuffer
 }
 
-func newEnv(t *testing.T, opts gateway.Options, readTimeout time.Duration) *env {
+func newEnv(t testing.TB, opts gateway.Options, readTimeout time.Duration) *env {
 	t.Helper()
 	return newEnvWith(t, opts, readTimeout, nil)
 }
@@ -106,7 +106,7 @@ type newAPI func(api.Options) http.Handler
 
 // newEnvWith is newEnv with alecryptd's side built by crypto from the real
 // API handler (nil: one handler with default options).
-func newEnvWith(t *testing.T, opts gateway.Options, readTimeout time.Duration, crypto func(newAPI) http.Handler) *env {
+func newEnvWith(t testing.TB, opts gateway.Options, readTimeout time.Duration, crypto func(newAPI) http.Handler) *env {
 	t.Helper()
 	ring := keyring.New()
 	recs := []key.Record{record("k-ctr", key.Active), record("k-other", key.Active), record("k-off", key.Disabled),
@@ -161,7 +161,7 @@ func defaultOpts() gateway.Options {
 func b64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
 
 // seal encrypts as a POS terminal holding the key would.
-func (e *env) seal(t *testing.T, fp string, plaintext string) engine.Envelope {
+func (e *env) seal(t testing.TB, fp string, plaintext string) engine.Envelope {
 	t.Helper()
 	env, _, err := e.sealer.Encrypt(context.Background(), engine.Ref{Fingerprint: fp}, []byte(plaintext), nil)
 	if err != nil {
@@ -787,12 +787,20 @@ func TestMetrics(t *testing.T) {
 				name += "{" + strings.Join(labels, ",") + "}"
 			}
 			got[name] = m.GetCounter().GetValue() + m.GetGauge().GetValue()
+			if h := m.GetHistogram(); h != nil {
+				got[name+"_count"], got[name+"_sum"] = float64(h.GetSampleCount()), h.GetSampleSum()
+			}
 		}
 	}
 	for k, v := range want {
 		if got[k] != v {
 			t.Errorf("%s = %v, want %v", k, got[k], v)
 		}
+	}
+	// Two requests and a frame were decrypted on the shared stream, in as
+	// many messages or fewer.
+	if n, items := got["alegate_crypto_batch_items_count"], got["alegate_crypto_batch_items_sum"]; items < 3 || n < 1 || n > items {
+		t.Errorf("alegate_crypto_batch_items: %v messages for %v calls, want at least 3 calls in at most as many messages", n, items)
 	}
 }
 

@@ -35,11 +35,12 @@ const (
 
 // Metrics are alegate's Prometheus metrics. A nil *Metrics records nothing.
 type Metrics struct {
-	requests *prometheus.CounterVec
-	frames   *prometheus.CounterVec
-	duration *prometheus.HistogramVec
-	open     prometheus.Gauge
-	upstream *prometheus.CounterVec
+	requests   *prometheus.CounterVec
+	frames     *prometheus.CounterVec
+	duration   *prometheus.HistogramVec
+	open       prometheus.Gauge
+	upstream   *prometheus.CounterVec
+	batchItems prometheus.Histogram
 }
 
 // NewMetrics registers alegate's metrics on reg.
@@ -56,8 +57,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "WebSocket connections bridged now."}),
 		upstream: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "alegate_upstream_responses_total",
 			Help: "Kitchen HTTP responses by status class (2xx, 3xx, 4xx, 5xx)."}, []string{"class"}),
+		batchItems: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "alegate_crypto_batch_items",
+			Help:    "Crypto calls per message on the shared streams to alecryptd (coalesced requests and frames).",
+			Buckets: []float64{1, 2, 4, 8, 16, 32, 64}}),
 	}
-	reg.MustRegister(m.requests, m.frames, m.duration, m.open, m.upstream)
+	reg.MustRegister(m.requests, m.frames, m.duration, m.open, m.upstream, m.batchItems)
 	return m
 }
 
@@ -92,5 +96,12 @@ func (m *Metrics) upstreamStatus(code int) {
 func (m *Metrics) websocketOpen(delta float64) {
 	if m != nil {
 		m.open.Add(delta)
+	}
+}
+
+// batch records a message of n coalesced calls (none: nothing sent).
+func (m *Metrics) batch(n int) {
+	if m != nil && n > 0 {
+		m.batchItems.Observe(float64(n))
 	}
 }

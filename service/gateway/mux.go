@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"runtime"
 	"sync"
 
 	"connectrpc.com/connect"
@@ -30,20 +31,28 @@ type cryptoMux struct {
 	ctx   context.Context // ends with close
 	stop  context.CancelFunc
 	wg    sync.WaitGroup
+	// metrics, when set, records the items per message.
+	metrics *Metrics
 }
 
-// Coalescing limits. Two streams: alecryptd answers a stream's messages one
-// after the other, so a second one keeps a batch from waiting behind the
-// last, while few streams leave the calls that arrive meanwhile to form
-// batches (about 4.6 items a message with 16 POS clients and one stream on
-// the reference machine). Items over maxMuxItemBytes are not coalesced (the
-// caller makes a unary call): one large payload must not hold up the small
-// ones behind it in a stream, and alone it gets exactly the unary answer.
+// Coalescing limits. One stream with one message in flight: the calls that
+// arrive while alecryptd answers it form the next batch, so batches grow
+// with the load by themselves (self-clocking, no timer). Every message
+// wakes alecryptd, and on a core alegate shares with it the wake-ups were
+// the cost: two streams sent 3.4 items a message with 16 POS clients on the
+// reference machine, half of them alone; one stream sends 6
+// (BENCHMARKS.md, "The gateway path"). Before a message goes, the loop
+// yields (maxMuxYields times at most, while calls keep arriving) so that
+// requests already read queue their calls first. Items over
+// maxMuxItemBytes are not coalesced (the caller makes a unary call): one
+// large payload must not hold up the small ones behind it in a stream, and
+// alone it gets exactly the unary answer.
 const (
-	muxStreams      = 2
+	muxStreams      = 1
 	maxMuxItems     = 64
 	maxMuxItemBytes = 64 << 10
 	maxMuxBatch     = 256 << 10
+	maxMuxYields    = 4
 )
 
 type muxItem struct {
@@ -59,8 +68,9 @@ type muxResult struct {
 	err error // a *connect.Error, as a unary call would return
 }
 
-func newCryptoMux(crypto alev1connect.CryptoServiceClient, log *slog.Logger) *cryptoMux {
+func newCryptoMux(crypto alev1connect.CryptoServiceClient, log *slog.Logger, metrics *Metrics) *cryptoMux {
 	m := newIdleMux()
+	m.metrics = metrics
 	for range muxStreams {
 		m.start(openSession(m.ctx, crypto, log))
 	}
@@ -153,18 +163,31 @@ func (m *cryptoMux) run(ctx context.Context, sess *cryptoSession) {
 		case <-ctx.Done():
 			return
 		}
+		// Let the goroutines that are ready to run first (requests and
+		// frames already read, about to queue their calls) do so before
+		// the message goes: without this, on a busy core the first item
+		// went alone and alecryptd was woken once per call.
 		bytes := itemSize(decs, encs)
-	more:
-		for len(decs)+len(encs) < maxMuxItems && bytes < maxMuxBatch {
-			select {
-			case it := <-m.queue:
-				decs, encs = sortItem(it, decs, encs)
-				bytes += payloadSize(it)
-			default:
-				break more
+		for yields := 0; yields < maxMuxYields; yields++ {
+			runtime.Gosched()
+			n := len(decs) + len(encs)
+		more:
+			for len(decs)+len(encs) < maxMuxItems && bytes < maxMuxBatch {
+				select {
+				case it := <-m.queue:
+					decs, encs = sortItem(it, decs, encs)
+					bytes += payloadSize(it)
+				default:
+					break more
+				}
+			}
+			if len(decs)+len(encs) == n {
+				break
 			}
 		}
 		decs, encs = live(decs), live(encs)
+		m.metrics.batch(len(decs))
+		m.metrics.batch(len(encs))
 		switch {
 		case len(decs) > 0 && len(encs) > 0:
 			var wg sync.WaitGroup

@@ -17,6 +17,8 @@
 #   test/bench/floors.sh                     http, ws, unary, prod
 #   test/bench/floors.sh --transit           and the Transit row
 #   test/bench/floors.sh --quick             short windows (checks the path works)
+#   test/bench/floors.sh --gogc 400          every server process (ours and the floors
+#                                            alike) runs with GOGC=400, as deploy/ runs ours
 #   test/bench/floors.sh --profile DIR       also write 10 s CPU profiles of alegate and
 #                                            alecryptd under the http load to DIR
 #   test/bench/floors.sh -- --paths http     extra alebench floors flags after --
@@ -30,10 +32,11 @@ extra=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) quick=1 ;;
+    --gogc) shift; export GOGC=$1 ;;
     --transit) transit=1 ;;
     --profile) shift; profile=$1 ;;
     --) shift; extra=("$@"); break ;;
-    -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "floors.sh: unknown argument $1" >&2; exit 2 ;;
   esac
   shift
@@ -167,5 +170,5 @@ if [ -n "$profile" ]; then
 fi
 
 log "alebench floors ($layout)"
-echo "machine: $(nproc) cores, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1); $layout"
+echo "machine: $(nproc) cores, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1); $layout; GOGC=${GOGC:-default} for every server"
 "${lg[@]}" "$bin/alebench" floors "${flags[@]}" --paths "$paths" "${timing[@]}" "${extra[@]}"
