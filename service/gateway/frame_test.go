@@ -51,3 +51,36 @@ func TestFrameSizes(t *testing.T) {
 		t.Fatalf("after a frame over the limit: %v, want close status 1009", err)
 	}
 }
+
+// BenchmarkWSFrame is a 1 KiB frame's round trip through the gateway on 8
+// WebSockets, the real API handler and a kitchen echoing it, all in this
+// process: allocs/op is the whole round trip's (client and kitchen
+// included), a guard against per-frame garbage coming back. CPU against a
+// plain proxy is test/bench/floors.sh's ws row.
+func BenchmarkWSFrame(b *testing.B) {
+	e := newEnv(b, defaultOpts(), 0)
+	env := e.seal(b, "k-ctr", `{"order":"`+strings.Repeat("x", 1000)+`"}`)
+	frame := []byte(`{"iv":"` + b64(env.IV) + `","fingerprint":"k-ctr","message":"` + b64(env.Message) + `"}`)
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.SetParallelism(4) // 8 connections on 2 cores
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		c, _, err := websocket.Dial(ctx, wsURL(e.url)+"/kds", &websocket.DialOptions{HTTPHeader: e.handshakeHeader("k-ctr")})
+		if err != nil {
+			b.Error(err)
+			return
+		}
+		defer c.CloseNow()
+		for pb.Next() {
+			if err := c.Write(ctx, websocket.MessageText, frame); err != nil {
+				b.Error(err)
+				return
+			}
+			if _, _, err := c.Read(ctx); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
