@@ -10,6 +10,7 @@ FUZZTIME ?= 20000x
 # package:FuzzTarget pairs, each run for FUZZTIME by `make fuzz` (test/fuzz/run.sh).
 FUZZ_TARGETS := \
 	./service/wire:FuzzParseFrame \
+	./service/wire:FuzzParseFramePlain \
 	./service/key:FuzzUnmarshalRecord \
 	./service/keystore/filestore:FuzzParse \
 	./service/portal:FuzzFetchAll

@@ -174,13 +174,23 @@ func (g *Gateway) probeHandshake(ctx context.Context, iv []byte, fingerprint str
 
 func (g *Gateway) clientToUpstream(ctx context.Context, client, up *websocket.Conn, handshakeIV []byte, idle *idleTimer) {
 	for {
-		_, data, err := client.Read(ctx)
+		// Reader waits for the message; only then is a buffer taken, so an
+		// idle connection holds none.
+		_, r, err := client.Reader(ctx)
 		if err != nil {
 			closeLike(up, err)
 			return
 		}
+		buf := getFrameBuf()
+		*buf, err = readAll((*buf)[:0], r) // what Conn.Read returns, without a new buffer
+		if err != nil {
+			putFrameBuf(buf)
+			closeLike(up, err)
+			return
+		}
 		idle.touch()
-		f, err := wire.ParseFrame(data)
+		f, err := wire.ParseFrame(*buf) // f shares no memory with the buffer
+		putFrameBuf(buf)
 		if err != nil {
 			if !g.refuseFrame(ctx, client, err) {
 				return
@@ -275,12 +285,32 @@ func (g *Gateway) upstreamToClient(ctx context.Context, up, client *websocket.Co
 			return
 		}
 		e := res.GetEnvelope()
-		frame := wire.MarshalFrame(wire.Frame{IV: e.GetIv(), Fingerprint: e.GetFingerprint(), Message: e.GetMessage()})
-		if err := client.Write(ctx, websocket.MessageText, frame); err != nil {
+		buf := getFrameBuf()
+		*buf = wire.AppendFrame((*buf)[:0], wire.Frame{IV: e.GetIv(), Fingerprint: e.GetFingerprint(), Message: e.GetMessage()})
+		err = client.Write(ctx, websocket.MessageText, *buf) // copies the frame out before it returns
+		putFrameBuf(buf)
+		if err != nil {
 			up.Close(websocket.StatusGoingAway, "client write failed")
 			return
 		}
 		g.metrics.frame("upstream", outcomeForwarded)
+	}
+}
+
+// frameBufs holds the buffers client frames are read into and frames to
+// the client are written from, for as long as one frame takes (issue 13:
+// Conn.Read grew a new buffer for every frame).
+var frameBufs = sync.Pool{New: func() any { return new([]byte) }}
+
+// maxPooledFrame bounds the buffers kept in frameBufs: one huge frame's
+// buffer goes back to the garbage collector rather than staying pooled.
+const maxPooledFrame = 64 << 10
+
+func getFrameBuf() *[]byte { return frameBufs.Get().(*[]byte) }
+
+func putFrameBuf(b *[]byte) {
+	if cap(*b) <= maxPooledFrame {
+		frameBufs.Put(b)
 	}
 }
 

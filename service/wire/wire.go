@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	"github.com/alecrypt/alecrypt/service/key"
@@ -88,7 +89,8 @@ type Frame struct {
 // ParseFrame decodes a WebSocket message, strictly:
 //   - not a JSON object, trailing data, an unknown member or a member that
 //     is not a string: CodeDecrypt (it is not a frame at all);
-//   - a missing, null or empty iv, fingerprint or message, a member given
+//   - a missing, null or empty iv, fingerprint or message (a message of
+//     escaped line breaks only, which base64 skips, is empty), a member given
 //     twice, or one whose name differs from iv/fingerprint/message only in
 //     case (Go's and other decoders match those case-insensitively, so the
 //     peer and we could read different values): CodeHeaders;
@@ -98,7 +100,21 @@ type Frame struct {
 // A frame without a message is refused rather than forwarded as an empty
 // payload: the kitchen must never act on a message nobody encrypted. IV
 // length is not checked here: it depends on the key's algorithm.
+//
+// The Frame shares no memory with data, so data may be reused at once. Its
+// IV and Message may share one array, each capped at its length.
 func ParseFrame(data []byte) (Frame, error) {
+	// The frame every client sends is read by a scanner of its own
+	// (scan.go), anything else by encoding/json, which defines the rules.
+	if p, ok := scanPlainFrame(data); ok {
+		return p.frame()
+	}
+	return parseFrameJSON(data)
+}
+
+// parseFrameJSON is ParseFrame on encoding/json, for any input: the
+// reference the fast path is held to (FuzzParseFrame).
+func parseFrameJSON(data []byte) (Frame, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
 		return Frame{}, decryptErr("frame is not a JSON object")
@@ -163,18 +179,107 @@ func ParseFrame(data []byte) (Frame, error) {
 	if f.Message, err = DecodePayload([]byte(*msg)); err != nil {
 		return Frame{}, err
 	}
+	if len(f.Message) == 0 {
+		// "\n" is not an empty string, but base64 skips line breaks.
+		return Frame{}, headersErr("frame has no message")
+	}
+	return f, nil
+}
+
+// frame checks a plain frame's values as parseFrameJSON checks the strings
+// it decoded, in the same order, with the same errors. IV and Message are
+// decoded into one allocation; each is capped, so appending to one never
+// writes into the other.
+func (p plainFrame) frame() (Frame, error) {
+	switch {
+	case len(p.iv) == 0:
+		return Frame{}, headersErr("frame has no iv")
+	case len(p.fingerprint) == 0:
+		return Frame{}, headersErr("frame has no fingerprint")
+	case len(p.message) == 0:
+		return Frame{}, headersErr("frame has no message")
+	}
+	f := Frame{Fingerprint: string(p.fingerprint)}
+	if err := CheckFingerprint(f.Fingerprint); err != nil {
+		return Frame{}, err
+	}
+	ivLen := strictStd.DecodedLen(len(p.iv))
+	buf := make([]byte, ivLen+strictStd.DecodedLen(len(p.message)))
+	var err error
+	if f.IV, err = decodeIV(buf[:ivLen:ivLen], p.iv); err != nil {
+		return Frame{}, err
+	}
+	if f.Message, err = decodePayload(buf[ivLen:], p.message); err != nil {
+		return Frame{}, err
+	}
+	if len(f.Message) == 0 {
+		// "\n" is not an empty string, but base64 skips line breaks.
+		return Frame{}, headersErr("frame has no message")
+	}
 	return f, nil
 }
 
 // MarshalFrame encodes a frame as the EK WebSocket message.
 func MarshalFrame(f Frame) []byte {
-	b, _ := json.Marshal(struct {
-		IV          string `json:"iv"`
-		Fingerprint string `json:"fingerprint"`
-		Message     string `json:"message"`
-	}{EncodeIV(f.IV), f.Fingerprint, base64.StdEncoding.EncodeToString(f.Message)})
-	return b
+	return AppendFrame(make([]byte, 0, frameLen(f)), f)
 }
+
+// AppendFrame appends MarshalFrame(f) to dst and returns the extended
+// buffer, so a caller can reuse one buffer for every frame.
+func AppendFrame(dst []byte, f Frame) []byte {
+	if !plainFingerprint(f.Fingerprint) {
+		// Whatever a fingerprint holds, the frame is what encoding/json
+		// writes (escapes, U+FFFD for invalid UTF-8); alecryptd's
+		// fingerprints never get here.
+		b, _ := json.Marshal(jsonFrame{EncodeIV(f.IV), f.Fingerprint, base64.StdEncoding.EncodeToString(f.Message)})
+		return append(dst, b...)
+	}
+	dst = slices.Grow(dst, frameLen(f))
+	dst = append(dst, frameIV...)
+	dst = base64.StdEncoding.AppendEncode(dst, f.IV)
+	dst = append(dst, frameFingerprint...)
+	dst = append(dst, f.Fingerprint...)
+	dst = append(dst, frameMessage...)
+	dst = base64.StdEncoding.AppendEncode(dst, f.Message)
+	return append(dst, frameEnd...)
+}
+
+// jsonFrame is the frame as encoding/json writes it: the member order and
+// names MarshalFrame writes by hand.
+type jsonFrame struct {
+	IV          string `json:"iv"`
+	Fingerprint string `json:"fingerprint"`
+	Message     string `json:"message"`
+}
+
+const (
+	frameIV          = `{"iv":"`
+	frameFingerprint = `","fingerprint":"`
+	frameMessage     = `","message":"`
+	frameEnd         = `"}`
+)
+
+// frameLen is the length of MarshalFrame(f) when f's fingerprint is plain.
+func frameLen(f Frame) int {
+	return len(frameIV) + base64.StdEncoding.EncodedLen(len(f.IV)) + len(frameFingerprint) + len(f.Fingerprint) +
+		len(frameMessage) + base64.StdEncoding.EncodedLen(len(f.Message)) + len(frameEnd)
+}
+
+// plainFingerprint reports whether encoding/json writes fp as it is:
+// printable ASCII without '"', '\' and the characters it escapes for HTML.
+func plainFingerprint(fp string) bool {
+	for i := 0; i < len(fp); i++ {
+		switch c := fp[i]; {
+		case c < 0x20 || c > 0x7e, c == '"', c == '\\', c == '<', c == '>', c == '&':
+			return false
+		}
+	}
+	return true
+}
+
+// strictStd is standard base64 that refuses non-zero padding bits, built
+// once rather than per call (Strict copies the encoding's tables).
+var strictStd = base64.StdEncoding.Strict()
 
 // EncodeIV is the sec-iv or frame iv of iv.
 func EncodeIV(iv []byte) string { return base64.StdEncoding.EncodeToString(iv) }
@@ -182,11 +287,16 @@ func EncodeIV(iv []byte) string { return base64.StdEncoding.EncodeToString(iv) }
 // DecodeIV decodes a sec-iv header or frame iv: standard base64 with padding
 // (RFC 4648 §4). Anything else is CodeHeaders.
 func DecodeIV(s string) ([]byte, error) {
-	iv, err := base64.StdEncoding.Strict().DecodeString(s)
-	if err != nil || len(iv) == 0 {
+	return decodeIV(make([]byte, strictStd.DecodedLen(len(s))), []byte(s))
+}
+
+// decodeIV is DecodeIV of s into dst, which has room for it.
+func decodeIV(dst, s []byte) ([]byte, error) {
+	n, err := strictStd.Decode(dst, s)
+	if err != nil || n == 0 {
 		return nil, headersErr("iv is not standard base64")
 	}
-	return iv, nil
+	return dst[:n:n], nil
 }
 
 // SealPayload is the body or frame message carrying ciphertext: standard
@@ -200,12 +310,16 @@ func SealPayload(ciphertext []byte) []byte {
 // DecodePayload decodes an encrypted body or frame message: standard base64.
 // Anything else is CodeDecrypt.
 func DecodePayload(b []byte) ([]byte, error) {
-	out := make([]byte, base64.StdEncoding.DecodedLen(len(b)))
-	n, err := base64.StdEncoding.Strict().Decode(out, b)
+	return decodePayload(make([]byte, strictStd.DecodedLen(len(b))), b)
+}
+
+// decodePayload is DecodePayload of b into dst, which has room for it.
+func decodePayload(dst, b []byte) ([]byte, error) {
+	n, err := strictStd.Decode(dst, b)
 	if err != nil {
 		return nil, decryptErr("payload is not standard base64")
 	}
-	return out[:n], nil
+	return dst[:n:n], nil
 }
 
 // CheckFingerprint checks a sec-fingerprint value with service/key's rule

@@ -23,6 +23,9 @@ func TestParseFrame(t *testing.T) {
 		{"missing message", `{"iv":"` + iv16 + `","fingerprint":"fp-1"}`, Frame{}, CodeHeaders},
 		{"null message", `{"iv":"` + iv16 + `","fingerprint":"fp-1","message":null}`, Frame{}, CodeHeaders},
 		{"empty message", `{"iv":"` + iv16 + `","fingerprint":"fp-1","message":""}`, Frame{}, CodeHeaders},
+		// base64 skips line breaks: these messages decode to nothing.
+		{"message of an escaped line break", `{"iv":"` + iv16 + `","fingerprint":"fp-1","message":"\n"}`, Frame{}, CodeHeaders},
+		{"message of escaped line breaks", `{"iv":"` + iv16 + `","fingerprint":"fp-1","message":"\r\n\n"}`, Frame{}, CodeHeaders},
 		// Duplicates and case variants: decoders disagree on which value
 		// wins (Go's takes the last and matches names case-insensitively),
 		// so the gateway and the client could read different frames.
@@ -99,12 +102,15 @@ func TestErrorBodies(t *testing.T) {
 	}
 }
 
+// FuzzParseFrame holds ParseFrame to its rules for any input, and its fast
+// path to the encoding/json reference: the same frame or the same error.
 func FuzzParseFrame(f *testing.F) {
 	f.Add([]byte(`{"iv":"AAECAwQFBgcICQoLDA0ODw==","fingerprint":"fp-1","message":"aGk="}`))
 	f.Add([]byte(`{"iv":"","fingerprint":"","message":""}`))
 	f.Add([]byte(`[]`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		fr, err := ParseFrame(data)
+		checkSameAsJSON(t, data, fr, err)
 		if err != nil {
 			if e, ok := AsError(err); !ok || (e.Code != CodeHeaders && e.Code != CodeDecrypt) {
 				t.Fatalf("ParseFrame error %v is not an ALE 1/2 *Error", err)
@@ -119,6 +125,72 @@ func FuzzParseFrame(f *testing.F) {
 			t.Fatalf("round trip of %q: %+v, %v", data, again, err)
 		}
 	})
+}
+
+// FuzzParseFramePlain builds frames the way clients write them, with the
+// member values put between the quotes unescaped, so that most inputs
+// reach deep into the fast path (and out of it, by a quote, a backslash, a
+// control or non-ASCII byte in a value). layout chooses, byte by byte, each
+// member's name, value and the whitespace around it. It also holds
+// MarshalFrame to encoding/json's output for the same three values.
+func FuzzParseFramePlain(f *testing.F) {
+	f.Add([]byte{0, 7, 14}, "AAECAwQFBgcICQoLDA0ODw==", "fp-1", "aGk=")       // a good frame
+	f.Add([]byte{0, 0, 7, 14}, "AAECAwQFBgcICQoLDA0ODw==", "fp-1", "aGk=")    // iv twice
+	f.Add([]byte{3, 5, 25, 50}, "AAECAwQFBgcICQoLDA0ODw==", "fp-1", "aGk=")   // IV, i\u0076, spaces
+	f.Add([]byte{14, 7, 0}, "AAECAwQFBgcICQoLDA0ODw==", "f\\u0070", "aGk=\n") // escapes, a control byte
+	f.Fuzz(func(t *testing.T, layout []byte, iv, fp, msg string) {
+		data := buildFrame(layout, [3]string{iv, fp, msg})
+		fr, err := ParseFrame(data)
+		checkSameAsJSON(t, data, fr, err)
+
+		mf := Frame{IV: []byte(iv), Fingerprint: fp, Message: []byte(msg)}
+		if got, want := MarshalFrame(mf), jsonMarshalFrame(mf); !bytes.Equal(got, want) {
+			t.Fatalf("MarshalFrame = %s, want %s", got, want)
+		}
+	})
+}
+
+// buildFrame writes a JSON-ish object from layout (see FuzzParseFramePlain):
+// per byte b, the name (b%6), the value (b/6%3) and whitespace (b/18%7).
+func buildFrame(layout []byte, values [3]string) []byte {
+	names := []string{"iv", "fingerprint", "message", "IV", "extra", `i\u0076`}
+	spaces := []string{"", " ", "\t", "\n\r ", "  \n", "\v", ","}
+	var b bytes.Buffer
+	b.WriteString("{")
+	for k, c := range layout[:min(len(layout), 8)] {
+		if k > 0 {
+			b.WriteString(",")
+		}
+		sp := spaces[int(c)/18%len(spaces)]
+		b.WriteString(sp + `"` + names[int(c)%len(names)] + `"` + sp + ":" + sp + `"` + values[int(c)/6%3] + `"` + sp)
+	}
+	b.WriteString("}")
+	if len(layout) > 8 {
+		b.Write(layout[8:]) // trailing bytes, most of them garbage
+	}
+	return b.Bytes()
+}
+
+// checkSameAsJSON fails t unless ParseFrame's answer for data (fr, err) is
+// the encoding/json reference's: the same frame, or an error with the same
+// code and reason.
+func checkSameAsJSON(t *testing.T, data []byte, fr Frame, err error) {
+	t.Helper()
+	want, wantErr := parseFrameJSON(data)
+	if (err == nil) != (wantErr == nil) {
+		t.Fatalf("ParseFrame(%q) err = %v, reference err = %v", data, err, wantErr)
+	}
+	if err != nil {
+		e, ok := AsError(err)
+		we, wok := AsError(wantErr)
+		if !ok || !wok || *e != *we {
+			t.Fatalf("ParseFrame(%q) err = %#v, reference err = %#v", data, err, wantErr)
+		}
+		return
+	}
+	if !bytes.Equal(fr.IV, want.IV) || fr.Fingerprint != want.Fingerprint || !bytes.Equal(fr.Message, want.Message) {
+		t.Fatalf("ParseFrame(%q) = %+v, reference = %+v", data, fr, want)
+	}
 }
 
 func seq(n int) []byte {
