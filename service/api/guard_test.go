@@ -552,7 +552,10 @@ func rawStream(t *testing.T, g *guarded, path, ct string, first []byte) (pw *io.
 // budget, the per-message read deadline and draining on stop.
 func TestContentTypeCaseDoesNotBypassGuard(t *testing.T) {
 	t.Parallel()
-	const timeout = 100 * time.Millisecond
+	// The stalled message is charged until the read timeout drops it, and
+	// the test must see that charge: a timeout the test goroutine could
+	// sleep through on a loaded machine (100 ms did once) fails it.
+	const timeout = 2 * time.Second
 	const size = 60000
 	streamPath := "/ale.v1.CryptoService/Stream"
 	reflectPath := "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"
@@ -563,6 +566,7 @@ func TestContentTypeCaseDoesNotBypassGuard(t *testing.T) {
 			t.Parallel()
 			for _, path := range []string{streamPath, reflectPath} {
 				t.Run("stalled message on "+path, func(t *testing.T) {
+					t.Parallel()
 					g := newGuarded(t, api.Options{ReadTimeout: timeout})
 					_, res := rawStream(t, g, path, ct, stalled)
 					waitUntil(t, "the stalled message to be charged", func() bool { return g.inflight(t) == size*api.MemoryPerRequestByte })
@@ -573,6 +577,7 @@ func TestContentTypeCaseDoesNotBypassGuard(t *testing.T) {
 				})
 			}
 			t.Run("unary charged by its message header", func(t *testing.T) {
+				t.Parallel()
 				g := newGuarded(t, api.Options{ReadTimeout: timeout})
 				_, res := rawStream(t, g, encryptPath, ct, stalled)
 				waitUntil(t, "the stalled message to be charged", func() bool { return g.inflight(t) == size*api.MemoryPerRequestByte })

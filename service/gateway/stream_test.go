@@ -235,7 +235,7 @@ func TestWebSocketFrameRefusedByAlecryptd(t *testing.T) {
 func TestWebSocketIdleTimeout(t *testing.T) {
 	t.Parallel()
 	opts := defaultOpts()
-	opts.WebSocketIdleTimeout = 200 * time.Millisecond
+	opts.WebSocketIdleTimeout = 3 * time.Second
 	e := newEnv(t, opts, 0)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
