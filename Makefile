@@ -13,7 +13,9 @@ FUZZ_TARGETS := \
 	./service/wire:FuzzParseFramePlain \
 	./service/key:FuzzUnmarshalRecord \
 	./service/keystore/filestore:FuzzParse \
-	./service/portal:FuzzFetchAll
+	./service/portal:FuzzFetchAll \
+	./service/engine:FuzzValidJSON \
+	./service/api:FuzzContentType
 
 # The pinned TypeScript toolchain (protoc-gen-es, connect-node, tsx, typescript),
 # installed only when package-lock.json is newer than the installed tree.

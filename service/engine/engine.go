@@ -11,7 +11,6 @@ package engine
 import (
 	"context"
 	"crypto/rand"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -431,7 +430,8 @@ func matches(pt []byte, f Format) bool {
 		// A JSON text is UTF-8 (RFC 8259 §8.1), and json.Valid alone
 		// accepts any byte inside a string: random bytes between two
 		// quotes would pass at 222/256 per byte instead of about 0.45.
-		return utf8.Valid(pt) && json.Valid(pt)
+		// validJSON is json.Valid, faster.
+		return utf8.Valid(pt) && validJSON(pt)
 	default:
 		return true
 	}
