@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -14,11 +13,9 @@ import (
 	"net/url"
 	"time"
 
-	"connectrpc.com/connect"
 	"github.com/coder/websocket"
 
-	alev1 "github.com/alecrypt/alecrypt/gen/ale/v1"
-	"github.com/alecrypt/alecrypt/gen/ale/v1/alev1connect"
+	"github.com/alecrypt/alecrypt/internal/barefloor"
 	"github.com/alecrypt/alecrypt/service/gateway"
 	"github.com/alecrypt/alecrypt/service/keystore/filestore"
 	"github.com/alecrypt/alecrypt/service/suite"
@@ -150,13 +147,6 @@ func kitchen(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(body)
 }
 
-// bareCrypto is Encrypt and Decrypt with nothing around them.
-type bareCrypto struct {
-	alev1connect.UnimplementedCryptoServiceHandler
-	fingerprint string
-	c           suite.Cipher
-}
-
 func bareHandler(keystore string) (http.Handler, error) {
 	snap, err := filestore.New(keystore).Load(context.Background())
 	if err != nil {
@@ -170,27 +160,5 @@ func bareHandler(keystore string) (http.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	mux := http.NewServeMux()
-	// Without gzip, as alecryptd: ciphertext does not compress.
-	mux.Handle(alev1connect.NewCryptoServiceHandler(&bareCrypto{fingerprint: rec.Fingerprint, c: c}, connect.WithCompression("gzip", nil, nil)))
-	return mux, nil
-}
-
-func (b *bareCrypto) Encrypt(_ context.Context, req *connect.Request[alev1.EncryptRequest]) (*connect.Response[alev1.EncryptResponse], error) {
-	iv := make([]byte, b.c.IVSize())
-	_, _ = rand.Read(iv)
-	msg, err := b.c.Seal(nil, iv, req.Msg.GetPlaintext(), nil)
-	if err != nil {
-		return nil, connect.NewError(connect.CodeInternal, err)
-	}
-	return connect.NewResponse(&alev1.EncryptResponse{Envelope: &alev1.Envelope{Iv: iv, Fingerprint: b.fingerprint, Message: msg}}), nil
-}
-
-func (b *bareCrypto) Decrypt(_ context.Context, req *connect.Request[alev1.DecryptRequest]) (*connect.Response[alev1.DecryptResponse], error) {
-	env := req.Msg.GetEnvelope()
-	pt, err := b.c.Open(nil, env.GetIv(), env.GetMessage(), nil)
-	if err != nil {
-		return nil, connect.NewError(connect.CodeInvalidArgument, err)
-	}
-	return connect.NewResponse(&alev1.DecryptResponse{Plaintext: pt}), nil
+	return barefloor.Handler(rec.Fingerprint, c), nil
 }

@@ -2,8 +2,6 @@ package api_test
 
 import (
 	"bytes"
-	"context"
-	"crypto/rand"
 	"encoding/base64"
 	"io"
 	"log/slog"
@@ -12,11 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"connectrpc.com/connect"
 	"github.com/prometheus/client_golang/prometheus"
 
-	alev1 "github.com/alecrypt/alecrypt/gen/ale/v1"
-	"github.com/alecrypt/alecrypt/gen/ale/v1/alev1connect"
+	"github.com/alecrypt/alecrypt/internal/barefloor"
 	"github.com/alecrypt/alecrypt/service/api"
 	"github.com/alecrypt/alecrypt/service/authn"
 	"github.com/alecrypt/alecrypt/service/engine"
@@ -55,7 +51,7 @@ func BenchmarkServeEncryptJSON(b *testing.B) {
 			Logger:  slog.New(slog.NewJSONHandler(io.Discard, nil)),
 			Metrics: prometheus.NewRegistry(),
 		}), nil)},
-		{"bare", bareHandler(rec.Fingerprint, c)},
+		{"bare", barefloor.Handler(rec.Fingerprint, c)},
 	}
 	for _, h := range handlers {
 		b.Run(h.name, func(b *testing.B) {
@@ -81,27 +77,3 @@ func BenchmarkServeEncryptJSON(b *testing.B) {
 type deadlineRecorder struct{ *httptest.ResponseRecorder }
 
 func (deadlineRecorder) SetReadDeadline(time.Time) error { return nil }
-
-// bareCrypto is `alebench serve bare`'s handler: Encrypt with nothing
-// around it.
-type bareCrypto struct {
-	alev1connect.UnimplementedCryptoServiceHandler
-	fingerprint string
-	c           suite.Cipher
-}
-
-func bareHandler(fingerprint string, c suite.Cipher) http.Handler {
-	mux := http.NewServeMux()
-	mux.Handle(alev1connect.NewCryptoServiceHandler(&bareCrypto{fingerprint: fingerprint, c: c}, connect.WithCompression("gzip", nil, nil)))
-	return mux
-}
-
-func (b *bareCrypto) Encrypt(_ context.Context, req *connect.Request[alev1.EncryptRequest]) (*connect.Response[alev1.EncryptResponse], error) {
-	iv := make([]byte, b.c.IVSize())
-	_, _ = rand.Read(iv)
-	msg, err := b.c.Seal(nil, iv, req.Msg.GetPlaintext(), nil)
-	if err != nil {
-		return nil, connect.NewError(connect.CodeInternal, err)
-	}
-	return connect.NewResponse(&alev1.EncryptResponse{Envelope: &alev1.Envelope{Iv: iv, Fingerprint: b.fingerprint, Message: msg}}), nil
-}
