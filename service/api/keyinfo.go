@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"weak"
 
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -25,9 +26,13 @@ import (
 // The cached messages are shared by every response: nothing may modify a
 // KeyInfo obtained here (keyInfoWithUsage builds its own).
 type keyInfos struct {
-	// m maps *keyring.Key to *cachedKey and *alev1.KeyInfo to its JSON.
-	// It is replaced by an empty map when it holds maxCachedKeys keys, so
-	// keys of old snapshots do not pile up across reloads.
+	// m maps a fingerprint to its *cachedKey, and each cached
+	// *alev1.KeyInfo to its JSON. An entry names the Key it was built for
+	// by a weak pointer: a Key holds its whole snapshot (secrets included),
+	// and a cache keyed by *keyring.Key kept every replaced snapshot alive.
+	// A reload's new Key replaces its fingerprint's entry at its first
+	// call. The map is replaced by an empty one when it has held
+	// maxCachedKeys fingerprints (removed keys' entries do not pile up).
 	m atomic.Pointer[sync.Map]
 	n atomic.Int64
 }
@@ -35,7 +40,8 @@ type keyInfos struct {
 const maxCachedKeys = 4096
 
 type cachedKey struct {
-	info [2]*alev1.KeyInfo // by primary: [0] false, [1] true
+	key  weak.Pointer[keyring.Key] // the Key the entry was built for; pins nothing
+	info [2]*alev1.KeyInfo         // by primary: [0] false, [1] true
 }
 
 func newKeyInfos() *keyInfos {
@@ -48,27 +54,34 @@ func newKeyInfos() *keyInfos {
 func (c *keyInfos) get(k *keyring.Key) *alev1.KeyInfo {
 	primary := k.Primary()
 	m := c.m.Load()
-	if v, ok := m.Load(k); ok {
-		return v.(*cachedKey).info[b2i(primary)]
+	fp := k.Fingerprint()
+	var stale *cachedKey
+	if v, ok := m.Load(fp); ok {
+		ck := v.(*cachedKey)
+		if ck.key.Value() == k {
+			return ck.info[b2i(primary)]
+		}
+		stale = ck // a Key of an older snapshot: replaced below
 	}
-	ck := &cachedKey{}
+	ck := &cachedKey{key: weak.Make(k)}
 	for i := range ck.info {
 		info := keyInfo(k)
 		info.Primary = i == 1
 		ck.info[i] = info
-		// The JSON goes in first: a KeyInfo found in the cache has its
-		// JSON there too, unless the map was replaced in between (then
-		// the codec marshals it as usual).
 		if j, err := (protojson.MarshalOptions{}).Marshal(info); err == nil {
 			m.Store(info, j)
 		}
 	}
-	v, loaded := m.LoadOrStore(k, ck)
-	if !loaded && c.n.Add(1) >= maxCachedKeys {
+	m.Store(fp, ck)
+	if stale != nil {
+		for _, info := range stale.info {
+			m.Delete(info) // a response still holding it is marshalled as usual
+		}
+	} else if c.n.Add(1) >= maxCachedKeys {
 		c.n.Store(0)
 		c.m.Store(new(sync.Map))
 	}
-	return v.(*cachedKey).info[b2i(primary)]
+	return ck.info[b2i(primary)]
 }
 
 // json returns the JSON of a KeyInfo get returned, or nil.

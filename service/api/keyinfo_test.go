@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -197,5 +198,48 @@ func TestKeyInfosBounded(t *testing.T) {
 	back := &alev1.EncryptResponse{}
 	if err := protojson.Unmarshal(got, back); err != nil || !proto.Equal(back.GetKey(), keyInfo(keys[0])) {
 		t.Errorf("after the cache started afresh, the codec wrote %s (%v)", got, err)
+	}
+}
+
+// TestKeyInfosDoNotPinReplacedKeys: a reload makes new Keys, and each Key
+// holds its whole snapshot, secrets included. The cache must not keep a
+// replaced Key reachable: when it was keyed by *keyring.Key, every reload
+// followed by one call held a whole old snapshot until 4,096 had piled up
+// (about 330 KiB per reload with 1,000 keys).
+func TestKeyInfosDoNotPinReplacedKeys(t *testing.T) {
+	recs := make([]key.Record, 100)
+	for i := range recs {
+		recs[i] = testKey(fmt.Sprintf("fp%05d", i), key.Active, time.Time{}, "a")
+	}
+	ring := keyring.New()
+	infos := newKeyInfos()
+	if _, _, err := ring.Replace(recs); err != nil {
+		t.Fatal(err)
+	}
+	first, _ := ring.Lookup("fp00000")
+	freed := make(chan struct{})
+	runtime.AddCleanup(first, func(ch chan struct{}) { close(ch) }, freed)
+	before := infos.get(first)
+	first = nil
+	for range 3 { // reloads of the same records, each followed by a call
+		if _, _, err := ring.Replace(recs); err != nil {
+			t.Fatal(err)
+		}
+		k, _ := ring.Lookup("fp00000")
+		if got := infos.get(k); !proto.Equal(got, before) {
+			t.Fatalf("KeyInfo after a reload = %v, want %v", got, before)
+		}
+	}
+	deadline := time.After(10 * time.Second)
+	for {
+		runtime.GC()
+		select {
+		case <-freed:
+			runtime.KeepAlive(infos)
+			return
+		case <-deadline:
+			t.Fatal("a Key of a replaced snapshot is still reachable: the KeyInfo cache pins it, and its snapshot")
+		case <-time.After(10 * time.Millisecond):
+		}
 	}
 }
