@@ -519,6 +519,16 @@ func checkAlegateDeployment(t *testing.T, r rendered) {
 		"upstream":    "",
 		"require-ale": "true",
 	})
+	// GOGC=400 lets the heap grow to GOMEMLIMIT: that must leave room under
+	// the pod's limit for what the Go runtime does not count (the kernel's
+	// socket buffers of many WebSockets are charged to the pod too).
+	if envValue(c, "GOGC") != "" {
+		soft, err := parseGoMemLimit(envValue(c, "GOMEMLIMIT"))
+		limit := c.Resources.Limits.Memory().Value()
+		if err != nil || soft <= 0 || soft > limit*85/100 {
+			t.Errorf("GOMEMLIMIT = %q with GOGC set, want at most 85%% of the memory limit %d", envValue(c, "GOMEMLIMIT"), limit)
+		}
+	}
 	// --crypto names the alecryptd Service and its port.
 	s := find[corev1.Service](r, "alecryptd")
 	if s == nil || !slices.ContainsFunc(s.Spec.Ports, func(p corev1.ServicePort) bool { return p.Port == 8443 }) {
@@ -1130,4 +1140,22 @@ func binaryOf(c corev1.Container) string {
 		return "alecryptd"
 	}
 	return path.Base(c.Command[0])
+}
+
+// parseGoMemLimit reads a GOMEMLIMIT value as the Go runtime does: bytes,
+// with an optional B, KiB, MiB, GiB or TiB suffix.
+func parseGoMemLimit(v string) (int64, error) {
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"B", 1}}
+	mult := int64(1)
+	for _, u := range units {
+		if strings.HasSuffix(v, u.suffix) {
+			v, mult = strings.TrimSuffix(v, u.suffix), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	return n * mult, err
 }
