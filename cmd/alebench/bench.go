@@ -208,15 +208,22 @@ func measure(ctx context.Context, cfg Config, s series, sp spec, stderr io.Write
 	defer release()
 	lc := loadgen.Config{Workers: sp.concurrency, Warmup: cfg.Warmup, Duration: cfg.Duration,
 		Client: loadgen.ProcProbe(os.Getpid()), System: loadgen.ReadSystem}
-	if pid := s.pid(); pid > 0 {
-		lc.Server = loadgen.ProcProbe(pid)
+	// A series whose server is several processes (alegate and alecryptd)
+	// is charged their summed CPU.
+	pids := pidList(s.pid())
+	if m, ok := s.(multiPID); ok {
+		pids = m.pids()
 	}
+	if len(pids) > 0 {
+		lc.Server = sumProbe(pids)
+	}
+	before := readCPUs(pids)
 	res, err := loadgen.Run(ctx, lc, newWorker)
 	if err != nil {
 		return Row{}, fmt.Errorf("%s/%s %s %s c=%d: %w", s.target(), s.protocol(), sp.op.name, sizeName(sp.size), sp.concurrency, err)
 	}
 	row := newRow(s, sp, res)
-	fmt.Fprintln(stderr, row.progress())
+	fmt.Fprintln(stderr, row.progress()+cpuShares(pids, before, readCPUs(pids)))
 	return row, nil
 }
 

@@ -191,7 +191,7 @@ func runFloors(ctx context.Context, c floorsConfig, stdout, stderr io.Writer) er
 		for range c.Rounds {
 			var r [2]Row
 			for i, s := range []series{p.ours, p.floor} {
-				row, err := measureFloor(ctx, cfg, s, spec{op: p.op, size: c.Size, concurrency: c.Concurrency}, stderr)
+				row, err := measure(ctx, cfg, s, spec{op: p.op, size: c.Size, concurrency: c.Concurrency}, stderr)
 				if err != nil {
 					return fmt.Errorf("%s %s: %w", p.path, s.target(), err)
 				}
@@ -210,7 +210,7 @@ func runFloors(ctx context.Context, c floorsConfig, stdout, stderr io.Writer) er
 		if c.HalfPeak {
 			for i, s := range []series{p.ours, p.floor} {
 				sp := spec{op: p.op, size: c.Size, concurrency: c.Concurrency, rate: closed[i].ItemsPerSec / 2, halfPeak: true}
-				row, err := measureFloor(ctx, cfg, s, sp, stderr)
+				row, err := measure(ctx, cfg, s, sp, stderr)
 				if err != nil {
 					return fmt.Errorf("%s %s at half of peak: %w", p.path, s.target(), err)
 				}
@@ -294,53 +294,24 @@ func pidList(pid int) []int {
 // alecryptd): their CPU is summed.
 type multiPID interface{ pids() []int }
 
-// measureFloor is measure with the CPU of every server process counted.
-func measureFloor(ctx context.Context, cfg Config, s series, sp spec, stderr io.Writer) (Row, error) {
-	var sched *loadgen.Schedule
-	if sp.rate > 0 {
-		var err error
-		if sched, err = loadgen.NewSchedule(sp.rate); err != nil {
-			return Row{}, err
+// cpuShares is each process's share of a multi-process server's CPU,
+// read around the whole run (warm-up included), for the progress line:
+// what the sum is made of. Empty for a server of one process.
+func cpuShares(pids []int, before, after []time.Duration) string {
+	if len(pids) < 2 || before == nil || after == nil {
+		return ""
+	}
+	var total time.Duration
+	for i := range pids {
+		total += after[i] - before[i]
+	}
+	var parts []string
+	for i, pid := range pids {
+		if total > 0 {
+			parts = append(parts, fmt.Sprintf("pid %d %.0f%%", pid, 100*float64(after[i]-before[i])/float64(total)))
 		}
 	}
-	newWorker, release, err := s.prepare(ctx, sp, sched)
-	if err != nil {
-		return Row{}, err
-	}
-	defer release()
-	lc := loadgen.Config{Workers: sp.concurrency, Warmup: cfg.Warmup, Duration: cfg.Duration,
-		Client: loadgen.ProcProbe(os.Getpid()), System: loadgen.ReadSystem}
-	pids := pidList(s.pid())
-	if m, ok := s.(multiPID); ok {
-		pids = m.pids()
-	}
-	if len(pids) > 0 {
-		lc.Server = sumProbe(pids)
-	}
-	// Each process's share of the CPU, read around the whole run (warm-up
-	// included): what the sum is made of.
-	before := readCPUs(pids)
-	res, err := loadgen.Run(ctx, lc, newWorker)
-	if err != nil {
-		return Row{}, err
-	}
-	row := newRow(s, sp, res)
-	progress := row.progress()
-	if after := readCPUs(pids); len(pids) > 1 && before != nil && after != nil {
-		var total time.Duration
-		for i := range pids {
-			total += after[i] - before[i]
-		}
-		var parts []string
-		for i, pid := range pids {
-			if total > 0 {
-				parts = append(parts, fmt.Sprintf("pid %d %.0f%%", pid, 100*float64(after[i]-before[i])/float64(total)))
-			}
-		}
-		progress += " (" + strings.Join(parts, ", ") + ")"
-	}
-	fmt.Fprintln(stderr, progress)
-	return row, nil
+	return " (" + strings.Join(parts, ", ") + ")"
 }
 
 func readCPUs(pids []int) []time.Duration {
