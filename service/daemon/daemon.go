@@ -29,6 +29,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/alecrypt/alecrypt/service/daemon/heapfloor"
+
 	"github.com/alecrypt/alecrypt/service/tlsconfig"
 )
 
@@ -74,6 +76,7 @@ func Main(name string, err error, log Log, run func(ctx context.Context, log *sl
 		os.Exit(2)
 	}
 	logger := log.Logger(os.Stderr)
+	heapfloor.Keep(os.Getenv, heapfloor.Default)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, logger); err != nil {
