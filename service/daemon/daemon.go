@@ -2,7 +2,8 @@
 // alesync, alegate) share around their own work: the --log-format and
 // --log-level flags and the logger they build, the rule that a listener
 // beyond loopback needs TLS or --insecure-listen, serving until SIGINT or
-// SIGTERM with a graceful shutdown, and the main function's exit statuses.
+// SIGTERM with a graceful shutdown, and the main function's exit statuses,
+// with the GC's heap floor (daemon/heapfloor) kept from Main on.
 //
 // It sits beside service/cli, which owns the command-line conventions of
 // every binary (alectl included: --version, --help, no stray arguments).
@@ -65,8 +66,9 @@ func (l Log) Logger(w io.Writer) *slog.Logger {
 
 // Main is a daemon's main function once its flags are parsed into cfg (or
 // failed with err): --help and --version exit 0, a usage error is printed
-// and exits 2; otherwise run runs with the logger and a context that ends on
-// SIGINT or SIGTERM, and an error from it is logged and exits 1.
+// and exits 2; otherwise run runs with the logger, the heap floor
+// (heapfloor.Default unless GOGC is set) and a context that ends on SIGINT
+// or SIGTERM, and an error from it is logged and exits 1.
 func Main(name string, err error, log Log, run func(ctx context.Context, log *slog.Logger) error) {
 	if errors.Is(err, flag.ErrHelp) {
 		return

@@ -159,6 +159,8 @@ func series(t *testing.T, url string) map[string]float64 {
 				out[k] = m.GetGauge().GetValue()
 			case dto.MetricType_HISTOGRAM:
 				out[k] = float64(m.GetHistogram().GetSampleCount())
+			case dto.MetricType_SUMMARY:
+				out[k] = float64(m.GetSummary().GetSampleCount())
 			}
 		}
 	}

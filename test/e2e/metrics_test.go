@@ -219,3 +219,44 @@ func TestKeyUsageAcrossReplicas(t *testing.T) {
 		t.Errorf("fleet-wide key operations = %v, want %v", fleet, want)
 	}
 }
+
+// TestHeapFloor: alecryptd (like every daemon, through daemon.Main) keeps the
+// GC's heap goal at 16 MiB or more unless GOGC is set, and leaves an explicit
+// GOGC alone. Calls drive GC cycles until both processes have collected; the
+// floor shows in the Go collector's gauges.
+func TestHeapFloor(t *testing.T) {
+	t.Parallel()
+	const floor = 16 << 20
+	floored := harness.StartAlecryptd(t, harness.StartOptions{Env: []string{"GOGC="}})
+	explicit := harness.StartAlecryptd(t, harness.StartOptions{Env: []string{"GOGC=100"}})
+	ctx := context.Background()
+	plaintext := make([]byte, 64<<10) // about 0.3 MiB of garbage per call
+	// Three collections each: the floor is set once the first has ended.
+	const cycles = "go_gc_duration_seconds{}"
+	var m, e map[string]float64
+	for calls := 0; m[cycles] < 3 || e[cycles] < 3; calls++ {
+		if calls == 5000 {
+			t.Fatalf("after %d calls: %v and %v collections, want 3 each", calls, m[cycles], e[cycles])
+		}
+		for _, svc := range []*harness.Service{floored, explicit} {
+			if _, err := newCryptoClient(svc.URL).Encrypt(ctx, connect.NewRequest(&alev1.EncryptRequest{Plaintext: plaintext})); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if calls%20 == 0 {
+			m, e = series(t, floored.MetricsURL), series(t, explicit.MetricsURL)
+		}
+	}
+	if got := m["go_gc_gogc_percent{}"]; got <= 100 {
+		t.Errorf("GOGC with GOGC unset = %v, want it raised above 100", got)
+	}
+	if got := m["go_memstats_next_gc_bytes{}"]; got < floor {
+		t.Errorf("heap goal with GOGC unset = %v, want at least %d", got, floor)
+	}
+	if got := e["go_gc_gogc_percent{}"]; got != 100 {
+		t.Errorf("GOGC with GOGC=100 set = %v, want 100 (left alone)", got)
+	}
+	if got := e["go_memstats_next_gc_bytes{}"]; got >= floor {
+		t.Errorf("heap goal with GOGC=100 set = %v, want Go's own (below %d)", got, floor)
+	}
+}
