@@ -1,17 +1,18 @@
 // Package heapfloor keeps the garbage collector's heap goal at or above a
 // floor, as if Go's own 4 MiB minimum heap were larger.
 //
-// Go sets the heap goal to the live heap plus GOGC percent of it, but never
-// below 4 MiB. alecryptd and alegate hold 1–2 MiB of live heap (protobuf
-// descriptors, compiled regexps, metric series) and allocate 15–30 KiB per
-// call, so at that minimum they collect every 100–150 calls, each cycle marking
-// all of that live heap again: at Go's defaults the GC was half of what
-// alecryptd's unary Encrypt cost over a bare Connect handler whose live heap is
-// 0.6 MiB (BENCHMARKS.md, "The gateway path", round 3). A floor of 16 MiB makes
-// those cycles about five times rarer, costs at most that much memory in a
-// small deployment, and changes nothing once the live heap is large (at 10,000
-// keys alecryptd's goal is 22 MiB either way): it only ever raises GOGC while
-// live × (1 + GOGC/100) is below the floor.
+// Go sets the heap goal to the live heap plus GOGC percent of it (and of the
+// stacks and globals), but never below 4 MiB. alecryptd and alegate hold 1–2
+// MiB of live heap (protobuf descriptors, compiled regexps, metric series) and
+// allocate 15–30 KiB per call, so at that minimum they collect every 100–150
+// calls, each cycle marking all of that live heap again: at Go's defaults the
+// GC was half of what alecryptd's unary Encrypt cost over a bare Connect
+// handler whose live heap is 0.6 MiB (BENCHMARKS.md, "The gateway path",
+// round 3). A floor of 16 MiB makes those cycles five to seven times rarer,
+// costs at most that much memory in a small deployment, and changes nothing
+// once the live heap is large (at 10,000 keys alecryptd's goal is 22 MiB
+// either way): it only ever raises GOGC while the goal GOGC gives is below
+// the floor.
 //
 // Go has no setting for this (golang/go#23044 proposes one), so Keep re-reads
 // the live heap after every cycle (a cleanup re-armed each cycle) and sets
