@@ -12,6 +12,7 @@ import (
 
 	alev1 "github.com/alecrypt/alecrypt/gen/ale/v1"
 	"github.com/alecrypt/alecrypt/gen/ale/v1/alev1connect"
+	"github.com/alecrypt/alecrypt/service/daemon/heapfloor"
 	"github.com/alecrypt/alecrypt/test/harness"
 	"github.com/alecrypt/alecrypt/test/kitchentest"
 )
@@ -221,12 +222,12 @@ func TestKeyUsageAcrossReplicas(t *testing.T) {
 }
 
 // TestHeapFloor: alecryptd (like every daemon, through daemon.Main) keeps the
-// GC's heap goal at 16 MiB or more unless GOGC is set, and leaves an explicit
+// GC's heap goal at 12 MiB (heapfloor.Default) or more unless GOGC is set, and leaves an explicit
 // GOGC alone. Calls drive GC cycles until both processes have collected; the
 // floor shows in the Go collector's gauges.
 func TestHeapFloor(t *testing.T) {
 	t.Parallel()
-	const floor = 16 << 20
+	const floor = heapfloor.Default
 	floored := harness.StartAlecryptd(t, harness.StartOptions{Env: []string{"GOGC="}})
 	explicit := harness.StartAlecryptd(t, harness.StartOptions{Env: []string{"GOGC=100"}})
 	ctx := context.Background()

@@ -8,10 +8,10 @@
 // calls, each cycle marking all of that live heap again: at Go's defaults the
 // GC was half of what alecryptd's unary Encrypt cost over a bare Connect
 // handler whose live heap is 0.6 MiB (BENCHMARKS.md, "The gateway path",
-// round 3). A floor of 16 MiB makes those cycles five to seven times rarer,
-// costs at most that much memory in a small deployment, and changes nothing
-// once the live heap is large (at 10,000 keys alecryptd's goal is 22 MiB
-// either way): it only ever raises GOGC while the goal GOGC gives is below
+// round 3). A floor of 12 MiB makes those cycles four to six times rarer,
+// costs at most that much memory in a small deployment, and changes little
+// once the live heap is large (at 10,000 keys, 6–11 MiB live, GOGC's own goal
+// is 13–22 MiB): it only ever raises GOGC while the goal GOGC gives is below
 // the floor.
 //
 // Go has no setting for this (golang/go#23044 proposes one), so Keep re-reads
@@ -30,9 +30,11 @@ import (
 	"sync/atomic"
 )
 
-// Default is the floor alecrypt's daemons keep: what Go's minimum heap is at
-// GOGC=400, deploy/'s setting.
-const Default = 16 << 20
+// Default is the floor alecrypt's daemons keep: Go's minimum heap at
+// GOGC=300. 16 MiB (GOGC=400's) put the peak RSS of alecryptd starting on
+// 10,000 keys at 64.7 MiB, over issue 7's 64 MiB, against 58.5 MiB without
+// a floor and 61.6 MiB with this one (BENCHMARKS.md, round 3).
+const Default = 12 << 20
 
 // goMinimumHeap is Go's minimum heap goal at GOGC=100. The runtime scales it
 // with GOGC (the goal is never below goMinimumHeap × GOGC/100), which is why
