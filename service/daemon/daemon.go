@@ -31,7 +31,6 @@ import (
 	"time"
 
 	"github.com/alecrypt/alecrypt/service/daemon/heapfloor"
-
 	"github.com/alecrypt/alecrypt/service/tlsconfig"
 )
 

@@ -222,9 +222,9 @@ func TestKeyUsageAcrossReplicas(t *testing.T) {
 }
 
 // TestHeapFloor: alecryptd (like every daemon, through daemon.Main) keeps the
-// GC's heap goal at 12 MiB (heapfloor.Default) or more unless GOGC is set, and leaves an explicit
-// GOGC alone. Calls drive GC cycles until both processes have collected; the
-// floor shows in the Go collector's gauges.
+// GC's heap goal at heapfloor.Default or more unless GOGC is set, and leaves
+// an explicit GOGC alone. Calls drive GC cycles until both processes have
+// collected; the floor shows in the Go collector's gauges.
 func TestHeapFloor(t *testing.T) {
 	t.Parallel()
 	const floor = heapfloor.Default

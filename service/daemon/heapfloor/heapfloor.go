@@ -99,7 +99,7 @@ func (k *keeper) cycle() {
 
 // adjust sets the GC percent for the heap the last cycle measured.
 func (k *keeper) adjust(h heap) {
-	p := Percent(h, k.floor, k.base)
+	p := percent(h, k.floor, k.base)
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.stopped.Load() || p == k.current {
@@ -127,18 +127,18 @@ func (k *keeper) stop() {
 // guide's model since Go 1.18).
 type heap struct{ Live, Scan uint64 }
 
-// Goal is the runtime's heap goal for h at GC percent p.
-func Goal(h heap, p int) uint64 {
+// goal is the runtime's heap goal for h at GC percent p.
+func goal(h heap, p int) uint64 {
 	return max(goMinimumHeap*uint64(p)/100, h.Live+h.Scan*uint64(p)/100)
 }
 
-// Percent is the smallest GC percent, and at least base, whose heap goal
+// percent is the smallest GC percent, and at least base, whose heap goal
 // for h is floor or more.
-func Percent(h heap, floor uint64, base int) int {
-	if Goal(h, base) >= floor {
+func percent(h heap, floor uint64, base int) int {
+	if goal(h, base) >= floor {
 		return base
 	}
-	// Either term of Goal can reach the floor; the smaller percent wins.
+	// Either term of goal can reach the floor; the smaller percent wins.
 	p := ceilDiv(floor*100, goMinimumHeap)
 	if h.Live < floor && h.Scan > 0 {
 		p = min(p, ceilDiv((floor-h.Live)*100, h.Scan))

@@ -29,13 +29,13 @@ func TestPercent(t *testing.T) {
 		{"a floor below Go's minimum changes nothing", heap{1 * mib, 1 * mib}, 2 * mib, 100, 100},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got := Percent(tc.h, tc.floor, tc.base)
+			got := percent(tc.h, tc.floor, tc.base)
 			if got != tc.want {
-				t.Errorf("Percent(%+v, %d, %d) = %d, want %d", tc.h, tc.floor, tc.base, got, tc.want)
+				t.Errorf("percent(%+v, %d, %d) = %d, want %d", tc.h, tc.floor, tc.base, got, tc.want)
 			}
-			if goal := Goal(tc.h, got); goal < tc.floor {
-				t.Errorf("goal %d below the floor %d", goal, tc.floor)
-			} else if got > tc.base && Goal(tc.h, got-1) >= tc.floor {
+			if g := goal(tc.h, got); g < tc.floor {
+				t.Errorf("goal %d below the floor %d", g, tc.floor)
+			} else if got > tc.base && goal(tc.h, got-1) >= tc.floor {
 				t.Errorf("percent %d is not the smallest reaching the floor", got)
 			}
 		})
@@ -65,6 +65,7 @@ func waitGC(t *testing.T, what string, cond func() bool) {
 
 func TestKeepRaisesTheGoalOfASmallHeap(t *testing.T) {
 	const floor = 64 << 20
+	runtime.GC() // the live heap as of now, not of an earlier test's last cycle
 	if live := read("/gc/heap/live:bytes"); live > floor/4 {
 		t.Fatalf("live heap %d: the test needs one well below the floor", live)
 	}
@@ -96,8 +97,10 @@ func TestKeepRaisesTheGoalOfASmallHeap(t *testing.T) {
 }
 
 func TestKeepLeavesALargeHeapAlone(t *testing.T) {
-	const floor = 4 << 20
-	live := make([]*[1024]byte, 3*floor/1024) // 12 MiB live, with pointers to mark
+	// Above Go's own 4 MiB minimum, so a small heap would be raised (the
+	// test above), but a third of this live heap.
+	const floor = 16 << 20
+	live := make([]*[1024]byte, 3*floor/1024) // 48 MiB live, with pointers to mark
 	for i := range live {
 		live[i] = new([1024]byte)
 	}
