@@ -18,8 +18,19 @@
 // the live heap after every cycle (a cleanup re-armed each cycle) and sets
 // the GC percent that puts the goal at the floor. An explicit GOGC in the
 // environment is the operator's choice and turns Keep off, as does
-// GOGC=off; GOMEMLIMIT still caps the heap, whatever GOGC says. deploy/ sets
-// GOGC=400, whose own minimum heap is already 16 MiB.
+// GOGC=off; GOMEMLIMIT still caps the heap, whatever GOGC says. deploy/'s
+// alecryptd and alegate Deployments set GOGC=400, whose own minimum heap is
+// already 16 MiB; its alesync CronJob and the systemd unit keep the floor.
+//
+// The percent lags one cycle: the runtime sets a cycle's goal at its mark
+// termination, with the percent of the cycle before, and the cleanup that
+// lowers it again runs after sweeping. When the live heap jumps, that one
+// goal is (1+p/100)× the new live heap instead of (1+base/100)×. The jump is
+// bounded by the goal it came through (about the floor), so the overshoot is
+// once, at most (p−base)/100 × ~floor: 24 MiB at the 12 MiB default, measured
+// as 3 MiB more peak RSS while alecryptd loads 10,000 keys (BENCHMARKS.md).
+// Under a burst of large calls it happens on the first cycle of the burst,
+// not at the in-flight budget's scale.
 package heapfloor
 
 import (
@@ -38,11 +49,13 @@ const Default = 12 << 20
 
 // goMinimumHeap is Go's minimum heap goal at GOGC=100. The runtime scales it
 // with GOGC (the goal is never below goMinimumHeap × GOGC/100), which is why
-// GOGC=400 alone gives a small heap a goal of 16 MiB.
+// GOGC=400 alone gives a small heap a goal of 16 MiB. (A toolchain built with
+// GOEXPERIMENT=heapminimum512kib has a smaller one; ours is not.)
 const goMinimumHeap = 4 << 20
 
-// Keep holds the heap goal at floor bytes or more from the next GC cycle on,
-// unless getenv("GOGC") is set; stop (for tests) ends it and restores the GC
+// Keep holds the heap goal at floor bytes or more from the first GC cycle
+// that ends after the next one (see the lag above), unless getenv("GOGC") is
+// set; stop (for tests) ends it and restores the GC
 // percent it found.
 func Keep(getenv func(string) string, floor uint64) (stop func()) {
 	if k := start(getenv, floor); k != nil {

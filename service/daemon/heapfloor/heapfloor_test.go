@@ -10,6 +10,27 @@ import (
 
 // The tests change the process's GC settings, so none runs in parallel.
 
+// defaultGC runs a test at Go's default GC percent whatever GOGC the test
+// binary was started with (off, or large enough to hide the floor).
+func defaultGC(t *testing.T) int {
+	t.Helper()
+	old := debug.SetGCPercent(100)
+	t.Cleanup(func() { debug.SetGCPercent(old) })
+	return 100
+}
+
+// startKeeper is start with GOGC unset, stopped at the test's end even when
+// it fails early.
+func startKeeper(t *testing.T, floor uint64) *keeper {
+	t.Helper()
+	k := start(func(string) string { return "" }, floor)
+	if k == nil {
+		t.Fatal("start = nil with GOGC unset and the GC on")
+	}
+	t.Cleanup(k.stop)
+	return k
+}
+
 func TestPercent(t *testing.T) {
 	const mib = 1 << 20
 	for _, tc := range []struct {
@@ -65,15 +86,12 @@ func waitGC(t *testing.T, what string, cond func() bool) {
 
 func TestKeepRaisesTheGoalOfASmallHeap(t *testing.T) {
 	const floor = 64 << 20
+	base := defaultGC(t)
 	runtime.GC() // the live heap as of now, not of an earlier test's last cycle
 	if live := read("/gc/heap/live:bytes"); live > floor/4 {
 		t.Fatalf("live heap %d: the test needs one well below the floor", live)
 	}
-	base := int(read("/gc/gogc:percent"))
-	k := start(func(string) string { return "" }, floor)
-	if k == nil {
-		t.Fatal("start = nil with GOGC unset")
-	}
+	k := startKeeper(t, floor)
 	waitGC(t, "heap goal at the floor", func() bool { return read("/gc/heap/goal:bytes") >= floor })
 	if goal := read("/gc/heap/goal:bytes"); goal > floor+floor/8 {
 		t.Errorf("heap goal %d, want the floor %d, not far above it", goal, floor)
@@ -104,9 +122,8 @@ func TestKeepLeavesALargeHeapAlone(t *testing.T) {
 	for i := range live {
 		live[i] = new([1024]byte)
 	}
-	base := int(read("/gc/gogc:percent"))
-	k := start(func(string) string { return "" }, floor)
-	defer k.stop()
+	base := defaultGC(t)
+	k := startKeeper(t, floor)
 	waitGC(t, "three cycles seen", func() bool { return k.cycles.Load() >= 3 })
 	if p := int(read("/gc/gogc:percent")); p != base {
 		t.Errorf("GC percent %d with a live heap three times the floor, want %d", p, base)
@@ -115,6 +132,7 @@ func TestKeepLeavesALargeHeapAlone(t *testing.T) {
 }
 
 func TestKeepObeysAnExplicitGOGC(t *testing.T) {
+	defaultGC(t)
 	k := start(func(name string) string {
 		if name == "GOGC" {
 			return "100"
