@@ -279,3 +279,71 @@ func TestKeyUsageInResolveAndListKeys(t *testing.T) {
 		}
 	}
 }
+
+// TestKeyUsageIgnoresEmptyMessages: a Decrypt of an envelope with no
+// message succeeds for an aes-256-ctr key (there is nothing to open) but is
+// no use of the key: anyone who knows a fingerprint can send one, and a
+// retired key must not look used for ever. Through every RPC that decrypts,
+// usage stays as it was; a GCM envelope whose empty plaintext was sealed
+// (its tag verified) counts.
+func TestKeyUsageIgnoresEmptyMessages(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := context.Background()
+	c := f.conns["connect"]
+	empty := &alev1.Envelope{Iv: make([]byte, 16), Fingerprint: "ctr-retired"}
+	if _, err := c.Decrypt(ctx, connect.NewRequest(&alev1.DecryptRequest{Envelope: empty})); err != nil {
+		t.Fatalf("Decrypt(empty message) err = %v, want nil", err)
+	}
+	batch, err := c.DecryptBatch(ctx, connect.NewRequest(&alev1.DecryptBatchRequest{Items: []*alev1.DecryptRequest{{Envelope: empty}, {Envelope: empty}}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range batch.Msg.GetResults() {
+		if r.GetError() != nil {
+			t.Fatalf("DecryptBatch item %d: %v", i, r.GetError())
+		}
+	}
+	stream := c.Stream(ctx)
+	if err := stream.Send(&alev1.StreamRequest{RequestId: "1", Operation: &alev1.StreamRequest_Decrypt{Decrypt: &alev1.DecryptRequest{Envelope: empty}}}); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := stream.Receive(); err != nil || res.GetError() != nil {
+		t.Fatalf("Stream decrypt of an empty message: %v %v", err, res.GetError())
+	}
+	if err := stream.CloseRequest(); err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.CloseResponse(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Rewrap(ctx, connect.NewRequest(&alev1.RewrapRequest{Envelope: empty, Key: fpRef("ctr-new")})); err != nil {
+		t.Fatalf("Rewrap(empty message) err = %v, want nil", err)
+	}
+	for _, fp := range []string{"ctr-retired", "ctr-new"} {
+		res, err := c.Resolve(ctx, connect.NewRequest(&alev1.ResolveRequest{Key: fpRef(fp)}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if u := res.Msg.GetKey().GetUsage(); u.GetDecryptCount() != 0 || u.GetEncryptCount() != 0 || u.GetLastDecryptTime() != nil || u.GetLastEncryptTime() != nil {
+			t.Errorf("usage of %s after empty messages = %v, want none (no count, no last use)", fp, u)
+		}
+	}
+
+	// A GCM message always carries its tag: opening a sealed empty
+	// plaintext is real use.
+	sealed, err := c.Encrypt(ctx, connect.NewRequest(&alev1.EncryptRequest{Key: fpRef("gcm-1")}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Decrypt(ctx, connect.NewRequest(&alev1.DecryptRequest{Envelope: sealed.Msg.GetEnvelope()})); err != nil {
+		t.Fatal(err)
+	}
+	res, err := c.Resolve(ctx, connect.NewRequest(&alev1.ResolveRequest{Key: fpRef("gcm-1")}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u := res.Msg.GetKey().GetUsage(); u.GetDecryptCount() != 1 || u.GetLastDecryptTime() == nil || u.GetEncryptCount() != 0 || u.GetLastEncryptTime() != nil {
+		t.Errorf("usage of gcm-1 = %v, want one decryption (the tag it verified) and no encryption (nothing was sealed)", u)
+	}
+}

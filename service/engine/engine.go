@@ -6,6 +6,27 @@
 // Connect API, benchmarks, tests) runs the same rules. Its errors are the
 // sentinels below, wrapped with context; the API layer maps them to wire codes
 // in one place. Errors never contain key material or plaintext.
+//
+// # Usage
+//
+// A key's usage counters (keyring.Usage: the "is a key still used?" signal
+// of retirement) count only operations on real content, so that nobody can
+// make a retired key look used with messages that prove nothing:
+//
+//   - A decryption counts when its message was not empty. An empty
+//     aes-256-ctr message "opens" to nothing under any IV: anyone who knows
+//     a fingerprint can forge it (a gateway forwards an empty body as
+//     such), so it counts nothing. An aes-256-gcm message always carries its
+//     16-byte tag, so every successful GCM open verified a tag and counts,
+//     an empty plaintext included (a client's sealed empty body is real use
+//     of the key).
+//   - An encryption counts when it had plaintext to seal. Sealing nothing is
+//     how a gateway asks whether a key can encrypt now (before a WebSocket
+//     upgrade, and before forwarding a request whose response it must
+//     seal); under GCM the tag-only message it makes counts when opened.
+//
+// Operations that do not count still run every check of a real one
+// (policy, state, IV) and are audited like any other.
 package engine
 
 import (
@@ -248,7 +269,8 @@ func (e *Engine) Encrypt(ctx context.Context, ref Ref, plaintext, aad []byte) (E
 }
 
 // seal encrypts under k, which the caller was allowed to use, if its state
-// lets it encrypt now, and counts the use.
+// lets it encrypt now, and counts the use when there was plaintext to seal
+// (see the package doc, "Usage").
 func (e *Engine) seal(k *keyring.Key, plaintext, aad []byte) (Envelope, error) {
 	now := e.now()
 	c, err := e.sealer(k, aad, now)
@@ -268,7 +290,9 @@ func (e *Engine) seal(k *keyring.Key, plaintext, aad []byte) (Envelope, error) {
 	if err != nil {
 		return Envelope{}, fmt.Errorf("encrypt with %q: %w", rec.Fingerprint, err)
 	}
-	k.Usage().Encrypted(now)
+	if len(plaintext) > 0 {
+		k.Usage().Encrypted(now)
+	}
 	return Envelope{IV: iv[:len(iv):len(iv)], Fingerprint: rec.Fingerprint, Message: msg}, nil
 }
 
@@ -373,7 +397,8 @@ func checkEnvelope(env Envelope) error {
 }
 
 // open decrypts env with k, which the caller was allowed to use, if its
-// state lets it decrypt, and counts the use.
+// state lets it decrypt, and counts the use when the message carried
+// content (see the package doc, "Usage").
 func (e *Engine) open(k *keyring.Key, env Envelope, aad []byte, expect Format) ([]byte, error) {
 	rec := k.Record()
 	if rec.State == key.Disabled {
@@ -398,7 +423,9 @@ func (e *Engine) open(k *keyring.Key, env Envelope, aad []byte, expect Format) (
 		// not show, even in a log.
 		return nil, fmt.Errorf("decrypt with %q: %w", rec.Fingerprint, ErrDecrypt)
 	}
-	k.Usage().Decrypted(e.now())
+	if len(env.Message) > 0 {
+		k.Usage().Decrypted(e.now())
+	}
 	return pt, nil
 }
 
