@@ -434,7 +434,8 @@ func (p *progressReader) Read(b []byte) (int, error) {
 
 // probeEncrypt asks alecryptd to seal nothing under the fingerprint: the one
 // honest answer to "can this key encrypt now" (state, expiry and the
-// gateway's own policy are alecryptd's to judge).
+// gateway's own policy are alecryptd's to judge). Sealing nothing is no use
+// of the key: it does not count in the key's usage.
 func (g *Gateway) probeEncrypt(ctx context.Context, fingerprint string) error {
 	_, err := g.encrypt(ctx, &alev1.EncryptRequest{Key: byFingerprint(fingerprint)})
 	return err

@@ -50,6 +50,12 @@ func record(fp string, state key.State) key.Record {
 	}
 }
 
+func gcmRecord(fp string, state key.State) key.Record {
+	r := record(fp, state)
+	r.Algorithm, r.CounterBits = key.AES256GCM, 0
+	return r
+}
+
 // policy is the gateway identity's policy as alecryptd applies it: k-denied
 // is outside it (PermissionDenied), and asking about k-broken fails inside
 // alecryptd (Internal, no ALE detail).
@@ -92,6 +98,7 @@ type env struct {
 	kitchen *kitchentest.Kitchen
 	sealer  *engine.Engine                   // seals test traffic under any key, policy or not
 	crypto  alev1connect.CryptoServiceClient // the gateway's client to alecryptd
+	ring    *keyring.Ring                    // alecryptd's keys, with their usage
 	reg     *prometheus.Registry
 	logs    *syncBuffer
 }
@@ -110,7 +117,8 @@ func newEnvWith(t testing.TB, opts gateway.Options, readTimeout time.Duration, c
 	t.Helper()
 	ring := keyring.New()
 	recs := []key.Record{record("k-ctr", key.Active), record("k-other", key.Active), record("k-off", key.Disabled),
-		record("k-retired", key.DecryptOnly), record("k-denied", key.Active), record("k-broken", key.Active)}
+		record("k-retired", key.DecryptOnly), record("k-denied", key.Active), record("k-broken", key.Active),
+		gcmRecord("k-gcm", key.Active), gcmRecord("k-gcm-retired", key.DecryptOnly), gcmRecord("k-gcm-off", key.Disabled)}
 	if _, _, err := ring.Replace(recs); err != nil {
 		t.Fatal(err)
 	}
@@ -139,7 +147,7 @@ func newEnvWith(t testing.TB, opts gateway.Options, readTimeout time.Duration, c
 	if _, _, err := terminals.Replace(recs); err != nil {
 		t.Fatal(err)
 	}
-	e := &env{kitchen: kitchentest.Start(t), sealer: engine.New(terminals), crypto: cc, reg: prometheus.NewRegistry(), logs: &syncBuffer{}}
+	e := &env{kitchen: kitchentest.Start(t), sealer: engine.New(terminals), crypto: cc, ring: ring, reg: prometheus.NewRegistry(), logs: &syncBuffer{}}
 	opts.Metrics = gateway.NewMetrics(e.reg)
 	opts.Logger = slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	up, _ := url.Parse(e.kitchen.URL)
@@ -199,6 +207,13 @@ func wsURL(base string) string { return strings.Replace(base, "http://", "ws://"
 // handshakeHeader is a native client's handshake under fp.
 func (e *env) handshakeHeader(fp string) http.Header {
 	return http.Header{"Authorization": {"Bearer kds"}, "Sec-Iv": {b64(make([]byte, 16))}, "Sec-Fingerprint": {fp}, "Cookie": {"session=kds"}}
+}
+
+// gcmHandshake makes h a handshake under the aes-256-gcm key fp: its IV
+// is 12 bytes.
+func gcmHandshake(h http.Header, fp string) {
+	h.Set("Sec-Fingerprint", fp)
+	h.Set("Sec-Iv", b64(make([]byte, 12)))
 }
 
 func dial(t *testing.T, ctx context.Context, u string, h http.Header) *websocket.Conn {
@@ -376,6 +391,9 @@ func TestHandshakeRefusedBeforeDial(t *testing.T) {
 		// handshake's key: a key that can only decrypt cannot carry them.
 		{"decrypt-only key", "GET", func(h http.Header) { h.Set("Sec-Fingerprint", "k-retired") }, 400, ale2},
 		{"key outside the gateway's policy", "GET", func(h http.Header) { h.Set("Sec-Fingerprint", "k-denied") }, 400, ale2},
+		{"gcm: 16-byte IV", "GET", func(h http.Header) { h.Set("Sec-Fingerprint", "k-gcm") }, 400, ale1},
+		{"gcm: decrypt-only key", "GET", func(h http.Header) { gcmHandshake(h, "k-gcm-retired") }, 400, ale2},
+		{"gcm: disabled key", "GET", func(h http.Header) { gcmHandshake(h, "k-gcm-off") }, 400, ale2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := e.handshakeHeader("k-ctr")

@@ -159,17 +159,44 @@ func (g *Gateway) serveWebSocket(w http.ResponseWriter, r *http.Request, st *req
 	<-done
 }
 
-// probeHandshake proves, with two empty operations, what the connection
-// will need before anything is dialed: that the handshake's IV fits the
-// key's algorithm and the key is known and usable (decrypting nothing), and
-// that the key can seal the kitchen's messages to the client (encrypting
-// nothing). A key that can only decrypt is refused here rather than after
-// the kitchen has acted on a frame it cannot answer.
+// probeHandshake proves what the connection will need before anything is
+// dialed, with the two checks alecryptd offers that use no content, so
+// neither counts as use of the key (a handshake proves no possession of it:
+// anyone can send one under any fingerprint):
+//
+//   - decrypting an empty message under the handshake's IV: the key is
+//     known, the gateway's policy lets it decrypt with it, its state allows
+//     decryption and the IV fits its algorithm. With aes-256-ctr this
+//     succeeds (there is nothing to open). A key that authenticates
+//     refuses it as not authentic (InvalidArgument, ALE 2: an empty message
+//     has no tag), which alecryptd answers only after every other check has
+//     passed;
+//   - sealing nothing: the key can seal the kitchen's messages to the
+//     client, so a key that can only decrypt is refused here rather than
+//     after the kitchen has acted on a frame it cannot answer. Its message
+//     tells whether the key authenticates (a GCM seal of nothing is its
+//     tag), which is when the first check's refusal is the expected one.
 func (g *Gateway) probeHandshake(ctx context.Context, iv []byte, fingerprint string) error {
-	if _, err := g.decrypt(ctx, &alev1.DecryptRequest{Envelope: &alev1.Envelope{Iv: iv, Fingerprint: fingerprint}}); err != nil {
+	_, openErr := g.decrypt(ctx, &alev1.DecryptRequest{Envelope: &alev1.Envelope{Iv: iv, Fingerprint: fingerprint}})
+	if openErr != nil && !notAuthentic(openErr) {
+		return openErr
+	}
+	res, err := g.encrypt(ctx, &alev1.EncryptRequest{Key: byFingerprint(fingerprint)})
+	if err != nil {
 		return err
 	}
-	return g.probeEncrypt(ctx, fingerprint)
+	if openErr != nil && len(res.GetEnvelope().GetMessage()) == 0 {
+		// A key that does not authenticate has no reason to refuse an
+		// empty message.
+		return openErr
+	}
+	return nil
+}
+
+// notAuthentic reports alecryptd's answer to a message that did not open:
+// the only InvalidArgument that carries ALE 2 (README, "Errors").
+func notAuthentic(err error) bool {
+	return connect.CodeOf(err) == connect.CodeInvalidArgument && aleerr.Code(err) == wire.CodeDecrypt
 }
 
 func (g *Gateway) clientToUpstream(ctx context.Context, client, up *websocket.Conn, handshakeIV []byte, idle *idleTimer) {
