@@ -16,8 +16,8 @@ import (
 // origin than alegate's (test/node/browser-page.html); with WebCrypto only,
 // the page POSTs an ALE order with fetch() (a CORS preflight, the ALE values
 // in the query, the sealed response's headers exposed) and exchanges frames
-// over a WebSocket. The same page from an origin alegate does not allow gets
-// nothing through. test/node/browser-client.mjs drives Chromium over the
+// over a WebSocket, under an aes-256-ctr key and under an aes-256-gcm key.
+// The same page from an origin alegate does not allow gets nothing through. test/node/browser-client.mjs drives Chromium over the
 // DevTools protocol.
 func TestGatewayBrowser(t *testing.T) {
 	node := harness.RequireTool(t, "node")
@@ -28,19 +28,32 @@ func TestGatewayBrowser(t *testing.T) {
 	// as localhost (another origin, not allowed).
 	pages := httptest.NewServer(http.FileServer(http.Dir(filepath.Join(harness.RepoRoot(), "test", "node"))))
 	t.Cleanup(pages.Close)
-	_, port, _ := net.SplitHostPort(strings.TrimPrefix(pages.URL, "http://"))
-	allowed := "http://127.0.0.1:" + port
 
+	for _, k := range []struct {
+		fingerprint, algorithm, secret string // the key in gatewayKeys
+	}{
+		{"k-ctr", "aes-256-ctr", "gw-secret-ctr"},
+		{"k-gcm", "aes-256-gcm", "gw-secret-gcm"},
+	} {
+		// One after the other: the subtests share the browser's page.
+		t.Run(k.algorithm, func(t *testing.T) {
+			testGatewayBrowser(t, node, cdp, pages.URL, k.fingerprint, k.algorithm, k.secret)
+		})
+	}
+}
+
+func testGatewayBrowser(t *testing.T, node, cdp, pagesURL, fingerprint, algorithm, secret string) {
+	_, port, _ := net.SplitHostPort(strings.TrimPrefix(pagesURL, "http://"))
+	allowed := "http://127.0.0.1:" + port
 	e := startGateway(t, "--encrypt-responses", "--allow-origins", allowed)
 	const (
 		order  = `{"order":"browser-1","items":["tarte tatin"]}`
 		ticket = `{"ticket":"browser-1","station":"pastry"}`
 		auth   = "Bearer browser-pos"
-		secret = "gw-secret-ctr" // store-1's key in gatewayKeys
 	)
 	cfg, _ := json.Marshal(map[string]any{
-		"gateway": e.gate.URL, "fingerprint": "k-ctr", "secret": secret, "salt": "salt-k-ctr", "iterations": 1000,
-		"authorization": auth, "order": order, "ticket": ticket, "encryptedResponses": true,
+		"gateway": e.gate.URL, "fingerprint": fingerprint, "algorithm": algorithm, "secret": secret, "salt": "salt-" + fingerprint,
+		"iterations": 1000, "authorization": auth, "order": order, "ticket": ticket, "encryptedResponses": true,
 	})
 	out, errOut := runNodeScript(t, node, "browser-client", []string{
 		"CDP_URL=" + cdp,

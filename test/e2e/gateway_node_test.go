@@ -27,51 +27,59 @@ var nodeMessages = []string{
 
 // TestGatewayNode runs test/node/gateway-client.mjs, an ALE client that
 // shares no code with ours (Node WebCrypto, fetch and the ws package), against
-// alegate with and without --encrypt-responses: the protocol as written, not
-// as our Go client happens to speak it. The kitchen must get exactly the
-// plaintexts the script encrypted, and nothing from its bad requests/frames.
+// alegate with and without --encrypt-responses, under an aes-256-ctr key and
+// an aes-256-gcm key: the protocol as written, not as our Go client happens to
+// speak it. The kitchen must get exactly the plaintexts the script encrypted,
+// and nothing from its bad requests/frames.
 func TestGatewayNode(t *testing.T) {
 	node := harness.RequireTool(t, "node")
 	requireNodeModules(t)
-	for _, tc := range []struct {
-		name      string
-		args      []string
-		encrypted bool
+	for _, k := range []struct {
+		fingerprint, algorithm, secret string // the key in gatewayKeys
 	}{
-		{"plaintext responses", nil, false},
-		{"encrypted responses", []string{"--encrypt-responses"}, true},
+		{"k-ctr", "aes-256-ctr", "gw-secret-ctr"},
+		{"k-gcm", "aes-256-gcm", "gw-secret-gcm"},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			e := startGateway(t, tc.args...)
-			const secret = "gw-secret-ctr" // store-1's key in gatewayKeys
-			keyJSON, _ := json.Marshal(map[string]any{
-				"fingerprint": "k-ctr", "secret": secret, "salt": "salt-k-ctr", "iterations": 1000, "counter_bits": 64,
-			})
-			expect := ""
-			if tc.encrypted {
-				expect = "1"
-			}
-			env := []string{"ALEGATE_URL=" + e.gate.URL, "ALE_KEY=" + string(keyJSON), "ALE_AUTHORIZATION=" + nodeAuth,
-				"ALE_EXPECT_ENCRYPTED_RESPONSES=" + expect}
-			out, errOut := runNodeScript(t, node, "gateway-client", env)
-			if strings.Contains(out+errOut, secret) {
-				t.Fatal("the key's secret appeared in the client's output")
-			}
+		for _, tc := range []struct {
+			name      string
+			args      []string
+			encrypted bool
+		}{
+			{"plaintext responses", nil, false},
+			{"encrypted responses", []string{"--encrypt-responses"}, true},
+		} {
+			t.Run(k.algorithm+"/"+tc.name, func(t *testing.T) {
+				e := startGateway(t, tc.args...)
+				keyJSON, _ := json.Marshal(map[string]any{
+					"fingerprint": k.fingerprint, "algorithm": k.algorithm, "secret": k.secret,
+					"salt": "salt-" + k.fingerprint, "iterations": 1000, "counter_bits": 64,
+				})
+				expect := ""
+				if tc.encrypted {
+					expect = "1"
+				}
+				env := []string{"ALEGATE_URL=" + e.gate.URL, "ALE_KEY=" + string(keyJSON), "ALE_AUTHORIZATION=" + nodeAuth,
+					"ALE_EXPECT_ENCRYPTED_RESPONSES=" + expect}
+				out, errOut := runNodeScript(t, node, "gateway-client", env)
+				if strings.Contains(out+errOut, k.secret) {
+					t.Fatal("the key's secret appeared in the client's output")
+				}
 
-			reqs := e.kitchen.Requests()
-			if len(reqs) != 1 {
-				t.Fatalf("kitchen saw %d HTTP requests, want only the good order", len(reqs))
-			}
-			got := reqs[0]
-			if got.Method != "POST" || got.Path != "/node/orders" || got.RawQuery != "src=node" ||
-				string(got.Body) != nodeOrder || got.ContentLength != int64(len(nodeOrder)) ||
-				got.Header.Get("Authorization") != nodeAuth || got.Header.Get("Content-Type") != "application/json" ||
-				got.Header.Get("sec-iv") != "" || got.Header.Get("sec-fingerprint") != "" {
-				t.Fatalf("kitchen saw %s %s?%s %q (length %d, headers %v)", got.Method, got.Path, got.RawQuery, got.Body, got.ContentLength, got.Header)
-			}
-			if msgs := e.kitchen.Messages(); strings.Join(msgs, "\n") != strings.Join(nodeMessages, "\n") {
-				t.Fatalf("kitchen got messages %q, want %q", msgs, nodeMessages)
-			}
-		})
+				reqs := e.kitchen.Requests()
+				if len(reqs) != 1 {
+					t.Fatalf("kitchen saw %d HTTP requests, want only the good order", len(reqs))
+				}
+				got := reqs[0]
+				if got.Method != "POST" || got.Path != "/node/orders" || got.RawQuery != "src=node" ||
+					string(got.Body) != nodeOrder || got.ContentLength != int64(len(nodeOrder)) ||
+					got.Header.Get("Authorization") != nodeAuth || got.Header.Get("Content-Type") != "application/json" ||
+					got.Header.Get("sec-iv") != "" || got.Header.Get("sec-fingerprint") != "" {
+					t.Fatalf("kitchen saw %s %s?%s %q (length %d, headers %v)", got.Method, got.Path, got.RawQuery, got.Body, got.ContentLength, got.Header)
+				}
+				if msgs := e.kitchen.Messages(); strings.Join(msgs, "\n") != strings.Join(nodeMessages, "\n") {
+					t.Fatalf("kitchen got messages %q, want %q", msgs, nodeMessages)
+				}
+			})
+		}
 	}
 }

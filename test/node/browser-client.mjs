@@ -8,7 +8,8 @@
 //   CDP_URL=http://127.0.0.1:9222 \
 //   PAGE_URL=http://127.0.0.1:PORT/browser-page.html \
 //   REFUSED_PAGE_URL=http://localhost:PORT/browser-page.html \
-//   ALE_CONFIG='{"gateway":"http://127.0.0.1:8081","fingerprint":..,"secret":..,"salt":..,"iterations":..,
+//   ALE_CONFIG='{"gateway":"http://127.0.0.1:8081","fingerprint":..,"algorithm":"aes-256-ctr"|"aes-256-gcm",
+//               "secret":..,"salt":..,"iterations":..,
 //               "authorization":..,"order":..,"ticket":..,"encryptedResponses":true}' \
 //   node test/node/browser-client.mjs
 //

@@ -1,11 +1,12 @@
 // gateway-client.mjs — an independent ALE client for alegate: it builds the
 // HTTP requests and WebSocket frames of the Enterprise Kitchen protocol
-// itself, with Node.js WebCrypto (PBKDF2 → AES-CTR), fetch and the `ws`
+// itself, with Node.js WebCrypto (PBKDF2 → AES-CTR or AES-GCM), fetch and the `ws`
 // package. It shares no code with alecrypt: a gateway that only agrees with
 // our own clients would pass our Go tests and still fail real POS terminals.
 //
 //   ALEGATE_URL=http://127.0.0.1:8081 \
 //   ALE_KEY='{"fingerprint":"..","secret":"..","salt":"..","iterations":1000,"counter_bits":64}' \
+//           (or "algorithm":"aes-256-gcm": 12-byte IVs, the 16-byte tag appended) \
 //   ALE_AUTHORIZATION='Bearer node-pos' \
 //   [ALE_EXPECT_ENCRYPTED_RESPONSES=1]   # the gateway runs with --encrypt-responses
 //   node test/node/gateway-client.mjs
@@ -43,17 +44,25 @@ const CLOSE_4001 = '{"close":4001}';
 
 // ---- ALE crypto with WebCrypto ----
 
+// The two algorithms: aes-256-ctr (EK's, no integrity) and aes-256-gcm.
+const ALGORITHMS = { 'aes-256-ctr': { name: 'AES-CTR', ivBytes: 16 }, 'aes-256-gcm': { name: 'AES-GCM', ivBytes: 12 } };
+
 // PBKDF2-HMAC-SHA256(utf8(secret), utf8(salt), iterations) → AES-256 key.
-async function deriveKey(secret, salt, iterations) {
+async function deriveKey(alg, secret, salt, iterations) {
   const base = await subtle.importKey('raw', utf8(secret), 'PBKDF2', false, ['deriveBits']);
   const bits = await subtle.deriveBits({ name: 'PBKDF2', hash: 'SHA-256', salt: utf8(salt), iterations }, base, 256);
-  return subtle.importKey('raw', bits, { name: 'AES-CTR' }, false, ['encrypt', 'decrypt']);
+  return subtle.importKey('raw', bits, { name: alg.name }, false, ['encrypt', 'decrypt']);
 }
 
 // AES-CTR: the 16-byte IV is the initial counter block; the low counterBits
-// bits count (64 for EK's JS clients). Encryption and decryption are the same.
-async function ctr(key, counterBits, iv, data) {
-  return new Uint8Array(await subtle.encrypt({ name: 'AES-CTR', counter: iv, length: counterBits }, key, data));
+// bits count (64 for EK's JS clients). AES-GCM: 12-byte IV, the 16-byte tag
+// appended to the message; a wrong key or a modified message throws.
+function cipher(alg, counterBits) {
+  const params = (iv) => (alg.name === 'AES-CTR' ? { name: 'AES-CTR', counter: iv, length: counterBits } : { name: 'AES-GCM', iv });
+  return {
+    seal: async (key, iv, data) => new Uint8Array(await subtle.encrypt(params(iv), key, data)),
+    open: async (key, iv, data) => new Uint8Array(await subtle.decrypt(params(iv), key, data)),
+  };
 }
 
 // ---- checks ----
@@ -217,18 +226,21 @@ async function run() {
   if (!authorization) throw new Error('ALE_AUTHORIZATION is not set');
   const encryptedResponses = process.env.ALE_EXPECT_ENCRYPTED_RESPONSES === '1';
   const fp = cfg.fingerprint;
-  const bits = cfg.counter_bits ?? 64;
-  const key = await deriveKey(cfg.secret, cfg.salt, cfg.iterations);
+  const alg = ALGORITHMS[cfg.algorithm ?? 'aes-256-ctr'];
+  if (!alg) throw new Error(`ALE_KEY has an unknown algorithm ${JSON.stringify(cfg.algorithm)}`);
+  const { seal, open } = cipher(alg, cfg.counter_bits ?? 64);
+  const ivBytes = alg.ivBytes;
+  const key = await deriveKey(alg, cfg.secret, cfg.salt, cfg.iterations);
   // The same fingerprint under another secret: what a terminal with a stale
   // or mistyped key sends.
-  const wrongKey = await deriveKey(`${cfg.secret}-but-wrong`, cfg.salt, cfg.iterations);
+  const wrongKey = await deriveKey(alg, `${cfg.secret}-but-wrong`, cfg.salt, cfg.iterations);
 
   // ---- HTTP ----
 
   const ordersURL = `${base}/node/orders?src=node`;
-  const seal = async (k, plaintext) => {
-    const iv = randomBytes(16);
-    return { iv, body: b64(await ctr(k, bits, iv, utf8(plaintext))) };
+  const sealOrder = async (k, plaintext) => {
+    const iv = randomBytes(ivBytes);
+    return { iv, body: b64(await seal(k, iv, utf8(plaintext))) };
   };
   const post = async (headers, body) => {
     const res = await fetch(ordersURL, { method: 'POST', headers, body });
@@ -239,7 +251,7 @@ async function run() {
   });
 
   await check(`HTTP POST an encrypted order → 200, ${encryptedResponses ? 'encrypted' : 'plaintext'} echo`, async () => {
-    const { iv, body } = await seal(key, ORDER);
+    const { iv, body } = await sealOrder(key, ORDER);
     const { res, body: got } = await post(aleHeaders(iv), body);
     if (res.status !== 200) return `HTTP ${res.status}: ${got.slice(0, 200)}`;
     const resIV = res.headers.get('sec-iv');
@@ -250,15 +262,15 @@ async function run() {
     }
     if (resFP !== fp) return `response sec-fingerprint ${JSON.stringify(resFP)}, want ${JSON.stringify(fp)}`;
     const rIV = unb64(resIV ?? '');
-    if (rIV.length !== 16) return `response sec-iv is ${rIV.length} bytes, want 16`;
+    if (rIV.length !== ivBytes) return `response sec-iv is ${rIV.length} bytes, want ${ivBytes}`;
     if (b64(rIV) === b64(iv)) return 'response reuses the request IV';
     if (got === ORDER) return 'response body is the plaintext order';
-    const pt = fromUtf8(await ctr(key, bits, rIV, unb64(got.trim())));
+    const pt = fromUtf8(await open(key, rIV, unb64(got.trim())));
     return pt === ORDER ? null : `decrypted response ${JSON.stringify(pt.slice(0, 200))}, want the order`;
   });
 
   await check('HTTP missing sec-iv → 400 errorCode 1', async () => {
-    const { iv, body } = await seal(key, ORDER);
+    const { iv, body } = await sealOrder(key, ORDER);
     const headers = aleHeaders(iv);
     delete headers['sec-iv'];
     const { res, body: got } = await post(headers, body);
@@ -266,24 +278,24 @@ async function run() {
       ?? (res.headers.get('content-type') === 'application/json' ? null : `content-type ${res.headers.get('content-type')}`);
   });
   await check('HTTP missing authorization → 400 errorCode 1', async () => {
-    const { iv, body } = await seal(key, ORDER);
+    const { iv, body } = await sealOrder(key, ORDER);
     const headers = aleHeaders(iv);
     delete headers.authorization;
     const { res, body: got } = await post(headers, body);
     return expectResponse(res.status, got, 400, ALE_HEADERS);
   });
   await check('HTTP 8-byte IV → 400 errorCode 1', async () => {
-    const { iv, body } = await seal(key, ORDER);
+    const { iv, body } = await sealOrder(key, ORDER);
     const { res, body: got } = await post(aleHeaders(iv.subarray(0, 8)), body);
     return expectResponse(res.status, got, 400, ALE_HEADERS);
   });
   await check('HTTP unknown fingerprint → 400 errorCode 2', async () => {
-    const { iv, body } = await seal(key, ORDER);
+    const { iv, body } = await sealOrder(key, ORDER);
     const { res, body: got } = await post(aleHeaders(iv, `node-unknown-${Buffer.from(randomBytes(6)).toString('hex')}`), body);
     return expectResponse(res.status, got, 400, ALE_DECRYPT);
   });
   await check('HTTP JSON encrypted under the wrong secret → 400 errorCode 2', async () => {
-    const { iv, body } = await seal(wrongKey, ORDER);
+    const { iv, body } = await sealOrder(wrongKey, ORDER);
     const { res, body: got } = await post(aleHeaders(iv), body);
     return expectResponse(res.status, got, 400, ALE_DECRYPT);
   });
@@ -292,8 +304,8 @@ async function run() {
 
   const wsBase = base.replace(/^http:/, 'ws:');
   const frame = async (plaintext) => {
-    const iv = randomBytes(16);
-    return JSON.stringify({ iv: b64(iv), fingerprint: fp, message: b64(await ctr(key, bits, iv, utf8(plaintext))) });
+    const iv = randomBytes(ivBytes);
+    return JSON.stringify({ iv: b64(iv), fingerprint: fp, message: b64(await seal(key, iv, utf8(plaintext))) });
   };
   // openFrame checks a server frame and returns its plaintext.
   const seenIVs = new Set();
@@ -303,10 +315,10 @@ async function run() {
     if (keys !== 'fingerprint,iv,message') throw new Error(`server frame has members ${keys}`);
     if (f.fingerprint !== fp) throw new Error(`server frame fingerprint ${JSON.stringify(f.fingerprint)}`);
     const iv = unb64(f.iv);
-    if (iv.length !== 16) throw new Error(`server frame IV is ${iv.length} bytes`);
+    if (iv.length !== ivBytes) throw new Error(`server frame IV is ${iv.length} bytes, want ${ivBytes}`);
     if (seenIVs.has(f.iv)) throw new Error('server frame reuses an IV');
     seenIVs.add(f.iv);
-    return fromUtf8(await ctr(key, bits, iv, unb64(f.message)));
+    return fromUtf8(await open(key, iv, unb64(f.message)));
   };
   const roundTrip = async (conn, plaintext) => {
     await conn.send(await frame(plaintext));
@@ -314,14 +326,15 @@ async function run() {
     return got === `echo:${plaintext}` ? null : `got ${JSON.stringify(got)}, want ${JSON.stringify(`echo:${plaintext}`)}`;
   };
 
-  // The handshake IV only proves the key is usable; any fresh 16 bytes do.
+  // The handshake IV only proves the key is usable; any fresh IV of the
+  // key's length does.
   const conn = new Conn(`${wsBase}/node/kds`,
-    { authorization, 'sec-iv': b64(randomBytes(16)), 'sec-fingerprint': fp });
+    { authorization, 'sec-iv': b64(randomBytes(ivBytes)), 'sec-fingerprint': fp });
   await check('WS handshake with ALE headers opens', async () => { await conn.opened; return null; });
   await check('WS encrypted frame → encrypted "echo:" frame', () => roundTrip(conn, TICKETS[0]));
   await check('WS frame with missing fields → errorCode 1 frame', async () => {
-    const iv = randomBytes(16);
-    await conn.send(JSON.stringify({ iv: b64(iv), message: b64(await ctr(key, bits, iv, utf8('{"ticket":"lost"}'))) }));
+    const iv = randomBytes(ivBytes);
+    await conn.send(JSON.stringify({ iv: b64(iv), message: b64(await seal(key, iv, utf8('{"ticket":"lost"}'))) }));
     const got = await conn.nextText();
     return got === ALE_HEADERS ? null : `got ${JSON.stringify(got)}, want ${ALE_HEADERS}`;
   });
@@ -333,7 +346,7 @@ async function run() {
   await check('WS a good frame after bad ones still round-trips', () => roundTrip(conn, TICKETS[1]));
 
   await check('WS browser-style handshake (query parameters) round-trips', async () => {
-    const q = new URLSearchParams({ 'sec-iv': b64(randomBytes(16)), 'sec-fingerprint': fp, authorization, screen: 'grill' });
+    const q = new URLSearchParams({ 'sec-iv': b64(randomBytes(ivBytes)), 'sec-fingerprint': fp, authorization, screen: 'grill' });
     const browser = new Conn(`${wsBase}/node/kds?${q}`, {});
     try {
       await browser.opened;
@@ -352,13 +365,13 @@ async function run() {
 
   await check('WS Ionic web view: the seed handshake (Origin: ionic) opens with default flags and round-trips', async () => {
     const got = await openFrame(await ionicSeed(base,
-      { authorization, 'sec-iv': b64(randomBytes(16)), 'sec-fingerprint': fp }, await frame(TICKETS[3])));
+      { authorization, 'sec-iv': b64(randomBytes(ivBytes)), 'sec-fingerprint': fp }, await frame(TICKETS[3])));
     return got === `echo:${TICKETS[3]}` ? null : `got ${JSON.stringify(got)}`;
   });
 
   await check('WS handshake from a web page origin not allowed → HTTP 403', async () => {
     const res = await badHandshake(`${wsBase}/node/kds`,
-      { authorization, 'sec-iv': b64(randomBytes(16)), 'sec-fingerprint': fp, origin: 'https://evil.example' });
+      { authorization, 'sec-iv': b64(randomBytes(ivBytes)), 'sec-fingerprint': fp, origin: 'https://evil.example' });
     return res.status === 403 ? null : `got ${res.status} ${res.body}`;
   });
 
