@@ -445,18 +445,21 @@ func (x *KeyInfo) GetUsage() *KeyUsage {
 	return nil
 }
 
-// KeyUsage counts a key's successful operations on one replica since it
-// started; reloads of the key set keep the counts. Failed operations are not
-// counted. Before disabling a retired key, check that every replica reports
-// no recent use of it, over a period longer than any client's retry or
-// queue (README, "Is a key still used?").
+// KeyUsage counts a key's successful operations on real content on one
+// replica since it started; reloads of the key set keep the counts. Failed
+// operations are not counted, nor are those that prove no use of the key: a
+// decryption of an empty message (an aes-256-ctr one "opens" under any IV, so
+// anyone can forge it; every aes-256-gcm message carries its tag and counts)
+// and an encryption of an empty plaintext. Before disabling a retired key,
+// check that every replica reports no recent use of it, over a period longer
+// than any client's retry or queue (README, "Is a key still used?").
 type KeyUsage struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Successful encryptions under the key (Encrypt, batch and stream items,
-	// and Rewrap's sealing).
+	// Successful encryptions of a non-empty plaintext under the key (Encrypt,
+	// batch and stream items, and Rewrap's sealing).
 	EncryptCount uint64 `protobuf:"varint,1,opt,name=encrypt_count,json=encryptCount,proto3" json:"encrypt_count,omitempty"`
-	// Successful decryptions with the key (Decrypt, batch and stream items, and
-	// Rewrap's opening).
+	// Successful decryptions of a non-empty message with the key (Decrypt,
+	// batch and stream items, and Rewrap's opening).
 	DecryptCount uint64 `protobuf:"varint,2,opt,name=decrypt_count,json=decryptCount,proto3" json:"decrypt_count,omitempty"`
 	// When the key last encrypted, to the millisecond; unset if it has not
 	// since the replica started.

@@ -201,26 +201,29 @@ export const KeyInfoSchema: GenMessage<KeyInfo> = /*@__PURE__*/
   messageDesc(file_ale_v1_types, 2);
 
 /**
- * KeyUsage counts a key's successful operations on one replica since it
- * started; reloads of the key set keep the counts. Failed operations are not
- * counted. Before disabling a retired key, check that every replica reports
- * no recent use of it, over a period longer than any client's retry or
- * queue (README, "Is a key still used?").
+ * KeyUsage counts a key's successful operations on real content on one
+ * replica since it started; reloads of the key set keep the counts. Failed
+ * operations are not counted, nor are those that prove no use of the key: a
+ * decryption of an empty message (an aes-256-ctr one "opens" under any IV, so
+ * anyone can forge it; every aes-256-gcm message carries its tag and counts)
+ * and an encryption of an empty plaintext. Before disabling a retired key,
+ * check that every replica reports no recent use of it, over a period longer
+ * than any client's retry or queue (README, "Is a key still used?").
  *
  * @generated from message ale.v1.KeyUsage
  */
 export type KeyUsage = Message<"ale.v1.KeyUsage"> & {
   /**
-   * Successful encryptions under the key (Encrypt, batch and stream items,
-   * and Rewrap's sealing).
+   * Successful encryptions of a non-empty plaintext under the key (Encrypt,
+   * batch and stream items, and Rewrap's sealing).
    *
    * @generated from field: uint64 encrypt_count = 1;
    */
   encryptCount: bigint;
 
   /**
-   * Successful decryptions with the key (Decrypt, batch and stream items, and
-   * Rewrap's opening).
+   * Successful decryptions of a non-empty message with the key (Decrypt,
+   * batch and stream items, and Rewrap's opening).
    *
    * @generated from field: uint64 decrypt_count = 2;
    */
