@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"os"
 	"path"
 	"path/filepath"
@@ -465,15 +466,18 @@ func checkAlecryptdDeployment(t *testing.T, r rendered) {
 	checkArgs(t, c.Args, map[string]string{
 		"listen":         "0.0.0.0:8443",
 		"metrics-listen": "0.0.0.0:9090",
-		"keystore":       "vault",
-		"vault-auth":     "kubernetes",
-		"vault-k8s-role": "alecryptd",
-		"audit-log":      "-",
-		"log-format":     "json",
-		"tls-cert":       "",
-		"tls-key":        "",
-		"client-ca":      "",
-		"policy":         "",
+		// Prometheus scrapes from another pod; the NetworkPolicy limits
+		// who reaches the port.
+		"insecure-metrics-listen": "",
+		"keystore":                "vault",
+		"vault-auth":              "kubernetes",
+		"vault-k8s-role":          "alecryptd",
+		"audit-log":               "-",
+		"log-format":              "json",
+		"tls-cert":                "",
+		"tls-key":                 "",
+		"client-ca":               "",
+		"policy":                  "",
 	})
 	if v := envValue(c, "VAULT_ADDR"); !strings.HasPrefix(v, "https://") {
 		t.Errorf("VAULT_ADDR = %q, want https://...", v)
@@ -510,14 +514,16 @@ func checkAlegateDeployment(t *testing.T, r rendered) {
 		t.Errorf("command = %q, want [/usr/local/bin/alegate]", c.Command)
 	}
 	checkArgs(t, c.Args, map[string]string{
-		"crypto":      "https://alecryptd:8443",
-		"crypto-ca":   "",
-		"crypto-cert": "",
-		"crypto-key":  "",
-		"tls-cert":    "",
-		"tls-key":     "",
-		"upstream":    "",
-		"require-ale": "true",
+		"crypto":                  "https://alecryptd:8443",
+		"crypto-ca":               "",
+		"crypto-cert":             "",
+		"crypto-key":              "",
+		"tls-cert":                "",
+		"tls-key":                 "",
+		"upstream":                "",
+		"require-ale":             "true",
+		"metrics-listen":          "0.0.0.0:9091",
+		"insecure-metrics-listen": "",
 	})
 	// GOGC=400 lets the heap grow to GOMEMLIMIT: that must leave room under
 	// the pod's limit for what the Go runtime does not count (the kernel's
@@ -705,6 +711,13 @@ func hardeningErrors(w workload) []error {
 	}
 	podSeccomp := psc.SeccompProfile != nil && psc.SeccompProfile.Type == corev1.SeccompProfileTypeRuntimeDefault
 	for _, c := range slices.Concat(s.InitContainers, s.Containers) {
+		// The daemons refuse a metrics listener beyond loopback without
+		// --insecure-metrics-listen: without it the pod would not start.
+		for _, a := range c.Args {
+			if addr, ok := strings.CutPrefix(a, "--metrics-listen="); ok && addr != "" && !isLoopback(addr) && !slices.Contains(c.Args, "--insecure-metrics-listen") {
+				fail("container %s: --metrics-listen=%s is beyond loopback without --insecure-metrics-listen (the daemon refuses to start)", c.Name, addr)
+			}
+		}
 		csc := c.SecurityContext
 		if csc == nil {
 			fail("container %s: no securityContext", c.Name)
@@ -783,10 +796,10 @@ func TestHardeningChecksCatch(t *testing.T) {
 	t.Parallel()
 	w := workload{kind: "Deployment", name: "bad", spec: &corev1.PodSpec{
 		HostNetwork: true,
-		Containers:  []corev1.Container{{Name: "c", Image: "x:1", Args: []string{"--insecure-listen"}}},
+		Containers:  []corev1.Container{{Name: "c", Image: "x:1", Args: []string{"--insecure-listen", "--metrics-listen=0.0.0.0:9090"}}},
 	}}
 	errs := hardeningErrors(w)
-	for _, want := range []string{"serviceAccountName", "automountServiceAccountToken", "host namespace", "runAsNonRoot", "no securityContext"} {
+	for _, want := range []string{"serviceAccountName", "automountServiceAccountToken", "host namespace", "runAsNonRoot", "no securityContext", "without --insecure-metrics-listen"} {
 		if !slices.ContainsFunc(errs, func(e error) bool { return strings.Contains(e.Error(), want) }) {
 			t.Errorf("hardeningErrors(unhardened pod) = %v, want one about %s", errs, want)
 		}
@@ -1048,6 +1061,17 @@ func checkCallerPolicy(t *testing.T, doc string) {
 
 // checkArgs checks that each flag is given once as --name=value, with the
 // value wanted (an empty want: any non-empty value, or none for booleans).
+// isLoopback reports whether host:port names a loopback address, as the
+// daemons' own check does ("localhost" counts, an empty host does not).
+func isLoopback(hostport string) bool {
+	host, _, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return host == "localhost" || (ip != nil && ip.IsLoopback())
+}
+
 func checkArgs(t *testing.T, args []string, want map[string]string) {
 	t.Helper()
 	got := map[string][]string{}

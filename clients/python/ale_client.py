@@ -109,7 +109,9 @@ class AleClient:
         default key) and returns the RewrapResponse (.envelope, .key). The
         plaintext never leaves the service: this moves stored messages off a
         retired key. The caller needs decrypt on the envelope's key and
-        encrypt on the target.
+        encrypt on the target. expect (JSON or UTF-8) is required from an
+        aes-256-ctr key into an aes-256-gcm one (INVALID_ARGUMENT otherwise):
+        CTR cannot tell a wrong key, and GCM would authenticate its garbage.
         """
         req = crypto_pb2.RewrapRequest(envelope=envelope, key=_key_ref(alias, fingerprint), expect=expect,
                                        associated_data=associated_data)

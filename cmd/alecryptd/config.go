@@ -4,7 +4,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net"
 	"os"
 	"strconv"
 	"time"
@@ -34,6 +33,10 @@ type Config struct {
 	InsecureListen  bool
 	Policy          string
 	AuditLog        string
+
+	// InsecureMetricsListen allows MetricsListen beyond loopback.
+	InsecureMetricsListen bool
+
 	// MaxRemovalShare and RemovalConfirmAfter configure the keystore's
 	// removal guard (refresh.WithRemovalGuard).
 	MaxRemovalShare     float64
@@ -73,6 +76,7 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	fs.StringVar(&c.Policy, "policy", envOr("ALECRYPT_POLICY", ""), "caller policy file (JSON); once set, callers must authenticate and anything not allowed is denied (env ALECRYPT_POLICY)")
 	fs.StringVar(&c.AuditLog, "audit-log", envOr("ALECRYPT_AUDIT_LOG", ""), "audit trail: a file to append to, or - for stdout; empty turns it off (env ALECRYPT_AUDIT_LOG)")
 	fs.StringVar(&c.MetricsListen, "metrics-listen", envOr("ALECRYPT_METRICS_LISTEN", "127.0.0.1:9090"), "address for Prometheus /metrics; empty turns it off (env ALECRYPT_METRICS_LISTEN)")
+	fs.BoolVar(&c.InsecureMetricsListen, "insecure-metrics-listen", false, "allow --metrics-listen beyond loopback: /metrics has no TLS or authentication and names every key's fingerprint and last use (restrict who reaches the port)")
 	c.Vault.RegisterFlags(fs)
 	fs.DurationVar(&c.Refresh, "refresh", 0, "how often to reload the keystore; 0 means 2s for a file, 30s for Vault (SIGHUP reloads at once)")
 	fs.IntVar(&c.MaxRequestBytes, "max-request-bytes", api.DefaultMaxRequestBytes, "largest request message accepted; larger ones get ResourceExhausted")
@@ -132,10 +136,8 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	if c.ClientCA != "" && c.TLSCert == "" {
 		return Config{}, errors.New("--client-ca needs --tls-cert: client certificates are verified during the TLS handshake")
 	}
-	if c.MetricsListen != "" {
-		if _, _, err := net.SplitHostPort(c.MetricsListen); err != nil {
-			return Config{}, fmt.Errorf("--metrics-listen %q: %w", c.MetricsListen, err)
-		}
+	if err := daemon.CheckMetricsListen(c.MetricsListen, c.InsecureMetricsListen); err != nil {
+		return Config{}, err
 	}
 	return c, nil
 }

@@ -46,3 +46,43 @@ func TestParseConfigRemovalGuard(t *testing.T) {
 		})
 	}
 }
+
+// TestParseConfigMetricsListen: a metrics listener beyond loopback, which
+// serves every key's fingerprint and last use to whoever reaches it, is
+// refused without --insecure-metrics-listen, as --listen is without TLS.
+func TestParseConfigMetricsListen(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		want    string
+		wantErr string
+	}{
+		{name: "default loopback", want: "127.0.0.1:9090"},
+		{name: "off", args: []string{"--metrics-listen="}, want: ""},
+		{name: "all interfaces refused", args: []string{"--metrics-listen=0.0.0.0:9090"}, wantErr: "--metrics-listen 0.0.0.0:9090 is beyond loopback"},
+		{name: "empty host refused", args: []string{"--metrics-listen=:9090"}, wantErr: "give --insecure-metrics-listen"},
+		{name: "env refused", env: map[string]string{"ALECRYPT_METRICS_LISTEN": "10.1.2.3:9090"}, wantErr: "beyond loopback"},
+		{name: "flag allows", args: []string{"--metrics-listen=0.0.0.0:9090", "--insecure-metrics-listen"}, want: "0.0.0.0:9090"},
+		{name: "env allows", args: []string{"--metrics-listen=0.0.0.0:9090"}, env: map[string]string{"ALECRYPT_INSECURE_METRICS_LISTEN": "true"}, want: "0.0.0.0:9090"},
+		{name: "not host:port", args: []string{"--metrics-listen=9090", "--insecure-metrics-listen"}, wantErr: "--metrics-listen \"9090\""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c, err := parseConfig(tc.args, func(k string) string { return tc.env[k] })
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("parseConfig err = %v, want one containing %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("parseConfig err = %v, want nil", err)
+			}
+			if c.MetricsListen != tc.want {
+				t.Errorf("MetricsListen = %q, want %q", c.MetricsListen, tc.want)
+			}
+		})
+	}
+}

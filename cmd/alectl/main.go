@@ -23,10 +23,10 @@ const usage = `alectl: the alecrypt CLI
 Against a running alecryptd (--addr, env ALECRYPT_ADDR, default http://127.0.0.1:8080):
   alectl encrypt  [--alias A | --fingerprint F] [--data TEXT|@FILE] [--aad TEXT] [--json]
                   plaintext from --data or stdin; prints the envelope {"iv","fingerprint","message"}
-  alectl decrypt  [--data FRAME|@FILE] [--aad TEXT] [--expect json|utf8] [--json]
+  alectl decrypt  [--data FRAME|@FILE] [--aad TEXT] [--expect json|utf8|none] [--json]
                   reads an envelope frame; prints the plaintext
   alectl resolve  [--alias A | --fingerprint F] [--json]
-  alectl rewrap   [--alias A | --fingerprint F] [--data FRAMES|@FILE] [--aad TEXT] [--expect json|utf8] [--json]
+  alectl rewrap   [--alias A | --fingerprint F] [--data FRAMES|@FILE] [--aad TEXT] [--expect json|utf8|none] [--json]
                   envelope frames, one per line, moved under the key's primary (plaintext never leaves alecryptd)
   alectl keys list [--alias A] [--json]
                   every key: state, primary, version, source, last used (by the replica that answers)
@@ -58,9 +58,9 @@ alectl keys SUBCOMMAND --help shows a subcommand's flags.
 // synopses head each subcommand's --help, before its flags.
 var synopses = map[string]string{
 	"alectl encrypt":     "alectl encrypt: seal plaintext (from --data or stdin); prints the envelope {\"iv\",\"fingerprint\",\"message\"}\n\n  alectl encrypt [--alias A | --fingerprint F] [--data TEXT|@FILE] [--aad TEXT] [--json]\n",
-	"alectl decrypt":     "alectl decrypt: open an envelope frame (from --data or stdin); prints the plaintext\n\n  alectl decrypt [--data FRAME|@FILE] [--aad TEXT] [--expect json|utf8] [--json]\n",
+	"alectl decrypt":     "alectl decrypt: open an envelope frame (from --data or stdin); prints the plaintext\n\n  alectl decrypt [--data FRAME|@FILE] [--aad TEXT] [--expect json|utf8|none] [--json]\n",
 	"alectl resolve":     "alectl resolve: the metadata of the key an alias or fingerprint names (never key material)\n\n  alectl resolve [--alias A | --fingerprint F] [--json]\n",
-	"alectl rewrap":      "alectl rewrap: move envelope frames (one per line, from --data or stdin) under the primary of --alias\n(or --fingerprint, or the default key), e.g. off a retired key. Prints one frame per line; a frame that\nfailed gets an empty line, its error on stderr and exit status 1. The plaintext never leaves alecryptd.\n\n  alectl rewrap [--alias A | --fingerprint F] [--data FRAMES|@FILE] [--aad TEXT] [--expect json|utf8] [--batch N] [--json]\n",
+	"alectl rewrap":      "alectl rewrap: move envelope frames (one per line, from --data or stdin) under the primary of --alias\n(or --fingerprint, or the default key), e.g. off a retired key. Prints one frame per line; a frame that\nfailed gets an empty line, its error on stderr and exit status 1. The plaintext never leaves alecryptd;\nit is checked as JSON before it is sealed again unless --expect says otherwise (none is refused from\naes-256-ctr into aes-256-gcm: a wrong key's garbage would come out authenticated).\n\n  alectl rewrap [--alias A | --fingerprint F] [--data FRAMES|@FILE] [--aad TEXT] [--expect json|utf8|none] [--batch N] [--json]\n",
 	"alectl http":        "alectl http: an ALE request through a gateway: body encrypted, encrypted responses decrypted\n\n  alectl http METHOD URL [--alias A | --fingerprint F] [--data TEXT|@FILE] [--authorization V] [--header \"K: V\"]\n",
 	"alectl keys list":   "alectl keys list: the keys of a running alecryptd: state, primary, version, source, and when the replica answering last used each\n\n  alectl keys list [--alias A] [--json]\n",
 	"alectl keys add":    "alectl keys add: add a key to an embedded keystore file (generated, or a Portal-issued Secret Key)\n\n  alectl keys add --alias A[,B] [--algorithm aes-256-ctr|aes-256-gcm] [--secret-file F --fingerprint FP --salt S] [flags]\n",

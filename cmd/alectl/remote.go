@@ -165,7 +165,7 @@ func (e env) decrypt(args []string) error {
 	r := e.remoteFlags(fs, false)
 	data := fs.String("data", "", `envelope frame {"iv","fingerprint","message"}: TEXT, @FILE, or - / empty for stdin`)
 	aad := fs.String("aad", "", "associated data (aes-256-gcm keys only)")
-	expect := fs.String("expect", "", "check the plaintext: json or utf8")
+	expect := fs.String("expect", "", "check the plaintext: json, utf8 or none (the default)")
 	if _, err := parse(fs, args, 0); err != nil {
 		return err
 	}

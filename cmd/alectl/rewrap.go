@@ -3,11 +3,13 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"flag"
 	"fmt"
 
 	"connectrpc.com/connect"
 
 	alev1 "github.com/alecrypt/alecrypt/gen/ale/v1"
+	"github.com/alecrypt/alecrypt/service/aleerr"
 	"github.com/alecrypt/alecrypt/service/wire"
 )
 
@@ -21,7 +23,10 @@ func (e env) rewrap(args []string) error {
 	r := e.remoteFlags(fs, true)
 	data := fs.String("data", "", `envelope frames {"iv","fingerprint","message"}, one per line: TEXT, @FILE, or - / empty for stdin`)
 	aad := fs.String("aad", "", "associated data (aes-256-gcm keys on both sides only)")
-	expect := fs.String("expect", "", "check the plaintext before sealing it again: json or utf8")
+	// JSON by default: EK payloads are JSON, and a rewrap from aes-256-ctr
+	// into aes-256-gcm without a check would seal a wrong key's garbage
+	// under a valid tag (alecryptd refuses it).
+	expect := fs.String("expect", "json", "check the plaintext before sealing it again: json, utf8 or none (none is refused from aes-256-ctr into aes-256-gcm)")
 	batch := fs.Int("batch", 500, "frames per RewrapBatch call (1-10000)")
 	if _, err := parse(fs, args, 0); err != nil {
 		return err
@@ -30,6 +35,8 @@ func (e env) rewrap(args []string) error {
 	if err != nil {
 		return err
 	}
+	expectGiven := false
+	fs.Visit(func(f *flag.Flag) { expectGiven = expectGiven || f.Name == "expect" })
 	if *batch < 1 || *batch > 10000 {
 		return usageError("--batch must be 1-10000, got %d", *batch)
 	}
@@ -72,6 +79,12 @@ func (e env) rewrap(args []string) error {
 				msg := fmt.Sprintf("%s: %s", ie.GetCode(), ie.GetMessage())
 				if d := ie.GetDetail(); d != nil {
 					msg += fmt.Sprintf(" (ALE %d: %s)", d.GetErrorCode(), d.GetMessage())
+				}
+				// A failed check looks like any other failure to decrypt
+				// (no oracle): say which check was applied when the user
+				// did not choose it.
+				if code, ale := aleerr.ItemCode(ie); code == connect.CodeInvalidArgument && ale == wire.CodeDecrypt && !expectGiven {
+					msg += "; the plaintext is checked as JSON by default: give --expect utf8 or --expect none for other payloads"
 				}
 				fail(lines[i], msg)
 				continue
@@ -132,13 +145,13 @@ func (e env) rewrap(args []string) error {
 // plaintextFormat reads an --expect value.
 func plaintextFormat(expect string) (alev1.PlaintextFormat, error) {
 	switch expect {
-	case "":
+	case "", "none":
 		return alev1.PlaintextFormat_PLAINTEXT_FORMAT_UNSPECIFIED, nil
 	case "json":
 		return alev1.PlaintextFormat_PLAINTEXT_FORMAT_JSON, nil
 	case "utf8":
 		return alev1.PlaintextFormat_PLAINTEXT_FORMAT_UTF8, nil
 	default:
-		return 0, usageError("--expect must be json or utf8, got %q", expect)
+		return 0, usageError("--expect must be json, utf8 or none, got %q", expect)
 	}
 }

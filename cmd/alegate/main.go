@@ -54,6 +54,9 @@ type Config struct {
 	CryptoKey        string
 	CryptoTokenFile  string
 	Replay           replayConfig
+
+	// InsecureMetricsListen allows MetricsListen beyond loopback.
+	InsecureMetricsListen bool
 }
 
 const usage = `alegate: the Kitchen gateway (ALE reverse proxy and WebSocket bridge in front of a kitchen backend)
@@ -81,6 +84,7 @@ func parseConfig(args []string, getenv func(string) string, stdout io.Writer) (C
 	fs.DurationVar(&c.IdleTimeout, "idle-timeout", gateway.DefaultIdleTimeout, "close keep-alive connections idle this long")
 	fs.DurationVar(&c.WSIdleTimeout, "ws-idle-timeout", gateway.DefaultWebSocketIdleTimeout, "close WebSockets on which no message, ping or pong passed either way for this long; 0 turns it off")
 	fs.StringVar(&c.MetricsListen, "metrics-listen", daemon.EnvOr(getenv, "ALEGATE_METRICS_LISTEN", "127.0.0.1:9091"), "address for Prometheus /metrics, /healthz and /readyz; --metrics-listen= turns it off (env ALEGATE_METRICS_LISTEN)")
+	fs.BoolVar(&c.InsecureMetricsListen, "insecure-metrics-listen", false, "allow --metrics-listen beyond loopback: its endpoints have no TLS or authentication (restrict who reaches the port)")
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate for the listener (with --tls-key)")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM key for --tls-cert")
 	fs.BoolVar(&c.InsecureListen, "insecure-listen", false, "allow --listen beyond loopback without TLS")
@@ -116,6 +120,9 @@ func parseConfig(args []string, getenv func(string) string, stdout io.Writer) (C
 		return Config{}, fmt.Errorf("--ws-expect must be json, utf8 or none, got %q", frameFormat)
 	}
 	if err := daemon.CheckListen(c.Listen, c.TLSCert, c.TLSKey, c.InsecureListen); err != nil {
+		return Config{}, err
+	}
+	if err := daemon.CheckMetricsListen(c.MetricsListen, c.InsecureMetricsListen); err != nil {
 		return Config{}, err
 	}
 	list := splitList(allowOrigins)

@@ -81,6 +81,20 @@ func TestParseConfig(t *testing.T) {
 				}
 			}},
 		{name: "an env var that does not parse", env: map[string]string{"ALEGATE_IDLE_TIMEOUT": "soon"}, wantErr: "ALEGATE_IDLE_TIMEOUT"},
+		// /metrics, /healthz and /readyz have no TLS and no authentication.
+		{name: "metrics beyond loopback refused", args: []string{"--metrics-listen", "0.0.0.0:9091"}, wantErr: "--metrics-listen 0.0.0.0:9091 is beyond loopback"},
+		{name: "metrics beyond loopback from the env refused", env: map[string]string{"ALEGATE_METRICS_LISTEN": ":9091"}, wantErr: "give --insecure-metrics-listen"},
+		{name: "metrics beyond loopback allowed", args: []string{"--metrics-listen", "0.0.0.0:9091", "--insecure-metrics-listen"}, check: func(t *testing.T, c Config) {
+			if c.MetricsListen != "0.0.0.0:9091" || !c.InsecureMetricsListen {
+				t.Errorf("metrics listen = %q, insecure %v", c.MetricsListen, c.InsecureMetricsListen)
+			}
+		}},
+		{name: "metrics off", args: []string{"--metrics-listen="}, check: func(t *testing.T, c Config) {
+			if c.MetricsListen != "" {
+				t.Errorf("metrics listen = %q, want off", c.MetricsListen)
+			}
+		}},
+		{name: "metrics not host:port", args: []string{"--metrics-listen", "9091"}, wantErr: "--metrics-listen \"9091\""},
 		{name: "utf8 still selectable", args: []string{"--ws-expect", "utf8"}, check: func(t *testing.T, c Config) {
 			if c.FrameFormat != alev1.PlaintextFormat_PLAINTEXT_FORMAT_UTF8 {
 				t.Errorf("frame check = %v", c.FrameFormat)

@@ -72,6 +72,8 @@ type Config struct {
 	// MetricsListen serves Prometheus /metrics while alesync runs (useful
 	// with --interval); empty turns it off.
 	MetricsListen string
+	// InsecureMetricsListen allows MetricsListen beyond loopback.
+	InsecureMetricsListen bool
 }
 
 func parseConfig(args []string, getenv func(string) string, stdout io.Writer) (Config, error) {
@@ -85,6 +87,7 @@ func parseConfig(args []string, getenv func(string) string, stdout io.Writer) (C
 	fs.StringVar(&c.PortalTokenFile, "portal-token-file", "", "file holding the Portal's bearer token (or the token itself in env ALESYNC_PORTAL_TOKEN)")
 	fs.StringVar(&c.PortalCA, "portal-ca", getenv("ALESYNC_PORTAL_CA"), "PEM file of the CA(s) to trust for the Portal instead of the system roots (env ALESYNC_PORTAL_CA)")
 	fs.StringVar(&c.MetricsListen, "metrics-listen", getenv("ALESYNC_METRICS_LISTEN"), "address for Prometheus /metrics (sync results); empty turns it off (env ALESYNC_METRICS_LISTEN)")
+	fs.BoolVar(&c.InsecureMetricsListen, "insecure-metrics-listen", false, "allow --metrics-listen beyond loopback: /metrics has no TLS or authentication (restrict who reaches the port)")
 	c.Vault.RegisterFlags(fs)
 	fs.BoolVar(&once, "once", false, "run one sync and exit (the default)")
 	fs.DurationVar(&c.Interval, "interval", 0, "sync every D until SIGINT or SIGTERM, e.g. 5m")
@@ -117,6 +120,9 @@ func parseConfig(args []string, getenv func(string) string, stdout io.Writer) (C
 		return Config{}, errors.New("--vault-mount and --vault-prefix must not be empty")
 	}
 	if err := c.Log.Validate(); err != nil {
+		return Config{}, err
+	}
+	if err := daemon.CheckMetricsListen(c.MetricsListen, c.InsecureMetricsListen); err != nil {
 		return Config{}, err
 	}
 	if envToken != "" {

@@ -65,6 +65,9 @@ func TestParseConfig(t *testing.T) {
 		{name: "kubernetes without role", args: append(base, "--vault-auth", "kubernetes"), wantErr: "needs a role"},
 		{name: "unknown auth", args: append(base, "--vault-auth", "ldap"), env: vaultEnv, wantErr: "unknown vault auth method"},
 		{name: "bad log format", args: append(base, "--log-format", "xml"), env: vaultEnv, wantErr: "json or text"},
+		{name: "metrics on loopback", args: append(base, "--metrics-listen", "127.0.0.1:9092"), env: vaultEnv},
+		{name: "metrics beyond loopback refused", args: append(base, "--metrics-listen", "0.0.0.0:9092"), env: vaultEnv, wantErr: "--metrics-listen 0.0.0.0:9092 is beyond loopback"},
+		{name: "metrics beyond loopback allowed", args: append(base, "--metrics-listen", "0.0.0.0:9092", "--insecure-metrics-listen"), env: vaultEnv},
 		{name: "stray argument", args: append(base, "now"), env: vaultEnv, wantErr: "unexpected arguments"},
 		{name: "unknown flag", args: append(base, "--delete-everything"), env: vaultEnv, wantErr: "not defined"},
 	} {

@@ -61,9 +61,18 @@ func TestRewrap(t *testing.T) {
 			wantFP   string // on success
 			wantCode connect.Code
 			wantALE  int32
+			wantMsg  string // in the error's message
 		}{
 			{name: "retired key to the alias's primary", env: sealedUnder(t, "ctr-retired", []byte(secretOrder), nil), target: aliasRef("store-1"), wantFP: "ctr-new"},
 			{name: "older key to the default key", env: sealedUnder(t, "ctr-old", []byte(secretOrder), nil), wantFP: "ctr-new"},
+			// aes-256-ctr cannot tell a wrong key: sealing its output under
+			// an authenticated key needs a plaintext check.
+			{name: "ctr to gcm without a check", env: sealedUnder(t, "ctr-old", []byte(secretOrder), nil), target: aliasRef("gcm"), wantCode: connect.CodeInvalidArgument, wantALE: 1, wantMsg: "set expect"},
+			{name: "wrong-key ctr to gcm without a check", env: func() *alev1.Envelope {
+				e := sealedUnder(t, "ctr-new", []byte(secretOrder), nil)
+				e.Fingerprint = "ctr-old"
+				return e
+			}(), target: aliasRef("gcm"), wantCode: connect.CodeInvalidArgument, wantALE: 1, wantMsg: "set expect"},
 			{name: "ctr to gcm with a JSON check", env: sealedUnder(t, "ctr-old", []byte(secretOrder), nil), target: aliasRef("gcm"), expect: alev1.PlaintextFormat_PLAINTEXT_FORMAT_JSON, wantFP: "gcm-1"},
 			{name: "gcm to gcm keeps the aad", env: sealedUnder(t, "gcm-1", []byte(secretOrder), []byte("order-42")), target: fpRef("gcm-1"), aad: []byte("order-42"), wantFP: "gcm-1"},
 			{name: "missing envelope", target: aliasRef("store-1"), wantCode: connect.CodeInvalidArgument, wantALE: 1},
@@ -86,6 +95,9 @@ func TestRewrap(t *testing.T) {
 			if tc.wantCode != 0 {
 				if connect.CodeOf(err) != tc.wantCode || aleCode(t, err) != tc.wantALE {
 					t.Errorf("%s: Rewrap err = %v (ALE %d), want %v with ALE %d", tc.name, err, aleCode(t, err), tc.wantCode, tc.wantALE)
+				}
+				if err == nil || !strings.Contains(err.Error(), tc.wantMsg) {
+					t.Errorf("%s: Rewrap err = %v, want one saying %q", tc.name, err, tc.wantMsg)
 				}
 				continue
 			}
@@ -140,18 +152,22 @@ func TestRewrapBatch(t *testing.T) {
 		items := []*alev1.RewrapRequest{
 			{Envelope: sealedUnder(t, "ctr-retired", []byte("one"), nil), Key: aliasRef("store-1")},
 			{Envelope: &alev1.Envelope{Iv: make([]byte, 16), Fingerprint: "gone"}, Key: aliasRef("store-1")},
-			{Envelope: sealedUnder(t, "ctr-old", []byte("three"), nil), Key: aliasRef("gcm")},
+			{Envelope: sealedUnder(t, "ctr-old", []byte("three"), nil), Key: aliasRef("gcm"), Expect: alev1.PlaintextFormat_PLAINTEXT_FORMAT_UTF8},
+			{Envelope: sealedUnder(t, "ctr-old", []byte("four"), nil), Key: aliasRef("gcm")},
 		}
 		res, err := c.RewrapBatch(ctx, connect.NewRequest(&alev1.RewrapBatchRequest{Items: items}))
 		if err != nil {
 			t.Fatalf("RewrapBatch err = %v", err)
 		}
 		rs := res.Msg.GetResults()
-		if len(rs) != 3 {
-			t.Fatalf("RewrapBatch gave %d results, want 3", len(rs))
+		if len(rs) != 4 {
+			t.Fatalf("RewrapBatch gave %d results, want 4", len(rs))
 		}
 		if e := rs[1].GetError(); e.GetCode() != "not_found" || e.GetDetail().GetErrorCode() != 2 {
 			t.Fatalf("RewrapBatch item 1 error = %v, want not_found with ALE 2", e)
+		}
+		if e := rs[3].GetError(); e.GetCode() != "invalid_argument" || e.GetDetail().GetErrorCode() != 1 || !strings.Contains(e.GetMessage(), "set expect") {
+			t.Fatalf("RewrapBatch item 3 (ctr to gcm, no check) error = %v, want invalid_argument with ALE 1 saying to set expect", e)
 		}
 		for i, want := range map[int]string{0: "one", 2: "three"} {
 			env := rs[i].GetResponse().GetEnvelope()
@@ -196,7 +212,7 @@ func TestRewrapAudit(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := c.RewrapBatch(ctx, connect.NewRequest(&alev1.RewrapBatchRequest{Items: []*alev1.RewrapRequest{
-		{Envelope: sealedUnder(t, "ctr-old", []byte("y"), nil), Key: aliasRef("gcm")},
+		{Envelope: sealedUnder(t, "ctr-old", []byte("y"), nil), Key: aliasRef("gcm"), Expect: alev1.PlaintextFormat_PLAINTEXT_FORMAT_UTF8},
 		{Envelope: &alev1.Envelope{Iv: make([]byte, 16), Fingerprint: "ctr-disabled"}},
 	}}))
 	if err != nil {

@@ -1,7 +1,8 @@
 // Package daemon owns what alecrypt's long-running programs (alecryptd,
 // alesync, alegate) share around their own work: the --log-format and
 // --log-level flags and the logger they build, the rule that a listener
-// beyond loopback needs TLS or --insecure-listen, serving until SIGINT or
+// beyond loopback needs TLS or --insecure-listen (and a metrics listener
+// --insecure-metrics-listen), serving until SIGINT or
 // SIGTERM with a graceful shutdown, and the main function's exit statuses,
 // with the GC's heap floor (daemon/heapfloor) kept from Main on.
 //
@@ -67,7 +68,8 @@ func (l Log) Logger(w io.Writer) *slog.Logger {
 // failed with err): --help and --version exit 0, a usage error is printed
 // and exits 2; otherwise run runs with the logger, the heap floor
 // (heapfloor.Default unless GOGC is set) and a context that ends on SIGINT
-// or SIGTERM, and an error from it is logged and exits 1.
+// or SIGTERM, and an error from it is logged and exits 1. GOGC=off without
+// GOMEMLIMIT is logged as a warning first: the process would never collect.
 func Main(name string, err error, log Log, run func(ctx context.Context, log *slog.Logger) error) {
 	if errors.Is(err, flag.ErrHelp) {
 		return
@@ -77,6 +79,9 @@ func Main(name string, err error, log Log, run func(ctx context.Context, log *sl
 		os.Exit(2)
 	}
 	logger := log.Logger(os.Stderr)
+	if heapfloor.Unbounded() {
+		logger.Warn("GOGC=off without GOMEMLIMIT: the garbage collector never runs and memory grows with every request until the process is killed; set GOMEMLIMIT (below the memory limit) or unset GOGC")
+	}
 	heapfloor.Keep(os.Getenv, heapfloor.Default)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -109,6 +114,26 @@ func CheckListen(addr, tlsCert, tlsKey string, insecure bool) error {
 	}
 	if tlsCert == "" && !insecure && !IsLoopback(addr) {
 		return fmt.Errorf("--listen %s is beyond loopback: give --tls-cert/--tls-key, or --insecure-listen to accept plaintext", addr)
+	}
+	return nil
+}
+
+// CheckMetricsListen checks a metrics listener's address (host:port, or
+// empty for none): beyond loopback it needs insecure
+// (--insecure-metrics-listen). The metrics endpoints have no TLS and no
+// authentication, and alecryptd's name every key's fingerprint with when it
+// was last used: whoever reaches the port reads them, so serving them to a
+// network is a choice the operator states, and restricts (a NetworkPolicy,
+// a firewall) who reaches it.
+func CheckMetricsListen(addr string, insecure bool) error {
+	if addr == "" {
+		return nil
+	}
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		return fmt.Errorf("--metrics-listen %q: %w", addr, err)
+	}
+	if !insecure && !IsLoopback(addr) {
+		return fmt.Errorf("--metrics-listen %s is beyond loopback: its endpoints have no TLS and no authentication, and anyone who reaches them reads what they serve; give --insecure-metrics-listen to accept that (and restrict who reaches the port)", addr)
 	}
 	return nil
 }

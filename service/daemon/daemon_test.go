@@ -8,6 +8,8 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -78,6 +80,36 @@ func TestCheckListen(t *testing.T) {
 		err := CheckListen(tc.addr, tc.cert, tc.key, tc.insecure)
 		if (err != nil) != (tc.wantErr != "") || (err != nil && !strings.Contains(err.Error(), tc.wantErr)) {
 			t.Errorf("CheckListen(%q, %q, %q, %v) = %v, want %q", tc.addr, tc.cert, tc.key, tc.insecure, err, tc.wantErr)
+		}
+	}
+}
+
+// TestCheckMetricsListen: a metrics listener beyond loopback is refused
+// unless --insecure-metrics-listen says so; empty turns it off.
+func TestCheckMetricsListen(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		addr     string
+		insecure bool
+		wantErr  string
+	}{
+		{addr: ""},
+		{addr: "127.0.0.1:9090"},
+		{addr: "[::1]:9090"},
+		{addr: "localhost:9090"},
+		{addr: "127.0.0.1:0"},
+		{addr: "0.0.0.0:9090", wantErr: "--metrics-listen 0.0.0.0:9090 is beyond loopback"},
+		{addr: ":9090", wantErr: "give --insecure-metrics-listen"},
+		{addr: "[::]:9090", wantErr: "beyond loopback"},
+		{addr: "10.0.0.7:9090", wantErr: "beyond loopback"},
+		{addr: "0.0.0.0:9090", insecure: true},
+		{addr: ":9090", insecure: true},
+		{addr: "9090", wantErr: "--metrics-listen"},
+		{addr: "9090", insecure: true, wantErr: "--metrics-listen"},
+	} {
+		err := CheckMetricsListen(tc.addr, tc.insecure)
+		if (err != nil) != (tc.wantErr != "") || (err != nil && !strings.Contains(err.Error(), tc.wantErr)) {
+			t.Errorf("CheckMetricsListen(%q, %v) = %v, want %q", tc.addr, tc.insecure, err, tc.wantErr)
 		}
 	}
 }
@@ -163,5 +195,47 @@ func TestListen(t *testing.T) {
 	ln.Close()
 	if !strings.Contains(logs.String(), "beyond loopback without TLS") {
 		t.Errorf("no warning for plaintext beyond loopback:\n%s", logs.String())
+	}
+}
+
+// TestMainWarnsWithoutCollection: a daemon started with GOGC=off and no
+// GOMEMLIMIT never collects; Main says so at start, in a child process that
+// has exactly that environment (the GC settings are the process's own).
+func TestMainWarnsWithoutCollection(t *testing.T) {
+	if os.Getenv("DAEMON_TEST_MAIN") == "1" {
+		Main("testd", nil, Log{Format: "json"}, func(context.Context, *slog.Logger) error { return nil })
+		return
+	}
+	t.Parallel()
+	const warning = "GOGC=off without GOMEMLIMIT"
+	for _, tc := range []struct {
+		name string
+		env  []string
+		warn bool
+	}{
+		{name: "GOGC=off", env: []string{"GOGC=off"}, warn: true},
+		{name: "GOGC=off, GOMEMLIMIT=off", env: []string{"GOGC=off", "GOMEMLIMIT=off"}, warn: true},
+		{name: "GOGC=off with GOMEMLIMIT", env: []string{"GOGC=off", "GOMEMLIMIT=256MiB"}},
+		{name: "GOGC=400", env: []string{"GOGC=400"}},
+		{name: "defaults"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			cmd := exec.Command(os.Args[0], "-test.run=^TestMainWarnsWithoutCollection$")
+			for _, kv := range os.Environ() {
+				if !strings.HasPrefix(kv, "GOGC=") && !strings.HasPrefix(kv, "GOMEMLIMIT=") {
+					cmd.Env = append(cmd.Env, kv)
+				}
+			}
+			cmd.Env = append(append(cmd.Env, "DAEMON_TEST_MAIN=1"), tc.env...)
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			if err := cmd.Run(); err != nil {
+				t.Fatalf("child: %v\n%s", err, stderr.String())
+			}
+			if got := strings.Contains(stderr.String(), warning); got != tc.warn {
+				t.Errorf("env %q: warning logged = %v, want %v; stderr:\n%s", tc.env, got, tc.warn, stderr.String())
+			}
+		})
 	}
 }

@@ -321,8 +321,10 @@ func (e *Engine) Decrypt(ctx context.Context, env Envelope, aad []byte, expect F
 // key and OpEncrypt on the target. Both are authorized before either
 // lookup's failure is reported: a caller refused either reference gets
 // ErrPermissionDenied whether or not either key exists, and learns of a
-// missing or unusable key only when it may use both names. It returns the
-// new envelope, the key that opened env and the key that sealed it.
+// missing or unusable key only when it may use both names. From a key that
+// does not authenticate (aes-256-ctr) into one that does, expect is required
+// (a FieldError otherwise, see checkLaundering). It returns the new envelope,
+// the key that opened env and the key that sealed it.
 func (e *Engine) Rewrap(ctx context.Context, env Envelope, target Ref, aad []byte, expect Format) (Envelope, *keyring.Key, *keyring.Key, error) {
 	if err := checkEnvelope(env); err != nil {
 		return Envelope{}, nil, nil, err
@@ -346,7 +348,11 @@ func (e *Engine) Rewrap(ctx context.Context, env Envelope, target Ref, aad []byt
 		return Envelope{}, nil, nil, dstErr
 	}
 	// A target that cannot seal is refused before anything is decrypted.
-	if _, err := e.sealer(dst, aad, e.now()); err != nil {
+	sealer, err := e.sealer(dst, aad, e.now())
+	if err != nil {
+		return Envelope{}, nil, nil, err
+	}
+	if err := checkLaundering(src, dst, sealer, expect); err != nil {
 		return Envelope{}, nil, nil, err
 	}
 	pt, err := e.open(src, env, aad, expect)
@@ -361,6 +367,26 @@ func (e *Engine) Rewrap(ctx context.Context, env Envelope, target Ref, aad []byt
 		return Envelope{}, nil, nil, err
 	}
 	return out, src, dst, nil
+}
+
+// checkLaundering refuses to move an envelope from a key that cannot tell
+// a wrong key from the right one (aes-256-ctr opens any bytes under any key)
+// to one that authenticates, without a plaintext check: the garbage a wrong
+// key or a modified message decrypts to would come out sealed under a valid
+// tag, and every later Decrypt would vouch for it. The check (expect) is the
+// only evidence the source can give that the plaintext is the one sealed.
+func checkLaundering(src, dst *keyring.Key, sealer suite.Cipher, expect Format) error {
+	if expect != FormatAny || sealer.Overhead() == 0 {
+		return nil
+	}
+	opener, err := cipherOf(src)
+	if err != nil {
+		return err
+	}
+	if opener.Overhead() != 0 {
+		return nil
+	}
+	return &FieldError{Field: "expect", Reason: fmt.Sprintf("required to rewrap from %s, which cannot detect a wrong key, into %s, which would authenticate whatever it decrypted: set expect to JSON or UTF-8", src.Record().Algorithm, dst.Record().Algorithm)}
 }
 
 // sealer is the cipher to seal under k at now with aad, or why k cannot.

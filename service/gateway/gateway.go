@@ -324,6 +324,11 @@ func (g *Gateway) serveHTTP(w http.ResponseWriter, r *http.Request, st *reqState
 		g.refuse(w, r, st, err)
 		return
 	}
+	contentType, err := wire.ContentType(r.Header)
+	if err != nil {
+		g.refuse(w, r, st, err)
+		return
+	}
 	body, err := g.readBody(w, r)
 	var tooBig *http.MaxBytesError
 	switch {
@@ -357,7 +362,7 @@ func (g *Gateway) serveHTTP(w http.ResponseWriter, r *http.Request, st *reqState
 	}
 	res, err := g.decrypt(r.Context(), &alev1.DecryptRequest{
 		Envelope: &alev1.Envelope{Iv: iv, Fingerprint: p.Fingerprint, Message: msg},
-		Expect:   expectFor(r.Header.Get("Content-Type")),
+		Expect:   expectFor(contentType),
 	})
 	if canSeal != nil {
 		if serr := <-canSeal; err == nil {
@@ -381,6 +386,11 @@ func (g *Gateway) serveHTTP(w http.ResponseWriter, r *http.Request, st *reqState
 	out := r.WithContext(context.WithValue(r.Context(), ctxKey{}, px))
 	out.Body = io.NopCloser(bytes.NewReader(pt))
 	out.ContentLength = int64(len(pt))
+	// The plaintext goes with its Content-Length, however the client sent
+	// the sealed body: a chunked upload's Transfer-Encoding (and trailers,
+	// which only chunked framing carries) would otherwise be copied to the
+	// kitchen's request and win over the length.
+	out.TransferEncoding, out.Trailer = nil, nil
 	g.proxy.ServeHTTP(w, out)
 }
 

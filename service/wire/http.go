@@ -2,6 +2,7 @@ package wire
 
 import (
 	"bytes"
+	"mime"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -68,6 +69,31 @@ func one(h http.Header, q url.Values, name string) (v string, fromQuery bool, er
 		return "", false, headersErr(name + " holds a list")
 	}
 	return v, fromQuery, nil
+}
+
+// ContentType reads the Content-Type of a request carrying an ALE body. It
+// decides the check applied to the plaintext (JSON for application/json),
+// the only way to notice a wrong key under aes-256-ctr, so it must be one
+// value: given twice (two headers, or a list in one that does not parse as
+// one media type) it is CodeHeaders like any other duplicated ALE value,
+// or a client could send text/plain beside application/json and have a
+// wrong-key body forwarded unchecked by whichever the reader picked.
+func ContentType(h http.Header) (string, error) {
+	vs := h.Values("Content-Type")
+	switch {
+	case len(vs) == 0:
+		return "", nil
+	case len(vs) > 1:
+		return "", headersErr("content-type given more than once")
+	}
+	if strings.Contains(vs[0], ",") {
+		// A comma may sit in a quoted parameter (a multipart boundary);
+		// outside one it joins two types.
+		if _, _, err := mime.ParseMediaType(vs[0]); err != nil {
+			return "", headersErr("content-type holds a list")
+		}
+	}
+	return vs[0], nil
 }
 
 // Check applies the errorCode 1 rules (all three present, the IV base64,

@@ -71,6 +71,46 @@ func TestReadParams(t *testing.T) {
 	}
 }
 
+// TestContentType: the Content-Type that picks the plaintext check is one
+// value; two, or a list, is errorCode 1.
+func TestContentType(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name    string
+		values  []string
+		want    string
+		wantALE int
+	}{
+		{name: "none"},
+		{name: "json", values: []string{"application/json"}, want: "application/json"},
+		{name: "with a charset", values: []string{"application/json; charset=utf-8"}, want: "application/json; charset=utf-8"},
+		{name: "a comma in a quoted parameter", values: []string{`multipart/form-data; boundary="a,b"`}, want: `multipart/form-data; boundary="a,b"`},
+		{name: "not a media type, no comma", values: []string{"json"}, want: "json"},
+		{name: "two headers", values: []string{"text/plain", "application/json"}, wantALE: CodeHeaders},
+		{name: "the same header twice", values: []string{"application/json", "application/json"}, wantALE: CodeHeaders},
+		{name: "a list", values: []string{"text/plain, application/json"}, wantALE: CodeHeaders},
+		{name: "a list without a space", values: []string{"application/json,text/plain"}, wantALE: CodeHeaders},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			h := http.Header{}
+			for _, v := range tc.values {
+				h.Add("Content-Type", v)
+			}
+			got, err := ContentType(h)
+			if tc.wantALE != 0 {
+				if e, ok := AsError(err); !ok || e.Code != tc.wantALE {
+					t.Fatalf("ContentType(%q) = %q, %v; want ALE %d", tc.values, got, err, tc.wantALE)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Fatalf("ContentType(%q) = %q, %v; want %q", tc.values, got, err, tc.want)
+			}
+		})
+	}
+}
+
 func TestStripQuery(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct{ in, want string }{

@@ -97,3 +97,49 @@ func TestAlectlRewrapRotation(t *testing.T) {
 		t.Fatalf("usage (encrypt, decrypt) = %v, want %s: [3 3], %s: [3 4]", counts, old, added.Fingerprint)
 	}
 }
+
+// TestAlectlRewrapIntoGCM: moving messages from an aes-256-ctr key to an
+// aes-256-gcm one checks the plaintext, JSON by default: without a check a
+// wrong key's garbage would come out sealed under a valid tag, so alecryptd
+// refuses --expect none for it and says to set expect; a payload that is not
+// JSON fails the default check with a hint.
+func TestAlectlRewrapIntoGCM(t *testing.T) {
+	svc := harness.StartAlecryptd(t, harness.StartOptions{})
+	order := `{"order":7}`
+	jsonFrame := strings.TrimSpace(mustAlectl(t, svc, order, "encrypt"))
+	textFrame := strings.TrimSpace(mustAlectl(t, svc, "plain text", "encrypt"))
+	var added struct{ Fingerprint string }
+	if err := json.Unmarshal([]byte(mustAlectl(t, svc, "", "keys", "add", "--alias", "gcm", "--algorithm", "aes-256-gcm", "--json")), &added); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the gcm key to be served", func() bool {
+		out, _, code := alectl(t, svc, "", "resolve", "--alias", "gcm", "--json")
+		return code == 0 && strings.Contains(out, added.Fingerprint)
+	})
+
+	out := strings.TrimSpace(mustAlectl(t, svc, jsonFrame, "rewrap", "--alias", "gcm"))
+	if !strings.Contains(out, `"fingerprint":"`+added.Fingerprint+`"`) {
+		t.Fatalf("rewrap (default check) = %q, want a frame under %s", out, added.Fingerprint)
+	}
+	if got := mustAlectl(t, svc, out, "decrypt"); got != order {
+		t.Fatalf("decrypt(rewrapped) = %q, want %q", got, order)
+	}
+	for _, tc := range []struct {
+		name  string
+		frame string
+		args  []string
+		want  string
+	}{
+		{name: "no check", frame: jsonFrame, args: []string{"--expect", "none"}, want: "line 1: invalid_argument: invalid expect: required to rewrap from aes-256-ctr"},
+		{name: "not JSON under the default check", frame: textFrame, want: "give --expect utf8 or --expect none"},
+	} {
+		out, errOut, code := alectl(t, svc, tc.frame, append([]string{"rewrap", "--alias", "gcm"}, tc.args...)...)
+		if code != 1 || !strings.Contains(errOut, tc.want) || strings.TrimSpace(out) != "" {
+			t.Errorf("%s: rewrap exit %d, stdout %q, stderr %q; want exit 1, an empty line and %q", tc.name, code, out, errOut, tc.want)
+		}
+	}
+	out = strings.TrimSpace(mustAlectl(t, svc, textFrame, "rewrap", "--alias", "gcm", "--expect", "utf8"))
+	if got := mustAlectl(t, svc, out, "decrypt"); got != "plain text" {
+		t.Fatalf("decrypt(rewrapped text) = %q, want %q", got, "plain text")
+	}
+}

@@ -1062,10 +1062,12 @@ type RewrapRequest struct {
 	// Associated data: checked when opening and bound again when sealing (both
 	// keys aes-256-gcm). Refused when either key is aes-256-ctr.
 	AssociatedData []byte `protobuf:"bytes,3,opt,name=associated_data,json=associatedData,proto3" json:"associated_data,omitempty"`
-	// An optional check of the plaintext before it is sealed again, as in
+	// A check of the plaintext before it is sealed again, as in
 	// DecryptRequest.expect: aes-256-ctr cannot tell a wrong key from the right
 	// one, and a rewrap under aes-256-gcm would otherwise authenticate garbage.
-	// A failed check is reported like any other decryption failure.
+	// Required (InvalidArgument otherwise) from a key that does not
+	// authenticate into one that does; optional otherwise. A failed check is
+	// reported like any other decryption failure.
 	Expect        PlaintextFormat `protobuf:"varint,4,opt,name=expect,proto3,enum=ale.v1.PlaintextFormat" json:"expect,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -1,5 +1,6 @@
 // Package heapfloor keeps the garbage collector's heap goal at or above a
-// floor, as if Go's own 4 MiB minimum heap were larger.
+// floor, as if Go's own 4 MiB minimum heap were larger, and tells whether
+// the collector runs at all (Unbounded).
 //
 // Go sets the heap goal to the live heap plus GOGC percent of it (and of the
 // stacks and globals), but never below 4 MiB. alecryptd and alegate hold 1–2
@@ -34,6 +35,7 @@
 package heapfloor
 
 import (
+	"math"
 	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
@@ -160,6 +162,17 @@ func percent(h heap, floor uint64, base int) int {
 }
 
 func ceilDiv(a, b uint64) uint64 { return (a + b - 1) / b }
+
+// Unbounded reports whether the process runs with the collector off and no
+// memory limit (GOGC=off without GOMEMLIMIT, or with GOMEMLIMIT=off): then
+// nothing is ever collected and every request's garbage stays until the
+// process is killed (alecryptd grew past 600 MiB in a short burst). A memory
+// limit makes GOGC=off a valid setting: the collector runs only near it.
+func Unbounded() bool { return unbounded(readGOGC(), debug.SetMemoryLimit(-1)) }
+
+func unbounded(percent int, memoryLimit int64) bool {
+	return percent < 0 && memoryLimit == math.MaxInt64
+}
 
 func readGOGC() int {
 	s := []metrics.Sample{{Name: "/gc/gogc:percent"}}

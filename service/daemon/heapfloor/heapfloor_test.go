@@ -1,6 +1,7 @@
 package heapfloor
 
 import (
+	"math"
 	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
@@ -151,5 +152,37 @@ func TestKeepObeysGOGCOff(t *testing.T) {
 	if k := start(func(string) string { return "" }, 64<<20); k != nil {
 		k.stop()
 		t.Fatal("start != nil with the GC off: it must stay off")
+	}
+}
+
+// TestUnbounded: the collector off is unbounded only without a memory limit.
+func TestUnbounded(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		percent int
+		limit   int64
+		want    bool
+	}{
+		{name: "defaults", percent: 100, limit: math.MaxInt64},
+		{name: "GOGC=off", percent: -1, limit: math.MaxInt64, want: true},
+		{name: "GOGC=off with GOMEMLIMIT", percent: -1, limit: 512 << 20},
+		{name: "GOMEMLIMIT alone", percent: 100, limit: 512 << 20},
+		{name: "GOGC=0", percent: 0, limit: math.MaxInt64},
+	} {
+		if got := unbounded(tc.percent, tc.limit); got != tc.want {
+			t.Errorf("%s: unbounded(%d, %d) = %v, want %v", tc.name, tc.percent, tc.limit, got, tc.want)
+		}
+	}
+	// And from the runtime's own settings.
+	oldPercent := debug.SetGCPercent(-1)
+	defer debug.SetGCPercent(oldPercent)
+	oldLimit := debug.SetMemoryLimit(math.MaxInt64)
+	defer debug.SetMemoryLimit(oldLimit)
+	if !Unbounded() {
+		t.Error("Unbounded() = false with the GC off and no memory limit")
+	}
+	debug.SetMemoryLimit(256 << 20)
+	if Unbounded() {
+		t.Error("Unbounded() = true with the GC off and a memory limit")
 	}
 }

@@ -508,10 +508,12 @@ export type RewrapRequest = Message<"ale.v1.RewrapRequest"> & {
   associatedData: Uint8Array;
 
   /**
-   * An optional check of the plaintext before it is sealed again, as in
+   * A check of the plaintext before it is sealed again, as in
    * DecryptRequest.expect: aes-256-ctr cannot tell a wrong key from the right
    * one, and a rewrap under aes-256-gcm would otherwise authenticate garbage.
-   * A failed check is reported like any other decryption failure.
+   * Required (InvalidArgument otherwise) from a key that does not
+   * authenticate into one that does; optional otherwise. A failed check is
+   * reported like any other decryption failure.
    *
    * @generated from field: ale.v1.PlaintextFormat expect = 4;
    */
