@@ -30,7 +30,19 @@ func newClock() *clock {
 }
 func iv(first byte) []byte                    { return []byte{first, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15} }
 func id(fp string, first byte) replay.ID      { return replay.NewID(fp, iv(first)) }
-func claim(s replay.Store, i replay.ID) error { return s.Claim(context.Background(), i) }
+// owner is the one channel claiming in tests that need only one.
+var owner = replay.NewOwner()
+
+func claim(s replay.Store, i replay.ID) error {
+	again, err := s.Claim(context.Background(), i, owner)
+	if err == nil && again {
+		return errAgain
+	}
+	return err
+}
+
+// errAgain stands for a claim its owner held already.
+var errAgain = errors.New("held by this owner already")
 
 // TestIDKinds: a pair and a copy never share an ID, whatever the inputs;
 // the copy's parts cannot shift into one another.
@@ -53,14 +65,40 @@ func TestIDKinds(t *testing.T) {
 }
 
 // conformance is what every Store must do: a pair is claimed once within
-// the window, pairs differing in fingerprint or IV are distinct, the pair
-// is free again after the window, and of many concurrent claims of one pair
-// exactly one wins. wait lets the window pass (a fake clock, or real time
-// for a real server).
+// the window (its owner is told it holds it, any other owner is refused),
+// pairs differing in fingerprint or IV are distinct, a released pair is free
+// for others and a release never frees another owner's, the pair is free
+// again after the window, and of many concurrent claims of one pair exactly
+// one wins. wait lets the window pass (a fake clock, or real time for a
+// real server).
 func conformance(t *testing.T, s replay.Store, window time.Duration, wait func(time.Duration)) {
 	t.Helper()
 	if err := s.Ready(context.Background()); err != nil {
 		t.Fatalf("Ready = %v", err)
+	}
+	ctx := context.Background()
+	a, b, c := replay.NewOwner(), replay.NewOwner(), replay.NewOwner()
+	for _, st := range []struct {
+		name    string
+		op      func() (bool, error)
+		again   bool
+		wantErr error
+	}{
+		{"a claims", func() (bool, error) { return s.Claim(ctx, id("own", 1), a) }, false, nil},
+		{"a claims again", func() (bool, error) { return s.Claim(ctx, id("own", 1), a) }, true, nil},
+		{"b is refused", func() (bool, error) { return s.Claim(ctx, id("own", 1), b) }, false, replay.ErrReplay},
+		{"b releases what a holds", func() (bool, error) { return false, s.Release(ctx, id("own", 1), b) }, false, nil},
+		{"c is still refused", func() (bool, error) { return s.Claim(ctx, id("own", 1), c) }, false, replay.ErrReplay},
+		{"a still holds it", func() (bool, error) { return s.Claim(ctx, id("own", 1), a) }, true, nil},
+		{"a releases it", func() (bool, error) { return false, s.Release(ctx, id("own", 1), a) }, false, nil},
+		{"c claims it", func() (bool, error) { return s.Claim(ctx, id("own", 1), c) }, false, nil},
+		{"a is refused now", func() (bool, error) { return s.Claim(ctx, id("own", 1), a) }, false, replay.ErrReplay},
+		{"b too", func() (bool, error) { return s.Claim(ctx, id("own", 1), b) }, false, replay.ErrReplay},
+	} {
+		again, err := st.op()
+		if !errors.Is(err, st.wantErr) || (st.wantErr == nil && err != nil) || again != st.again {
+			t.Fatalf("%s: got (%v, %v), want (%v, %v)", st.name, again, err, st.again, st.wantErr)
+		}
 	}
 	steps := []struct {
 		name string
@@ -68,26 +106,31 @@ func conformance(t *testing.T, s replay.Store, window time.Duration, wait func(t
 		want error
 	}{
 		{"first sight", id("fp-a", 1), nil},
-		{"the same pair again", id("fp-a", 1), replay.ErrReplay},
+		{"the same pair again", id("fp-a", 1), errAgain},
+		{"its owner is told it holds it", id("fp-a", 1), errAgain},
 		{"same IV, another fingerprint", id("fp-b", 1), nil},
 		{"same fingerprint, another IV", id("fp-a", 2), nil},
 		{"fingerprint/IV boundary cannot be shifted", replay.NewID("fp-a\x01", []byte{2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15}), nil},
-		{"still a replay", id("fp-b", 1), replay.ErrReplay},
+		{"still held", id("fp-b", 1), errAgain},
 		{"a copy under a claimed pair is another kind", replay.NewCopyID("fp-a", iv(1), []byte("ct")), nil},
-		{"the same copy again", replay.NewCopyID("fp-a", iv(1), []byte("ct")), replay.ErrReplay},
+		{"the same copy again", replay.NewCopyID("fp-a", iv(1), []byte("ct")), errAgain},
 		{"another ciphertext under that pair", replay.NewCopyID("fp-a", iv(1), []byte("cu")), nil},
 	}
 	for _, st := range steps {
 		if err := claim(s, st.id); !errors.Is(err, st.want) || (st.want == nil && err != nil) {
 			t.Fatalf("%s: Claim = %v, want %v", st.name, err, st.want)
 		}
+		// Whoever claims, another owner is refused.
+		if _, err := s.Claim(ctx, st.id, b); !errors.Is(err, replay.ErrReplay) {
+			t.Fatalf("%s: another owner's Claim = %v, want ErrReplay", st.name, err)
+		}
 	}
 	wait(window + window/2)
 	if err := claim(s, id("fp-a", 1)); err != nil {
 		t.Fatalf("Claim after the window = %v, want nil (the pair was forgotten)", err)
 	}
-	if err := claim(s, id("fp-a", 1)); !errors.Is(err, replay.ErrReplay) {
-		t.Fatalf("Claim again after the window's reclaim = %v, want ErrReplay", err)
+	if _, err := s.Claim(ctx, id("fp-a", 1), b); !errors.Is(err, replay.ErrReplay) {
+		t.Fatalf("another owner's Claim after the window's reclaim = %v, want ErrReplay", err)
 	}
 
 	var wins, replays atomic.Int64
@@ -95,7 +138,7 @@ func conformance(t *testing.T, s replay.Store, window time.Duration, wait func(t
 	race := id("fp-race", 9)
 	for range 32 {
 		wg.Go(func() {
-			switch err := claim(s, race); {
+			switch _, err := s.Claim(ctx, race, replay.NewOwner()); {
 			case err == nil:
 				wins.Add(1)
 			case errors.Is(err, replay.ErrReplay):
@@ -156,14 +199,14 @@ func TestMemoryRefusesWhenFull(t *testing.T) {
 	if err := claim(m, id("fp", 3)); !errors.Is(err, replay.ErrFull) {
 		t.Fatalf("Claim over the cap = %v, want ErrFull", err)
 	}
-	if err := claim(m, id("fp", 0)); !errors.Is(err, replay.ErrReplay) {
+	if _, err := m.Claim(context.Background(), id("fp", 0), replay.NewOwner()); !errors.Is(err, replay.ErrReplay) {
 		t.Fatalf("Claim of a live pair at the cap = %v, want ErrReplay (not forgotten)", err)
 	}
 	c.add(31 * time.Second) // the first pair's window (60 s) has passed
 	if err := claim(m, id("fp", 3)); err != nil {
 		t.Fatalf("Claim once an entry expired = %v, want nil", err)
 	}
-	if err := claim(m, id("fp", 1)); !errors.Is(err, replay.ErrReplay) {
+	if _, err := m.Claim(context.Background(), id("fp", 1), replay.NewOwner()); !errors.Is(err, replay.ErrReplay) {
 		t.Fatalf("Claim of the second pair, still in its window = %v, want ErrReplay", err)
 	}
 	if m.Len() != 3 {
@@ -241,5 +284,164 @@ func TestRedisBytesPerEntry(t *testing.T) {
 	t.Logf("redis store: %.0f bytes per entry at %d entries", per, n)
 	if per < 50 || per > 200 {
 		t.Errorf("redis holds %.0f bytes per entry; the documented bound is 50-200", per)
+	}
+}
+
+// TestMemoryRelease: a released entry is free for another owner at once,
+// and the released claim's expiry does not cut the new claim's window
+// short; released entries still count toward the cap until they expire.
+func TestMemoryRelease(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c := newClock()
+	m := replay.NewMemory(time.Minute, 3, c.now)
+	a, b := replay.NewOwner(), replay.NewOwner()
+	if _, err := m.Claim(ctx, id("fp", 1), a); err != nil {
+		t.Fatal(err)
+	}
+	c.add(30 * time.Second)
+	if err := m.Release(ctx, id("fp", 1), a); err != nil {
+		t.Fatal(err)
+	}
+	if again, err := m.Claim(ctx, id("fp", 1), b); err != nil || again {
+		t.Fatalf("Claim by another owner after the release = (%v, %v), want (false, nil)", again, err)
+	}
+	c.add(31 * time.Second) // a's window has passed, b's has not
+	if _, err := m.Claim(ctx, id("fp", 1), a); !errors.Is(err, replay.ErrReplay) {
+		t.Fatalf("Claim when the released claim would have expired = %v, want ErrReplay (b's window runs on)", err)
+	}
+	if again, err := m.Claim(ctx, id("fp", 1), b); err != nil || !again {
+		t.Fatalf("b's Claim = (%v, %v), want (true, nil)", again, err)
+	}
+	// Two live claims now take the cap of 3 (the released one expired).
+	for i := byte(2); i < 4; i++ {
+		if _, err := m.Claim(ctx, id("fp", i), a); err != nil {
+			t.Fatalf("Claim %d = %v", i, err)
+		}
+	}
+	if err := m.Release(ctx, id("fp", 3), a); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Claim(ctx, id("fp", 4), a); !errors.Is(err, replay.ErrFull) {
+		t.Fatalf("Claim with a released entry not yet expired at the cap = %v, want ErrFull", err)
+	}
+}
+
+// redisThroughProxy is a Redis store reached through a proxy the test can
+// stall, with the client settings alegate uses (no retries) and a short
+// command timeout.
+func redisThroughProxy(t *testing.T) (*replay.Redis, *harness.StallProxy, *redis.Client) {
+	t.Helper()
+	srv := harness.StartRedis(t)
+	p := harness.StartStallProxy(t, srv.Addr)
+	rc := redis.NewClient(&redis.Options{Addr: p.Addr, MaxRetries: -1, ReadTimeout: 200 * time.Millisecond, WriteTimeout: 200 * time.Millisecond})
+	t.Cleanup(func() { rc.Close() })
+	direct := redis.NewClient(&redis.Options{Addr: srv.Addr, MaxRetries: -1})
+	t.Cleanup(func() { direct.Close() })
+	return replay.NewRedis(rc, time.Minute, "test:"), p, direct
+}
+
+// TestRedisLateClaimReleased: a claim that timed out while Redis stalled,
+// and was released, never blocks another owner, whichever of the late claim
+// and the release Redis runs first; an owner that gave a pair up never gets
+// it back; and a release never frees another owner's claim.
+func TestRedisLateClaimReleased(t *testing.T) {
+	t.Parallel()
+	for _, releaseFirst := range []bool{true, false} {
+		t.Run(fmt.Sprintf("release first %v", releaseFirst), func(t *testing.T) {
+			t.Parallel()
+			s, p, _ := redisThroughProxy(t)
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			// Loads the scripts, as the first message after start does.
+			if _, err := s.Claim(ctx, id("warm", 0), replay.NewOwner()); err != nil {
+				t.Fatal(err)
+			}
+			gaveUp, retry := replay.NewOwner(), replay.NewOwner()
+			p.Hold()
+			if _, err := s.Claim(ctx, id("fp", 1), gaveUp); err == nil || errors.Is(err, replay.ErrReplay) {
+				t.Fatalf("Claim with Redis stalled = %v, want a timeout", err)
+			}
+			late := <-p.Held()
+			released := make(chan error, 1)
+			go func() { released <- s.Release(ctx, id("fp", 1), gaveUp) }()
+			<-p.Held() // the release is on its way too
+			if releaseFirst {
+				p.ResumeExcept(late)
+				if err := <-released; err != nil {
+					t.Fatalf("Release = %v", err)
+				}
+				p.Flush(late)
+				waitReply(t, ctx, p, late)
+			} else {
+				p.Flush(late)
+				waitReply(t, ctx, p, late)
+				p.ResumeExcept()
+				if err := <-released; err != nil {
+					t.Fatalf("Release = %v", err)
+				}
+			}
+			if _, err := s.Claim(ctx, id("fp", 1), gaveUp); !errors.Is(err, replay.ErrReplay) {
+				t.Fatalf("Claim by the owner that gave the pair up = %v, want ErrReplay", err)
+			}
+			if again, err := s.Claim(ctx, id("fp", 1), retry); err != nil || again {
+				t.Fatalf("Claim by the retry's owner = (%v, %v), want (false, nil): the late claim blocks it", again, err)
+			}
+			if err := s.Release(ctx, id("fp", 1), gaveUp); err != nil {
+				t.Fatalf("Release again = %v", err)
+			}
+			if _, err := s.Claim(ctx, id("fp", 1), replay.NewOwner()); !errors.Is(err, replay.ErrReplay) {
+				t.Fatalf("Claim after another owner's release = %v, want ErrReplay (the retry holds it)", err)
+			}
+			// The retry gives it up as well: still no one's, and still
+			// never the first owner's.
+			if err := s.Release(ctx, id("fp", 1), retry); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.Claim(ctx, id("fp", 1), gaveUp); !errors.Is(err, replay.ErrReplay) {
+				t.Fatalf("Claim by the first owner after the second gave up = %v, want ErrReplay", err)
+			}
+			if _, err := s.Claim(ctx, id("fp", 1), replay.NewOwner()); err != nil {
+				t.Fatalf("Claim by a third owner = %v, want nil", err)
+			}
+		})
+	}
+}
+
+// waitReply waits until Redis answered on proxy connection i: what was let
+// through on it has run.
+func waitReply(t *testing.T, ctx context.Context, p *harness.StallProxy, i int) {
+	t.Helper()
+	for {
+		select {
+		case got := <-p.Replied():
+			if got == i {
+				return
+			}
+		case <-ctx.Done():
+			t.Fatalf("no answer from Redis on connection %d", i)
+		}
+	}
+}
+
+// TestRedisReleaseBounded: the owners listed as having given an entry up
+// are bounded; beyond the bound a release says it was not recorded.
+func TestRedisReleaseBounded(t *testing.T) {
+	t.Parallel()
+	srv := harness.StartRedis(t)
+	rc := redis.NewClient(&redis.Options{Addr: srv.Addr, MaxRetries: -1})
+	t.Cleanup(func() { rc.Close() })
+	s := replay.NewRedis(rc, time.Minute, "test:")
+	ctx := context.Background()
+	for i := range 64 {
+		if err := s.Release(ctx, id("fp", 1), replay.NewOwner()); err != nil {
+			t.Fatalf("release %d = %v", i, err)
+		}
+	}
+	if err := s.Release(ctx, id("fp", 1), replay.NewOwner()); err == nil {
+		t.Fatal("the 65th release was recorded; want an error")
+	}
+	if _, err := s.Claim(ctx, id("fp", 1), replay.NewOwner()); err != nil {
+		t.Fatalf("Claim of an entry no one holds = %v, want nil", err)
 	}
 }
