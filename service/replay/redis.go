@@ -28,7 +28,7 @@ import (
 //
 // Size: a key is the prefix plus 32 hex digits and its value 32 more; with
 // Redis's per-key overhead and the expiry, TestRedisBytesPerEntry measures
-// about REDISPER bytes per entry (used_memory) on Debian's Redis 7. Bound it on
+// about 215 bytes per entry (used_memory) on Debian's Redis 7. Bound it on
 // the server with maxmemory and the noeviction policy: a full Redis then
 // refuses writes, Claim fails, and the gateway refuses messages rather than
 // forget (an evicting policy would forget unexpired entries and let their

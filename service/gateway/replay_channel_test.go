@@ -1,0 +1,154 @@
+package gateway_test
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/alecrypt/alecrypt/service/replay"
+	"github.com/alecrypt/alecrypt/test/harness"
+)
+
+// replicas builds two gateways sharing one replay window: one gateway (both
+// "replicas" are the same) on a memory store, or two gateways on one real
+// Redis.
+type replicas func(t *testing.T) (first, second *env)
+
+var windows = []struct {
+	name  string
+	build replicas
+}{
+	{"memory, one gateway", func(t *testing.T) (*env, *env) {
+		e := newEnv(t, replayOpts(replay.NewMemory(time.Minute, 100, time.Now)), 0)
+		return e, e
+	}},
+	{"redis, two gateways", func(t *testing.T) (*env, *env) {
+		srv := harness.StartRedis(t)
+		store := func() replay.Store {
+			rc := redis.NewClient(&redis.Options{Addr: srv.Addr, MaxRetries: -1})
+			t.Cleanup(func() { rc.Close() })
+			return replay.NewRedis(rc, time.Minute, replay.DefaultRedisPrefix)
+		}
+		return newEnv(t, replayOpts(store()), 0), newEnv(t, replayOpts(store()), 0)
+	}},
+}
+
+// sendFrame writes one frame and returns the answer: the kitchen's echo or
+// an ALE error frame.
+func sendFrame(t *testing.T, ctx context.Context, c *websocket.Conn, frame string) string {
+	t.Helper()
+	if err := c.Write(ctx, websocket.MessageText, []byte(frame)); err != nil {
+		t.Fatal(err)
+	}
+	return readText(t, ctx, c)
+}
+
+func isEcho(answer string) bool { return !strings.HasPrefix(answer, `{"errorCode"`) }
+
+// kitchenGot is what the kitchens of both replicas received: HTTP requests
+// (upgrades included) and frames.
+func kitchenGot(a, b *env) (requests, frames int) {
+	for _, e := range []*env{a, b} {
+		n := len(e.kitchen.Messages())
+		requests, frames = requests+e.kitchen.Seen()-n, frames+n
+		if b == a {
+			break
+		}
+	}
+	return requests, frames
+}
+
+// TestReplayPairBelongsToOneChannel: within the window a (fingerprint, IV)
+// pair that carried ciphertext belongs to the one channel (HTTP request or
+// WebSocket connection) it came on, on one gateway or across replicas
+// sharing Redis. A handshake naming a used IV cannot walk around it: a
+// bit-flipped frame on a new connection opened with the victim's sec-iv, a
+// captured HTTP order sent as a frame, a frame sent again as an HTTP request
+// are all refused (errorCode 2) and never reach the kitchen; frames sharing
+// their own connection's handshake IV keep working.
+func TestReplayPairBelongsToOneChannel(t *testing.T) {
+	t.Parallel()
+	hsIV := []byte("handshake-iv-100")
+	for _, tc := range []struct {
+		name string
+		// run plays the victim on first and the attacker on second; it
+		// returns the frames and the HTTP requests (upgrades included)
+		// the kitchens should have got.
+		run func(t *testing.T, ctx context.Context, first, second *env) (frames, requests int)
+	}{
+		{"frames under their connection's handshake IV keep working", func(t *testing.T, ctx context.Context, first, _ *env) (int, int) {
+			victim := handshake(t, ctx, first, hsIV)
+			for _, order := range []string{`{"ticket":1}`, `{"ticket":2}`, `{"ticket":3}`} {
+				if got := sendFrame(t, ctx, victim, frameWithIV(t, "k-ctr", hsIV, order)); !isEcho(got) {
+					t.Fatalf("frame %s under the connection's handshake IV: %s, want the echo", order, got)
+				}
+			}
+			return 3, 1
+		}},
+		{"bit-flipped frame on a new connection with the same sec-iv", func(t *testing.T, ctx context.Context, first, second *env) (int, int) {
+			victim := handshake(t, ctx, first, hsIV)
+			if got := sendFrame(t, ctx, victim, frameWithIV(t, "k-ctr", hsIV, `{"ticket":1}`)); !isEcho(got) {
+				t.Fatalf("the victim's frame: %s", got)
+			}
+			// The same IV under another ciphertext: CTR bit-flipping
+			// {"ticket":1} into {"ticket":9}.
+			attacker := handshake(t, ctx, second, hsIV)
+			if got := sendFrame(t, ctx, attacker, frameWithIV(t, "k-ctr", hsIV, `{"ticket":9}`)); got != ale2 {
+				t.Fatalf("bit-flipped frame on a new connection with the same sec-iv: %s, want %s", got, ale2)
+			}
+			// The victim's connection still works under its IV.
+			if got := sendFrame(t, ctx, victim, frameWithIV(t, "k-ctr", hsIV, `{"ticket":2}`)); !isEcho(got) {
+				t.Fatalf("the victim's next frame: %s, want the echo", got)
+			}
+			return 2, 2
+		}},
+		{"captured HTTP order as a frame on a connection opened with its sec-iv", func(t *testing.T, ctx context.Context, first, second *env) (int, int) {
+			order := first.seal(t, "k-ctr", `{"order":1}`)
+			if res, body := first.post(t, "/orders", aleHeader(order), b64(order.Message)); res.StatusCode != http.StatusOK {
+				t.Fatalf("the HTTP order: %d %s", res.StatusCode, body)
+			}
+			asFrame := frameWithIV(t, "k-ctr", order.IV, `{"order":1}`) // the captured ciphertext, byte for byte
+			if got := sendFrame(t, ctx, handshake(t, ctx, second, order.IV), asFrame); got != ale2 {
+				t.Fatalf("captured HTTP order as a frame under its sec-iv: %s, want %s", got, ale2)
+			}
+			return 0, 2
+		}},
+		{"frame under its handshake IV POSTed again with that sec-iv", func(t *testing.T, ctx context.Context, first, second *env) (int, int) {
+			victim := handshake(t, ctx, first, hsIV)
+			if got := sendFrame(t, ctx, victim, frameWithIV(t, "k-ctr", hsIV, `{"ticket":1}`)); !isEcho(got) {
+				t.Fatalf("the victim's frame: %s", got)
+			}
+			h := http.Header{"Authorization": {"Bearer pos"}, "Sec-Iv": {b64(hsIV)}, "Sec-Fingerprint": {"k-ctr"}, "Content-Type": {"application/json"}}
+			if res, body := second.post(t, "/orders", h, b64(sealWithIV(t, "k-ctr", hsIV, `{"ticket":1}`))); res.StatusCode != http.StatusBadRequest || body != ale2 {
+				t.Fatalf("a frame POSTed again with its handshake IV: %d %s, want 400 %s", res.StatusCode, body, ale2)
+			}
+			return 1, 1
+		}},
+	} {
+		for _, w := range windows {
+			t.Run(tc.name+"/"+w.name, func(t *testing.T) {
+				t.Parallel()
+				first, second := w.build(t)
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				defer cancel()
+				wantFrames, wantRequests := tc.run(t, ctx, first, second)
+				if requests, frames := kitchenGot(first, second); frames != wantFrames || requests != wantRequests {
+					t.Fatalf("kitchens got %d frames and %d requests or upgrades; want %d and %d", frames, requests, wantFrames, wantRequests)
+				}
+			})
+		}
+	}
+}
+
+// handshake opens a WebSocket to e under k-ctr with the given sec-iv.
+func handshake(t *testing.T, ctx context.Context, e *env, iv []byte) *websocket.Conn {
+	t.Helper()
+	h := e.handshakeHeader("k-ctr")
+	h.Set("Sec-Iv", b64(iv))
+	return dial(t, ctx, wsURL(e.url)+"/kds", h)
+}
