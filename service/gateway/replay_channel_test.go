@@ -2,6 +2,8 @@ package gateway_test
 
 import (
 	"context"
+	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -151,4 +153,97 @@ func handshake(t *testing.T, ctx context.Context, e *env, iv []byte) *websocket.
 	h := e.handshakeHeader("k-ctr")
 	h.Set("Sec-Iv", b64(iv))
 	return dial(t, ctx, wsURL(e.url)+"/kds", h)
+}
+
+// TestReplayRetryAfterStall: Redis stalls (a proxy keeps every command
+// back), the claim times out, and alegate answers 503 with Retry-After: 1.
+// The claim still reaches Redis afterwards, before or after alegate's
+// release of it; either way the client's retry, sent as told, reaches the
+// kitchen exactly once, and a copy of it after that is a replay.
+func TestReplayRetryAfterStall(t *testing.T) {
+	t.Parallel()
+	for _, releaseFirst := range []bool{true, false} {
+		t.Run(fmt.Sprintf("release runs first %v", releaseFirst), func(t *testing.T) {
+			t.Parallel()
+			srv := harness.StartRedis(t)
+			p := harness.StartStallProxy(t, srv.Addr)
+			// alegate's client settings, with a shorter command timeout.
+			rc := redis.NewClient(&redis.Options{Addr: p.Addr, MaxRetries: -1, ReadTimeout: 200 * time.Millisecond, WriteTimeout: 200 * time.Millisecond})
+			t.Cleanup(func() { rc.Close() })
+			e := newEnv(t, replayOpts(replay.NewRedis(rc, time.Minute, replay.DefaultRedisPrefix)), 0)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			warm := e.seal(t, "k-ctr", `{"order":0}`)
+			if res, body := e.post(t, "/orders", aleHeader(warm), b64(warm.Message)); res.StatusCode != http.StatusOK {
+				t.Fatalf("an order before the stall: %d %s", res.StatusCode, body)
+			}
+
+			p.Hold()
+			order := e.seal(t, "k-ctr", `{"order":1}`)
+			type answer struct {
+				status     int
+				retryAfter string
+				body       string
+				err        error
+			}
+			answered := make(chan answer, 1)
+			go func() {
+				req, _ := http.NewRequestWithContext(ctx, http.MethodPost, e.url+"/orders", strings.NewReader(b64(order.Message)))
+				req.Header = aleHeader(order)
+				res, err := http.DefaultClient.Do(req)
+				if err != nil {
+					answered <- answer{err: err}
+					return
+				}
+				defer res.Body.Close()
+				b, err := io.ReadAll(res.Body)
+				answered <- answer{res.StatusCode, res.Header.Get("Retry-After"), string(b), err}
+			}()
+			late, err := p.WaitHeld(ctx) // the claim, kept from Redis
+			if err != nil {
+				t.Fatal(err)
+			}
+			var a answer
+			select {
+			case a = <-answered:
+				// Answered with nothing released: the claim lands after
+				// the 503, as it would from Redis's socket buffer.
+				p.Flush(late)
+				if err := p.WaitReplied(ctx, late); err != nil {
+					t.Fatal(err)
+				}
+				p.ResumeExcept()
+			case <-p.Held(): // alegate gave up and releases the claim
+				if releaseFirst {
+					p.ResumeExcept(late)
+					a = <-answered
+					p.Flush(late)
+					if err := p.WaitReplied(ctx, late); err != nil {
+						t.Fatal(err)
+					}
+				} else {
+					p.Flush(late)
+					if err := p.WaitReplied(ctx, late); err != nil {
+						t.Fatal(err)
+					}
+					p.ResumeExcept()
+					a = <-answered
+				}
+			case <-ctx.Done():
+				t.Fatal("no answer and no release after the claim was kept from Redis")
+			}
+			if a.err != nil || a.status != http.StatusServiceUnavailable || a.retryAfter != "1" || a.body != `{"error":"replay check unavailable"}` {
+				t.Fatalf("the order with Redis stalled: %d (Retry-After %q) %s %v, want 503 replay check unavailable, Retry-After 1", a.status, a.retryAfter, a.body, a.err)
+			}
+			if res, body := e.post(t, "/orders", aleHeader(order), b64(order.Message)); res.StatusCode != http.StatusOK {
+				t.Fatalf("the retry after the 503: %d %s, want 200", res.StatusCode, body)
+			}
+			if res, body := e.post(t, "/orders", aleHeader(order), b64(order.Message)); res.StatusCode != http.StatusBadRequest || body != ale2 {
+				t.Fatalf("a copy of the retry: %d %s, want 400 %s", res.StatusCode, body, ale2)
+			}
+			if got := e.kitchen.Seen(); got != 2 {
+				t.Fatalf("the kitchen saw %d orders, want 2 (the first, and the retry once)", got)
+			}
+		})
+	}
 }

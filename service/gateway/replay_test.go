@@ -106,7 +106,7 @@ func (f failingStore) Claim(context.Context, replay.ID, replay.Owner) (bool, err
 	return false, f.err
 }
 func (f failingStore) Release(context.Context, replay.ID, replay.Owner) error { return nil }
-func (f failingStore) Ready(context.Context) error                           { return f.err }
+func (f failingStore) Ready(context.Context) error                            { return f.err }
 
 // TestReplayFailsClosed: when the store cannot tell, nothing that needs a
 // check is forwarded unchecked: an HTTP request with a body gets 503, and a

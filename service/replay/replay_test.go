@@ -28,8 +28,9 @@ func newClock() *clock {
 	c.ns.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
 	return c
 }
-func iv(first byte) []byte                    { return []byte{first, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15} }
-func id(fp string, first byte) replay.ID      { return replay.NewID(fp, iv(first)) }
+func iv(first byte) []byte               { return []byte{first, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15} }
+func id(fp string, first byte) replay.ID { return replay.NewID(fp, iv(first)) }
+
 // owner is the one channel claiming in tests that need only one.
 var owner = replay.NewOwner()
 
@@ -362,20 +363,29 @@ func TestRedisLateClaimReleased(t *testing.T) {
 			if _, err := s.Claim(ctx, id("fp", 1), gaveUp); err == nil || errors.Is(err, replay.ErrReplay) {
 				t.Fatalf("Claim with Redis stalled = %v, want a timeout", err)
 			}
-			late := <-p.Held()
+			late, err := p.WaitHeld(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
 			released := make(chan error, 1)
 			go func() { released <- s.Release(ctx, id("fp", 1), gaveUp) }()
-			<-p.Held() // the release is on its way too
+			if _, err := p.WaitHeld(ctx); err != nil { // the release is on its way too
+				t.Fatal(err)
+			}
 			if releaseFirst {
 				p.ResumeExcept(late)
 				if err := <-released; err != nil {
 					t.Fatalf("Release = %v", err)
 				}
 				p.Flush(late)
-				waitReply(t, ctx, p, late)
+				if err := p.WaitReplied(ctx, late); err != nil {
+					t.Fatal(err)
+				}
 			} else {
 				p.Flush(late)
-				waitReply(t, ctx, p, late)
+				if err := p.WaitReplied(ctx, late); err != nil {
+					t.Fatal(err)
+				}
 				p.ResumeExcept()
 				if err := <-released; err != nil {
 					t.Fatalf("Release = %v", err)
@@ -405,22 +415,6 @@ func TestRedisLateClaimReleased(t *testing.T) {
 				t.Fatalf("Claim by a third owner = %v, want nil", err)
 			}
 		})
-	}
-}
-
-// waitReply waits until Redis answered on proxy connection i: what was let
-// through on it has run.
-func waitReply(t *testing.T, ctx context.Context, p *harness.StallProxy, i int) {
-	t.Helper()
-	for {
-		select {
-		case got := <-p.Replied():
-			if got == i {
-				return
-			}
-		case <-ctx.Done():
-			t.Fatalf("no answer from Redis on connection %d", i)
-		}
 	}
 }
 

@@ -1,6 +1,8 @@
 package harness
 
 import (
+	"context"
+	"fmt"
 	"net"
 	"sync"
 	"testing"
@@ -20,8 +22,8 @@ type StallProxy struct {
 	mu      sync.Mutex
 	holding bool
 	conns   []*stallConn
-	held    chan int // a connection's index, when it first keeps bytes back
-	replied chan int // a connection's index, each time the server answers on it
+	held    chan int // a connection's index, when it starts keeping bytes back (again after each flush)
+	replied chan int // a connection's index, each time the server answers on it (best effort: dropped when full)
 }
 
 type stallConn struct {
@@ -124,13 +126,35 @@ func (p *StallProxy) Hold() {
 	p.holding = true
 }
 
-// Held delivers the index of each connection that starts keeping bytes back
-// (again after each Flush of it).
+// WaitReplied waits until the server sent something back on connection i
+// (after what was let through on it ran), or ctx ends.
+func (p *StallProxy) WaitReplied(ctx context.Context, i int) error {
+	for {
+		select {
+		case got := <-p.replied:
+			if got == i {
+				return nil
+			}
+		case <-ctx.Done():
+			return fmt.Errorf("no answer on proxied connection %d: %w", i, ctx.Err())
+		}
+	}
+}
+
+// Held delivers the index of each connection that starts keeping bytes
+// back (again after each Flush of it).
 func (p *StallProxy) Held() <-chan int { return p.held }
 
-// Replied delivers a connection's index each time the server sends
-// something back on it (best effort: a full channel drops the event).
-func (p *StallProxy) Replied() <-chan int { return p.replied }
+// WaitHeld returns the index of the next connection that starts keeping
+// bytes back, or an error when ctx ends first.
+func (p *StallProxy) WaitHeld(ctx context.Context) (int, error) {
+	select {
+	case i := <-p.held:
+		return i, nil
+	case <-ctx.Done():
+		return 0, fmt.Errorf("nothing held: %w", ctx.Err())
+	}
+}
 
 // Flush lets connection i's kept bytes through, in order, and forwards what
 // it sends from now on.
