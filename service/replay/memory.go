@@ -19,10 +19,9 @@ import (
 // slot overhead) and 24 in the queue; TestMemoryBytesPerEntry measures
 // about 90 bytes per entry, up to about twice that just after the map or
 // the queue grew, so the default cap of 1,000,000 entries bounds the store
-// at about 180 MB. The cap must hold the claims of one
-// window (requests and frames per second × window); beyond it Claim returns
-// ErrFull until entries expire, since forgetting an unexpired entry would
-// let its replay through.
+// at about 180 MB. The cap must hold the claims of one window (requests and
+// frames per second × window); beyond it Claim returns ErrFull until entries
+// expire, since forgetting an unexpired entry would let its replay through.
 type Memory struct {
 	window time.Duration
 	max    int

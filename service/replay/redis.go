@@ -23,8 +23,8 @@ import (
 // "again" when its owner holds it, and never lands for an owner listed as
 // having given up: so a claim that timed out, and that alegate released,
 // does nothing when it reaches Redis after the release, whatever the order
-// of the two on their separate connections. Owners written by a replica
-// that stores "1" (no owner) are someone else's to every owner.
+// of the two on their separate connections. An entry written by a replica
+// that stores "1" (no owner) is someone else's to every owner.
 //
 // Size: a key is the prefix plus 32 hex digits and its value 32 more; with
 // Redis's per-key overhead and the expiry, TestRedisBytesPerEntry measures
