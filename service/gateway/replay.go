@@ -41,7 +41,8 @@ import (
 //     (fingerprint, iv, SHA-256 of the ciphertext), are claimed, so a copy
 //     is refused on any connection. EK's text can be read as frames sharing
 //     the handshake's IV, so the one pair a connection may use for many
-//     frames is its handshake's: they keep working there, with exact-copy
+//     frames is its handshake's (each frame renews its window, so it stays
+//     the connection's while in use): they keep working there, with exact-copy
 //     protection only against a sender on that very connection (an
 //     identical resend under that IV is refused like a replay: nothing tells
 //     them apart). Any other IV is used once: a second ciphertext under it,

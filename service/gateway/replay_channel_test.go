@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -245,5 +246,53 @@ func TestReplayRetryAfterStall(t *testing.T) {
 				t.Fatalf("the kitchen saw %d orders, want 2 (the first, and the retry once)", got)
 			}
 		})
+	}
+}
+
+// testClock is a settable clock for the memory store.
+type testClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *testClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+func (c *testClock) add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// TestReplayHandshakePairRenewed: a connection that keeps sending under its
+// handshake IV keeps the pair for a window after its last frame, not only
+// after its first: a long-lived connection's recent frame cannot be
+// bit-flipped on a new connection once the first frame's window passed.
+func TestReplayHandshakePairRenewed(t *testing.T) {
+	t.Parallel()
+	clock := &testClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	e := newEnv(t, replayOpts(replay.NewMemory(time.Minute, 100, clock.Now)), 0)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	hsIV := []byte("handshake-iv-200")
+	victim := handshake(t, ctx, e, hsIV)
+	if got := sendFrame(t, ctx, victim, frameWithIV(t, "k-ctr", hsIV, `{"ticket":1}`)); !isEcho(got) {
+		t.Fatalf("first frame: %s", got)
+	}
+	clock.add(40 * time.Second)
+	if got := sendFrame(t, ctx, victim, frameWithIV(t, "k-ctr", hsIV, `{"ticket":2}`)); !isEcho(got) {
+		t.Fatalf("second frame: %s", got)
+	}
+	clock.add(40 * time.Second) // past the first frame's window, within the second's
+	if got := sendFrame(t, ctx, handshake(t, ctx, e, hsIV), frameWithIV(t, "k-ctr", hsIV, `{"ticket":9}`)); got != ale2 {
+		t.Fatalf("the second frame bit-flipped on a new connection: %s, want %s", got, ale2)
+	}
+	if got := sendFrame(t, ctx, victim, frameWithIV(t, "k-ctr", hsIV, `{"ticket":3}`)); !isEcho(got) {
+		t.Fatalf("the victim's next frame: %s", got)
+	}
+	if msgs := e.kitchen.Messages(); len(msgs) != 3 {
+		t.Fatalf("kitchen got %q, want the victim's 3 frames", msgs)
 	}
 }

@@ -53,7 +53,8 @@ func NewMemory(window time.Duration, maxEntries int, now func() time.Time) *Memo
 	return &Memory{window: window, max: maxEntries, now: now, epoch: now(), seen: map[ID]holder{}}
 }
 
-// Claim implements Store.
+// Claim implements Store. A claim its owner held already is renewed: a new
+// queue entry, the old one then ends nothing.
 func (m *Memory) Claim(_ context.Context, id ID, owner Owner) (again bool, err error) {
 	t := m.now().Sub(m.epoch)
 	m.mu.Lock()
@@ -72,21 +73,19 @@ func (m *Memory) Claim(_ context.Context, id ID, owner Owner) (again bool, err e
 		n := copy(m.queue, m.queue[m.head:])
 		m.queue, m.head = m.queue[:n], 0
 	}
-	if h, ok := m.seen[id]; ok {
-		if h.owner == owner {
-			return true, nil
-		}
+	h, held := m.seen[id]
+	if held && h.owner != owner {
 		return false, ErrReplay
 	}
-	// Released entries still in the queue count toward the cap: the queue
-	// is what the cap bounds.
+	// Released and renewed entries still in the queue count toward the
+	// cap: the queue is what the cap bounds.
 	if len(m.queue)-m.head >= m.max {
 		return false, ErrFull
 	}
 	exp := t + m.window
 	m.seen[id] = holder{owner: owner, exp: exp}
 	m.queue = append(m.queue, entry{id: id, exp: exp})
-	return false, nil
+	return held, nil
 }
 
 // Release implements Store.

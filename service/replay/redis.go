@@ -56,7 +56,8 @@ const maxGivenUp = 64
 
 // claimScript: KEYS[1] the entry; ARGV[1] the owner, ARGV[2] the window in
 // milliseconds. Returns 1 when claimed now, 2 when the owner held it
-// already, 0 when another owner holds it or this one gave it up.
+// already (its window starts again), 0 when another owner holds it or this
+// one gave it up.
 var claimScript = redis.NewScript(`
 local v = redis.call('GET', KEYS[1])
 if not v then
@@ -65,7 +66,10 @@ if not v then
 end
 if string.find(v, '-' .. ARGV[1], 1, true) then return 0 end
 if string.sub(v, 1, 1) ~= '-' then
-  if v == ARGV[1] or string.sub(v, 1, 33) == ARGV[1] .. '-' then return 2 end
+  if v == ARGV[1] or string.sub(v, 1, 33) == ARGV[1] .. '-' then
+    redis.call('PEXPIRE', KEYS[1], ARGV[2])
+    return 2
+  end
   return 0
 end
 redis.call('SET', KEYS[1], ARGV[1] .. v, 'PX', ARGV[2])

@@ -103,7 +103,9 @@ type Store interface {
 	// Claim records id for owner. It returns nil if id was not claimed
 	// within the window (the caller may go on), or was claimed by this same
 	// owner (again is then true: the caller decides whether its channel may
-	// use id twice); ErrReplay if another owner claimed it; and any other
+	// use id twice; the claim's window starts again, so a pair a connection
+	// keeps using stays its own); ErrReplay if another owner claimed it;
+	// and any other
 	// error when the store cannot tell (full, unreachable, timed out): the
 	// caller must then refuse the message too, and Release id, since a
 	// claim that timed out may still land.

@@ -314,16 +314,15 @@ func TestMemoryRelease(t *testing.T) {
 	if again, err := m.Claim(ctx, id("fp", 1), b); err != nil || !again {
 		t.Fatalf("b's Claim = (%v, %v), want (true, nil)", again, err)
 	}
-	// Two live claims now take the cap of 3 (the released one expired).
-	for i := byte(2); i < 4; i++ {
-		if _, err := m.Claim(ctx, id("fp", i), a); err != nil {
-			t.Fatalf("Claim %d = %v", i, err)
-		}
-	}
-	if err := m.Release(ctx, id("fp", 3), a); err != nil {
+	// b's claim and its renewal take two of the cap of 3 (the released
+	// claim expired); a released entry counts until it expires.
+	if _, err := m.Claim(ctx, id("fp", 2), a); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := m.Claim(ctx, id("fp", 4), a); !errors.Is(err, replay.ErrFull) {
+	if err := m.Release(ctx, id("fp", 2), a); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Claim(ctx, id("fp", 3), a); !errors.Is(err, replay.ErrFull) {
 		t.Fatalf("Claim with a released entry not yet expired at the cap = %v, want ErrFull", err)
 	}
 }
@@ -438,4 +437,54 @@ func TestRedisReleaseBounded(t *testing.T) {
 	if _, err := s.Claim(ctx, id("fp", 1), replay.NewOwner()); err != nil {
 		t.Fatalf("Claim of an entry no one holds = %v, want nil", err)
 	}
+}
+
+// TestClaimAgainRenews: a claim its owner makes again starts the entry's
+// window again, so a pair a connection keeps using stays its own; in memory
+// (a fake clock) and in Redis (the key's expiry).
+func TestClaimAgainRenews(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	a, b := replay.NewOwner(), replay.NewOwner()
+	t.Run("memory", func(t *testing.T) {
+		t.Parallel()
+		c := newClock()
+		m := replay.NewMemory(time.Minute, 10, c.now)
+		if _, err := m.Claim(ctx, id("fp", 1), a); err != nil {
+			t.Fatal(err)
+		}
+		c.add(40 * time.Second)
+		if again, err := m.Claim(ctx, id("fp", 1), a); err != nil || !again {
+			t.Fatalf("Claim again = (%v, %v), want (true, nil)", again, err)
+		}
+		c.add(40 * time.Second) // past the first window, within the renewed one
+		if _, err := m.Claim(ctx, id("fp", 1), b); !errors.Is(err, replay.ErrReplay) {
+			t.Fatalf("another owner's Claim within the renewed window = %v, want ErrReplay", err)
+		}
+		c.add(21 * time.Second) // past the renewed window
+		if _, err := m.Claim(ctx, id("fp", 1), b); err != nil {
+			t.Fatalf("another owner's Claim after the renewed window = %v, want nil", err)
+		}
+	})
+	t.Run("redis", func(t *testing.T) {
+		t.Parallel()
+		srv := harness.StartRedis(t)
+		rc := redis.NewClient(&redis.Options{Addr: srv.Addr, MaxRetries: -1})
+		t.Cleanup(func() { rc.Close() })
+		s := replay.NewRedis(rc, time.Minute, "test:")
+		if _, err := s.Claim(ctx, id("fp", 1), a); err != nil {
+			t.Fatal(err)
+		}
+		i := id("fp", 1)
+		key := fmt.Sprintf("test:%x", i[:])
+		if err := rc.PExpire(ctx, key, time.Second).Err(); err != nil { // most of the window gone
+			t.Fatal(err)
+		}
+		if again, err := s.Claim(ctx, i, a); err != nil || !again {
+			t.Fatalf("Claim again = (%v, %v), want (true, nil)", again, err)
+		}
+		if ttl, err := rc.PTTL(ctx, key).Result(); err != nil || ttl <= time.Second {
+			t.Fatalf("PTTL after the owner's Claim again = %v, %v; want the window started again", ttl, err)
+		}
+	})
 }
