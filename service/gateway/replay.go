@@ -113,13 +113,15 @@ func (g *Gateway) release(ctx context.Context, owner replay.Owner, ids ...replay
 type connClaims struct {
 	owner       replay.Owner
 	handshakeIV []byte
-	// holdsHandshake: a frame under the handshake IV was claimed, so the
-	// pair is the connection's and is never released.
-	holdsHandshake bool
+	// held are the pairs under the handshake IV that frames claimed: they
+	// are the connection's and are never released. Usually one; at most
+	// one per key a frame decrypted under, since a frame is claimed only
+	// once it decrypted.
+	held map[replay.ID]struct{}
 }
 
 func newConnClaims(handshakeIV []byte) *connClaims {
-	return &connClaims{owner: replay.NewOwner(), handshakeIV: handshakeIV}
+	return &connClaims{owner: replay.NewOwner(), handshakeIV: handshakeIV, held: map[replay.ID]struct{}{}}
 }
 
 // claimFrame checks a client frame: its pair, which must be new unless it
@@ -133,7 +135,7 @@ func (g *Gateway) claimFrame(ctx context.Context, client, up *websocket.Conn, cc
 	}
 	onHandshake := string(f.IV) == string(cc.handshakeIV)
 	pair := replay.NewID(f.Fingerprint, f.IV)
-	held := onHandshake && cc.holdsHandshake // the connection's already: never released
+	_, held := cc.held[pair] // the connection's already: never released
 	again, err := g.opts.Replay.Claim(ctx, pair, cc.owner)
 	var unsure []replay.ID // what this frame may have claimed, released if it cannot go on
 	if !held && !errors.Is(err, replay.ErrReplay) {
@@ -143,7 +145,7 @@ func (g *Gateway) claimFrame(ctx context.Context, client, up *websocket.Conn, cc
 		err = replay.ErrReplay // a frame IV used twice on one connection
 	}
 	if err == nil && onHandshake {
-		cc.holdsHandshake = true
+		cc.held[pair] = struct{}{}
 	}
 	if err == nil {
 		copyID := replay.NewCopyID(f.Fingerprint, f.IV, f.Message)

@@ -362,3 +362,45 @@ func TestReplayFrameStoreDown(t *testing.T) {
 		})
 	}
 }
+
+// TestReplayHeldPairKeptWhenStoreFails: a connection's handshake pair that
+// its frames already use is not released when a later frame cannot be
+// checked (1013): the store failing does not hand it to another connection,
+// where a bit-flipped earlier frame would then go through.
+func TestReplayHeldPairKeptWhenStoreFails(t *testing.T) {
+	t.Parallel()
+	s := downAfter{ok: make(chan struct{}, 2), inner: replay.NewMemory(time.Minute, 100, time.Now)}
+	s.ok <- struct{}{} // the first frame's pair
+	s.ok <- struct{}{} // and its copy; the second frame finds the store down
+	e := newEnv(t, replayOpts(s), 0)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	hsIV := []byte("handshake-iv-003")
+	hs := e.handshakeHeader("k-ctr")
+	hs.Set("Sec-Iv", b64(hsIV))
+	c := dial(t, ctx, wsURL(e.url)+"/kds", hs)
+	if err := c.Write(ctx, websocket.MessageText, []byte(frameWithIV(t, "k-ctr", hsIV, `{"ticket":1}`))); err != nil {
+		t.Fatal(err)
+	}
+	if got := readText(t, ctx, c); strings.HasPrefix(got, `{"errorCode"`) {
+		t.Fatalf("first frame: %s", got)
+	}
+	if err := c.Write(ctx, websocket.MessageText, []byte(frameWithIV(t, "k-ctr", hsIV, `{"ticket":2}`))); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := c.Read(ctx); websocket.CloseStatus(err) != websocket.StatusTryAgainLater {
+		t.Fatalf("read after an unchecked frame: %v, want close 1013", err)
+	}
+	s.ok <- struct{}{}
+	s.ok <- struct{}{}
+	c2 := dial(t, ctx, wsURL(e.url)+"/kds", hs)
+	if err := c2.Write(ctx, websocket.MessageText, []byte(frameWithIV(t, "k-ctr", hsIV, `{"ticket":9}`))); err != nil {
+		t.Fatal(err)
+	}
+	if got := readText(t, ctx, c2); got != ale2 {
+		t.Fatalf("the first frame bit-flipped on a new connection after the store failed: %s, want %s", got, ale2)
+	}
+	if msgs := e.kitchen.Messages(); len(msgs) != 1 {
+		t.Fatalf("kitchen got %q, want the first frame only", msgs)
+	}
+}
