@@ -488,3 +488,23 @@ func TestClaimAgainRenews(t *testing.T) {
 		}
 	})
 }
+
+// TestRedisReleaseWhenDown: with nothing listening where Redis was, a
+// release has nothing to stop (a claim in flight died with the server) and
+// returns at once, so a refused message is answered without waiting.
+func TestRedisReleaseWhenDown(t *testing.T) {
+	t.Parallel()
+	srv := harness.StartRedis(t)
+	rc := redis.NewClient(&redis.Options{Addr: srv.Addr, MaxRetries: -1})
+	t.Cleanup(func() { rc.Close() })
+	s := replay.NewRedis(rc, time.Minute, "test:")
+	srv.Stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := s.Claim(ctx, id("fp", 1), owner); err == nil || errors.Is(err, replay.ErrReplay) {
+		t.Fatalf("Claim with Redis gone = %v, want an error", err)
+	}
+	if err := s.Release(ctx, id("fp", 1), owner); err != nil {
+		t.Fatalf("Release with Redis gone = %v, want nil (nothing in flight)", err)
+	}
+}
