@@ -209,26 +209,12 @@ func TestReplayRetryAfterStall(t *testing.T) {
 			case a = <-answered:
 				// Answered with nothing released: the claim lands after
 				// the 503, as it would from Redis's socket buffer.
-				p.Flush(late)
-				if err := p.WaitReplied(ctx, late); err != nil {
+				if err := p.Deliver(ctx, late, true, func() error { return nil }); err != nil {
 					t.Fatal(err)
 				}
-				p.ResumeExcept()
 			case <-p.Held(): // alegate gave up and releases the claim
-				if releaseFirst {
-					p.ResumeExcept(late)
-					a = <-answered
-					p.Flush(late)
-					if err := p.WaitReplied(ctx, late); err != nil {
-						t.Fatal(err)
-					}
-				} else {
-					p.Flush(late)
-					if err := p.WaitReplied(ctx, late); err != nil {
-						t.Fatal(err)
-					}
-					p.ResumeExcept()
-					a = <-answered
+				if err := p.Deliver(ctx, late, !releaseFirst, func() error { a = <-answered; return nil }); err != nil {
+					t.Fatal(err)
 				}
 			case <-ctx.Done():
 				t.Fatal("no answer and no release after the claim was kept from Redis")

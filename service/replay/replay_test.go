@@ -371,24 +371,8 @@ func TestRedisLateClaimReleased(t *testing.T) {
 			if _, err := p.WaitHeld(ctx); err != nil { // the release is on its way too
 				t.Fatal(err)
 			}
-			if releaseFirst {
-				p.ResumeExcept(late)
-				if err := <-released; err != nil {
-					t.Fatalf("Release = %v", err)
-				}
-				p.Flush(late)
-				if err := p.WaitReplied(ctx, late); err != nil {
-					t.Fatal(err)
-				}
-			} else {
-				p.Flush(late)
-				if err := p.WaitReplied(ctx, late); err != nil {
-					t.Fatal(err)
-				}
-				p.ResumeExcept()
-				if err := <-released; err != nil {
-					t.Fatalf("Release = %v", err)
-				}
+			if err := p.Deliver(ctx, late, !releaseFirst, func() error { return <-released }); err != nil {
+				t.Fatalf("the late claim and the release reaching Redis: %v", err)
 			}
 			if _, err := s.Claim(ctx, id("fp", 1), gaveUp); !errors.Is(err, replay.ErrReplay) {
 				t.Fatalf("Claim by the owner that gave the pair up = %v, want ErrReplay", err)

@@ -188,3 +188,24 @@ next:
 		}
 	}
 }
+
+// Deliver lets every held connection through, in one of two orders: late
+// first (waiting until the server answered on it), then the rest; or the
+// rest first, until othersDone returns (it waits for what they carried to
+// take effect, such as the reply to the call that sent it), then late.
+func (p *StallProxy) Deliver(ctx context.Context, late int, lateFirst bool, othersDone func() error) error {
+	if lateFirst {
+		p.Flush(late)
+		if err := p.WaitReplied(ctx, late); err != nil {
+			return err
+		}
+		p.ResumeExcept()
+		return othersDone()
+	}
+	p.ResumeExcept(late)
+	if err := othersDone(); err != nil {
+		return err
+	}
+	p.Flush(late)
+	return p.WaitReplied(ctx, late)
+}
