@@ -109,9 +109,9 @@ type Options struct {
 	// carry it on.
 	TracerProvider trace.TracerProvider
 	Propagator     propagation.TextMapPropagator
-	// Replay, when set, refuses a request or frame it has seen within its
-	// window: by (fingerprint, IV), and for frames by exact copy too (see
-	// replay.go for what is claimed when).
+	// Replay, when set, refuses within its window a request or frame whose
+	// (fingerprint, IV) another request or connection used, and a frame's
+	// exact copy (see replay.go for what is claimed when).
 	Replay replay.Store
 }
 

@@ -27,6 +27,12 @@ func replayOpts(s replay.Store) gateway.Options {
 // reuses its handshake's IV for frames does.
 func frameWithIV(t *testing.T, fp string, iv []byte, plaintext string) string {
 	t.Helper()
+	return fmt.Sprintf(`{"iv":%q,"fingerprint":%q,"message":%q}`, b64(iv), fp, b64(sealWithIV(t, fp, iv, plaintext)))
+}
+
+// sealWithIV is the ciphertext of plaintext under fp and iv.
+func sealWithIV(t *testing.T, fp string, iv []byte, plaintext string) []byte {
+	t.Helper()
 	c, err := suite.Derive(record(fp, key.Active))
 	if err != nil {
 		t.Fatal(err)
@@ -35,7 +41,7 @@ func frameWithIV(t *testing.T, fp string, iv []byte, plaintext string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return fmt.Sprintf(`{"iv":%q,"fingerprint":%q,"message":%q}`, b64(iv), fp, b64(msg))
+	return msg
 }
 
 // TestReplayHTTP: a request sent twice reaches the kitchen once; the copy
@@ -96,8 +102,11 @@ func TestReplayNotClaimedWhenRefused(t *testing.T) {
 // failingStore cannot tell (a Redis that is down, a full memory store).
 type failingStore struct{ err error }
 
-func (f failingStore) Claim(context.Context, replay.ID) error { return f.err }
-func (f failingStore) Ready(context.Context) error            { return f.err }
+func (f failingStore) Claim(context.Context, replay.ID, replay.Owner) (bool, error) {
+	return false, f.err
+}
+func (f failingStore) Release(context.Context, replay.ID, replay.Owner) error { return nil }
+func (f failingStore) Ready(context.Context) error                            { return f.err }
 
 // TestReplayFailsClosed: when the store cannot tell, nothing that needs a
 // check is forwarded unchecked: an HTTP request with a body gets 503, and a
@@ -291,34 +300,107 @@ type downAfter struct {
 	inner replay.Store
 }
 
-func (d downAfter) Claim(ctx context.Context, id replay.ID) error {
+func (d downAfter) Claim(ctx context.Context, id replay.ID, o replay.Owner) (bool, error) {
 	select {
 	case <-d.ok:
-		return d.inner.Claim(ctx, id)
+		return d.inner.Claim(ctx, id, o)
 	default:
-		return errors.New("replay store: connection refused")
+		return false, errors.New("replay store: connection refused")
 	}
+}
+func (d downAfter) Release(ctx context.Context, id replay.ID, o replay.Owner) error {
+	return d.inner.Release(ctx, id, o)
 }
 func (d downAfter) Ready(context.Context) error { return nil }
 
 // TestReplayFrameStoreDown: a frame that cannot be fully checked (its pair
 // claimed, then the store gone before its copy) never reaches the kitchen;
-// the connection is closed with 1013 (try again later).
+// the connection is closed with 1013 (try again later), and the pair it
+// claimed is released, so the frame sent again on a new connection goes
+// through once the store is back.
 func TestReplayFrameStoreDown(t *testing.T) {
 	t.Parallel()
-	s := downAfter{ok: make(chan struct{}, 1), inner: replay.NewMemory(time.Minute, 100, time.Now)}
-	s.ok <- struct{}{} // the frame's pair; its copy finds the store down
+	for _, onHandshakeIV := range []bool{false, true} {
+		t.Run(fmt.Sprintf("frame under the handshake IV %v", onHandshakeIV), func(t *testing.T) {
+			t.Parallel()
+			s := downAfter{ok: make(chan struct{}, 3), inner: replay.NewMemory(time.Minute, 100, time.Now)}
+			s.ok <- struct{}{} // the frame's pair; its copy finds the store down
+			e := newEnv(t, replayOpts(s), 0)
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			hs := e.handshakeHeader("k-ctr")
+			frame := e.frame(t, "k-ctr", `{"ticket":1}`)
+			if onHandshakeIV {
+				iv := []byte("handshake-iv-002")
+				hs.Set("Sec-Iv", b64(iv))
+				frame = frameWithIV(t, "k-ctr", iv, `{"ticket":1}`)
+			}
+			c := dial(t, ctx, wsURL(e.url)+"/kds", hs)
+			if err := c.Write(ctx, websocket.MessageText, []byte(frame)); err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := c.Read(ctx); websocket.CloseStatus(err) != websocket.StatusTryAgainLater {
+				t.Fatalf("read after an unchecked frame: %v, want close 1013", err)
+			}
+			if msgs := e.kitchen.Messages(); len(msgs) != 0 {
+				t.Fatalf("kitchen got %q, want nothing", msgs)
+			}
+			// The store is back; the client reconnects, as 1013 tells it
+			// to, and sends the frame again.
+			s.ok <- struct{}{}
+			s.ok <- struct{}{}
+			c2 := dial(t, ctx, wsURL(e.url)+"/kds", hs)
+			if err := c2.Write(ctx, websocket.MessageText, []byte(frame)); err != nil {
+				t.Fatal(err)
+			}
+			if got := readText(t, ctx, c2); strings.HasPrefix(got, `{"errorCode"`) {
+				t.Fatalf("the frame sent again after 1013: %s, want the kitchen's echo", got)
+			}
+			if msgs := e.kitchen.Messages(); len(msgs) != 1 {
+				t.Fatalf("kitchen got %q, want the frame once", msgs)
+			}
+		})
+	}
+}
+
+// TestReplayHeldPairKeptWhenStoreFails: a connection's handshake pair that
+// its frames already use is not released when a later frame cannot be
+// checked (1013): the store failing does not hand it to another connection,
+// where a bit-flipped earlier frame would then go through.
+func TestReplayHeldPairKeptWhenStoreFails(t *testing.T) {
+	t.Parallel()
+	s := downAfter{ok: make(chan struct{}, 2), inner: replay.NewMemory(time.Minute, 100, time.Now)}
+	s.ok <- struct{}{} // the first frame's pair
+	s.ok <- struct{}{} // and its copy; the second frame finds the store down
 	e := newEnv(t, replayOpts(s), 0)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	c := dial(t, ctx, wsURL(e.url)+"/kds", e.handshakeHeader("k-ctr"))
-	if err := c.Write(ctx, websocket.MessageText, []byte(e.frame(t, "k-ctr", `{"ticket":1}`))); err != nil {
+	hsIV := []byte("handshake-iv-003")
+	hs := e.handshakeHeader("k-ctr")
+	hs.Set("Sec-Iv", b64(hsIV))
+	c := dial(t, ctx, wsURL(e.url)+"/kds", hs)
+	if err := c.Write(ctx, websocket.MessageText, []byte(frameWithIV(t, "k-ctr", hsIV, `{"ticket":1}`))); err != nil {
+		t.Fatal(err)
+	}
+	if got := readText(t, ctx, c); strings.HasPrefix(got, `{"errorCode"`) {
+		t.Fatalf("first frame: %s", got)
+	}
+	if err := c.Write(ctx, websocket.MessageText, []byte(frameWithIV(t, "k-ctr", hsIV, `{"ticket":2}`))); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, err := c.Read(ctx); websocket.CloseStatus(err) != websocket.StatusTryAgainLater {
 		t.Fatalf("read after an unchecked frame: %v, want close 1013", err)
 	}
-	if msgs := e.kitchen.Messages(); len(msgs) != 0 {
-		t.Fatalf("kitchen got %q, want nothing", msgs)
+	s.ok <- struct{}{}
+	s.ok <- struct{}{}
+	c2 := dial(t, ctx, wsURL(e.url)+"/kds", hs)
+	if err := c2.Write(ctx, websocket.MessageText, []byte(frameWithIV(t, "k-ctr", hsIV, `{"ticket":9}`))); err != nil {
+		t.Fatal(err)
+	}
+	if got := readText(t, ctx, c2); got != ale2 {
+		t.Fatalf("the first frame bit-flipped on a new connection after the store failed: %s, want %s", got, ale2)
+	}
+	if msgs := e.kitchen.Messages(); len(msgs) != 1 {
+		t.Fatalf("kitchen got %q, want the first frame only", msgs)
 	}
 }

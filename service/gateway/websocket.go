@@ -152,7 +152,7 @@ func (g *Gateway) serveWebSocket(w http.ResponseWriter, r *http.Request, st *req
 	// span per frame would outlive any trace of the handshake.
 	ctx = trace.ContextWithSpanContext(ctx, trace.SpanContext{})
 	done := make(chan struct{}, 2)
-	go func() { g.clientToUpstream(ctx, client, up, iv, idle); done <- struct{}{} }()
+	go func() { g.clientToUpstream(ctx, client, up, newConnClaims(iv), idle); done <- struct{}{} }()
 	go func() { g.upstreamToClient(ctx, up, client, p.Fingerprint, idle); done <- struct{}{} }()
 	<-done
 	cancel()
@@ -199,7 +199,7 @@ func notAuthentic(err error) bool {
 	return connect.CodeOf(err) == connect.CodeInvalidArgument && aleerr.Code(err) == wire.CodeDecrypt
 }
 
-func (g *Gateway) clientToUpstream(ctx context.Context, client, up *websocket.Conn, handshakeIV []byte, idle *idleTimer) {
+func (g *Gateway) clientToUpstream(ctx context.Context, client, up *websocket.Conn, claims *connClaims, idle *idleTimer) {
 	for {
 		// Reader waits for the message; only then is a buffer taken, so an
 		// idle connection holds none.
@@ -261,7 +261,7 @@ func (g *Gateway) clientToUpstream(ctx context.Context, client, up *websocket.Co
 			up.Close(websocket.StatusGoingAway, "client side closed")
 			return
 		}
-		if forward, keepOpen := g.claimFrame(ctx, client, up, handshakeIV, f); !forward {
+		if forward, keepOpen := g.claimFrame(ctx, client, up, claims, f); !forward {
 			if !keepOpen {
 				return
 			}

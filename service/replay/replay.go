@@ -5,7 +5,14 @@
 // the IV, fresh for every message by the protocol, is the one thing that
 // tells a resent message from a new one.
 //
-// A pair is claimed atomically: of two copies racing, exactly one wins.
+// A pair is claimed atomically, by an owner: of two copies racing, exactly
+// one wins. The owner is the channel the message came on (one HTTP request,
+// or one WebSocket connection), so that a pair that carried ciphertext
+// belongs to that channel for the window: a channel may learn that it holds
+// a pair already (a connection whose frames all reuse its handshake IV),
+// and every other channel is refused. An owner can release what it claimed,
+// or a claim of its still in flight, so that a message refused because the
+// store could not tell can be sent again.
 // Memory is bounded and a store that cannot remember refuses rather than
 // forgets: beyond its cap, or while unreachable, Claim fails with an error
 // that is not ErrReplay, and the caller refuses the message (fail closed).
@@ -15,7 +22,9 @@ package replay
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 )
 
@@ -72,13 +81,41 @@ func NewCopyID(fingerprint string, iv, ciphertext []byte) ID {
 	return id
 }
 
-// Store remembers claimed IDs for the window it was built with.
+// Owner names the channel a claim belongs to: one HTTP request or one
+// WebSocket connection. It is random (crypto/rand) and never leaves the
+// gateway and its store, so no client can name another's channel; 128 bits
+// make two live channels sharing one owner negligible.
+type Owner [16]byte
+
+// NewOwner returns a fresh random owner.
+func NewOwner() Owner {
+	var o Owner
+	rand.Read(o[:]) // never fails (crypto/rand crashes the program instead)
+	return o
+}
+
+// String is the owner as stored in Redis: 32 lowercase hex digits.
+func (o Owner) String() string { return hex.EncodeToString(o[:]) }
+
+// Store remembers claimed IDs, with their owner, for the window it was built
+// with.
 type Store interface {
-	// Claim records id. It returns nil if id was not claimed within the
-	// window (the caller may go on), ErrReplay if it was, and any other
-	// error when the store cannot tell (full, unreachable): the caller
-	// must then refuse the message too.
-	Claim(ctx context.Context, id ID) error
+	// Claim records id for owner. It returns nil if id was not claimed
+	// within the window (the caller may go on), or was claimed by this same
+	// owner (again is then true: the caller decides whether its channel may
+	// use id twice; the claim's window starts again, so a pair a connection
+	// keeps using stays its own); ErrReplay if another owner claimed it;
+	// and any other
+	// error when the store cannot tell (full, unreachable, timed out): the
+	// caller must then refuse the message too, and Release id, since a
+	// claim that timed out may still land.
+	Claim(ctx context.Context, id ID, owner Owner) (again bool, err error)
+	// Release gives id up for owner: if owner holds it, it is free again
+	// for anyone; if owner's claim of it is still on its way to the store,
+	// it will not take effect when it arrives. A claim of another owner is
+	// never touched. It returns nil once the store has recorded the
+	// release, or when nothing owner sent can still take effect.
+	Release(ctx context.Context, id ID, owner Owner) error
 	// Ready reports whether Claim can work now (for readiness probes).
 	Ready(ctx context.Context) error
 }

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -100,6 +101,24 @@ func (s *RedisServer) Stop() {
 		}
 		<-s.done
 	})
+}
+
+// Pause stops the server with SIGSTOP: it keeps its port and its
+// connections, and what clients send waits in its socket buffers, as on a
+// server that stalls; Resume (SIGCONT) lets it run what waited.
+func (s *RedisServer) Pause(t testing.TB) {
+	t.Helper()
+	if err := s.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatalf("SIGSTOP: %v", err)
+	}
+}
+
+// Resume continues a paused server.
+func (s *RedisServer) Resume(t testing.TB) {
+	t.Helper()
+	if err := s.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatalf("SIGCONT: %v", err)
+	}
 }
 
 // Logs is what the server printed.
