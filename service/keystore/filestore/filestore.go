@@ -18,6 +18,11 @@
 // once (no copy can be trusted), is reported in Snapshot.Invalid and the
 // others load. Writers stay strict: Update refuses to rewrite a file holding
 // an invalid record, since writing it back would silently drop it.
+//
+// A store given age identities (WithIdentities) is sealed: the file is the
+// document above encrypted with age, and a writer re-seals it in memory, so
+// no plaintext copy ever reaches the disk, temporary files included. See
+// seal.go for the format and why the whole file is sealed.
 package filestore
 
 import (
@@ -35,6 +40,8 @@ import (
 	"slices"
 	"syscall"
 
+	"filippo.io/age"
+
 	"github.com/alecrypt/alecrypt/service/key"
 	"github.com/alecrypt/alecrypt/service/keystore"
 )
@@ -48,6 +55,7 @@ const MaxFileSize = 64 << 20
 // Store is a keystore file.
 type Store struct {
 	path string
+	ids  []age.Identity // set: the file is sealed (see seal.go)
 }
 
 var (
@@ -56,7 +64,13 @@ var (
 )
 
 // New returns the store at path; nothing is read or created yet.
-func New(path string) *Store { return &Store{path: path} }
+func New(path string, opts ...Option) *Store {
+	s := &Store{path: path}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
+}
 
 // Path is the keystore file's path.
 func (s *Store) Path() string { return s.path }
@@ -72,11 +86,16 @@ func (s *Store) Load(context.Context) (keystore.Snapshot, error) {
 	if err != nil {
 		return keystore.Snapshot{}, err
 	}
-	recs, invalid, err := Decode(data)
+	sum := sha256.Sum256(data)
+	doc, err := s.open(data)
+	if err != nil {
+		return keystore.Snapshot{}, err
+	}
+	recs, invalid, err := Decode(doc)
+	clear(doc)
 	if err != nil {
 		return keystore.Snapshot{}, fmt.Errorf("keystore %s: %w", s.path, err)
 	}
-	sum := sha256.Sum256(data)
 	return keystore.Snapshot{Records: recs, Invalid: invalid, Revision: hex.EncodeToString(sum[:])}, nil
 }
 
@@ -256,7 +275,13 @@ func (s *Store) Update(create bool, fn func([]key.Record) ([]key.Record, error))
 	data, err := s.read()
 	switch {
 	case err == nil:
-		if recs, err = Parse(data); err != nil {
+		doc, err := s.open(data)
+		if err != nil {
+			return err
+		}
+		recs, err = Parse(doc)
+		clear(doc)
+		if err != nil {
 			return fmt.Errorf("keystore %s: %w", s.path, err)
 		}
 	case errors.Is(err, keystore.ErrNotFound) && create:
@@ -271,7 +296,22 @@ func (s *Store) Update(create bool, fn func([]key.Record) ([]key.Record, error))
 	if err != nil {
 		return err
 	}
-	return s.writeAtomic(out)
+	if s.Sealed() {
+		// Re-sealed to the recipients file; a missing one fails here,
+		// before anything is written.
+		recipients, err := s.readRecipients()
+		if err != nil {
+			clear(out)
+			return err
+		}
+		doc := out
+		out, err = seal(doc, recipients)
+		clear(doc)
+		if err != nil {
+			return err
+		}
+	}
+	return writeFileAtomic(s.path, out)
 }
 
 // Init creates the keystore with the record gen returns if the file does not
@@ -314,8 +354,15 @@ func (s *Store) lock() (unlock func(), err error) {
 	}, nil
 }
 
-func (s *Store) writeAtomic(data []byte) error {
-	dir := filepath.Dir(s.path)
+// beforeRename, when set by a test, runs once the temporary file is
+// written and synced, before the rename: a crash test exits there.
+var beforeRename func(tmp string)
+
+// writeFileAtomic replaces path with data: a temporary file in the same
+// directory, created 0600, written, synced, renamed over path, and the
+// directory synced. A crash at any point leaves the old file whole.
+func writeFileAtomic(path string, data []byte) error {
+	dir := filepath.Dir(path)
 	tmp, err := os.CreateTemp(dir, ".keystore-*.tmp")
 	if err != nil {
 		return fmt.Errorf("keystore write: %w", err)
@@ -336,7 +383,10 @@ func (s *Store) writeAtomic(data []byte) error {
 	if err := tmp.Close(); err != nil {
 		return fmt.Errorf("keystore write: %w", err)
 	}
-	if err := os.Rename(tmp.Name(), s.path); err != nil {
+	if beforeRename != nil {
+		beforeRename(tmp.Name())
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
 		return fmt.Errorf("keystore write: %w", err)
 	}
 	// Make the rename durable.
