@@ -18,21 +18,24 @@ import (
 
 // Config is everything alecryptd reads from flags and the environment.
 type Config struct {
-	Listen          string
-	Keystore        string
-	Refresh         time.Duration
-	MaxRequestBytes int
-	DefaultAlias    string
-	Log             daemon.Log
-	ShutdownTimeout time.Duration
-	MetricsListen   string
-	Vault           vaultcfg.Config
-	TLSCert         string
-	TLSKey          string
-	ClientCA        string
-	InsecureListen  bool
-	Policy          string
-	AuditLog        string
+	Listen   string
+	Keystore string
+	// KeystoreIdentity is the age identity file that opens a sealed
+	// keystore file.
+	KeystoreIdentity string
+	Refresh          time.Duration
+	MaxRequestBytes  int
+	DefaultAlias     string
+	Log              daemon.Log
+	ShutdownTimeout  time.Duration
+	MetricsListen    string
+	Vault            vaultcfg.Config
+	TLSCert          string
+	TLSKey           string
+	ClientCA         string
+	InsecureListen   bool
+	Policy           string
+	AuditLog         string
 
 	// InsecureMetricsListen allows MetricsListen beyond loopback.
 	InsecureMetricsListen bool
@@ -69,6 +72,7 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	envOr := func(name, def string) string { return daemon.EnvOr(getenv, name, def) }
 	fs.StringVar(&c.Listen, "listen", envOr("ALECRYPT_LISTEN", "127.0.0.1:8080"), "address to serve Connect, gRPC and gRPC-Web on (env ALECRYPT_LISTEN)")
 	fs.StringVar(&c.Keystore, "keystore", envOr("ALECRYPT_KEYSTORE", "./alecrypt-data/keystore.json"), "embedded keystore file (created with one fresh key if missing), or \"vault\" (env ALECRYPT_KEYSTORE)")
+	fs.StringVar(&c.KeystoreIdentity, "keystore-identity", envOr("ALECRYPT_KEYSTORE_IDENTITY", ""), "age identity file that opens a sealed keystore file; read once at start (env ALECRYPT_KEYSTORE_IDENTITY)")
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate for the API listener (with --tls-key); re-read when it changes")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM private key for --tls-cert")
 	fs.StringVar(&c.ClientCA, "client-ca", "", "PEM CA(s) that sign client certificates: enables mTLS caller identity (needs --tls-cert)")
@@ -106,6 +110,8 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	switch {
 	case c.Keystore == "":
 		return Config{}, errors.New("--keystore must not be empty")
+	case c.Keystore == keystoreVault && c.KeystoreIdentity != "":
+		return Config{}, errors.New("--keystore-identity opens a sealed keystore file; Vault seals its own storage")
 	case c.MaxRequestBytes <= 0:
 		return Config{}, errors.New("--max-request-bytes must be positive")
 	case c.Refresh < 0:

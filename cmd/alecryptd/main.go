@@ -27,7 +27,6 @@ import (
 	"github.com/alecrypt/alecrypt/service/keyring"
 	"github.com/alecrypt/alecrypt/service/keyring/refresh"
 	"github.com/alecrypt/alecrypt/service/keystore"
-	"github.com/alecrypt/alecrypt/service/keystore/filestore"
 	"github.com/alecrypt/alecrypt/service/metrics"
 	"github.com/alecrypt/alecrypt/service/policy"
 	"github.com/alecrypt/alecrypt/service/tracing"
@@ -211,7 +210,10 @@ func openKeystore(ctx context.Context, cfg Config, log *slog.Logger) (keystore.R
 		log.Info("using the vault keystore", "vault_addr", client.Address(), "path", store.Location())
 		return store, nil
 	}
-	store := filestore.New(cfg.Keystore)
+	store, err := openFileStore(cfg)
+	if err != nil {
+		return nil, err
+	}
 	var fresh key.Record
 	created, err := store.Init(func() (key.Record, error) {
 		var err error
@@ -219,7 +221,10 @@ func openKeystore(ctx context.Context, cfg Config, log *slog.Logger) (keystore.R
 		return fresh, err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("initializing keystore: %w", err)
+		return nil, fmt.Errorf("initializing keystore: %w", sealHint(err))
+	}
+	if !store.Sealed() {
+		warnUnsealed(log, cfg.Keystore)
 	}
 	if created {
 		// The fingerprint is public; the secret is never logged.

@@ -256,3 +256,34 @@ func (s *Store) Seal(recipients []age.Recipient) (keys int, err error) {
 	}
 	return len(recs), writeFileAtomic(s.path, out)
 }
+
+// ReadIdentities reads an age identity file (age-keygen's output: one
+// AGE-SECRET-KEY-1... a line, # comments) for WithIdentities. It is read
+// once; its bytes are cleared after parsing and never logged, and the
+// errors age returns name a line, never its content. A file others may read
+// is refused, as the keystore is.
+func ReadIdentities(path string) ([]age.Identity, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("keystore identity: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("keystore identity: %w", err)
+	}
+	if fi.Mode().Perm()&0o004 != 0 {
+		return nil, fmt.Errorf("keystore identity %s: mode %v lets every user read it; run chmod 600 on it", path, fi.Mode().Perm())
+	}
+	var buf bytes.Buffer
+	_, err = buf.ReadFrom(io.LimitReader(f, 1<<20))
+	defer clear(buf.Bytes())
+	if err != nil {
+		return nil, fmt.Errorf("keystore identity %s: %w", path, err)
+	}
+	ids, err := age.ParseIdentities(bytes.NewReader(buf.Bytes()))
+	if err != nil {
+		return nil, fmt.Errorf("keystore identity %s: not an age identity file: %v", path, err)
+	}
+	return ids, nil
+}
