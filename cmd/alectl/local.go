@@ -23,6 +23,7 @@ func (e env) keystoreFlag(fs interface {
 	}
 	p := new(string)
 	fs.StringVar(p, "keystore", path, "embedded keystore file (env ALECRYPT_KEYSTORE)")
+	e.identityFlag(fs)
 	return p
 }
 
@@ -85,9 +86,13 @@ func (e env) keysAdd(args []string) error {
 	if err := rec.Validate(); err != nil {
 		return err
 	}
-	res, err := filestore.New(*ks).Import([]key.Record{rec}, false)
+	store, err := openStore(fs, *ks)
 	if err != nil {
 		return err
+	}
+	res, err := store.Import([]key.Record{rec}, false)
+	if err != nil {
+		return sealHint(err)
 	}
 	if res.Added != 1 {
 		return fmt.Errorf("key %q already exists", rec.Fingerprint)
@@ -117,9 +122,13 @@ func (e env) keysImport(args []string) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", pos[0], err)
 	}
-	res, err := filestore.New(*ks).Import(recs, *replace)
+	store, err := openStore(fs, *ks)
 	if err != nil {
 		return err
+	}
+	res, err := store.Import(recs, *replace)
+	if err != nil {
+		return sealHint(err)
 	}
 	_, err = fmt.Fprintf(e.stdout, "imported into %s: %d added, %d replaced, %d unchanged\n", *ks, res.Added, res.Replaced, res.Unchanged)
 	return err
@@ -139,9 +148,13 @@ func (e env) keysState(args []string) error {
 	default:
 		return usageError("state must be active, decrypt-only or disabled, got %q", pos[1])
 	}
-	rec, err := filestore.New(*ks).SetState(pos[0], state)
+	store, err := openStore(fs, *ks)
 	if err != nil {
 		return err
+	}
+	rec, err := store.SetState(pos[0], state)
+	if err != nil {
+		return sealHint(err)
 	}
 	_, err = fmt.Fprintf(e.stdout, "%s is now %s (version %d)\n", rec.Fingerprint, rec.State, rec.Version)
 	return err

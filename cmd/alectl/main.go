@@ -37,6 +37,8 @@ On an embedded keystore file (--keystore, env ALECRYPT_KEYSTORE, default ./alecr
   alectl keys add    --alias A[,B] [--algorithm aes-256-ctr|aes-256-gcm] [--secret-file F] ...
   alectl keys import FILE [--replace]      FILE holds {"keys":[record,...]}
   alectl keys state  FINGERPRINT active|decrypt-only|disabled
+  alectl keys seal   --recipient AGE-RECIPIENT [--recipient ...]   seal it with age, or re-seal to new recipients
+  A sealed keystore is opened with --identity FILE (env ALECRYPT_KEYSTORE_IDENTITY), an age identity file.
 
 Also:
   alectl version                 the version, commit and Go version (also: alectl --version)
@@ -51,6 +53,8 @@ const keysUsage = `alectl keys: list the keys of a running alecryptd, or edit an
   alectl keys add    --alias A[,B] [--algorithm aes-256-ctr|aes-256-gcm] [--secret-file F] ...
   alectl keys import FILE [--replace]
   alectl keys state  FINGERPRINT active|decrypt-only|disabled
+  alectl keys seal   --recipient AGE-RECIPIENT [--recipient ...]
+  (a sealed keystore is opened with --identity FILE, env ALECRYPT_KEYSTORE_IDENTITY)
 
 alectl keys SUBCOMMAND --help shows a subcommand's flags.
 `
@@ -66,6 +70,7 @@ var synopses = map[string]string{
 	"alectl keys add":    "alectl keys add: add a key to an embedded keystore file (generated, or a Portal-issued Secret Key)\n\n  alectl keys add --alias A[,B] [--algorithm aes-256-ctr|aes-256-gcm] [--secret-file F --fingerprint FP --salt S] [flags]\n",
 	"alectl keys import": "alectl keys import: import {\"keys\":[record,...]} into an embedded keystore file, all or nothing\n\n  alectl keys import FILE [--replace]\n",
 	"alectl keys state":  "alectl keys state: move a key through rotation in an embedded keystore file\n\n  alectl keys state FINGERPRINT active|decrypt-only|disabled\n",
+	"alectl keys seal":   "alectl keys seal: seal an embedded keystore file with age to the given recipients (public keys), or re-seal a\nsealed one (with --identity) to new recipients, which rotates the key-encrypting key. The file is replaced\natomically and the plaintext never touches the disk. The recipients are written to KEYSTORE.recipients, and\nlater edits (keys add, import, state, with --identity) re-seal to them.\n\n  alectl keys seal --recipient AGE-RECIPIENT [--recipient ...] [--identity FILE]\n",
 }
 
 func main() {
@@ -113,7 +118,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(s
 		err = e.httpCmd(rest)
 	case "keys":
 		if len(rest) == 0 {
-			err = usageError("keys needs a subcommand: list, add, import or state")
+			err = usageError("keys needs a subcommand: list, add, import, state or seal")
 			break
 		}
 		switch sub, subRest := rest[0], rest[1:]; sub {
@@ -127,6 +132,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(s
 			err = e.keysImport(subRest)
 		case "state":
 			err = e.keysState(subRest)
+		case "seal":
+			err = e.keysSeal(subRest)
 		default:
 			err = usageError("unknown keys subcommand %q", sub)
 		}
