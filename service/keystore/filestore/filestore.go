@@ -132,7 +132,14 @@ func (s *Store) read() ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("keystore: %w", err)
 	}
-	if fi.Mode().Perm()&0o077 != 0 {
+	// A sealed keystore may be readable by its group: its keys need the
+	// identity, and a Kubernetes Secret volume with an fsGroup makes its
+	// files 0440 whatever defaultMode says.
+	exposed := fs.FileMode(0o077)
+	if s.Sealed() {
+		exposed = 0o037
+	}
+	if fi.Mode().Perm()&exposed != 0 {
 		return nil, fmt.Errorf("keystore %s: mode %v lets others read keys; run chmod 600 on it", s.path, fi.Mode().Perm())
 	}
 	if fi.Size() > MaxFileSize {
@@ -315,8 +322,19 @@ func (s *Store) Update(create bool, fn func([]key.Record) ([]key.Record, error))
 }
 
 // Init creates the keystore with the record gen returns if the file does not
-// exist, and reports whether it did. An existing file is left alone.
+// exist, and reports whether it did. An existing file is left alone, and
+// only read, not locked, so a keystore on a read-only mount (a Kubernetes
+// Secret) can be served; one that cannot be read or opened is an error.
 func (s *Store) Init(gen func() (key.Record, error)) (created bool, err error) {
+	if _, err := os.Stat(s.path); err == nil {
+		data, err := s.read()
+		if err != nil {
+			return false, err
+		}
+		doc, err := s.open(data)
+		clear(doc)
+		return false, err
+	}
 	err = s.Update(true, func(recs []key.Record) ([]key.Record, error) {
 		if recs != nil {
 			return nil, errExists

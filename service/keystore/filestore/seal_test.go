@@ -407,3 +407,48 @@ func crashChild(dir string) {
 	fmt.Fprintln(os.Stderr, "edit finished without reaching the crash hook:", err)
 	os.Exit(1)
 }
+
+// TestSealedReadOnlyMount: a sealed keystore mounted the way Kubernetes
+// mounts a Secret (read-only directory, file 0440 because of the pod's
+// fsGroup) is initialized and loaded without writing anything.
+func TestSealedReadOnlyMount(t *testing.T) {
+	t.Parallel()
+	id := newIdentity(t)
+	src := writeSealedStore(t, id, rec("fp-1"))
+	data, err := os.ReadFile(src.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "keystore.json")
+	if err := os.WriteFile(path, data, 0o440); err != nil {
+		t.Fatal(err)
+	}
+	chmod(t, path, 0o440)
+	chmod(t, dir, 0o500)
+	t.Cleanup(func() { chmod(t, dir, 0o700) })
+	s := filestore.New(path, filestore.WithIdentities(id))
+	created, err := s.Init(func() (key.Record, error) {
+		t.Error("Init generated a key for an existing keystore")
+		return rec("fp-gen"), nil
+	})
+	if err != nil || created {
+		t.Fatalf("Init on a read-only mount = %v, %v; want false, nil", created, err)
+	}
+	snap, err := s.Load(t.Context())
+	if err != nil || len(snap.Records) != 1 {
+		t.Fatalf("Load of a 0440 sealed keystore = %d records, %v; want 1, nil", len(snap.Records), err)
+	}
+	if got := dirEntries(t, dir); !slices.Equal(got, []string{"keystore.json"}) {
+		t.Errorf("the read-only directory holds %q, want only the keystore (no lock file)", got)
+	}
+	// A plaintext keystore stays refused at 0440.
+	plain := filepath.Join(t.TempDir(), "keystore.json")
+	if err := os.WriteFile(plain, encode(t, rec("fp-1")), 0o440); err != nil {
+		t.Fatal(err)
+	}
+	chmod(t, plain, 0o440)
+	if _, err := filestore.New(plain).Load(t.Context()); err == nil || !strings.Contains(err.Error(), "lets others read") {
+		t.Errorf("Load of a 0440 plaintext keystore err = %v, want the mode refused", err)
+	}
+}
