@@ -189,6 +189,14 @@ func TestSystemdUnit(t *testing.T) {
 	if !slices.Contains(u.all(svc, "Environment"), "ALECRYPT_KEYSTORE=/var/lib/alecrypt/keystore.json") {
 		t.Errorf("%s: the keystore is not in the StateDirectory (Environment=ALECRYPT_KEYSTORE=/var/lib/alecrypt/keystore.json)", unitFile)
 	}
+	// The keystore is sealed; its identity comes from outside the state
+	// directory, as a credential only this service can read.
+	if !slices.Contains(u.all(svc, "LoadCredential"), "keystore-identity:/etc/alecrypt/keystore-identity") {
+		t.Errorf("%s: no LoadCredential=keystore-identity:/etc/alecrypt/keystore-identity for the sealed keystore", unitFile)
+	}
+	if !slices.Contains(u.all(svc, "Environment"), "ALECRYPT_KEYSTORE_IDENTITY=%d/keystore-identity") {
+		t.Errorf("%s: alecryptd is not given the credential (Environment=ALECRYPT_KEYSTORE_IDENTITY=%%d/keystore-identity)", unitFile)
+	}
 	if got := u.get("Install", "WantedBy"); got != "multi-user.target" {
 		t.Errorf("%s: WantedBy=%q, want multi-user.target", unitFile, got)
 	}

@@ -390,6 +390,15 @@ func writeFileAtomic(path string, data []byte) error {
 		tmp.Close()
 		return fmt.Errorf("keystore write: %w", err)
 	}
+	// Keep the replaced file's owner, so root editing the service user's
+	// keystore (the identity of a sealed one may be root's alone) leaves it
+	// readable by the service. Only root may give a file away: for anyone
+	// else this fails and the file becomes theirs, as any rename does.
+	if fi, err := os.Stat(path); err == nil {
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok && (int(st.Uid) != os.Geteuid() || int(st.Gid) != os.Getegid()) {
+			_ = tmp.Chown(int(st.Uid), int(st.Gid))
+		}
+	}
 	if _, err := tmp.Write(data); err != nil {
 		tmp.Close()
 		return fmt.Errorf("keystore write: %w", err)

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 
 	"filippo.io/age"
@@ -450,5 +451,32 @@ func TestSealedReadOnlyMount(t *testing.T) {
 	chmod(t, plain, 0o440)
 	if _, err := filestore.New(plain).Load(t.Context()); err == nil || !strings.Contains(err.Error(), "lets others read") {
 		t.Errorf("Load of a 0440 plaintext keystore err = %v, want the mode refused", err)
+	}
+}
+
+// TestUpdateKeepsOwner: root editing a keystore another user owns (the
+// service user's) leaves it owned by that user, so the service can still
+// read it.
+func TestUpdateKeepsOwner(t *testing.T) {
+	t.Parallel()
+	if os.Geteuid() != 0 {
+		t.Skip("only root can give a file to another user")
+	}
+	id := newIdentity(t)
+	s := writeSealedStore(t, id, rec("fp-1"))
+	const uid, gid = 4242, 4343
+	if err := os.Chown(s.Path(), uid, gid); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Import([]key.Record{rec("fp-2")}, false); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(s.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := fi.Sys().(*syscall.Stat_t)
+	if st.Uid != uid || st.Gid != gid || fi.Mode().Perm() != filestore.Mode {
+		t.Errorf("after Import the keystore is %d:%d %04o, want %d:%d %04o", st.Uid, st.Gid, fi.Mode().Perm(), uid, gid, filestore.Mode)
 	}
 }
