@@ -83,6 +83,7 @@ func TestOpenKeystoreSealed(t *testing.T) {
 	if err := sealed.Update(true, func([]key.Record) ([]key.Record, error) { return []key.Record{keytest.Record("fp-1")}, nil }); err != nil {
 		t.Fatal(err)
 	}
+	writeFile("new.json.recipients", "# one recipient\n"+id.Recipient().String()+"\n", 0o600)
 	plainPath := filepath.Join(dir, "plain.json")
 	if err := filestore.New(plainPath).Update(true, func([]key.Record) ([]key.Record, error) { return []key.Record{keytest.Record("fp-1")}, nil }); err != nil {
 		t.Fatal(err)
@@ -101,6 +102,8 @@ func TestOpenKeystoreSealed(t *testing.T) {
 		{name: "identity file readable by all", keystore: sealedPath, identity: openFile, wantErr: "lets every user read it"},
 		{name: "identity file missing", keystore: sealedPath, identity: filepath.Join(dir, "missing"), wantErr: "no such file"},
 		{name: "plaintext with an identity", keystore: plainPath, identity: idFile, wantIs: filestore.ErrNotSealed, wantErr: "alectl keys seal"},
+		{name: "created sealed to the recipients file", keystore: filepath.Join(dir, "new.json"), identity: idFile},
+		{name: "missing, no recipients file", keystore: filepath.Join(dir, "none.json"), identity: idFile, wantIs: filestore.ErrNoRecipients, wantErr: "alecryptd creates a sealed keystore only when"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -128,6 +131,9 @@ func TestOpenKeystoreSealed(t *testing.T) {
 			}
 			if warned := strings.Contains(logs.String(), "level=WARN") && strings.Contains(logs.String(), "NOT sealed"); warned != tc.wantWarn {
 				t.Errorf("start logged the unsealed warning = %v, want %v; logs:\n%s", warned, tc.wantWarn, logs.String())
+			}
+			if data, _ := os.ReadFile(tc.keystore); !filestore.IsSealed(data) && tc.identity != "" {
+				t.Errorf("the keystore alecryptd serves with an identity is not sealed")
 			}
 			if strings.Contains(strings.ToUpper(logs.String()), "AGE-SECRET-KEY") {
 				t.Errorf("logs show the identity:\n%s", logs.String())
