@@ -349,6 +349,10 @@ func checkSet(t *testing.T, r rendered) {
 		"ServiceAccount alecrypt/alegate",
 		"ServiceAccount alecrypt/alesync",
 	}
+	if r.sealedKeystore() {
+		// No Vault: nothing for alesync to sync into.
+		want = slices.DeleteFunc(want, func(id string) bool { return strings.HasSuffix(id, "/alesync") })
+	}
 	var got []string
 	for _, m := range r.all {
 		got = append(got, m.id())
@@ -383,8 +387,8 @@ func checkNamespaceAndLabels(t *testing.T, r rendered) {
 
 func checkHardening(t *testing.T, r rendered) {
 	ws := r.workloads()
-	if len(ws) != 3 {
-		t.Errorf("found %d workloads, want 3 (alecryptd, alegate, alesync)", len(ws))
+	if want := 3 - btoi(r.sealedKeystore()); len(ws) != want {
+		t.Errorf("found %d workloads, want %d (alecryptd, alegate, and alesync with Vault)", len(ws), want)
 	}
 	for _, w := range ws {
 		for _, err := range hardeningErrors(w) {
@@ -414,6 +418,16 @@ func checkExternalPrerequisites(t *testing.T, r rendered) {
 		"Secret alegate-crypto-client",
 		"Secret alegate-tls",
 		"Secret alesync-portal",
+	}
+	if r.sealedKeystore() {
+		want = []string{
+			"ConfigMap alecrypt-trust",
+			"Secret alecryptd-keystore",
+			"Secret alecryptd-keystore-identity",
+			"Secret alecryptd-tls",
+			"Secret alegate-crypto-client",
+			"Secret alegate-tls",
+		}
 	}
 	inSet := map[string]bool{}
 	for _, m := range r.all {
@@ -463,7 +477,7 @@ func checkAlecryptdDeployment(t *testing.T, r rendered) {
 	if len(c.Command) != 0 {
 		t.Errorf("command = %q: alecryptd is the image's entrypoint", c.Command)
 	}
-	checkArgs(t, c.Args, map[string]string{
+	want := map[string]string{
 		"listen":         "0.0.0.0:8443",
 		"metrics-listen": "0.0.0.0:9090",
 		// Prometheus scrapes from another pod; the NetworkPolicy limits
@@ -478,13 +492,22 @@ func checkAlecryptdDeployment(t *testing.T, r rendered) {
 		"tls-key":                 "",
 		"client-ca":               "",
 		"policy":                  "",
-	})
-	if v := envValue(c, "VAULT_ADDR"); !strings.HasPrefix(v, "https://") {
-		t.Errorf("VAULT_ADDR = %q, want https://...", v)
 	}
-	if envValue(c, "VAULT_CACERT") == "" {
-		t.Error("no VAULT_CACERT")
+	if r.sealedKeystore() {
+		checkSealedKeystore(t, spec)
+		delete(want, "vault-auth")
+		delete(want, "vault-k8s-role")
+		want["keystore"] = ""
+		want["keystore-identity"] = ""
+	} else {
+		if v := envValue(c, "VAULT_ADDR"); !strings.HasPrefix(v, "https://") {
+			t.Errorf("VAULT_ADDR = %q, want https://...", v)
+		}
+		if envValue(c, "VAULT_CACERT") == "" {
+			t.Error("no VAULT_CACERT")
+		}
 	}
+	checkArgs(t, c.Args, want)
 	if ports := containerPorts(c); ports["grpc"] != 8443 || ports["metrics"] != 9090 {
 		t.Errorf("container ports = %v, want grpc 8443 and metrics 9090", ports)
 	}
@@ -544,6 +567,12 @@ func checkAlegateDeployment(t *testing.T, r rendered) {
 
 func checkAlesyncCronJob(t *testing.T, r rendered) {
 	cj := find[batchv1.CronJob](r, "alesync")
+	if r.sealedKeystore() {
+		if cj != nil {
+			t.Error("CronJob alesync without Vault: it has nothing to sync into")
+		}
+		return
+	}
 	if cj == nil {
 		t.Fatal("no CronJob alesync")
 	}
@@ -1182,4 +1211,59 @@ func parseGoMemLimit(v string) (int64, error) {
 	}
 	n, err := strconv.ParseInt(v, 10, 64)
 	return n * mult, err
+}
+
+// sealedKeystore reports whether the set's alecryptd serves an embedded
+// keystore (sealed, checkSealedKeystore makes sure) rather than Vault.
+func (r rendered) sealedKeystore() bool {
+	d := find[appsv1.Deployment](r, "alecryptd")
+	return d != nil && !slices.Contains(d.Spec.Template.Spec.Containers[0].Args, "--keystore=vault")
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// checkSealedKeystore: an embedded keystore on Kubernetes is sealed, and its
+// age identity comes from a Secret of its own, apart from the keystore's,
+// never mounted into another workload.
+func checkSealedKeystore(t *testing.T, spec corev1.PodSpec) {
+	t.Helper()
+	c := spec.Containers[0]
+	var keystore, identity string
+	for _, a := range c.Args {
+		if v, ok := strings.CutPrefix(a, "--keystore="); ok {
+			keystore = v
+		}
+		if v, ok := strings.CutPrefix(a, "--keystore-identity="); ok {
+			identity = v
+		}
+	}
+	if identity == "" {
+		t.Fatalf("alecryptd serves the embedded keystore %q unsealed: no --keystore-identity", keystore)
+	}
+	secretOf := func(file string) string {
+		m, ok := mountFor(c, file)
+		if !ok {
+			t.Errorf("%s is under no volume mount", file)
+			return ""
+		}
+		for _, v := range spec.Volumes {
+			if v.Name == m.Name && v.Secret != nil {
+				return v.Secret.SecretName
+			}
+		}
+		t.Errorf("%s is not in a Secret volume", file)
+		return ""
+	}
+	ks, id := secretOf(keystore), secretOf(identity)
+	if ks != "" && ks == id {
+		t.Errorf("the keystore and its identity share Secret %s: the key-encrypting key must be stored apart", ks)
+	}
+	if envValue(c, "VAULT_ADDR") != "" {
+		t.Error("VAULT_ADDR set for an embedded keystore")
+	}
 }
