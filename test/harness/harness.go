@@ -140,7 +140,7 @@ func StartAlecryptd(t testing.TB, opts StartOptions) *Service {
 		ks = filepath.Join(dir, "keystore.json")
 	}
 	args := append([]string{"--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--keystore", ks, "--log-level", "debug", "--refresh", "200ms"}, opts.Args...)
-	env := append([]string{"ALECRYPT_LISTEN=", "ALECRYPT_KEYSTORE=", "ALECRYPT_METRICS_LISTEN="}, opts.Env...)
+	env := append([]string{"ALECRYPT_LISTEN=", "ALECRYPT_KEYSTORE=", "ALECRYPT_KEYSTORE_IDENTITY=", "ALECRYPT_METRICS_LISTEN="}, opts.Env...)
 	s := StartProgram(t, "alecryptd", args, env, "alecryptd listening", opts.ExpectExit)
 	s.Keystore = ks
 	if slices.Contains(opts.Args, "--tls-cert") && s.Addr != "" {

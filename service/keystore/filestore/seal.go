@@ -139,7 +139,7 @@ func seal(doc []byte, recipients []age.Recipient) ([]byte, error) {
 // private key) given by mistake is refused without echoing it.
 func ParseRecipient(s string) (age.Recipient, error) {
 	s = strings.TrimSpace(s)
-	if strings.HasPrefix(strings.ToUpper(s), "AGE-SECRET-KEY-") {
+	if up := strings.ToUpper(s); strings.HasPrefix(up, "AGE-SECRET-KEY-") || strings.HasPrefix(up, "AGE-PLUGIN-") {
 		return nil, errors.New("that is an age identity (a private key), not a recipient: give its public key, age1..., as printed by age-keygen -y IDENTITY-FILE; and treat that private key as exposed if it was typed somewhere shared")
 	}
 	rs, err := age.ParseRecipients(strings.NewReader(s))

@@ -310,6 +310,7 @@ func TestParseRecipient(t *testing.T) {
 		{"recipient with spaces", " " + id.Recipient().String() + "\n", ""},
 		{"identity", id.String(), "age identity (a private key), not a recipient"},
 		{"identity lower case", strings.ToLower(id.String()), "age identity (a private key), not a recipient"},
+		{"plugin identity", "AGE-PLUGIN-YUBIKEY-1QQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQ", "age identity (a private key), not a recipient"},
 		{"garbage", "hunter2", "not an age recipient"},
 		{"bad checksum", id.Recipient().String()[:len(id.Recipient().String())-1] + "q", "age recipient"},
 		{"two", id.Recipient().String() + "\n" + id.Recipient().String(), "exactly one"},
@@ -326,7 +327,7 @@ func TestParseRecipient(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 				t.Fatalf("ParseRecipient err = %v, want %q", err, tc.wantErr)
 			}
-			if strings.Contains(strings.ToUpper(err.Error()), "AGE-SECRET-KEY-1") || strings.Contains(err.Error(), "hunter2") {
+			if strings.Contains(strings.ToUpper(err.Error()), "AGE-SECRET-KEY-1") || strings.Contains(err.Error(), "AGE-PLUGIN-") || strings.Contains(err.Error(), "hunter2") {
 				t.Errorf("ParseRecipient err = %q echoes its input", err)
 			}
 		})
