@@ -174,11 +174,30 @@ func TestSealedLoadErrors(t *testing.T) {
 	id := newIdentity(t)
 	sealed := writeSealedStore(t, id, rec("fp-1"))
 	plain := writeStore(t, filestore.Mode, rec("fp-1"))
+	// One byte of the payload changed: age's authentication refuses it.
+	tampered := writeSealedStore(t, id, rec("fp-1"))
+	data, err := os.ReadFile(tampered.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(string(data), "\n")
+	i := len(lines) / 2
+	lines[i] = strings.Map(func(r rune) rune {
+		if r == 'A' {
+			return 'B'
+		}
+		return r
+	}, lines[i])
+	if err := os.WriteFile(tampered.Path(), []byte(strings.Join(lines, "\n")), filestore.Mode); err != nil {
+		t.Fatal(err)
+	}
+	errTampered := errors.New("cannot open the sealed file")
 	for _, tc := range []struct {
 		name  string
 		store *filestore.Store
 		want  error
 	}{
+		{"tampered", tampered, errTampered},
 		{"no identity", filestore.New(sealed.Path()), filestore.ErrSealed},
 		{"wrong identity", filestore.New(sealed.Path(), filestore.WithIdentities(newIdentity(t))), filestore.ErrWrongIdentity},
 		{"plaintext where sealed expected", filestore.New(plain.Path(), filestore.WithIdentities(id)), filestore.ErrNotSealed},
@@ -186,6 +205,9 @@ func TestSealedLoadErrors(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			snap, err := tc.store.Load(t.Context())
+			if tc.want == errTampered && err != nil && strings.Contains(err.Error(), errTampered.Error()) {
+				err = errTampered
+			}
 			if !errors.Is(err, tc.want) {
 				t.Fatalf("Load err = %v, want %v", err, tc.want)
 			}
@@ -194,6 +216,9 @@ func TestSealedLoadErrors(t *testing.T) {
 			}
 			before, _ := os.ReadFile(tc.store.Path())
 			err = tc.store.Update(false, func(recs []key.Record) ([]key.Record, error) { return append(recs, rec("fp-2")), nil })
+			if tc.want == errTampered && err != nil && strings.Contains(err.Error(), errTampered.Error()) {
+				err = errTampered
+			}
 			if !errors.Is(err, tc.want) {
 				t.Errorf("Update err = %v, want %v", err, tc.want)
 			}
