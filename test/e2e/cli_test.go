@@ -180,10 +180,12 @@ func TestAlectlCompletion(t *testing.T) {
 	}{
 		{nil, "", []string{"encrypt", "decrypt", "resolve", "rewrap", "http", "keys", "version", "completion", "help", "--help", "--version"}},
 		{nil, "de", []string{"decrypt"}},
-		{[]string{"keys"}, "", []string{"list", "add", "import", "state"}},
+		{[]string{"keys"}, "", []string{"list", "add", "import", "state", "seal"}},
 		{[]string{"keys"}, "i", []string{"import"}},
 		{[]string{"completion"}, "", []string{"bash", "zsh"}},
 		{[]string{"keys", "add"}, "--al", []string{"--algorithm", "--alias"}},
+		{[]string{"keys", "seal"}, "--re", []string{"--recipient"}},
+		{[]string{"keys", "state"}, "--id", []string{"--identity"}},
 		{[]string{"encrypt", "--alias", "store-1"}, "--f", []string{"--fingerprint"}},
 		{[]string{"decrypt"}, "--ex", []string{"--expect"}},
 		// After a flag that takes a value alectl offers nothing: the shell
