@@ -56,6 +56,11 @@ type Options struct {
 	// streams) before its body is read, and refused with ResourceExhausted
 	// when the charge does not fit. Zero means DefaultMaxInflightBytes.
 	MaxInflightBytes int64
+	// MaxInflightBytesPerCaller bounds what one caller (its authenticated
+	// identity, or its connection when anonymous) may hold of
+	// MaxInflightBytes. Zero means DefaultPerCaller: a quarter of the
+	// budget, at least what one largest request needs.
+	MaxInflightBytesPerCaller int64
 	// ReadTimeout bounds how long a unary request body, or one stream
 	// message once its first byte arrived, may take to arrive. Zero means
 	// DefaultReadTimeout.
@@ -96,6 +101,9 @@ func NewHandler(eng *engine.Engine, ring *keyring.Ring, opts Options) http.Handl
 	}
 	if opts.MaxInflightBytes == 0 {
 		opts.MaxInflightBytes = DefaultMaxInflightBytes
+	}
+	if opts.MaxInflightBytesPerCaller == 0 {
+		opts.MaxInflightBytesPerCaller = DefaultPerCaller(opts.MaxRequestBytes, opts.MaxInflightBytes)
 	}
 	if opts.ReadTimeout == 0 {
 		opts.ReadTimeout = DefaultReadTimeout
@@ -161,14 +169,14 @@ func NewHandler(eng *engine.Engine, ring *keyring.Ring, opts Options) http.Handl
 		next:        mux,
 		errw:        connect.NewErrorWriter(),
 		requireAuth: opts.RequireAuth,
-		budget:      budget{max: opts.MaxInflightBytes},
-		maxMessage:  int64(opts.MaxRequestBytes),
+		main:        newLane(opts.MaxInflightBytes, opts.MaxInflightBytesPerCaller, int64(opts.MaxRequestBytes), 0, errOverBudget),
+		probe:       newLane(probeInflightBytes, probeInflightBytes/callerShareDivisor, probeMaxMessage, probeCallCharge, errProbesBusy),
 		readTimeout: opts.ReadTimeout,
 		obs:         obs,
 		streams:     map[*bodyReader]struct{}{},
 	}
 	if opts.Metrics != nil {
-		registerBudget(opts.Metrics, &g.budget)
+		registerBudget(opts.Metrics, &g.main, &g.probe)
 	}
 	if opts.Stopping != nil {
 		context.AfterFunc(opts.Stopping, g.drainAll)

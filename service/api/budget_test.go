@@ -1,0 +1,233 @@
+package api_test
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+
+	alev1 "github.com/alecrypt/alecrypt/gen/ale/v1"
+	"github.com/alecrypt/alecrypt/gen/ale/v1/alev1connect"
+	"github.com/alecrypt/alecrypt/service/api"
+)
+
+// as returns an h2c client of g that authenticates with token ("" for none)
+// on connections of its own.
+func (g *guarded) as(t *testing.T, token string) *http.Client {
+	t.Helper()
+	var h2c http.Protocols
+	h2c.SetUnencryptedHTTP2(true)
+	tr := &http.Transport{Protocols: &h2c}
+	t.Cleanup(tr.CloseIdleConnections)
+	if token == "" {
+		return &http.Client{Transport: tr}
+	}
+	return &http.Client{Transport: bearer{token, tr}}
+}
+
+// holdCall starts a gRPC call of path whose body sends the first part bytes
+// of a message of size bytes and then stops; it returns a channel that
+// gets the call's grpc-status once the server answers.
+func holdCall(t *testing.T, client *http.Client, url, path string, size, part int) <-chan string {
+	t.Helper()
+	pr, pw := io.Pipe()
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url+path, pr)
+	req.Header.Set("Content-Type", "application/grpc")
+	status := make(chan string, 1)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		res, err := client.Do(req)
+		if err != nil {
+			status <- "error: " + err.Error()
+			return
+		}
+		_, _ = io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		s := res.Header.Get("Grpc-Status")
+		if s == "" {
+			s = res.Trailer.Get("Grpc-Status")
+		}
+		status <- s
+	}()
+	frame := grpcFrame(make([]byte, size))
+	go func() { _, _ = pw.Write(frame[:part]) }()
+	t.Cleanup(func() {
+		cancel()
+		pw.CloseWithError(errors.New("abandoned"))
+		<-done
+	})
+	return status
+}
+
+// holdHealth sends a Connect health check over HTTP/1.1 on a connection of
+// its own, claiming a body of claim bytes it never sends, and asks the
+// server to say whether it will read it (Expect: 100-continue). It returns
+// the first status the server sends: 100 when the call is admitted and
+// waits for its body, or the final status of a refusal.
+func holdHealth(t *testing.T, url string, claim int) int {
+	t.Helper()
+	conn, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second)) // only a hung server reaches it
+	fmt.Fprintf(conn, "POST /grpc.health.v1.Health/Check HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\nExpect: 100-continue\r\n\r\n", claim)
+	line, err := bufio.NewReader(conn).ReadString('\n')
+	if err != nil {
+		t.Fatalf("health check claiming %d bytes: no answer: %v", claim, err)
+	}
+	var status int
+	if _, err := fmt.Sscanf(line, "HTTP/1.1 %d", &status); err != nil {
+		t.Fatalf("health check: status line %q", line)
+	}
+	return status
+}
+
+// encryptMax is an Encrypt of the largest request the server of g takes.
+func encryptMax(t *testing.T, client *http.Client, url string, maxRequest int) error {
+	t.Helper()
+	c := alev1connect.NewCryptoServiceClient(client, url, connect.WithGRPC())
+	_, err := c.Encrypt(bounded(t), connect.NewRequest(&alev1.EncryptRequest{Plaintext: make([]byte, maxRequest-16)}))
+	return err
+}
+
+// TestOpenCallsCannotTakeTheBudget: calls that need no credential (health,
+// reflection) are charged at most what they may read, against a budget of
+// their own: held ones, however large the size they claim, leave an
+// authenticated caller's largest request admitted.
+func TestOpenCallsCannotTakeTheBudget(t *testing.T) {
+	t.Parallel()
+	const maxRequest = 1 << 20 // above the 64 KiB that health and reflection read
+	g := newGuardedTokens(t, api.Options{RequireAuth: true, MaxRequestBytes: maxRequest,
+		MaxInflightBytes: api.MinInflightBytes(maxRequest)}, tokenIDs{"tok-pos": "pos"})
+
+	// A claim over what a probe reads is refused before anything is
+	// charged; one within it is held, against the probes' budget.
+	for i := range 4 {
+		if got := holdHealth(t, g.url, maxRequest); got != http.StatusTooManyRequests {
+			t.Fatalf("health check %d claiming %d bytes: status %d, want 429 at once", i, maxRequest, got)
+		}
+	}
+	for i := range 8 {
+		if got := holdHealth(t, g.url, 64<<10); got != http.StatusContinue {
+			t.Fatalf("health check %d claiming 64 KiB: status %d, want 100 (admitted, waiting for its body)", i, got)
+		}
+	}
+	// Reflection streams on one connection, each stalled inside a message
+	// as large as a probe reads: the connection gets its share, no more.
+	anon := g.as(t, "")
+	reflect := "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"
+	var refused int
+	for i := range 8 {
+		before := g.inflightOpen(t)
+		status := holdCall(t, anon, g.url, reflect, 60000, 100)
+		var got string
+		waitUntil(t, fmt.Sprintf("reflection stream %d to be charged or refused", i), func() bool {
+			select {
+			case got = <-status:
+				return true
+			default:
+				return g.inflightOpen(t) > before
+			}
+		})
+		switch got {
+		case "":
+		case "8":
+			refused++
+		default:
+			t.Fatalf("reflection stream %d: grpc-status %q, want held or 8 (resource_exhausted)", i, got)
+		}
+	}
+	if refused == 0 {
+		t.Errorf("one connection held 8 reflection streams of 60000 bytes, want some refused (its share is a quarter of 4 MiB)")
+	}
+	if got := g.inflight(t); got != 0 {
+		t.Fatalf("alecrypt_inflight_bytes = %v with only unauthenticated calls held, want 0", got)
+	}
+	if got := g.inflightOpen(t); got > 4<<20 {
+		t.Errorf("alecrypt_inflight_unauthenticated_bytes = %v, want at most its 4 MiB budget", got)
+	}
+	if err := encryptMax(t, g.as(t, "tok-pos"), g.url, maxRequest); err != nil {
+		t.Fatalf("authenticated Encrypt of %d bytes while unauthenticated calls are held: %v, want admitted", maxRequest, err)
+	}
+}
+
+// TestCallerShare: one caller cannot hold more than its share of the
+// budget while another is still admitted; a caller is its identity, or its
+// connection when it has none.
+func TestCallerShare(t *testing.T) {
+	t.Parallel()
+	need := api.MinInflightBytes(maxRequestBytes)
+	for _, tc := range []struct {
+		name                  string
+		greedy, second, other string // tokens; "" is anonymous, each client on connections of its own
+	}{
+		{name: "identities", greedy: "tok-greedy", second: "tok-greedy", other: "tok-other"},
+		{name: "anonymous connections", greedy: "", other: ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			// Room for four largest requests, a quarter (one) per caller.
+			g := newGuardedTokens(t, api.Options{MaxInflightBytes: 4 * need}, tokenIDs{"tok-greedy": "greedy", "tok-other": "other"})
+			greedy := g.as(t, tc.greedy)
+			holdCall(t, greedy, g.url, encryptPath, maxRequestBytes-16, 1000)
+			waitUntil(t, "the greedy caller's call to be charged", func() bool { return g.inflight(t) > 0 })
+			// The same caller again: on the same identity from another
+			// connection, or on the same connection when anonymous.
+			again := greedy
+			if tc.second != "" {
+				again = g.as(t, tc.second)
+			}
+			if err := encryptMax(t, again, g.url, maxRequestBytes); connect.CodeOf(err) != connect.CodeResourceExhausted {
+				t.Fatalf("greedy caller's second largest request: err = %v, want resource_exhausted (over its share)", err)
+			}
+			if err := encryptMax(t, g.as(t, tc.other), g.url, maxRequestBytes); err != nil {
+				t.Fatalf("another caller's largest request while the greedy one holds its share: %v, want admitted", err)
+			}
+		})
+	}
+}
+
+// TestIdleStreamsCharged: an open Stream is charged its read-ahead for as
+// long as it lives, so the streams one caller keeps open, idle or not, are
+// bounded by its share.
+func TestIdleStreamsCharged(t *testing.T) {
+	t.Parallel()
+	need := api.MinInflightBytes(maxRequestBytes)
+	g := newGuardedTokens(t, api.Options{MaxInflightBytes: 4 * need}, tokenIDs{"tok-a": "a", "tok-b": "b"})
+	c := alev1connect.NewCryptoServiceClient(g.as(t, "tok-a"), g.url, connect.WithGRPC())
+	// The share is one largest request (need); each stream's one small
+	// message is charged a few hundred bytes while it is answered.
+	fits := int((need - 1<<10) / api.StreamCharge)
+	for i := range fits + 1 {
+		s := c.Stream(bounded(t))
+		t.Cleanup(func() { _ = s.CloseResponse() })
+		_ = s.Send(&alev1.StreamRequest{RequestId: "1", Operation: &alev1.StreamRequest_Encrypt{Encrypt: &alev1.EncryptRequest{Plaintext: []byte("x")}}})
+		_, err := s.Receive()
+		switch {
+		case i < fits && err != nil:
+			t.Fatalf("stream %d of %d within the caller's share: %v", i+1, fits, err)
+		case i == fits && connect.CodeOf(err) != connect.CodeResourceExhausted:
+			t.Fatalf("stream %d, over the caller's share: err = %v, want resource_exhausted", i+1, err)
+		}
+		if i < fits {
+			// Answered, so idle: it holds its read-ahead and nothing else.
+			want := float64(i+1) * api.StreamCharge
+			waitUntil(t, fmt.Sprintf("%d idle streams to hold %v bytes", i+1, want), func() bool { return g.inflight(t) == want })
+		}
+	}
+	if err := encryptMax(t, g.as(t, "tok-b"), g.url, maxRequestBytes); err != nil {
+		t.Fatalf("another caller while one holds its share in idle streams: %v, want admitted", err)
+	}
+}
