@@ -1,16 +1,9 @@
 package api_test
 
 import (
-	"bufio"
-	"context"
-	"errors"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
-	"strings"
 	"testing"
-	"time"
 
 	"connectrpc.com/connect"
 
@@ -21,78 +14,7 @@ import (
 
 // as returns an h2c client of g that authenticates with token ("" for none)
 // on connections of its own.
-func (g *guarded) as(t *testing.T, token string) *http.Client {
-	t.Helper()
-	var h2c http.Protocols
-	h2c.SetUnencryptedHTTP2(true)
-	tr := &http.Transport{Protocols: &h2c}
-	t.Cleanup(tr.CloseIdleConnections)
-	if token == "" {
-		return &http.Client{Transport: tr}
-	}
-	return &http.Client{Transport: bearer{token, tr}}
-}
-
-// holdCall starts a gRPC call of path whose body sends the first part bytes
-// of a message of size bytes and then stops; it returns a channel that
-// gets the call's grpc-status once the server answers.
-func holdCall(t *testing.T, client *http.Client, url, path string, size, part int) <-chan string {
-	t.Helper()
-	pr, pw := io.Pipe()
-	ctx, cancel := context.WithCancel(context.Background())
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url+path, pr)
-	req.Header.Set("Content-Type", "application/grpc")
-	status := make(chan string, 1)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		res, err := client.Do(req)
-		if err != nil {
-			status <- "error: " + err.Error()
-			return
-		}
-		_, _ = io.Copy(io.Discard, res.Body)
-		res.Body.Close()
-		s := res.Header.Get("Grpc-Status")
-		if s == "" {
-			s = res.Trailer.Get("Grpc-Status")
-		}
-		status <- s
-	}()
-	frame := grpcFrame(make([]byte, size))
-	go func() { _, _ = pw.Write(frame[:part]) }()
-	t.Cleanup(func() {
-		cancel()
-		pw.CloseWithError(errors.New("abandoned"))
-		<-done
-	})
-	return status
-}
-
-// holdHealth sends a Connect health check over HTTP/1.1 on a connection of
-// its own, claiming a body of claim bytes it never sends, and asks the
-// server to say whether it will read it (Expect: 100-continue). It returns
-// the first status the server sends: 100 when the call is admitted and
-// waits for its body, or the final status of a refusal.
-func holdHealth(t *testing.T, url string, claim int) int {
-	t.Helper()
-	conn, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second)) // only a hung server reaches it
-	fmt.Fprintf(conn, "POST /grpc.health.v1.Health/Check HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\nExpect: 100-continue\r\n\r\n", claim)
-	line, err := bufio.NewReader(conn).ReadString('\n')
-	if err != nil {
-		t.Fatalf("health check claiming %d bytes: no answer: %v", claim, err)
-	}
-	var status int
-	if _, err := fmt.Sscanf(line, "HTTP/1.1 %d", &status); err != nil {
-		t.Fatalf("health check: status line %q", line)
-	}
-	return status
-}
+func (g *guarded) as(t *testing.T, token string) *http.Client { return h2cClient(t, token) }
 
 // encryptMax is an Encrypt of the largest request the server of g takes.
 func encryptMax(t *testing.T, client *http.Client, url string, maxRequest int) error {

@@ -3,6 +3,7 @@ package api
 import (
 	"errors"
 	"strconv"
+	"sync/atomic"
 	"testing"
 )
 
@@ -75,4 +76,34 @@ func TestLaneBoundsCallers(t *testing.T) {
 	if err := l.join(callerKey{id: "0", conn: true}, 1); err != nil {
 		t.Fatalf("a tracked caller's next call: %v", err)
 	}
+}
+
+// BenchmarkLane is what a unary call pays the lane: join with its charge,
+// then leave. "parallel" has callers on every core, each its own identity.
+func BenchmarkLane(b *testing.B) {
+	l := newLane(1<<40, 1<<40, 10, 0, errOverBudget)
+	b.Run("one caller", func(b *testing.B) {
+		k := callerKey{id: "spiffe://alecrypt/pos/store-1"}
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := l.join(k, 8<<10); err != nil {
+				b.Fatal(err)
+			}
+			l.release(k, 8<<10, true)
+		}
+	})
+	b.Run("parallel", func(b *testing.B) {
+		b.ReportAllocs()
+		var n atomic.Int64
+		b.RunParallel(func(pb *testing.PB) {
+			k := callerKey{id: "192.0.2.1:" + strconv.Itoa(int(n.Add(1))), conn: true}
+			for pb.Next() {
+				if err := l.join(k, 8<<10); err != nil {
+					b.Error(err)
+					return
+				}
+				l.release(k, 8<<10, true)
+			}
+		})
+	})
 }
