@@ -60,7 +60,7 @@ func TestParseConfigCallerShare(t *testing.T) {
 	}{
 		{name: "default is a quarter of the budget", want: 64 << 20},
 		{name: "a quarter of a set budget", args: []string{"--max-inflight-bytes", "134217728"}, want: 32 << 20},
-		{name: "never below one largest request", args: []string{"--max-inflight-bytes", "52428800"}, want: 4<<20*6 + 5*6 + 16<<10},
+		{name: "never below one largest request", args: []string{"--max-inflight-bytes", "52428800"}, want: 4<<20*6 + 5*6 + 32<<10},
 		{name: "flag", args: []string{"--max-inflight-bytes-per-caller", "100000000"}, want: 100000000},
 		{name: "env", env: map[string]string{"ALECRYPT_MAX_INFLIGHT_BYTES_PER_CALLER": "268435456"}, want: 256 << 20},
 		{name: "below one largest request", args: []string{"--max-inflight-bytes-per-caller", "1000000"}, wantErr: "--max-inflight-bytes-per-caller 1000000 cannot admit one request"},
