@@ -51,10 +51,12 @@ type Options struct {
 	// Callers are established by authn.Middleware around the returned
 	// handler; a credential that failed is refused whatever this says.
 	RequireAuth bool
-	// MaxInflightBytes bounds the memory calls in progress may hold: each is
-	// charged MemoryPerRequestByte per request byte (per message for
-	// streams) before its body is read, and refused with ResourceExhausted
-	// when the charge does not fit. Zero means DefaultMaxInflightBytes.
+	// MaxInflightBytes bounds the memory ale.v1 calls in progress may hold:
+	// each is charged MemoryPerRequestByte per request byte (per message for
+	// streams, plus StreamCharge while a stream is open) before its body is
+	// read, and refused with ResourceExhausted when the charge does not fit.
+	// Calls that need no credential have a small budget of their own.
+	// Zero means DefaultMaxInflightBytes.
 	MaxInflightBytes int64
 	// MaxInflightBytesPerCaller bounds what one caller (its authenticated
 	// identity, or its connection when anonymous) may hold of
