@@ -297,9 +297,9 @@ func (g *guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		b = new(bodyReader)
 	}
 	*b = bodyReader{g: g, lane: l, key: k, src: r.Body, rc: *http.NewResponseController(w), c: c, stream: stream, enveloped: enveloped, hdrOut: envelopePrefix}
-	// What the call holds while it lives: a stream its read-ahead, any call
-	// in a lane that charges one its fixed cost, and a whole unary body
-	// whose size is known up front.
+	// Charged up front, before anything is read: a stream's StreamCharge, a
+	// unary call's fixed charge in a lane that has one, and a whole unary
+	// body whose size is known (its messages otherwise, one by one).
 	var fixed, body int64
 	if stream {
 		fixed = StreamCharge
