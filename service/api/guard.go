@@ -176,6 +176,8 @@ type callerKey struct {
 	conn bool
 }
 
+// callerShare is what one caller holds of a lane, and how many of its
+// calls are in progress (its entry goes when the last one ends).
 type callerShare struct {
 	held  int64
 	calls int
