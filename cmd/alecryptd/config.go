@@ -45,6 +45,9 @@ type Config struct {
 	// api.Options.
 	MaxInflightBytes int64
 	ReadTimeout      time.Duration
+	// MaxInflightBytesPerCaller is one caller's share of MaxInflightBytes;
+	// parseConfig fills in the default.
+	MaxInflightBytesPerCaller int64
 }
 
 // keystoreVault is the --keystore value that selects Vault.
@@ -80,7 +83,8 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	c.Vault.RegisterFlags(fs)
 	fs.DurationVar(&c.Refresh, "refresh", 0, "how often to reload the keystore; 0 means 2s for a file, 30s for Vault (SIGHUP reloads at once)")
 	fs.IntVar(&c.MaxRequestBytes, "max-request-bytes", api.DefaultMaxRequestBytes, "largest request message accepted; larger ones get ResourceExhausted")
-	fs.Int64Var(&c.MaxInflightBytes, "max-inflight-bytes", inflight, "memory budget of calls in progress: each is charged 6x its request size, the heap it holds (per message for streams), before its body is read; calls over it get ResourceExhausted at once (env ALECRYPT_MAX_INFLIGHT_BYTES)")
+	fs.Int64Var(&c.MaxInflightBytes, "max-inflight-bytes", inflight, "memory budget of ale.v1 calls in progress: each is charged 6x its request size, the heap it holds (per message for streams, plus 32 KiB while a stream is open), before its body is read; calls over it get ResourceExhausted at once (env ALECRYPT_MAX_INFLIGHT_BYTES)")
+	fs.Int64Var(&c.MaxInflightBytesPerCaller, "max-inflight-bytes-per-caller", 0, "most of --max-inflight-bytes one caller (its identity, or its connection when anonymous) may hold; 0 means a quarter of it, at least what one --max-request-bytes request needs")
 	fs.DurationVar(&c.ReadTimeout, "read-timeout", api.DefaultReadTimeout, "a unary request body, or one stream message once started, must arrive within this; idle streams may wait between messages")
 	fs.StringVar(&c.DefaultAlias, "default-alias", envOr("ALECRYPT_DEFAULT_ALIAS", engine.DefaultAlias), "alias used when a request names no key (env ALECRYPT_DEFAULT_ALIAS)")
 	c.Log.RegisterFlags(fs)
@@ -116,7 +120,13 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	if err := c.Log.Validate(); err != nil {
 		return Config{}, err
 	}
-	if err := api.CheckLimits(c.MaxRequestBytes, c.MaxInflightBytes); err != nil {
+	switch {
+	case c.MaxInflightBytesPerCaller < 0:
+		return Config{}, errors.New("--max-inflight-bytes-per-caller must not be negative (0 means the default)")
+	case c.MaxInflightBytesPerCaller == 0:
+		c.MaxInflightBytesPerCaller = api.DefaultPerCaller(c.MaxRequestBytes, c.MaxInflightBytes)
+	}
+	if err := api.CheckLimits(c.MaxRequestBytes, c.MaxInflightBytes, c.MaxInflightBytesPerCaller); err != nil {
 		return Config{}, err
 	}
 	if c.Refresh == 0 {

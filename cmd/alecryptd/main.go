@@ -172,7 +172,7 @@ func newHandler(ctx context.Context, cfg Config, ring *keyring.Ring, pol *policy
 	handler := api.NewHandler(engine.New(ring, engOpts...), ring, api.Options{MaxRequestBytes: cfg.MaxRequestBytes, Logger: log, Metrics: reg,
 		TracerProvider: tr.Provider, Propagator: tr.Propagator,
 		RequireAuth: authn.Required(pol != nil, cfg.ClientCA != ""), Audit: auditLog, Health: health,
-		MaxInflightBytes: cfg.MaxInflightBytes, ReadTimeout: cfg.ReadTimeout,
+		MaxInflightBytes: cfg.MaxInflightBytes, MaxInflightBytesPerCaller: cfg.MaxInflightBytesPerCaller, ReadTimeout: cfg.ReadTimeout,
 		// SIGTERM ends idle streams, so Shutdown is not kept waiting on them.
 		Stopping: ctx})
 	return authn.Middleware(handler, tokens)

@@ -47,6 +47,47 @@ func TestParseConfigRemovalGuard(t *testing.T) {
 	}
 }
 
+// TestParseConfigCallerShare: the per-caller share of the in-flight budget,
+// its default and its bounds, checked before anything starts.
+func TestParseConfigCallerShare(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		want    int64
+		wantErr string
+	}{
+		{name: "default is a quarter of the budget", want: 64 << 20},
+		{name: "a quarter of a set budget", args: []string{"--max-inflight-bytes", "134217728"}, want: 32 << 20},
+		{name: "never below one largest request", args: []string{"--max-inflight-bytes", "52428800"}, want: 4<<20*6 + 5*6 + 32<<10},
+		{name: "flag", args: []string{"--max-inflight-bytes-per-caller", "100000000"}, want: 100000000},
+		{name: "env", env: map[string]string{"ALECRYPT_MAX_INFLIGHT_BYTES_PER_CALLER": "268435456"}, want: 256 << 20},
+		{name: "below one largest request", args: []string{"--max-inflight-bytes-per-caller", "1000000"}, wantErr: "--max-inflight-bytes-per-caller 1000000 cannot admit one request"},
+		{name: "above the budget", args: []string{"--max-inflight-bytes-per-caller", "300000000"}, wantErr: "is more than --max-inflight-bytes"},
+		{name: "negative", args: []string{"--max-inflight-bytes-per-caller", "-1"}, wantErr: "must not be negative"},
+		{name: "not a number", env: map[string]string{"ALECRYPT_MAX_INFLIGHT_BYTES_PER_CALLER": "lots"}, wantErr: "ALECRYPT_MAX_INFLIGHT_BYTES_PER_CALLER"},
+		{name: "budget below one largest request", args: []string{"--max-inflight-bytes", "1000000"}, wantErr: "--max-inflight-bytes 1000000 cannot admit one request"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c, err := parseConfig(tc.args, func(k string) string { return tc.env[k] })
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("parseConfig err = %v, want one containing %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("parseConfig err = %v, want nil", err)
+			}
+			if c.MaxInflightBytesPerCaller != tc.want {
+				t.Errorf("MaxInflightBytesPerCaller = %d, want %d", c.MaxInflightBytesPerCaller, tc.want)
+			}
+		})
+	}
+}
+
 // TestParseConfigMetricsListen: a metrics listener beyond loopback, which
 // serves every key's fingerprint and last use to whoever reaches it, is
 // refused without --insecure-metrics-listen, as --listen is without TLS.
