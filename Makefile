@@ -19,7 +19,7 @@ FUZZ_TARGETS := \
 
 # The pinned TypeScript toolchain (protoc-gen-es, connect-node, tsx, typescript),
 # installed only when package-lock.json is newer than the installed tree.
-NPM_CI := [ node_modules/.package-lock.json -nt package-lock.json ] || npm ci --no-audit --no-fund
+NPM_CI := [ node_modules/.package-lock.json -nt package-lock.json ] || npm ci --ignore-scripts --no-audit --no-fund
 
 .PHONY: help test run lint gen gen-check fuzz bench bench-load ci node-deps deploy-test ts-pack
 
@@ -52,8 +52,8 @@ node-deps:
 	@$(NPM_CI)
 
 ## ts-pack: build @alecrypt/ale-client (ESM .js + .d.ts) and pack it into bin/alecrypt-ale-client-VERSION.tgz
+# npm pack builds it first (the package's prepack script), as npm publish does.
 ts-pack: node-deps
-	npm run build -w clients/ts
 	@mkdir -p bin
 	npm pack -w clients/ts --pack-destination bin/
 
