@@ -301,3 +301,39 @@ func TestMakeHelp(t *testing.T) {
 		}
 	}
 }
+
+// TestMakeBuild: `make build` puts every binary of cmd/ into BIN (bin/ by
+// default, the directory the README's Quick start puts on PATH), and `make
+// tools` builds grpcurl and buf there from the tools module, so the README's
+// bare `grpcurl` and `buf` exist for its reader. tools is checked as make
+// would run it (-n): the first buf build takes minutes.
+func TestMakeBuild(t *testing.T) {
+	mk := harness.RequireTool(t, "make")
+	root := harness.RepoRoot()
+	bin := t.TempDir()
+	if out, errOut, code := harness.Run(t, "", nil, mk, "--no-print-directory", "-C", root, "build", "BIN="+bin); code != 0 {
+		t.Fatalf("make build: exit %d\n%s%s", code, out, errOut)
+	}
+	cmds, err := os.ReadDir(filepath.Join(root, "cmd"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range cmds {
+		out, errOut, code := harness.Run(t, "", nil, filepath.Join(bin, c.Name()), "--version")
+		if code != 0 || !strings.HasPrefix(out, c.Name()+" ") {
+			t.Errorf("%s/%s --version: exit %d %q %q; want make build to have built it", bin, c.Name(), code, out, errOut)
+		}
+	}
+	out, errOut, code := harness.Run(t, "", nil, mk, "--no-print-directory", "-n", "-C", root, "tools", "BIN="+bin)
+	want := "go build -modfile=tools/go.mod -o " + bin + "/ github.com/fullstorydev/grpcurl/cmd/grpcurl github.com/bufbuild/buf/cmd/buf"
+	if code != 0 || !strings.Contains(out, want) {
+		t.Fatalf("make -n tools: exit %d\n%s%s\nwant the command %q", code, out, errOut, want)
+	}
+	readme, err := os.ReadFile(filepath.Join(root, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(readme), "export PATH=$PWD/bin:$PATH") {
+		t.Errorf("README's Quick start does not put bin/ on PATH")
+	}
+}
