@@ -26,7 +26,7 @@ type replayConfig struct {
 // its URL may hold a password, and --help must not print it; cli.FromEnv
 // sets it from ALEGATE_REPLAY_REDIS after the defaults are fixed.
 func (c *replayConfig) flags(fs *flag.FlagSet) {
-	fs.DurationVar(&c.Window, "replay-window", 0, "refuse a request, handshake or frame whose (fingerprint, IV) was seen within this window (errorCode 2); 0 (default) turns it off")
+	fs.DurationVar(&c.Window, "replay-window", 0, "refuse a request with a body, or a frame, seen within this window (errorCode 2): by (fingerprint, IV), frames also by exact copy; handshakes and empty bodies claim nothing; 0 (default) turns it off")
 	fs.StringVar(&c.Store, "replay-store", "memory", "where the window lives: memory (one replica) or redis (shared by replicas; --replay-redis)")
 	fs.StringVar(&c.RedisURL, "replay-redis", "", "Redis or Valkey URL for --replay-store redis: redis://[user:password@]host:port[/db], rediss:// for TLS (env ALEGATE_REPLAY_REDIS)")
 	fs.StringVar(&c.Prefix, "replay-redis-prefix", replay.DefaultRedisPrefix, "prefix of the keys alegate writes to Redis")
