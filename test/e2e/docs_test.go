@@ -36,7 +36,7 @@ var externalFlags = []string{
 	"rm", "cert", "key", "from-file", // docker, kubectl
 	"headless", "no-sandbox", "remote-debugging-address", "remote-debugging-port", "user-data-dir", // chromium
 	"no-install-recommends", "no-print-directory", "diff", "exit-code", "template", // apt, make, buf
-	"platform", "push", "now", "offline", "audience", "noEmit", // docker buildx, systemctl, systemd-analyze, kubectl, tsc
+	"platform", "push", "now", "offline", "audience", "for", "all", "noEmit", // docker buildx, systemctl, systemd-analyze, kubectl, tsc
 }
 
 // notOurs starts command lines that name our programs as objects (a
