@@ -81,7 +81,7 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	fs.StringVar(&c.MetricsListen, "metrics-listen", envOr("ALECRYPT_METRICS_LISTEN", "127.0.0.1:9090"), "address for Prometheus /metrics; empty turns it off (env ALECRYPT_METRICS_LISTEN)")
 	fs.BoolVar(&c.InsecureMetricsListen, "insecure-metrics-listen", false, "allow --metrics-listen beyond loopback: /metrics has no TLS or authentication and names every key's fingerprint and last use (restrict who reaches the port)")
 	c.Vault.RegisterFlags(fs)
-	fs.DurationVar(&c.Refresh, "refresh", 0, "how often to reload the keystore; 0 means 2s for a file, 30s for Vault (SIGHUP reloads at once)")
+	fs.DurationVar(&c.Refresh, "refresh", 0, "how often to check the keystore for changes (default 2s for a file, 30s for Vault; SIGHUP reloads at once)")
 	fs.IntVar(&c.MaxRequestBytes, "max-request-bytes", api.DefaultMaxRequestBytes, "largest request message accepted; larger ones get ResourceExhausted")
 	fs.Int64Var(&c.MaxInflightBytes, "max-inflight-bytes", inflight, "memory budget of ale.v1 calls in progress: each is charged 6x its request size, the heap it holds (per message for streams, plus 32 KiB while a stream is open), before its body is read; calls over it get ResourceExhausted at once (env ALECRYPT_MAX_INFLIGHT_BYTES)")
 	fs.Int64Var(&c.MaxInflightBytesPerCaller, "max-inflight-bytes-per-caller", 0, "most of --max-inflight-bytes one caller (its identity, or its connection when anonymous) may hold; 0 means a quarter of it, at least what one --max-request-bytes request needs")
@@ -89,10 +89,10 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	fs.StringVar(&c.DefaultAlias, "default-alias", envOr("ALECRYPT_DEFAULT_ALIAS", engine.DefaultAlias), "alias used when a request names no key (env ALECRYPT_DEFAULT_ALIAS)")
 	c.Log.RegisterFlags(fs)
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long in-flight calls may take to finish on SIGTERM")
-	share := fs.String("max-removal-share", envOr("ALECRYPT_MAX_REMOVAL_SHARE", strconv.FormatFloat(refresh.DefaultMaxRemovalShare, 'g', -1, 64)),
-		"a reload removing more than this share (0-1) of the keys, or all of them, keeps serving them until the removal is confirmed (env ALECRYPT_MAX_REMOVAL_SHARE)")
-	confirm := fs.String("removal-confirm-after", envOr("ALECRYPT_REMOVAL_CONFIRM_AFTER", refresh.DefaultRemovalConfirmAfter.String()),
-		"how long keys must stay missing, over at least two reloads, before a held removal is applied (env ALECRYPT_REMOVAL_CONFIRM_AFTER)")
+	fs.Float64Var(&c.MaxRemovalShare, "max-removal-share", refresh.DefaultMaxRemovalShare,
+		"a reload removing more than this share (0-1) of the keys, or all of them, keeps serving them until the removal is confirmed")
+	fs.DurationVar(&c.RemovalConfirmAfter, "removal-confirm-after", refresh.DefaultRemovalConfirmAfter,
+		"how long keys must stay missing, over at least two reloads, before a held removal is applied")
 	// Every flag has an environment variable too (ALECRYPT_ and the flag name).
 	if err := cli.FromEnv(fs, "ALECRYPT", getenv); err != nil {
 		return Config{}, err
@@ -100,12 +100,11 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	if err := cli.Parse(fs, args, os.Stdout, usage); err != nil {
 		return Config{}, err
 	}
-	var err error
-	if c.MaxRemovalShare, err = strconv.ParseFloat(*share, 64); err != nil || c.MaxRemovalShare < 0 || c.MaxRemovalShare > 1 {
-		return Config{}, fmt.Errorf("--max-removal-share %q: want a number from 0 to 1", *share)
+	if c.MaxRemovalShare < 0 || c.MaxRemovalShare > 1 {
+		return Config{}, fmt.Errorf("--max-removal-share %v: want a number from 0 to 1", c.MaxRemovalShare)
 	}
-	if c.RemovalConfirmAfter, err = time.ParseDuration(*confirm); err != nil || c.RemovalConfirmAfter < 0 {
-		return Config{}, fmt.Errorf("--removal-confirm-after %q: want a duration of 0 or more", *confirm)
+	if c.RemovalConfirmAfter < 0 {
+		return Config{}, fmt.Errorf("--removal-confirm-after %v: want a duration of 0 or more", c.RemovalConfirmAfter)
 	}
 	switch {
 	case c.Keystore == "":

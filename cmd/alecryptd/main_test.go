@@ -24,9 +24,9 @@ func TestParseConfigRemovalGuard(t *testing.T) {
 		{name: "flag beats env", args: []string{"--max-removal-share", "0"}, env: map[string]string{"ALECRYPT_MAX_REMOVAL_SHARE": "0.9"}, wantShare: 0, wantConfirm: time.Minute},
 		{name: "share above 1", args: []string{"--max-removal-share", "1.5"}, wantErr: "--max-removal-share"},
 		{name: "share negative", args: []string{"--max-removal-share", "-0.1"}, wantErr: "--max-removal-share"},
-		{name: "share not a number", env: map[string]string{"ALECRYPT_MAX_REMOVAL_SHARE": "half"}, wantErr: "--max-removal-share"},
+		{name: "share not a number", env: map[string]string{"ALECRYPT_MAX_REMOVAL_SHARE": "half"}, wantErr: "ALECRYPT_MAX_REMOVAL_SHARE"},
 		{name: "confirm negative", args: []string{"--removal-confirm-after", "-1s"}, wantErr: "--removal-confirm-after"},
-		{name: "confirm not a duration", args: []string{"--removal-confirm-after", "60"}, wantErr: "--removal-confirm-after"},
+		{name: "confirm not a duration", args: []string{"--removal-confirm-after", "60"}, wantErr: "-removal-confirm-after"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

@@ -19,7 +19,7 @@ const completeCmd = "__complete"
 // have subcommands.
 var commandTree = map[string][]string{
 	"":           {"encrypt", "decrypt", "resolve", "rewrap", "http", "keys", "version", "completion", "help"},
-	"keys":       {"list", "add", "import", "state"},
+	"keys":       {"list", "init", "add", "import", "state"},
 	"completion": {"bash", "zsh"},
 }
 

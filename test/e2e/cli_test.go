@@ -95,7 +95,8 @@ func TestCLIHelp(t *testing.T) {
 		{[]string{"alectl", "http"}, []string{"--authorization", "--header"}},
 		{[]string{"alectl", "keys"}, nil},
 		{[]string{"alectl", "keys", "list"}, []string{"--alias", "--addr"}},
-		{[]string{"alectl", "keys", "add"}, []string{"--alias", "--algorithm", "--keystore"}},
+		{[]string{"alectl", "keys", "init"}, []string{"--alias", "--keystore"}},
+		{[]string{"alectl", "keys", "add"}, []string{"--alias", "--algorithm", "--keystore", "--create"}},
 		{[]string{"alectl", "keys", "import"}, []string{"--replace", "--keystore"}},
 		{[]string{"alectl", "keys", "state"}, []string{"--keystore"}},
 		{[]string{"alectl", "completion"}, nil},
@@ -180,8 +181,8 @@ func TestAlectlCompletion(t *testing.T) {
 	}{
 		{nil, "", []string{"encrypt", "decrypt", "resolve", "rewrap", "http", "keys", "version", "completion", "help", "--help", "--version"}},
 		{nil, "de", []string{"decrypt"}},
-		{[]string{"keys"}, "", []string{"list", "add", "import", "state"}},
-		{[]string{"keys"}, "i", []string{"import"}},
+		{[]string{"keys"}, "", []string{"list", "init", "add", "import", "state"}},
+		{[]string{"keys"}, "im", []string{"import"}},
 		{[]string{"completion"}, "", []string{"bash", "zsh"}},
 		{[]string{"keys", "add"}, "--al", []string{"--algorithm", "--alias"}},
 		{[]string{"encrypt", "--alias", "store-1"}, "--f", []string{"--fingerprint"}},
@@ -298,5 +299,41 @@ func TestMakeHelp(t *testing.T) {
 		if strings.Contains(out, "go vet") || strings.Contains(out, "go test") || strings.Contains(out, "npm ci") {
 			t.Errorf("make %v ran a target:\n%s", args, out)
 		}
+	}
+}
+
+// TestMakeBuild: `make build` puts every binary of cmd/ into BIN (bin/ by
+// default, the directory the README's Quick start puts on PATH), and `make
+// tools` builds grpcurl and buf there from the tools module, so the README's
+// bare `grpcurl` and `buf` exist for its reader. tools is checked as make
+// would run it (-n): the first buf build takes minutes.
+func TestMakeBuild(t *testing.T) {
+	mk := harness.RequireTool(t, "make")
+	root := harness.RepoRoot()
+	bin := t.TempDir()
+	if out, errOut, code := harness.Run(t, "", nil, mk, "--no-print-directory", "-C", root, "build", "BIN="+bin); code != 0 {
+		t.Fatalf("make build: exit %d\n%s%s", code, out, errOut)
+	}
+	cmds, err := os.ReadDir(filepath.Join(root, "cmd"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range cmds {
+		out, errOut, code := harness.Run(t, "", nil, filepath.Join(bin, c.Name()), "--version")
+		if code != 0 || !strings.HasPrefix(out, c.Name()+" ") {
+			t.Errorf("%s/%s --version: exit %d %q %q; want make build to have built it", bin, c.Name(), code, out, errOut)
+		}
+	}
+	out, errOut, code := harness.Run(t, "", nil, mk, "--no-print-directory", "-n", "-C", root, "tools", "BIN="+bin)
+	want := "go build -modfile=tools/go.mod -o " + bin + "/ github.com/fullstorydev/grpcurl/cmd/grpcurl github.com/bufbuild/buf/cmd/buf"
+	if code != 0 || !strings.Contains(out, want) {
+		t.Fatalf("make -n tools: exit %d\n%s%s\nwant the command %q", code, out, errOut, want)
+	}
+	readme, err := os.ReadFile(filepath.Join(root, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(readme), "export PATH=$PWD/bin:$PATH") {
+		t.Errorf("README's Quick start does not put bin/ on PATH")
 	}
 }
