@@ -416,6 +416,7 @@ func (l *Log) lineLocked(it *item) ([]byte, uint64, link) {
 	l.buf = b
 	return b, seq, next
 }
+
 // cutLocked removes the last n bytes of the file. Shrinking a file needs no
 // space, so it works on the full disk that caused the short write. With
 // O_APPEND every write lands at the end, and only this Log writes the file,
