@@ -39,6 +39,7 @@ On an embedded keystore file (--keystore, env ALECRYPT_KEYSTORE, default ./alecr
   alectl keys state  FINGERPRINT active|decrypt-only|disabled
 
 Also:
+  alectl audit verify FILE...    check that audit files are one unbroken chain (see alectl audit verify --help)
   alectl version                 the version, commit and Go version (also: alectl --version)
   alectl completion bash|zsh     shell completion: source <(alectl completion bash)
 
@@ -130,6 +131,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(s
 		default:
 			err = usageError("unknown keys subcommand %q", sub)
 		}
+	case "audit":
+		err = e.audit(rest)
 	case "help", "-h", "--help":
 		if len(rest) > 0 {
 			// "alectl help keys add" is "alectl keys add --help".

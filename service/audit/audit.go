@@ -320,6 +320,26 @@ func (l *Log) Run(ctx context.Context, every time.Duration) {
 	}
 }
 
+// PublishHead calls publish every tick in which the chain head moved, until
+// ctx ends: the periodic record of the head an operator keeps apart from the
+// trail.
+func (l *Log) PublishHead(ctx context.Context, every time.Duration, publish func()) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	last := l.HeadSeq()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if seq := l.HeadSeq(); seq != last {
+				last = seq
+				publish()
+			}
+		}
+	}
+}
+
 // Chained reports whether lines are chained.
 func (l *Log) Chained() bool { return l.chain != nil }
 
