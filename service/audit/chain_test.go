@@ -442,3 +442,26 @@ func BenchmarkWrite(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkLine isolates what chaining adds to a line (seq, HMAC, hex),
+// without the JSON encoding both share.
+func BenchmarkLine(b *testing.B) {
+	key := testKey(b, 1)
+	line := mustLine(b, entry(1))
+	for _, bc := range []struct {
+		name string
+		opts []Option
+	}{
+		{"unchained", nil},
+		{"chained", []Option{WithChain(key)}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			l := newLog(io.Discard, nil, bc.opts)
+			it := item{body: line[:len(line)-2]}
+			b.ReportAllocs()
+			for b.Loop() {
+				l.lineLocked(&it)
+			}
+		})
+	}
+}
