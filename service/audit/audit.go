@@ -143,9 +143,6 @@ func WithChain(key ChainKey) Option {
 	}
 }
 
-// withClock sets the clock that stamps chain_start lines (for tests).
-func withClock(now func() time.Time) Option { return func(l *Log) { l.now = now } }
-
 // New writes entries to w. onChange, if set, is called when writes start
 // failing (false) and when they work again (true); it is called with the
 // log's lock held, in order, and must not call back into the Log. A chained
