@@ -81,12 +81,14 @@ func (k ChainKey) ID() string { return k.id }
 // IsZero reports whether k holds no key.
 func (k ChainKey) IsZero() bool { return k.b.IsZero() }
 
-// ErrChainKeyMode is returned for a key file that others than its owner may
-// read or write: anyone who can read the key can forge the trail.
-var ErrChainKeyMode = errors.New("audit chain key file is accessible to group or others")
+// ErrChainKeyMode is returned for a key file that others (beyond its owner
+// and group) may access: anyone who can read the key can forge the trail.
+var ErrChainKeyMode = errors.New("audit chain key file is accessible to others")
 
 // LoadChainKey reads a key file: 64 hex digits, surrounding white space
-// allowed. The file must not be accessible to group or others.
+// allowed. The file must not be accessible to others. Group access is
+// allowed, because a Kubernetes Secret mounted for a pod's fsGroup is
+// group-readable; the group must hold no reader of the trail.
 func LoadChainKey(path string) (ChainKey, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -97,7 +99,7 @@ func LoadChainKey(path string) (ChainKey, error) {
 	if err != nil {
 		return ChainKey{}, fmt.Errorf("audit chain key: %w", err)
 	}
-	if fi.Mode().Perm()&0o077 != 0 {
+	if fi.Mode().Perm()&0o007 != 0 {
 		return ChainKey{}, fmt.Errorf("%s has mode %v: %w (chmod 600)", path, fi.Mode().Perm(), ErrChainKeyMode)
 	}
 	data, err := io.ReadAll(io.LimitReader(f, 1024))

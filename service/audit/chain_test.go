@@ -373,7 +373,8 @@ func TestChainKeyFile(t *testing.T) {
 		mode    os.FileMode
 		wantErr string
 	}{
-		{"group readable", string(raw), 0o640, "chmod 600"},
+		{"readable by others", string(raw), 0o604, "chmod 600"},
+		{"group readable (a Secret mounted for fsGroup)", string(raw), 0o440, ""},
 		{"short", "abcd\n", 0o600, "want 64 hex digits"},
 		{"not hex", strings.Repeat("zz", 32), 0o600, "want 64 hex digits"},
 	}
@@ -385,7 +386,13 @@ func TestChainKeyFile(t *testing.T) {
 				t.Fatal(err)
 			}
 			_ = os.Chmod(p, tc.mode)
-			_, err := LoadChainKey(p)
+			got, err := LoadChainKey(p)
+			if tc.wantErr == "" {
+				if err != nil || got.ID() != k.ID() {
+					t.Fatalf("LoadChainKey = %v, want the key", err)
+				}
+				return
+			}
 			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 				t.Fatalf("LoadChainKey = %v, want %q", err, tc.wantErr)
 			}
