@@ -169,11 +169,13 @@ func Open(path string, onChange func(healthy bool), opts ...Option) (*Log, error
 	if path == "-" {
 		return New(os.Stdout, onChange, opts...), nil
 	}
-	f, err := openFile(path)
+	l := newLog(nil, onChange, opts)
+	// A chained log reads its file's last line to go on from it.
+	f, err := openFile(path, l.chain != nil)
 	if err != nil {
 		return nil, err
 	}
-	l := newLog(f, onChange, opts)
+	l.w = f
 	l.f, l.path = f, path
 	if l.chain != nil {
 		seq, last, found, torn, err := readChainHead(f)
@@ -202,9 +204,12 @@ func (l *Log) startChain() {
 	l.setHealthyLocked(l.flushLocked() == nil)
 }
 
-func openFile(path string) (*os.File, error) {
-	// O_RDWR rather than O_WRONLY: a chained log reads its last line.
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_APPEND|os.O_CREATE, 0o600)
+func openFile(path string, read bool) (*os.File, error) {
+	mode := os.O_WRONLY
+	if read {
+		mode = os.O_RDWR
+	}
+	f, err := os.OpenFile(path, mode|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("audit log: %w", err)
 	}
@@ -232,7 +237,7 @@ func (l *Log) Reopen() error {
 	if l.path == "" {
 		return nil
 	}
-	f, err := openFile(l.path)
+	f, err := openFile(l.path, false)
 	if err != nil {
 		return err
 	}

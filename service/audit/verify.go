@@ -136,14 +136,15 @@ type verifier struct {
 	sum      Summary
 }
 
-// macOf is the link of body after prev under the current key.
-func (v *verifier) macOf(prev link, body []byte) link {
-	var out link
+// follows reports whether c's link is its MAC after the last good link,
+// under the current key, compared in constant time.
+func (v *verifier) follows(c chainLine) bool {
+	var sum link
 	v.mac.Reset()
-	v.mac.Write(prev[:])
-	v.mac.Write(body)
-	v.mac.Sum(out[:0])
-	return out
+	v.mac.Write(v.link[:])
+	v.mac.Write(c.body)
+	v.mac.Sum(sum[:0])
+	return hmac.Equal(sum[:], c.link[:])
 }
 
 func (v *verifier) file(f File, index int) error {
@@ -172,7 +173,7 @@ func (v *verifier) file(f File, index int) error {
 				return err
 			}
 		}
-		if v.macOf(v.link, c.body) != c.link {
+		if !v.follows(c) {
 			return v.classify(sc, c, brk)
 		}
 		if c.seq != v.seq+1 {
@@ -245,7 +246,7 @@ func (v *verifier) classify(sc *bufio.Scanner, c chainLine, brk func(BreakKind, 
 	for sc.Scan() {
 		raw := bytes.TrimSuffix(sc.Bytes(), []byte("\n"))
 		d, err := parseChainLine(raw)
-		if err != nil || d.seq != want || v.macOf(v.link, d.body) != d.link {
+		if err != nil || d.seq != want || !v.follows(d) {
 			continue
 		}
 		if c.seq > want {
