@@ -13,7 +13,7 @@
 // re-attempts the oldest held line every tick, so health recovers by itself
 // when space returns, without waiting for a call. Re-attempting a real
 // pending line is the probe: it writes nothing that is not audit data
-// (no marker lines), and it proves the very thing that failed, which a
+// (no test lines), and it proves the very thing that failed, which a
 // statfs free-space check would not (reserved blocks, quotas, inodes,
 // /dev/full and EIO all pass statfs and fail writes). Held lines are bounded
 // (maxPendingBytes); beyond that new lines are dropped and counted, never

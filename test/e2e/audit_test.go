@@ -52,7 +52,7 @@ func auditLines(t *testing.T, path string) []map[string]any {
 // small tmpfs and fills it with calls: the trail holds only whole lines,
 // health turns NOT_SERVING, and once space is freed health returns to
 // SERVING by itself, with no call made, and the entries of the calls made
-// while the disk was full are in the trail, whole and in order.
+// while the disk was full are in the trail, whole, in order and chained.
 // TestAuditFailureDegradesHealth (/dev/full) always runs; this one needs to
 // mount a tmpfs (root) and says so loudly when it cannot.
 func TestAuditFullDiskRecovers(t *testing.T) {
@@ -121,6 +121,11 @@ func TestAuditFullDiskRecovers(t *testing.T) {
 	}
 	if !strings.Contains(svc.Logs(), "audit log writable again") {
 		t.Fatal("the recovery was not logged")
+	}
+	// The held entries were chained as they landed: the trail verifies.
+	key := filepath.Join(filepath.Dir(svc.Keystore), "audit-chain.key")
+	if out, errOut, code := alectl(t, svc, "", "audit", "verify", "--key", key, path); code != 0 {
+		t.Fatalf("alectl audit verify after the disk was full: exit %d\n%s%s", code, out, errOut)
 	}
 }
 
