@@ -472,3 +472,58 @@ func BenchmarkLine(b *testing.B) {
 		})
 	}
 }
+
+// TestChainKeyChange: a restart with a new key goes on from the last line
+// made under the old one; both keys verify the trail, one alone does not.
+func TestChainKeyChange(t *testing.T) {
+	t.Parallel()
+	oldKey, newKey := testKey(t, 1), testKey(t, 2)
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	for _, k := range []ChainKey{oldKey, newKey} {
+		l, err := Open(path, nil, WithChain(k))
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.Write(entry(0))
+		_ = l.Close()
+	}
+	data, _ := os.ReadFile(path)
+	tests := []struct {
+		name     string
+		keys     []ChainKey
+		wantLine int // 0: verifies
+	}{
+		{"both keys", []ChainKey{oldKey, newKey}, 0},
+		{"the new key only", []ChainKey{newKey}, 1},
+		{"the old key only", []ChainKey{oldKey}, 3},
+	}
+	for _, tc := range tests {
+		_, err := Verify(tc.keys, []File{{Name: "f", R: bytes.NewReader(data)}}, Head{})
+		var be *BreakError
+		switch {
+		case tc.wantLine == 0 && err != nil:
+			t.Errorf("%s: Verify = %v, want ok", tc.name, err)
+		case tc.wantLine != 0 && (!errors.As(err, &be) || be.Kind != BreakWrongKey || be.Line != tc.wantLine):
+			t.Errorf("%s: Verify = %v, want wrong-key at line %d", tc.name, err, tc.wantLine)
+		}
+	}
+}
+
+// FuzzVerify: any file is judged without a panic, and a file that passes
+// holds only lines chained under the key.
+func FuzzVerify(f *testing.F) {
+	key := testKey(f, 1)
+	var buf bytes.Buffer
+	l := New(&buf, nil, WithChain(key))
+	l.Write(entry(0))
+	l.Write(entry(1))
+	f.Add(buf.Bytes())
+	f.Add([]byte("{}\n"))
+	f.Add([]byte(`{"event":"chain_start","prev":"00","seq":1,"chain":"` + strings.Repeat("0", 64) + `"}` + "\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		sum, err := Verify([]ChainKey{key}, []File{{Name: "f", R: bytes.NewReader(data)}}, Head{})
+		if err == nil && sum.Lines != bytes.Count(data, []byte("\n")) {
+			t.Fatalf("verified %d lines of a file with %d", sum.Lines, bytes.Count(data, []byte("\n")))
+		}
+	})
+}
