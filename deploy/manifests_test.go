@@ -414,6 +414,7 @@ func checkExternalPrerequisites(t *testing.T, r rendered) {
 	// tells operators to create exactly these.
 	want := []string{
 		"ConfigMap alecrypt-trust",
+		"Secret alecryptd-audit-chain-key",
 		"Secret alecryptd-tls",
 		"Secret alegate-crypto-client",
 		"Secret alegate-tls",

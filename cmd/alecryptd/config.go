@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"time"
 
@@ -33,6 +34,13 @@ type Config struct {
 	InsecureListen  bool
 	Policy          string
 	AuditLog        string
+	// AuditChainKey is the chain key file ("" when the audit trail is off
+	// or unchained); AuditChainKeyDefault says it is the default one, which
+	// is created when missing (a file named explicitly must exist).
+	AuditChainKey        string
+	AuditChainKeyDefault bool
+	// AuditChainHeadEvery is how often the chain head is logged.
+	AuditChainHeadEvery time.Duration
 
 	// InsecureMetricsListen allows MetricsListen beyond loopback.
 	InsecureMetricsListen bool
@@ -78,6 +86,8 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	fs.BoolVar(&c.InsecureListen, "insecure-listen", false, "allow --listen beyond loopback without TLS (never in production)")
 	fs.StringVar(&c.Policy, "policy", envOr("ALECRYPT_POLICY", ""), "caller policy file (JSON); once set, callers must authenticate and anything not allowed is denied (env ALECRYPT_POLICY)")
 	fs.StringVar(&c.AuditLog, "audit-log", envOr("ALECRYPT_AUDIT_LOG", ""), "audit trail: a file to append to, or - for stdout; empty turns it off (env ALECRYPT_AUDIT_LOG)")
+	fs.StringVar(&c.AuditChainKey, "audit-chain-key", envOr("ALECRYPT_AUDIT_CHAIN_KEY", ""), "MAC key file that chains the audit trail (64 hex digits, no access for others; keep it from the trail's readers); default audit-chain.key beside the keystore file (./alecrypt-data with Vault), created on first start; off: no chain (env ALECRYPT_AUDIT_CHAIN_KEY)")
+	fs.DurationVar(&c.AuditChainHeadEvery, "audit-chain-head-every", time.Minute, "how often to log the audit chain's head (seq and link) for an external record")
 	fs.StringVar(&c.MetricsListen, "metrics-listen", envOr("ALECRYPT_METRICS_LISTEN", "127.0.0.1:9090"), "address for Prometheus /metrics; empty turns it off (env ALECRYPT_METRICS_LISTEN)")
 	fs.BoolVar(&c.InsecureMetricsListen, "insecure-metrics-listen", false, "allow --metrics-listen beyond loopback: /metrics has no TLS or authentication and names every key's fingerprint and last use (restrict who reaches the port)")
 	c.Vault.RegisterFlags(fs)
@@ -128,6 +138,9 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	if err := api.CheckLimits(c.MaxRequestBytes, c.MaxInflightBytes, c.MaxInflightBytesPerCaller); err != nil {
 		return Config{}, err
 	}
+	if err := c.auditChain(); err != nil {
+		return Config{}, err
+	}
 	if c.Refresh == 0 {
 		c.Refresh = 2 * time.Second
 		if c.Keystore == keystoreVault {
@@ -150,3 +163,30 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	}
 	return c, nil
 }
+
+// auditChainKeyOff is the --audit-chain-key value that turns chaining off.
+const auditChainKeyOff = "off"
+
+// auditChain settles the chain key file: chaining is on whenever there is an
+// audit trail, because a trail anyone who can write it can edit unseen is
+// what it must not be. The default key lives with the keys (the data
+// directory), not with the trail: readers of the trail must not hold it.
+func (c *Config) auditChain() error {
+	switch {
+	case c.AuditLog == "" || c.AuditChainKey == auditChainKeyOff:
+		c.AuditChainKey = ""
+	case c.AuditChainKey == "":
+		dir := defaultDataDir
+		if c.Keystore != keystoreVault {
+			dir = filepath.Dir(c.Keystore)
+		}
+		c.AuditChainKey, c.AuditChainKeyDefault = filepath.Join(dir, "audit-chain.key"), true
+	}
+	if c.AuditChainHeadEvery <= 0 {
+		return errors.New("--audit-chain-head-every must be positive")
+	}
+	return nil
+}
+
+// defaultDataDir holds the chain key by default when the keys are in Vault.
+const defaultDataDir = "./alecrypt-data"

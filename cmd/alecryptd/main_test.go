@@ -127,3 +127,36 @@ func TestParseConfigMetricsListen(t *testing.T) {
 		})
 	}
 }
+
+// TestParseConfigAuditChain: an audit trail is chained unless turned off,
+// with the key beside the keystore by default (created there), or the file
+// named by flag or environment (which must exist).
+func TestParseConfigAuditChain(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name        string
+		args        []string
+		env         map[string]string
+		wantKey     string
+		wantDefault bool
+	}{
+		{"no audit trail", nil, nil, "", false},
+		{"default beside the keystore", []string{"--audit-log", "a.jsonl", "--keystore", "/srv/ale/keystore.json"}, nil, "/srv/ale/audit-chain.key", true},
+		{"default with vault", []string{"--audit-log", "a.jsonl", "--keystore", "vault", "--vault-auth", "token"}, map[string]string{"VAULT_TOKEN": "t"}, "alecrypt-data/audit-chain.key", true},
+		{"flag", []string{"--audit-log", "a.jsonl", "--audit-chain-key", "/run/creds/k"}, nil, "/run/creds/k", false},
+		{"env", []string{"--audit-log", "a.jsonl"}, map[string]string{"ALECRYPT_AUDIT_CHAIN_KEY": "/run/creds/k"}, "/run/creds/k", false},
+		{"off", []string{"--audit-log", "a.jsonl", "--audit-chain-key", "off"}, nil, "", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c, err := parseConfig(tc.args, func(k string) string { return tc.env[k] })
+			if err != nil {
+				t.Fatalf("parseConfig err = %v", err)
+			}
+			if c.AuditChainKey != tc.wantKey || c.AuditChainKeyDefault != tc.wantDefault {
+				t.Fatalf("parseConfig = key %q (default %v), want %q (%v)", c.AuditChainKey, c.AuditChainKeyDefault, tc.wantKey, tc.wantDefault)
+			}
+		})
+	}
+}

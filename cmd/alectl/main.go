@@ -43,6 +43,7 @@ the file alecryptd serves when started in the same directory; it must exist, exc
   alectl keys state  FINGERPRINT active|decrypt-only|disabled
 
 Also:
+  alectl audit verify FILE...    check that audit files are one unbroken chain (see alectl audit verify --help)
   alectl version                 the version, commit and Go version (also: alectl --version)
   alectl completion bash|zsh     shell completion: source <(alectl completion bash)
 
@@ -149,6 +150,8 @@ func (e env) run(args []string) int {
 		default:
 			err = usageError("unknown keys subcommand %q", sub)
 		}
+	case "audit":
+		err = e.audit(rest)
 	case "help", "-h", "--help":
 		if len(rest) > 0 {
 			// "alectl help keys add" is "alectl keys add --help".

@@ -100,6 +100,8 @@ func TestCLIHelp(t *testing.T) {
 		{[]string{"alectl", "keys", "import"}, []string{"--replace", "--keystore"}},
 		{[]string{"alectl", "keys", "state"}, []string{"--keystore"}},
 		{[]string{"alectl", "completion"}, nil},
+		{[]string{"alectl", "audit"}, nil},
+		{[]string{"alectl", "audit", "verify"}, []string{"--key", "--head"}},
 		{[]string{"alectl", "version"}, nil},
 	}
 	singleDash := regexp.MustCompile(`(?m)^\s+-[a-z]`)
@@ -154,6 +156,9 @@ func TestCLIRefusesStrayArguments(t *testing.T) {
 		{[]string{"alectl", "completion", "bash", "extra"}, "one argument"},
 		{[]string{"alectl", "completion", "fish"}, "unknown shell"},
 		{[]string{"alectl", "keys", "nope"}, "unknown keys subcommand"},
+		{[]string{"alectl", "audit", "nope"}, "unknown audit subcommand"},
+		{[]string{"alectl", "audit", "verify"}, "needs the audit files"},
+		{[]string{"alectl", "audit", "verify", "--head", "0", "f"}, "--head"},
 		{[]string{"alecryptd", "--no-such-flag"}, "--help"},
 		{[]string{"alectl", "encrypt", "--no-such-flag"}, "--help"},
 	} {
@@ -179,7 +184,7 @@ func TestAlectlCompletion(t *testing.T) {
 		cur   string   // the word being completed
 		want  []string // exactly these candidates, in order
 	}{
-		{nil, "", []string{"encrypt", "decrypt", "resolve", "rewrap", "http", "keys", "version", "completion", "help", "--help", "--version"}},
+		{nil, "", []string{"encrypt", "decrypt", "resolve", "rewrap", "http", "keys", "audit", "version", "completion", "help", "--help", "--version"}},
 		{nil, "de", []string{"decrypt"}},
 		{[]string{"keys"}, "", []string{"list", "init", "add", "import", "state"}},
 		{[]string{"keys"}, "im", []string{"import"}},
