@@ -151,6 +151,10 @@ func (e env) run(args []string) int {
 			err = usageError("unknown keys subcommand %q", sub)
 		}
 	case "audit":
+		helpCmd = "alectl audit"
+		if len(rest) > 0 && rest[0] == "verify" {
+			helpCmd += " verify"
+		}
 		err = e.audit(rest)
 	case "help", "-h", "--help":
 		if len(rest) > 0 {
