@@ -71,15 +71,9 @@ func TestParseConfigCallerShare(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			c, err := parseConfig(tc.args, func(k string) string { return tc.env[k] })
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("parseConfig err = %v, want one containing %q", err, tc.wantErr)
-				}
+			c, ok := parseCase(t, tc.args, tc.env, tc.wantErr)
+			if !ok {
 				return
-			}
-			if err != nil {
-				t.Fatalf("parseConfig err = %v, want nil", err)
 			}
 			if c.MaxInflightBytesPerCaller != tc.want {
 				t.Errorf("MaxInflightBytesPerCaller = %d, want %d", c.MaxInflightBytesPerCaller, tc.want)
@@ -111,15 +105,9 @@ func TestParseConfigMetricsListen(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			c, err := parseConfig(tc.args, func(k string) string { return tc.env[k] })
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("parseConfig err = %v, want one containing %q", err, tc.wantErr)
-				}
+			c, ok := parseCase(t, tc.args, tc.env, tc.wantErr)
+			if !ok {
 				return
-			}
-			if err != nil {
-				t.Fatalf("parseConfig err = %v, want nil", err)
 			}
 			if c.MetricsListen != tc.want {
 				t.Errorf("MetricsListen = %q, want %q", c.MetricsListen, tc.want)
@@ -159,4 +147,22 @@ func TestParseConfigAuditChain(t *testing.T) {
 			}
 		})
 	}
+}
+
+// parseCase parses args with env as a table case does: it fails the test
+// unless the error contains wantErr (or there is none when wantErr is ""),
+// and reports whether there is a Config to check.
+func parseCase(t *testing.T, args []string, env map[string]string, wantErr string) (Config, bool) {
+	t.Helper()
+	c, err := parseConfig(args, func(k string) string { return env[k] })
+	if wantErr != "" {
+		if err == nil || !strings.Contains(err.Error(), wantErr) {
+			t.Fatalf("parseConfig err = %v, want one containing %q", err, wantErr)
+		}
+		return c, false
+	}
+	if err != nil {
+		t.Fatalf("parseConfig err = %v, want nil", err)
+	}
+	return c, true
 }
