@@ -67,6 +67,7 @@ func TestAlecryptdWithManifestArgs(t *testing.T) {
 		"/etc/alecrypt/policy/policy.json":    []byte(cm.Data["policy.json"]),
 		"/var/run/secrets/vault/token":        []byte("unused"),
 		"/etc/alecrypt/trust/vault-ca.crt":    pki.caCert,
+		"/etc/alecrypt/audit-chain/key":       []byte(strings.Repeat("5a", 32) + "\n"),
 	}
 	writeFiles(t, dir, files)
 	keystore := filepath.Join(dir, "var/lib/alecrypt/keystore.json")

@@ -104,8 +104,11 @@ var usages = map[string]string{
 	"alebench": `alebench: load alecryptd (and Vault Transit) and report throughput, latency, CPU per operation
 
   alebench [flags]
-  alebench genkeys --help
-  alebench startup --help
+  alebench genkeys --help      a keystore of N fresh keys
+  alebench startup --help      alecryptd's start on a large keystore
+  alebench memory --help       alecryptd's memory under large concurrent calls and floods
+  alebench floors --help       alegate and alecryptd next to their bare floors
+  alebench serve --help        a bare handler or proxy for floors
 `,
 	"alebench genkeys": `alebench genkeys: write a keystore of N keys for startup measurements
 
@@ -115,6 +118,11 @@ var usages = map[string]string{
 
   alebench floors --gate-url URL --gate-pids PID,PID --proxy-url URL --proxy-pid PID --keystore FILE
                   --alecrypt-url URL --alecrypt-pid PID --bare-url URL --bare-pid PID [flags]
+`,
+	"alebench memory": `alebench memory: many large Encrypts at once against a running alecryptd, sampling its RSS
+(test/bench/memory.sh runs it with and without a token)
+
+  alebench memory --alecrypt-pid PID [--alecrypt-url URL] [--token T] [flags]
 `,
 	"alebench serve": usagesServe,
 	"alebench startup": `alebench startup: start alecryptd on a large keystore and measure when every key is ready

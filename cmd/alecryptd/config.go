@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"time"
 
@@ -36,6 +37,13 @@ type Config struct {
 	InsecureListen   bool
 	Policy           string
 	AuditLog         string
+	// AuditChainKey is the chain key file ("" when the audit trail is off
+	// or unchained); AuditChainKeyDefault says it is the default one, which
+	// is created when missing (a file named explicitly must exist).
+	AuditChainKey        string
+	AuditChainKeyDefault bool
+	// AuditChainHeadEvery is how often the chain head is logged.
+	AuditChainHeadEvery time.Duration
 
 	// InsecureMetricsListen allows MetricsListen beyond loopback.
 	InsecureMetricsListen bool
@@ -48,6 +56,9 @@ type Config struct {
 	// api.Options.
 	MaxInflightBytes int64
 	ReadTimeout      time.Duration
+	// MaxInflightBytesPerCaller is one caller's share of MaxInflightBytes;
+	// parseConfig fills in the default.
+	MaxInflightBytesPerCaller int64
 }
 
 // keystoreVault is the --keystore value that selects Vault.
@@ -79,20 +90,23 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	fs.BoolVar(&c.InsecureListen, "insecure-listen", false, "allow --listen beyond loopback without TLS (never in production)")
 	fs.StringVar(&c.Policy, "policy", envOr("ALECRYPT_POLICY", ""), "caller policy file (JSON); once set, callers must authenticate and anything not allowed is denied (env ALECRYPT_POLICY)")
 	fs.StringVar(&c.AuditLog, "audit-log", envOr("ALECRYPT_AUDIT_LOG", ""), "audit trail: a file to append to, or - for stdout; empty turns it off (env ALECRYPT_AUDIT_LOG)")
+	fs.StringVar(&c.AuditChainKey, "audit-chain-key", envOr("ALECRYPT_AUDIT_CHAIN_KEY", ""), "MAC key file that chains the audit trail (64 hex digits, no access for others; keep it from the trail's readers); default audit-chain.key beside the keystore file (./alecrypt-data with Vault), created on first start; off: no chain (env ALECRYPT_AUDIT_CHAIN_KEY)")
+	fs.DurationVar(&c.AuditChainHeadEvery, "audit-chain-head-every", time.Minute, "how often to log the audit chain's head (seq and link) for an external record")
 	fs.StringVar(&c.MetricsListen, "metrics-listen", envOr("ALECRYPT_METRICS_LISTEN", "127.0.0.1:9090"), "address for Prometheus /metrics; empty turns it off (env ALECRYPT_METRICS_LISTEN)")
 	fs.BoolVar(&c.InsecureMetricsListen, "insecure-metrics-listen", false, "allow --metrics-listen beyond loopback: /metrics has no TLS or authentication and names every key's fingerprint and last use (restrict who reaches the port)")
 	c.Vault.RegisterFlags(fs)
-	fs.DurationVar(&c.Refresh, "refresh", 0, "how often to reload the keystore; 0 means 2s for a file, 30s for Vault (SIGHUP reloads at once)")
+	fs.DurationVar(&c.Refresh, "refresh", 0, "how often to check the keystore for changes (default 2s for a file, 30s for Vault; SIGHUP reloads at once)")
 	fs.IntVar(&c.MaxRequestBytes, "max-request-bytes", api.DefaultMaxRequestBytes, "largest request message accepted; larger ones get ResourceExhausted")
-	fs.Int64Var(&c.MaxInflightBytes, "max-inflight-bytes", inflight, "memory budget of calls in progress: each is charged 6x its request size, the heap it holds (per message for streams), before its body is read; calls over it get ResourceExhausted at once (env ALECRYPT_MAX_INFLIGHT_BYTES)")
+	fs.Int64Var(&c.MaxInflightBytes, "max-inflight-bytes", inflight, "memory budget of ale.v1 calls in progress: each is charged 6x its request size, the heap it holds (per message for streams, plus 32 KiB while a stream is open), before its body is read; calls over it get ResourceExhausted at once (env ALECRYPT_MAX_INFLIGHT_BYTES)")
+	fs.Int64Var(&c.MaxInflightBytesPerCaller, "max-inflight-bytes-per-caller", 0, "most of --max-inflight-bytes one caller (its identity, or its connection when anonymous) may hold; 0 means a quarter of it, at least what one --max-request-bytes request needs")
 	fs.DurationVar(&c.ReadTimeout, "read-timeout", api.DefaultReadTimeout, "a unary request body, or one stream message once started, must arrive within this; idle streams may wait between messages")
 	fs.StringVar(&c.DefaultAlias, "default-alias", envOr("ALECRYPT_DEFAULT_ALIAS", engine.DefaultAlias), "alias used when a request names no key (env ALECRYPT_DEFAULT_ALIAS)")
 	c.Log.RegisterFlags(fs)
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long in-flight calls may take to finish on SIGTERM")
-	share := fs.String("max-removal-share", envOr("ALECRYPT_MAX_REMOVAL_SHARE", strconv.FormatFloat(refresh.DefaultMaxRemovalShare, 'g', -1, 64)),
-		"a reload removing more than this share (0-1) of the keys, or all of them, keeps serving them until the removal is confirmed (env ALECRYPT_MAX_REMOVAL_SHARE)")
-	confirm := fs.String("removal-confirm-after", envOr("ALECRYPT_REMOVAL_CONFIRM_AFTER", refresh.DefaultRemovalConfirmAfter.String()),
-		"how long keys must stay missing, over at least two reloads, before a held removal is applied (env ALECRYPT_REMOVAL_CONFIRM_AFTER)")
+	fs.Float64Var(&c.MaxRemovalShare, "max-removal-share", refresh.DefaultMaxRemovalShare,
+		"a reload removing more than this share (0-1) of the keys, or all of them, keeps serving them until the removal is confirmed")
+	fs.DurationVar(&c.RemovalConfirmAfter, "removal-confirm-after", refresh.DefaultRemovalConfirmAfter,
+		"how long keys must stay missing, over at least two reloads, before a held removal is applied")
 	// Every flag has an environment variable too (ALECRYPT_ and the flag name).
 	if err := cli.FromEnv(fs, "ALECRYPT", getenv); err != nil {
 		return Config{}, err
@@ -100,12 +114,11 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	if err := cli.Parse(fs, args, os.Stdout, usage); err != nil {
 		return Config{}, err
 	}
-	var err error
-	if c.MaxRemovalShare, err = strconv.ParseFloat(*share, 64); err != nil || c.MaxRemovalShare < 0 || c.MaxRemovalShare > 1 {
-		return Config{}, fmt.Errorf("--max-removal-share %q: want a number from 0 to 1", *share)
+	if c.MaxRemovalShare < 0 || c.MaxRemovalShare > 1 {
+		return Config{}, fmt.Errorf("--max-removal-share %v: want a number from 0 to 1", c.MaxRemovalShare)
 	}
-	if c.RemovalConfirmAfter, err = time.ParseDuration(*confirm); err != nil || c.RemovalConfirmAfter < 0 {
-		return Config{}, fmt.Errorf("--removal-confirm-after %q: want a duration of 0 or more", *confirm)
+	if c.RemovalConfirmAfter < 0 {
+		return Config{}, fmt.Errorf("--removal-confirm-after %v: want a duration of 0 or more", c.RemovalConfirmAfter)
 	}
 	switch {
 	case c.Keystore == "":
@@ -122,7 +135,16 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	if err := c.Log.Validate(); err != nil {
 		return Config{}, err
 	}
-	if err := api.CheckLimits(c.MaxRequestBytes, c.MaxInflightBytes); err != nil {
+	switch {
+	case c.MaxInflightBytesPerCaller < 0:
+		return Config{}, errors.New("--max-inflight-bytes-per-caller must not be negative (0 means the default)")
+	case c.MaxInflightBytesPerCaller == 0:
+		c.MaxInflightBytesPerCaller = api.DefaultPerCaller(c.MaxRequestBytes, c.MaxInflightBytes)
+	}
+	if err := api.CheckLimits(c.MaxRequestBytes, c.MaxInflightBytes, c.MaxInflightBytesPerCaller); err != nil {
+		return Config{}, err
+	}
+	if err := c.auditChain(); err != nil {
 		return Config{}, err
 	}
 	if c.Refresh == 0 {
@@ -147,3 +169,30 @@ func parseConfig(args []string, getenv func(string) string) (Config, error) {
 	}
 	return c, nil
 }
+
+// auditChainKeyOff is the --audit-chain-key value that turns chaining off.
+const auditChainKeyOff = "off"
+
+// auditChain settles the chain key file: chaining is on whenever there is an
+// audit trail, because a trail anyone who can write it can edit unseen is
+// what it must not be. The default key lives with the keys (the data
+// directory), not with the trail: readers of the trail must not hold it.
+func (c *Config) auditChain() error {
+	switch {
+	case c.AuditLog == "" || c.AuditChainKey == auditChainKeyOff:
+		c.AuditChainKey = ""
+	case c.AuditChainKey == "":
+		dir := defaultDataDir
+		if c.Keystore != keystoreVault {
+			dir = filepath.Dir(c.Keystore)
+		}
+		c.AuditChainKey, c.AuditChainKeyDefault = filepath.Join(dir, "audit-chain.key"), true
+	}
+	if c.AuditChainHeadEvery <= 0 {
+		return errors.New("--audit-chain-head-every must be positive")
+	}
+	return nil
+}
+
+// defaultDataDir holds the chain key by default when the keys are in Vault.
+const defaultDataDir = "./alecrypt-data"

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -57,7 +58,12 @@ func run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	if auditLog != nil {
-		defer auditLog.Close()
+		defer func() {
+			// The last head, after the last call: what the external record
+			// must find at the end of the trail.
+			logChainHead(log, auditLog, "audit chain head at shutdown")
+			_ = auditLog.Close()
+		}()
 	}
 	tr, err := tracing.FromEnv(ctx, os.Getenv, "alecryptd", os.Stdout)
 	if err != nil {
@@ -135,6 +141,19 @@ func startAudit(ctx context.Context, cfg Config, health *grpchealth.StaticChecke
 	if cfg.AuditLog == "" {
 		return nil, nil
 	}
+	var opts []audit.Option
+	if cfg.AuditChainKey != "" {
+		key, err := loadChainKey(cfg, log)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, audit.WithChain(key))
+		if sameDir(cfg.AuditChainKey, cfg.AuditLog) {
+			log.Warn("the audit chain key is in the audit trail's directory: whoever can read it can rewrite the trail unseen; keep it where the trail's readers cannot", "key", cfg.AuditChainKey)
+		}
+	} else {
+		log.Warn("the audit trail is not chained (--audit-chain-key off): lines can be edited or removed unseen")
+	}
 	auditLog, err := audit.Open(cfg.AuditLog, func(ok bool) {
 		api.SetServing(health, ok)
 		if !ok {
@@ -142,7 +161,7 @@ func startAudit(ctx context.Context, cfg Config, health *grpchealth.StaticChecke
 		} else {
 			log.Info("audit log writable again, held entries written; health is SERVING")
 		}
-	})
+	}, opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -153,8 +172,49 @@ func startAudit(ctx context.Context, cfg Config, health *grpchealth.StaticChecke
 			return
 		}
 		log.Info("SIGHUP: audit log reopened", "path", cfg.AuditLog)
+		logChainHead(log, auditLog, "audit chain head")
 	})
+	if auditLog.Chained() {
+		logChainHead(log, auditLog, "audit chain head at start")
+		go auditLog.PublishHead(ctx, cfg.AuditChainHeadEvery, func() {
+			logChainHead(log, auditLog, "audit chain head")
+		})
+	}
 	return auditLog, nil
+}
+
+// loadChainKey reads the chain key, creating the default one on first
+// start. Its id is logged; the key never is.
+func loadChainKey(cfg Config, log *slog.Logger) (audit.ChainKey, error) {
+	if !cfg.AuditChainKeyDefault {
+		return audit.LoadChainKey(cfg.AuditChainKey)
+	}
+	key, created, err := audit.LoadOrCreateChainKey(cfg.AuditChainKey, rand.Reader)
+	if err != nil {
+		return audit.ChainKey{}, err
+	}
+	if created {
+		log.Info("created the audit chain key; keep it from the audit trail's readers and back it up apart from the trail", "path", cfg.AuditChainKey, "key_id", key.ID())
+	}
+	return key, nil
+}
+
+// sameDir reports whether two paths are in the same directory.
+func sameDir(a, b string) bool {
+	da, err1 := filepath.Abs(filepath.Dir(a))
+	db, err2 := filepath.Abs(filepath.Dir(b))
+	return err1 == nil && err2 == nil && da == db
+}
+
+// logChainHead logs the chain head to the process log (stderr), which an
+// operator ships to a log system apart from the audit trail: the record a
+// trail cut short is compared with (alectl audit verify --head).
+func logChainHead(log *slog.Logger, l *audit.Log, msg string) {
+	if !l.Chained() {
+		return
+	}
+	h := l.Head()
+	log.Info(msg, "seq", h.Seq, "link", h.Link, "key_id", l.KeyID())
 }
 
 // newHandler is the API behind authentication: the engine over the ring
@@ -171,7 +231,7 @@ func newHandler(ctx context.Context, cfg Config, ring *keyring.Ring, pol *policy
 	handler := api.NewHandler(engine.New(ring, engOpts...), ring, api.Options{MaxRequestBytes: cfg.MaxRequestBytes, Logger: log, Metrics: reg,
 		TracerProvider: tr.Provider, Propagator: tr.Propagator,
 		RequireAuth: authn.Required(pol != nil, cfg.ClientCA != ""), Audit: auditLog, Health: health,
-		MaxInflightBytes: cfg.MaxInflightBytes, ReadTimeout: cfg.ReadTimeout,
+		MaxInflightBytes: cfg.MaxInflightBytes, MaxInflightBytesPerCaller: cfg.MaxInflightBytesPerCaller, ReadTimeout: cfg.ReadTimeout,
 		// SIGTERM ends idle streams, so Shutdown is not kept waiting on them.
 		Stopping: ctx})
 	return authn.Middleware(handler, tokens)

@@ -18,8 +18,9 @@ const completeCmd = "__complete"
 // commandTree lists the subcommands of alectl and of its commands that
 // have subcommands.
 var commandTree = map[string][]string{
-	"":           {"encrypt", "decrypt", "resolve", "rewrap", "http", "keys", "version", "completion", "help"},
-	"keys":       {"list", "add", "import", "state", "seal"},
+	"":           {"encrypt", "decrypt", "resolve", "rewrap", "http", "keys", "audit", "version", "completion", "help"},
+	"keys":       {"list", "init", "add", "import", "state", "seal"},
+	"audit":      {"verify"},
 	"completion": {"bash", "zsh"},
 }
 

@@ -4,8 +4,12 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/json"
+	"errors"
+	"flag"
 	"fmt"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -27,6 +31,60 @@ func (e env) keystoreFlag(fs interface {
 	return p
 }
 
+// openKeystore is the keystore at path, which must exist unless create is
+// set: a relative default run from another directory would otherwise make
+// a new keystore nobody serves, and the running service would answer
+// not_found for the key just added. Its errors and messages carry the
+// absolute path, so the user sees which file was meant.
+func openKeystore(fset *flag.FlagSet, path string, create bool) (*filestore.Store, string, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, "", err
+	}
+	if !create {
+		if _, err := os.Stat(abs); errors.Is(err, fs.ErrNotExist) {
+			return nil, abs, fmt.Errorf("keystore %s does not exist: run alectl in the directory alecryptd runs in, "+
+				"point --keystore (env ALECRYPT_KEYSTORE) at the file alecryptd serves, or create one with 'alectl keys init'", abs)
+		} else if err != nil {
+			return nil, abs, err
+		}
+	}
+	opts, err := storeOptions(fset)
+	if err != nil {
+		return nil, abs, err
+	}
+	return filestore.New(abs, opts...), abs, nil
+}
+
+// keysInit creates a keystore with one fresh key, as alecryptd does on its
+// first start, and refuses to touch one that exists.
+func (e env) keysInit(args []string) error {
+	fs := e.newFlags("keys init")
+	ks := e.keystoreFlag(fs)
+	alias := fs.String("alias", "default", "the fresh key's alias")
+	if _, err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	store, abs, err := openKeystore(fs, *ks, true)
+	if err != nil {
+		return err
+	}
+	var fresh key.Record
+	created, err := store.Init(func() (key.Record, error) {
+		var err error
+		fresh, err = key.Generate(rand.Reader, key.AES256CTR, splitList(*alias), time.Now())
+		return fresh, err
+	})
+	if err != nil {
+		return sealHint(err)
+	}
+	if !created {
+		return fmt.Errorf("keystore %s exists: 'alectl keys add' adds keys to it", abs)
+	}
+	_, err = fmt.Fprintf(e.stdout, "created %s with key %s (%s, aliases %s)\n", abs, fresh.Fingerprint, fresh.Algorithm, strings.Join(fresh.Aliases, ","))
+	return err
+}
+
 // keysAdd creates a key in the keystore: generated, or from a Secret Key the
 // Portal issued (--secret-file). The secret is never printed.
 func (e env) keysAdd(args []string) error {
@@ -41,11 +99,16 @@ func (e env) keysAdd(args []string) error {
 	counterBits := fs.Int("counter-bits", 64, "aes-256-ctr counter width: 64 (WebCrypto length 64, EK) or 128")
 	notAfter := fs.String("not-after", "", "RFC 3339 time after which the key no longer encrypts")
 	jsonOut := fs.Bool("json", false, "print the new key's metadata as JSON")
+	create := fs.Bool("create", false, "create the keystore if it does not exist")
 	if _, err := parse(fs, args, 0); err != nil {
 		return err
 	}
 	if *aliases == "" {
 		return usageError("keys add needs --alias")
+	}
+	store, abs, err := openKeystore(fs, *ks, *create)
+	if err != nil {
+		return err
 	}
 	rec, err := key.Generate(rand.Reader, key.Algorithm(*alg), splitList(*aliases), time.Now())
 	if err != nil {
@@ -86,10 +149,6 @@ func (e env) keysAdd(args []string) error {
 	if err := rec.Validate(); err != nil {
 		return err
 	}
-	store, err := openStore(fs, *ks)
-	if err != nil {
-		return err
-	}
 	res, err := store.Import([]key.Record{rec}, false)
 	if err != nil {
 		return sealHint(err)
@@ -100,7 +159,7 @@ func (e env) keysAdd(args []string) error {
 	if *jsonOut {
 		return json.NewEncoder(e.stdout).Encode(metadata(rec))
 	}
-	_, err = fmt.Fprintf(e.stdout, "added %s (%s, aliases %s) to %s\n", rec.Fingerprint, rec.Algorithm, strings.Join(rec.Aliases, ","), *ks)
+	_, err = fmt.Fprintf(e.stdout, "added %s (%s, aliases %s) to %s\n", rec.Fingerprint, rec.Algorithm, strings.Join(rec.Aliases, ","), abs)
 	return err
 }
 
@@ -110,7 +169,12 @@ func (e env) keysImport(args []string) error {
 	fs := e.newFlags("keys import")
 	ks := e.keystoreFlag(fs)
 	replace := fs.Bool("replace", false, "overwrite keys whose fingerprint exists, if the import has a higher version")
+	create := fs.Bool("create", false, "create the keystore if it does not exist")
 	pos, err := parse(fs, args, 1)
+	if err != nil {
+		return err
+	}
+	store, abs, err := openKeystore(fs, *ks, *create)
 	if err != nil {
 		return err
 	}
@@ -122,15 +186,11 @@ func (e env) keysImport(args []string) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", pos[0], err)
 	}
-	store, err := openStore(fs, *ks)
-	if err != nil {
-		return err
-	}
 	res, err := store.Import(recs, *replace)
 	if err != nil {
 		return sealHint(err)
 	}
-	_, err = fmt.Fprintf(e.stdout, "imported into %s: %d added, %d replaced, %d unchanged\n", *ks, res.Added, res.Replaced, res.Unchanged)
+	_, err = fmt.Fprintf(e.stdout, "imported into %s: %d added, %d replaced, %d unchanged\n", abs, res.Added, res.Replaced, res.Unchanged)
 	return err
 }
 
@@ -148,7 +208,7 @@ func (e env) keysState(args []string) error {
 	default:
 		return usageError("state must be active, decrypt-only or disabled, got %q", pos[1])
 	}
-	store, err := openStore(fs, *ks)
+	store, _, err := openKeystore(fs, *ks, false)
 	if err != nil {
 		return err
 	}

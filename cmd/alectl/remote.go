@@ -2,13 +2,13 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -17,7 +17,6 @@ import (
 
 	alev1 "github.com/alecrypt/alecrypt/gen/ale/v1"
 	"github.com/alecrypt/alecrypt/gen/ale/v1/alev1connect"
-	"github.com/alecrypt/alecrypt/service/aleerr"
 	"github.com/alecrypt/alecrypt/service/client"
 	"github.com/alecrypt/alecrypt/service/secret"
 	"github.com/alecrypt/alecrypt/service/wire"
@@ -102,19 +101,6 @@ func (r *remote) ctx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), r.timeout)
 }
 
-// callError makes a Connect error readable: code, message and ALE code.
-func callError(err error) error {
-	var ce *connect.Error
-	if !errors.As(err, &ce) {
-		return err
-	}
-	msg := fmt.Sprintf("%s: %s", ce.Code(), ce.Message())
-	if ed, ok := aleerr.Detail(err); ok {
-		msg += fmt.Sprintf(" (ALE %d: %s)", ed.GetErrorCode(), ed.GetMessage())
-	}
-	return errors.New(msg)
-}
-
 func (e env) printJSON(m proto.Message) error { return e.printJSONTo(e.stdout, m) }
 
 func (e env) printJSONTo(w io.Writer, m proto.Message) error {
@@ -150,7 +136,7 @@ func (e env) encrypt(args []string) error {
 	}
 	res, err := crypto.Encrypt(ctx, connect.NewRequest(&alev1.EncryptRequest{Plaintext: pt, Key: ref, AssociatedData: []byte(*aad)}))
 	if err != nil {
-		return callError(err)
+		return r.callError(opEncrypt, ref, "", err)
 	}
 	if r.jsonOut {
 		return e.printJSON(res.Msg)
@@ -166,6 +152,7 @@ func (e env) decrypt(args []string) error {
 	data := fs.String("data", "", `envelope frame {"iv","fingerprint","message"}: TEXT, @FILE, or - / empty for stdin`)
 	aad := fs.String("aad", "", "associated data (aes-256-gcm keys only)")
 	expect := fs.String("expect", "", "check the plaintext: json, utf8 or none (the default)")
+	binary := fs.Bool("binary", false, "print the plaintext to a terminal even when it is not UTF-8 text")
 	if _, err := parse(fs, args, 0); err != nil {
 		return err
 	}
@@ -179,7 +166,7 @@ func (e env) decrypt(args []string) error {
 	}
 	frame, err := wire.ParseFrame([]byte(strings.TrimSpace(string(raw))))
 	if err != nil {
-		return fmt.Errorf("reading the envelope: %w", err)
+		return envelopeError(err)
 	}
 	ctx, cancel := r.ctx()
 	defer cancel()
@@ -193,12 +180,39 @@ func (e env) decrypt(args []string) error {
 		Expect:         format,
 	}))
 	if err != nil {
-		return callError(err)
+		return r.callError(opDecrypt, nil, frame.Fingerprint, err)
 	}
 	if r.jsonOut {
 		return e.printJSON(res.Msg)
 	}
-	_, err = e.stdout.Write(res.Msg.GetPlaintext())
+	return e.writePlaintext(res.Msg.GetPlaintext(), *binary)
+}
+
+// envelopeError says what is wrong with a frame given to decrypt or rewrap,
+// in wire's words without its ALE code prefix (no peer is told here).
+func envelopeError(err error) error {
+	if we, ok := wire.AsError(err); ok {
+		return fmt.Errorf("reading the envelope: %s", we.Reason)
+	}
+	return fmt.Errorf("reading the envelope: %w", err)
+}
+
+// writePlaintext prints a decrypted payload. A file or a pipe gets the
+// bytes exactly. A terminal gets text only, ending with a newline: AES-CTR
+// under the wrong key "decrypts" to random bytes, which a terminal would
+// take for escape sequences, so those are refused unless --binary asks.
+func (e env) writePlaintext(pt []byte, binary bool) error {
+	if e.terminal && !binary {
+		if !utf8.Valid(pt) {
+			return fmt.Errorf("the plaintext (%d bytes) is not UTF-8 text: not printing it to a terminal. "+
+				"A frame sealed under another key decrypts to random bytes (--expect json or utf8 refuses those); "+
+				"to see the bytes anyway, redirect to a file or pipe, or give --binary", len(pt))
+		}
+		if len(pt) > 0 && pt[len(pt)-1] != '\n' {
+			pt = append(pt[:len(pt):len(pt)], '\n')
+		}
+	}
+	_, err := e.stdout.Write(pt)
 	return err
 }
 
@@ -220,7 +234,7 @@ func (e env) resolve(args []string) error {
 	}
 	res, err := crypto.Resolve(ctx, connect.NewRequest(&alev1.ResolveRequest{Key: ref}))
 	if err != nil {
-		return callError(err)
+		return r.callError(opOther, ref, "", err)
 	}
 	if r.jsonOut {
 		return e.printJSON(res.Msg)
@@ -246,7 +260,7 @@ func (e env) keysList(args []string) error {
 		res, err := cl.Keys.ListKeys(ctx, connect.NewRequest(&alev1.ListKeysRequest{PageToken: token, Alias: *alias}))
 		cancel()
 		if err != nil {
-			return callError(err)
+			return r.callError(opOther, nil, "", err)
 		}
 		all = append(all, res.Msg.GetKeys()...)
 		if token = res.Msg.GetNextPageToken(); token == "" {

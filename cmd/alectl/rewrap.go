@@ -72,7 +72,7 @@ func (e env) rewrap(args []string) error {
 		defer cancel()
 		res, err := crypto.RewrapBatch(ctx, connect.NewRequest(&alev1.RewrapBatchRequest{Items: items}))
 		if err != nil {
-			return callError(err)
+			return r.callError(opOther, ref, "", err)
 		}
 		for i, result := range res.Msg.GetResults() {
 			if ie := result.GetError(); ie != nil {
@@ -114,7 +114,7 @@ func (e env) rewrap(args []string) error {
 			if err := flush(); err != nil {
 				return err
 			}
-			fail(n, "reading the envelope: "+err.Error())
+			fail(n, envelopeError(err).Error())
 			continue
 		}
 		items = append(items, &alev1.RewrapRequest{

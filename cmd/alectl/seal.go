@@ -20,22 +20,22 @@ func (e env) identityFlag(fs interface {
 		"age identity file that opens a sealed keystore (env ALECRYPT_KEYSTORE_IDENTITY)")
 }
 
-// openStore is the keystore at path, sealed when the command's --identity
-// is set. A sealed keystore opened without one fails with
-// filestore.ErrSealed, which names what to give.
-func openStore(fs *flag.FlagSet, path string) (*filestore.Store, error) {
+// storeOptions opens the keystore sealed when the command's --identity is
+// set. A sealed keystore opened without one fails with filestore.ErrSealed,
+// which sealHint turns into what to give.
+func storeOptions(fs *flag.FlagSet) ([]filestore.Option, error) {
 	var idFile string
 	if f := fs.Lookup("identity"); f != nil {
 		idFile = f.Value.String()
 	}
 	if idFile == "" {
-		return filestore.New(path), nil
+		return nil, nil
 	}
 	ids, err := filestore.ReadIdentities(idFile)
 	if err != nil {
 		return nil, fmt.Errorf("--identity: %w", err)
 	}
-	return filestore.New(path, filestore.WithIdentities(ids...)), nil
+	return []filestore.Option{filestore.WithIdentities(ids...)}, nil
 }
 
 // sealHint says what to give when a keystore turns out sealed.
@@ -81,7 +81,7 @@ func (e env) keysSeal(args []string) error {
 		}
 		parsed = append(parsed, r)
 	}
-	store, err := openStore(fs, *ks)
+	store, abs, err := openKeystore(fs, *ks, false)
 	if err != nil {
 		return err
 	}
@@ -89,6 +89,6 @@ func (e env) keysSeal(args []string) error {
 	if err != nil {
 		return sealHint(err)
 	}
-	_, err = fmt.Fprintf(e.stdout, "sealed %s (%d keys) to %d recipient(s), listed in %s\n", *ks, n, len(recipients), store.RecipientsPath())
+	_, err = fmt.Fprintf(e.stdout, "sealed %s (%d keys) to %d recipient(s), listed in %s\n", abs, n, len(recipients), store.RecipientsPath())
 	return err
 }

@@ -165,7 +165,9 @@ func TestEncryptDecryptRoundTrip(t *testing.T) {
 			if env.GetFingerprint() != tc.wantFP || len(env.GetIv()) != tc.wantIV || enc.Msg.GetKey().GetAlgorithm() != tc.wantAlg {
 				t.Fatalf("%s: Encrypt = fp %q, iv %d bytes, alg %v; want %q, %d, %v", tc.name, env.GetFingerprint(), len(env.GetIv()), enc.Msg.GetKey().GetAlgorithm(), tc.wantFP, tc.wantIV, tc.wantAlg)
 			}
-			if len(tc.plain) > 0 && bytes.Contains(env.GetMessage(), tc.plain) {
+			// Only a plaintext of several bytes: a ciphertext holds a given
+			// 1-byte plaintext by chance once in 256 runs.
+			if len(tc.plain) >= 4 && bytes.Contains(env.GetMessage(), tc.plain) {
 				t.Fatalf("%s: ciphertext contains the plaintext", tc.name)
 			}
 			dec, err := c.Decrypt(ctx, connect.NewRequest(&alev1.DecryptRequest{Envelope: env, AssociatedData: tc.aad}))

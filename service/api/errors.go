@@ -24,6 +24,8 @@ const (
 // Refusals of the HTTP layer (guard.go), before connect-go reads a body.
 var (
 	errOverBudget   = errors.New("request bytes in flight would exceed --max-inflight-bytes")
+	errOverShare    = errors.New("the caller's request bytes in flight would exceed --max-inflight-bytes-per-caller")
+	errProbesBusy   = errors.New("unauthenticated request bytes in flight would exceed their budget")
 	errTooLarge     = errors.New("request message over --max-request-bytes")
 	errReadTimeout  = errors.New("request body read timed out")
 	errShuttingDown = errors.New("shutting down")
@@ -56,8 +58,10 @@ func toConnectError(err error) *connect.Error {
 	case errors.As(err, &af):
 		// The authn messages say what to present and carry no credential.
 		return connect.NewError(connect.CodeUnauthenticated, errPublic{af.cause.Error(), err})
-	case errors.Is(err, errOverBudget):
+	case errors.Is(err, errOverBudget), errors.Is(err, errProbesBusy):
 		return connect.NewError(connect.CodeResourceExhausted, errPublic{"server busy: too many request bytes in flight; retry later", err})
+	case errors.Is(err, errOverShare):
+		return connect.NewError(connect.CodeResourceExhausted, errPublic{"server busy: this caller has too many request bytes in flight; retry later", err})
 	case errors.Is(err, errTooLarge):
 		return connect.NewError(connect.CodeResourceExhausted, errPublic{"request message is larger than the server's limit", err})
 	case errors.Is(err, errReadTimeout):

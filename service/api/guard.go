@@ -42,16 +42,72 @@ const (
 // within about twice it.
 const MemoryPerRequestByte = 6
 
+// StreamCharge is what an open stream is charged for as long as it lives,
+// on top of its messages: what an idle stream was measured to hold (about
+// 30 KiB of live heap and stack with 4,096 idle Streams open: the 16 KiB
+// read-ahead, connect-go's and HTTP/2's per-stream state, the handler's
+// goroutine), rounded up. Charged for the stream's life rather than given
+// back while it idles, so the streams one caller keeps open, idle or not,
+// are bounded by its share of the budget, and a stream's next message costs
+// no extra read of the connection (see aheadBuf).
+const StreamCharge = 32 << 10
+
+// Limits of the procedures served without a credential (health and
+// reflection): their requests are a service or symbol name, read at most
+// probeMaxMessage, and they are charged against a budget of their own, so no
+// unauthenticated call can take any of --max-inflight-bytes.
+const (
+	probeMaxMessage = 64 << 10
+	// probeInflightBytes admits about ten calls of the largest size a probe
+	// reads at once, and thousands of real health checks (a few bytes each).
+	probeInflightBytes = 4 << 20
+	// probeCallCharge is charged to every unauthenticated call on top of
+	// its message, for the goroutine and buffers it holds even when it
+	// claims an empty body: it bounds the calls, not only their bytes.
+	probeCallCharge = 4 << 10
+)
+
+// callerShareDivisor sets the default share of the budget one caller may
+// hold: a quarter, so no single caller can hold more than that.
+const callerShareDivisor = 4
+
+// maxCallers bounds the callers tracked at once per budget. Callers are
+// identities, or connections for anonymous ones, with a call in progress,
+// so the operating system's limit on connections bounds them long before
+// this; it is a backstop against a bug, not a limit anyone should meet.
+const maxCallers = 1 << 16
+
 // envelopePrefix is the 5-byte frame header of gRPC, gRPC-Web and Connect
 // streaming messages: flags, then the length (big-endian uint32).
 const envelopePrefix = 5
 
-// CheckLimits reports whether a budget of maxInflight bytes admits a
-// request of maxRequest bytes at all.
-func CheckLimits(maxRequest int, maxInflight int64) error {
-	if need := int64(maxRequest+envelopePrefix) * MemoryPerRequestByte; maxInflight < need {
-		return fmt.Errorf("--max-inflight-bytes %d cannot admit one request of --max-request-bytes %d: each request byte is charged %d bytes, so it must be at least %d",
-			maxInflight, maxRequest, MemoryPerRequestByte, need)
+// MinInflightBytes is the least budget (and the least share of a caller)
+// that admits a stream carrying one request of maxRequest bytes, and so
+// any one request.
+func MinInflightBytes(maxRequest int) int64 {
+	return int64(maxRequest+envelopePrefix)*MemoryPerRequestByte + StreamCharge
+}
+
+// DefaultPerCaller is the share of a budget of maxInflight bytes that one
+// caller may hold by default: a quarter, but never less than one request of
+// maxRequest bytes needs, nor more than the budget.
+func DefaultPerCaller(maxRequest int, maxInflight int64) int64 {
+	return min(max(maxInflight/callerShareDivisor, MinInflightBytes(maxRequest)), maxInflight)
+}
+
+// CheckLimits reports whether a budget of maxInflight bytes, of which one
+// caller may hold perCaller, admits a request of maxRequest bytes at all.
+func CheckLimits(maxRequest int, maxInflight, perCaller int64) error {
+	need := MinInflightBytes(maxRequest)
+	switch {
+	case maxInflight < need:
+		return fmt.Errorf("--max-inflight-bytes %d cannot admit one request of --max-request-bytes %d: each request byte is charged %d bytes, and a stream %d more, so it must be at least %d",
+			maxInflight, maxRequest, MemoryPerRequestByte, StreamCharge, need)
+	case perCaller < need:
+		return fmt.Errorf("--max-inflight-bytes-per-caller %d cannot admit one request of --max-request-bytes %d: each request byte is charged %d bytes, and a stream %d more, so it must be at least %d",
+			perCaller, maxRequest, MemoryPerRequestByte, StreamCharge, need)
+	case perCaller > maxInflight:
+		return fmt.Errorf("--max-inflight-bytes-per-caller %d is more than --max-inflight-bytes %d: a caller's share is part of the budget", perCaller, maxInflight)
 	}
 	return nil
 }
@@ -74,9 +130,11 @@ var streamingProcedures = map[string]bool{
 //
 //   - ale.v1 calls need an authenticated caller when one is required (and a
 //     failed credential is refused always); health and reflection stay open.
-//   - Every call is charged against a global budget before its body (or,
-//     for a stream, each message) is read; over it, the call is refused at
-//     once with ResourceExhausted rather than queued.
+//   - Every call is charged against a budget before its body (or, for a
+//     stream, each message) is read: ale.v1 calls against --max-inflight-bytes,
+//     everything served without a credential against a small budget of its
+//     own. Over the budget, or over the caller's share of it, the call is
+//     refused at once with ResourceExhausted rather than queued.
 //   - Bodies have a read deadline; streams may idle between messages but not
 //     inside one.
 //   - When the server stops, streams end at their next idle point.
@@ -84,8 +142,7 @@ type guard struct {
 	next        http.Handler
 	errw        *connect.ErrorWriter
 	requireAuth bool
-	budget      budget
-	maxMessage  int64
+	main, probe lane
 	readTimeout time.Duration
 	obs         *observer
 
@@ -94,27 +151,109 @@ type guard struct {
 	streams  map[*bodyReader]struct{}
 }
 
-// budget counts bytes charged by calls in progress.
-type budget struct {
-	max  int64
+// lane is a budget of bytes charged by calls in progress, of which no one
+// caller may hold more than perCaller, and the largest message its calls may
+// send.
+type lane struct {
+	max, perCaller int64
+	maxMessage     int64
+	callCharge     int64 // charged to every unary call on top of its message
+	errFull        error // why a call that does not fit the budget is refused
+
+	mu sync.Mutex
+	// used is written under mu and read by the gauge without it.
 	used atomic.Int64
+	// callers holds what each caller with a call in progress holds; an
+	// entry goes when the caller's last call ends. By value, so a caller's
+	// first call allocates nothing.
+	callers map[callerKey]callerShare
 }
 
-// acquire charges n bytes if they fit, without waiting: a refused call holds
-// nothing, where a queued one would hold its connection and buffers.
-func (b *budget) acquire(n int64) bool {
-	for {
-		cur := b.used.Load()
-		if cur+n > b.max {
-			return false
-		}
-		if b.used.CompareAndSwap(cur, cur+n) {
-			return true
-		}
+// callerKey is who a call is charged to: the authenticated identity, or
+// for an anonymous call its connection (remote address).
+type callerKey struct {
+	id   string
+	conn bool
+}
+
+// callerShare is what one caller holds of a lane, and how many of its
+// calls are in progress (its entry goes when the last one ends).
+type callerShare struct {
+	held  int64
+	calls int
+}
+
+func newLane(max, perCaller, maxMessage, callCharge int64, errFull error) lane {
+	return lane{max: max, perCaller: perCaller, maxMessage: maxMessage, callCharge: callCharge, errFull: errFull,
+		callers: map[callerKey]callerShare{}}
+}
+
+// join starts a call of caller k charged n bytes, if they fit, without
+// waiting: a refused call holds nothing, where a queued one would hold its
+// connection and buffers.
+func (l *lane) join(k callerKey, n int64) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	s, ok := l.callers[k]
+	if !ok && len(l.callers) >= maxCallers {
+		return l.errFull
 	}
+	if err := l.fits(s, n); err != nil {
+		return err
+	}
+	s.held += n
+	s.calls++
+	l.callers[k] = s
+	l.used.Add(n)
+	return nil
 }
 
-func (b *budget) release(n int64) { b.used.Add(-n) }
+// fits says why n more bytes for a caller holding s do not fit, or nil.
+// The caller's share is checked first: a caller over its share is told so
+// even when the budget is full too.
+func (l *lane) fits(s callerShare, n int64) error {
+	switch {
+	case s.held+n > l.perCaller:
+		return errOverShare
+	case l.used.Load()+n > l.max:
+		return l.errFull
+	}
+	return nil
+}
+
+// acquire charges n more bytes to caller k, which has a call in progress.
+func (l *lane) acquire(k callerKey, n int64) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	s := l.callers[k]
+	if err := l.fits(s, n); err != nil {
+		return err
+	}
+	s.held += n
+	l.callers[k] = s
+	l.used.Add(n)
+	return nil
+}
+
+// release returns n bytes of caller k; leave also ends one of its calls.
+func (l *lane) release(k callerKey, n int64, leave bool) {
+	if n == 0 && !leave {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	s := l.callers[k]
+	s.held -= n
+	l.used.Add(-n)
+	if leave {
+		s.calls--
+	}
+	if s.calls == 0 {
+		delete(l.callers, k)
+		return
+	}
+	l.callers[k] = s
+}
 
 func (g *guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ct := contentType(r)
@@ -129,11 +268,18 @@ func (g *guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		r = r.WithContext(context.WithValue(r.Context(), callKey{}, c))
 		defer g.obs.finish(r.Context(), c, &c.rec)
 	}
+	l := &g.probe
+	caller, authenticated := authn.FromContext(r.Context())
 	if strings.HasPrefix(r.URL.Path, "/ale.v1.") {
-		if err := g.authenticate(r.Context()); err != nil {
+		if err := g.authenticate(r.Context(), authenticated); err != nil {
 			g.refuse(w, r, c, err)
 			return
 		}
+		l = &g.main
+	}
+	k := callerKey{id: caller.Identity}
+	if !authenticated {
+		k = callerKey{id: r.RemoteAddr, conn: true}
 	}
 	stream := streamingProcedures[r.URL.Path]
 	enveloped := isEnveloped(ct)
@@ -152,8 +298,37 @@ func (g *guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	} else {
 		b = new(bodyReader)
 	}
-	*b = bodyReader{g: g, src: r.Body, rc: *http.NewResponseController(w), c: c, stream: stream, enveloped: enveloped, hdrOut: envelopePrefix}
-	defer b.releaseAll()
+	*b = bodyReader{g: g, lane: l, key: k, src: r.Body, rc: *http.NewResponseController(w), c: c, stream: stream, enveloped: enveloped, hdrOut: envelopePrefix}
+	// Charged up front, before anything is read: a stream's StreamCharge, a
+	// unary call's fixed charge in a lane that has one, and a whole unary
+	// body whose size is known (its messages otherwise, one by one).
+	var fixed, body int64
+	if stream {
+		fixed = StreamCharge
+	} else {
+		fixed = l.callCharge
+		// The whole body of a unary call must arrive in time; a body that
+		// stops half-way would otherwise hold its budget for ever.
+		_ = b.rc.SetReadDeadline(time.Now().Add(g.readTimeout))
+		if !b.enveloped || r.ContentLength >= 0 {
+			n := r.ContentLength
+			if n > l.maxMessage+envelopePrefix {
+				g.refuse(w, r, c, errTooLarge)
+				return
+			}
+			if n < 0 {
+				n = l.maxMessage // unknown length: charge the most it may be
+			}
+			body = n * MemoryPerRequestByte
+			b.prepaid = true
+		}
+	}
+	if err := l.join(k, fixed+body); err != nil {
+		g.refuse(w, r, c, err)
+		return
+	}
+	b.fixed, b.held = fixed, body
+	defer b.releaseAll(true)
 	if stream {
 		if !g.track(b) {
 			g.refuse(w, r, c, errShuttingDown)
@@ -166,35 +341,16 @@ func (g *guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			b.ahead = aheadPool.Get().(*aheadBuf)
 			defer b.endAhead()
 		}
-	} else {
-		// The whole body of a unary call must arrive in time; a body that
-		// stops half-way would otherwise hold its budget for ever.
-		_ = b.rc.SetReadDeadline(time.Now().Add(g.readTimeout))
-		if !b.enveloped || r.ContentLength >= 0 {
-			n := r.ContentLength
-			if n > g.maxMessage+envelopePrefix {
-				g.refuse(w, r, c, errTooLarge)
-				return
-			}
-			if n < 0 {
-				n = g.maxMessage // unknown length: charge the most it may be
-			}
-			if !b.charge(n) {
-				g.refuse(w, r, c, errOverBudget)
-				return
-			}
-			b.prepaid = true
-		}
 	}
 	r.Body = b
 	g.next.ServeHTTP(w, r)
 }
 
-func (g *guard) authenticate(ctx context.Context) error {
+func (g *guard) authenticate(ctx context.Context, authenticated bool) error {
 	if err := authn.ErrorFromContext(ctx); err != nil {
 		return authFailure{err}
 	}
-	if _, ok := authn.FromContext(ctx); !ok && g.requireAuth {
+	if !authenticated && g.requireAuth {
 		return authFailure{authn.ErrUnauthenticated}
 	}
 	return nil
@@ -292,13 +448,16 @@ func isPlainMediaType(ct string) bool {
 // errors, which connect-go passes on to the caller unchanged.
 type bodyReader struct {
 	g         *guard
+	lane      *lane
+	key       callerKey
 	src       io.ReadCloser
 	rc        http.ResponseController // by value: no allocation of its own
 	c         *call                   // nil outside ale.v1
 	stream    bool
 	enveloped bool
 	prepaid   bool  // the whole body was charged up front
-	held      int64 // budget charged and not yet released
+	fixed     int64 // budget charged for the call's life (StreamCharge, callCharge)
+	held      int64 // budget charged for messages and not yet released
 	read      int64 // body bytes read
 
 	hdr    [envelopePrefix]byte
@@ -409,17 +568,24 @@ func (b *bodyReader) setTimed(on bool) {
 	}
 }
 
-func (b *bodyReader) charge(n int64) bool {
+func (b *bodyReader) charge(n int64) error {
 	n *= MemoryPerRequestByte
-	if !b.g.budget.acquire(n) {
-		return false
+	if err := b.lane.acquire(b.key, n); err != nil {
+		return err
 	}
 	b.held += n
-	return true
+	return nil
 }
 
-func (b *bodyReader) releaseAll() {
-	b.g.budget.release(b.held)
+// releaseAll returns what the messages read so far hold; end also returns
+// the call's fixed charge and ends its share of the lane.
+func (b *bodyReader) releaseAll(end bool) {
+	n := b.held
+	if end {
+		n += b.fixed
+		b.fixed = 0
+	}
+	b.lane.release(b.key, n, end)
 	b.held = 0
 }
 
@@ -432,7 +598,7 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 	// Connect unary: the body is the message. connect-go reads one byte over
 	// the limit to detect an oversized message and then discards the rest,
 	// which for an endless body would be for ever; stop there instead.
-	allowed := b.g.maxMessage + 1 - b.read
+	allowed := b.lane.maxMessage + 1 - b.read
 	if allowed <= 0 {
 		return 0, b.fail(errTooLarge)
 	}
@@ -480,7 +646,7 @@ func (b *bodyReader) nextMessage() error {
 	if b.stream {
 		// connect-go reads on only when the handler asks for the next
 		// message, so the previous one has been answered: its budget is free.
-		b.releaseAll()
+		b.releaseAll(false)
 	}
 	b.mu.Lock()
 	if b.draining {
@@ -513,11 +679,13 @@ func (b *bodyReader) nextMessage() error {
 	}
 	b.read += envelopePrefix
 	size := int64(binary.BigEndian.Uint32(b.hdr[1:]))
-	if size > b.g.maxMessage {
+	if size > b.lane.maxMessage {
 		return b.fail(errTooLarge)
 	}
-	if !b.prepaid && !b.charge(size) {
-		return b.fail(errOverBudget)
+	if !b.prepaid {
+		if err := b.charge(size); err != nil {
+			return b.fail(err)
+		}
 	}
 	b.left = size
 	if b.stream {
@@ -570,7 +738,7 @@ func (b *bodyReader) fail(err error) error {
 
 // probeOptions bound what health and reflection, served without
 // authentication, will read: their requests are a service name at most.
-var probeOptions = []connect.HandlerOption{connect.WithReadMaxBytes(64 << 10)}
+var probeOptions = []connect.HandlerOption{connect.WithReadMaxBytes(probeMaxMessage)}
 
 func mountProbes(mux *http.ServeMux, health grpchealth.Checker, reflector *grpcreflect.Reflector) {
 	mux.Handle(grpchealth.NewHandler(health, probeOptions...))

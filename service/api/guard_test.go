@@ -43,17 +43,30 @@ type guarded struct {
 
 func newGuarded(t *testing.T, opts api.Options) *guarded {
 	t.Helper()
+	return newGuardedTokens(t, opts, nil)
+}
+
+// tokenIDs is a TokenVerifier: bearer token → identity.
+type tokenIDs map[string]string
+
+func (m tokenIDs) IdentityForToken(tok string) (string, bool) { id, ok := m[tok]; return id, ok }
+
+// newGuardedTokens is newGuarded with bearer tokens that identify callers.
+func newGuardedTokens(t *testing.T, opts api.Options, tokens authn.TokenVerifier) *guarded {
+	t.Helper()
 	ring := keyring.New()
 	if _, _, err := ring.Replace(testRecords()); err != nil {
 		t.Fatal(err)
 	}
 	g := &guarded{reg: prometheus.NewRegistry(), logs: &syncBuffer{}, audits: &syncBuffer{}}
-	opts.MaxRequestBytes = maxRequestBytes
+	if opts.MaxRequestBytes == 0 {
+		opts.MaxRequestBytes = maxRequestBytes
+	}
 	opts.Logger = slog.New(slog.NewJSONHandler(g.logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	opts.Metrics = g.reg
 	opts.Audit = audit.New(g.audits, nil)
 	eng := engine.New(ring, engine.WithDefaultAlias("store-1"))
-	srv := httptest.NewUnstartedServer(authn.Middleware(api.NewHandler(eng, ring, opts), nil))
+	srv := httptest.NewUnstartedServer(authn.Middleware(api.NewHandler(eng, ring, opts), tokens))
 	srv.Config.Protocols = new(http.Protocols)
 	srv.Config.Protocols.SetHTTP1(true)
 	srv.Config.Protocols.SetUnencryptedHTTP2(true)
@@ -106,6 +119,12 @@ func (g *guarded) requests(t *testing.T, procedure, code string) float64 {
 func (g *guarded) inflight(t *testing.T) float64 {
 	t.Helper()
 	return g.metric(t, "alecrypt_inflight_bytes", nil)
+}
+
+// inflightOpen is what calls that need no credential hold of their budget.
+func (g *guarded) inflightOpen(t *testing.T) float64 {
+	t.Helper()
+	return g.metric(t, "alecrypt_inflight_unauthenticated_bytes", nil)
 }
 
 // lines returns the JSON lines of buf whose field key equals value.
@@ -279,7 +298,7 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 func TestInflightBudget(t *testing.T) {
 	t.Parallel()
 	// Room for exactly one largest request.
-	limit := int64(maxRequestBytes+5) * api.MemoryPerRequestByte
+	limit := api.MinInflightBytes(maxRequestBytes)
 	g := newGuarded(t, api.Options{MaxInflightBytes: limit})
 	big := &alev1.EncryptRequest{Plaintext: make([]byte, maxRequestBytes-16)}
 
@@ -318,7 +337,7 @@ func TestInflightBudget(t *testing.T) {
 			t.Fatalf("stream message %d: %v, %v", i, r, err)
 		}
 	}
-	waitUntil(t, "the idle stream to hold no budget", func() bool { return g.inflight(t) == 0 })
+	waitUntil(t, "the idle stream to hold only its read-ahead", func() bool { return g.inflight(t) == api.StreamCharge })
 	if got := g.requests(t, encryptPath, "resource_exhausted"); got != 2 {
 		t.Errorf("alecrypt_rpc_requests_total{Encrypt,resource_exhausted} = %v, want 2", got)
 	}
@@ -429,7 +448,7 @@ func TestStoppingEndsIdleStreams(t *testing.T) {
 // refusals) are logged, counted and audited exactly once, like any other.
 func TestEveryFailedCallIsSeen(t *testing.T) {
 	t.Parallel()
-	limit := int64(maxRequestBytes+5) * api.MemoryPerRequestByte
+	limit := api.MinInflightBytes(maxRequestBytes)
 	g := newGuarded(t, api.Options{MaxInflightBytes: limit})
 	var gz bytes.Buffer
 	gz.Write([]byte{0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff}) // a gzip header: the service accepts no compression
@@ -568,12 +587,18 @@ func TestContentTypeCaseDoesNotBypassGuard(t *testing.T) {
 				t.Run("stalled message on "+path, func(t *testing.T) {
 					t.Parallel()
 					g := newGuarded(t, api.Options{ReadTimeout: timeout})
+					// Reflection is served without a credential: it is
+					// charged to the budget of its own.
+					held := g.inflight
+					if path == reflectPath {
+						held = g.inflightOpen
+					}
 					_, res := rawStream(t, g, path, ct, stalled)
-					waitUntil(t, "the stalled message to be charged", func() bool { return g.inflight(t) == size*api.MemoryPerRequestByte })
+					waitUntil(t, "the stalled message to be charged", func() bool { return held(t) == size*api.MemoryPerRequestByte+api.StreamCharge })
 					if got := grpcStatus(t, res()); got != "4" {
 						t.Fatalf("stalled message: grpc-status = %q, want 4 (deadline_exceeded)", got)
 					}
-					waitUntil(t, "the dropped stream's budget to be released", func() bool { return g.inflight(t) == 0 })
+					waitUntil(t, "the dropped stream's budget to be released", func() bool { return held(t) == 0 })
 				})
 			}
 			t.Run("unary charged by its message header", func(t *testing.T) {

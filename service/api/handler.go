@@ -51,11 +51,18 @@ type Options struct {
 	// Callers are established by authn.Middleware around the returned
 	// handler; a credential that failed is refused whatever this says.
 	RequireAuth bool
-	// MaxInflightBytes bounds the memory calls in progress may hold: each is
-	// charged MemoryPerRequestByte per request byte (per message for
-	// streams) before its body is read, and refused with ResourceExhausted
-	// when the charge does not fit. Zero means DefaultMaxInflightBytes.
+	// MaxInflightBytes bounds the memory ale.v1 calls in progress may hold:
+	// each is charged MemoryPerRequestByte per request byte (per message for
+	// streams, plus StreamCharge while a stream is open) before its body is
+	// read, and refused with ResourceExhausted when the charge does not fit.
+	// Calls that need no credential have a small budget of their own.
+	// Zero means DefaultMaxInflightBytes.
 	MaxInflightBytes int64
+	// MaxInflightBytesPerCaller bounds what one caller (its authenticated
+	// identity, or its connection when anonymous) may hold of
+	// MaxInflightBytes. Zero means DefaultPerCaller: a quarter of the
+	// budget, at least what one largest request needs.
+	MaxInflightBytesPerCaller int64
 	// ReadTimeout bounds how long a unary request body, or one stream
 	// message once its first byte arrived, may take to arrive. Zero means
 	// DefaultReadTimeout.
@@ -96,6 +103,9 @@ func NewHandler(eng *engine.Engine, ring *keyring.Ring, opts Options) http.Handl
 	}
 	if opts.MaxInflightBytes == 0 {
 		opts.MaxInflightBytes = DefaultMaxInflightBytes
+	}
+	if opts.MaxInflightBytesPerCaller == 0 {
+		opts.MaxInflightBytesPerCaller = DefaultPerCaller(opts.MaxRequestBytes, opts.MaxInflightBytes)
 	}
 	if opts.ReadTimeout == 0 {
 		opts.ReadTimeout = DefaultReadTimeout
@@ -161,14 +171,14 @@ func NewHandler(eng *engine.Engine, ring *keyring.Ring, opts Options) http.Handl
 		next:        mux,
 		errw:        connect.NewErrorWriter(),
 		requireAuth: opts.RequireAuth,
-		budget:      budget{max: opts.MaxInflightBytes},
-		maxMessage:  int64(opts.MaxRequestBytes),
+		main:        newLane(opts.MaxInflightBytes, opts.MaxInflightBytesPerCaller, int64(opts.MaxRequestBytes), 0, errOverBudget),
+		probe:       newLane(probeInflightBytes, probeInflightBytes/callerShareDivisor, probeMaxMessage, probeCallCharge, errProbesBusy),
 		readTimeout: opts.ReadTimeout,
 		obs:         obs,
 		streams:     map[*bodyReader]struct{}{},
 	}
 	if opts.Metrics != nil {
-		registerBudget(opts.Metrics, &g.budget)
+		registerBudget(opts.Metrics, &g.main, &g.probe)
 	}
 	if opts.Stopping != nil {
 		context.AfterFunc(opts.Stopping, g.drainAll)

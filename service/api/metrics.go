@@ -159,17 +159,21 @@ func (c *countingConn) Send(msg any) error {
 	return err
 }
 
-// registerBudget exposes the in-flight budget, so a refusal rate can be read
-// against how full it was.
-func registerBudget(reg prometheus.Registerer, b *budget) {
+// registerBudget exposes the in-flight budgets, so a refusal rate can be
+// read against how full they were.
+func registerBudget(reg prometheus.Registerer, main, probe *lane) {
 	reg.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "alecrypt_inflight_bytes",
 			Help: "Bytes charged against --max-inflight-bytes by calls in progress.",
-		}, func() float64 { return float64(b.used.Load()) }),
+		}, func() float64 { return float64(main.used.Load()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "alecrypt_inflight_bytes_limit",
 			Help: "--max-inflight-bytes: calls that would take alecrypt_inflight_bytes over it get ResourceExhausted.",
-		}, func() float64 { return float64(b.max) }),
+		}, func() float64 { return float64(main.max) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "alecrypt_inflight_unauthenticated_bytes",
+			Help: "Bytes charged by calls in progress that need no credential (health, reflection) against their own budget of 4 MiB.",
+		}, func() float64 { return float64(probe.used.Load()) }),
 	)
 }

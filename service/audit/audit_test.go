@@ -204,7 +204,7 @@ func TestShortWriteIsCutBack(t *testing.T) {
 	}
 }
 
-func mustLine(t *testing.T, e Entry) []byte {
+func mustLine(t testing.TB, e Entry) []byte {
 	t.Helper()
 	b, err := json.Marshal(e)
 	if err != nil {

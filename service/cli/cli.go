@@ -81,9 +81,19 @@ func VersionLine(program string) string { return program + " " + Info().String()
 var ErrVersion = fmt.Errorf("version printed: %w", flag.ErrHelp)
 
 // UsageError is a bad command line: callers print it and exit with 2.
-type UsageError struct{ Msg string }
+type UsageError struct {
+	Msg     string // what is wrong, one line
+	Command string // the command whose --help explains it ("alectl encrypt"); "" for none
+}
 
-func (e *UsageError) Error() string { return e.Msg }
+// Error is the message with where to look next, in one line: daemons print
+// it as it is; alectl puts the pointer on a line of its own, as git does.
+func (e *UsageError) Error() string {
+	if e.Command == "" {
+		return e.Msg
+	}
+	return fmt.Sprintf("%s (see %s --help)", e.Msg, e.Command)
+}
 
 // Parse parses args into fs for a command that takes no positional
 // arguments, adding --version. On --help or -h it prints usage, then the
@@ -102,7 +112,7 @@ func Parse(fs *flag.FlagSet, args []string, stdout io.Writer, usage string) erro
 		return ErrVersion
 	}
 	if len(pos) > 0 {
-		return &UsageError{fmt.Sprintf("unexpected arguments %q (see %s --help)", pos, fs.Name())}
+		return &UsageError{fmt.Sprintf("unexpected arguments %q", pos), fs.Name()}
 	}
 	return nil
 }
@@ -124,7 +134,7 @@ func ParseArgs(fs *flag.FlagSet, args []string, stdout io.Writer, usage string) 
 			return nil, flag.ErrHelp
 		}
 		if err != nil {
-			return nil, &UsageError{fmt.Sprintf("%v (see %s --help)", err, fs.Name())}
+			return nil, &UsageError{err.Error(), fs.Name()}
 		}
 		rest := fs.Args()
 		if len(rest) == 0 {
@@ -210,7 +220,7 @@ func FromEnv(fs *flag.FlagSet, prefix string, getenv func(string) string) error 
 		if serr := fs.Set(f.Name, v); serr != nil {
 			// The value itself is not repeated: string flags, the ones that
 			// can hold a credential, never fail to parse.
-			err = &UsageError{fmt.Sprintf("%s: %v (see %s --help)", env, serr, fs.Name())}
+			err = &UsageError{fmt.Sprintf("%s: %v", env, serr), fs.Name()}
 		}
 	})
 	return err

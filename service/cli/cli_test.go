@@ -46,7 +46,7 @@ func TestParseArgs(t *testing.T) {
 				}
 			case tc.wantErr != "":
 				var ue *UsageError
-				if !errors.As(err, &ue) || !strings.Contains(ue.Msg, tc.wantErr) || out.Len() != 0 {
+				if !errors.As(err, &ue) || !strings.Contains(ue.Error(), tc.wantErr) || out.Len() != 0 {
 					t.Fatalf("ParseArgs(%q) err = %v, output %q; want a UsageError with %q and no output", tc.args, err, out.String(), tc.wantErr)
 				}
 			default:

@@ -31,37 +31,57 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/term"
+
 	"github.com/alecrypt/alecrypt/service/daemon/heapfloor"
 	"github.com/alecrypt/alecrypt/service/tlsconfig"
 )
 
 // Log is the logging part of a daemon's configuration.
 type Log struct {
-	Format string // "json" or "text"
+	Format string // "auto", "json" or "text"
 	Level  slog.Level
 }
 
 // RegisterFlags adds --log-format and --log-level to fs.
 func (l *Log) RegisterFlags(fs *flag.FlagSet) {
-	fs.StringVar(&l.Format, "log-format", "json", "log format: json or text")
+	fs.StringVar(&l.Format, "log-format", "auto", "log format: json, text, or auto (text when stderr is a terminal, else json)")
 	fs.TextVar(&l.Level, "log-level", slog.LevelInfo, "log level: debug, info, warn or error")
 }
 
 // Validate checks the format.
 func (l Log) Validate() error {
-	if l.Format != "json" && l.Format != "text" {
-		return fmt.Errorf("--log-format must be json or text, got %q", l.Format)
+	switch l.Format {
+	case "auto", "json", "text":
+		return nil
 	}
-	return nil
+	return fmt.Errorf("--log-format must be auto, json or text, got %q", l.Format)
 }
 
-// Logger returns the logger l describes, writing to w.
+// Logger returns the logger l describes, writing to w. With "auto", a
+// person at a terminal reads text and a collector (a pipe, a file, a
+// container runtime) gets JSON, as Vault and buf do. Durations print as
+// Go writes them (10s), not as nanoseconds, in both formats.
 func (l Log) Logger(w io.Writer) *slog.Logger {
-	opts := &slog.HandlerOptions{Level: l.Level}
-	if l.Format == "text" {
+	opts := &slog.HandlerOptions{Level: l.Level, ReplaceAttr: readableDuration}
+	if l.Format == "text" || (l.Format == "auto" && IsTerminal(w)) {
 		return slog.New(slog.NewTextHandler(w, opts))
 	}
 	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+func readableDuration(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		a.Value = slog.StringValue(a.Value.Duration().String())
+	}
+	return a
+}
+
+// IsTerminal reports whether w is a terminal (not merely a character
+// device: /dev/null is one too).
+func IsTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
 }
 
 // Main is a daemon's main function once its flags are parsed into cfg (or

@@ -27,7 +27,8 @@ func TestLogFlags(t *testing.T) {
 	}{
 		{},
 		{args: []string{"--log-level", "debug", "--log-format", "text"}, debug: true, text: true},
-		{args: []string{"--log-format", "xml"}, wantErr: "json or text"},
+		{args: []string{"--log-format", "json"}},
+		{args: []string{"--log-format", "xml"}, wantErr: "auto, json or text"},
 	} {
 		var l Log
 		fs := flag.NewFlagSet("d", flag.ContinueOnError)
@@ -237,5 +238,32 @@ func TestMainWarnsWithoutCollection(t *testing.T) {
 				t.Errorf("env %q: warning logged = %v, want %v; stderr:\n%s", tc.env, got, tc.warn, stderr.String())
 			}
 		})
+	}
+}
+
+// TestLogFormats: auto is JSON for anything but a terminal (a pipe, a file,
+// /dev/null), and durations read as Go writes them in both formats.
+func TestLogFormats(t *testing.T) {
+	t.Parallel()
+	devnull, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer devnull.Close()
+	if IsTerminal(devnull) {
+		t.Errorf("IsTerminal(%s) = true, want false: a character device is not a terminal", os.DevNull)
+	}
+	for _, tc := range []struct {
+		format, want string
+	}{
+		{"auto", `"timeout":"10s"`},
+		{"json", `"timeout":"10s"`},
+		{"text", `timeout=10s`},
+	} {
+		var buf bytes.Buffer
+		Log{Format: tc.format}.Logger(&buf).Info("shutting down", "timeout", 10*time.Second)
+		if !strings.Contains(buf.String(), tc.want) {
+			t.Errorf("--log-format %s: %q, want %s", tc.format, buf.String(), tc.want)
+		}
 	}
 }

@@ -205,8 +205,9 @@ func TestWebSocketFrameRefusedByAlecryptd(t *testing.T) {
 		opts api.Options
 	}{
 		{"over the message size limit", api.Options{MaxRequestBytes: 2048}},
-		// Probes and small frames fit; a 4 KB frame is charged about 24 KB.
-		{"over the in-flight budget", api.Options{MaxInflightBytes: 12000}},
+		// The stream alegate opens (its read-ahead) and small frames fit; a
+		// 4 KB frame is charged about 24 KB.
+		{"over the in-flight budget", api.Options{MaxInflightBytes: api.StreamCharge + 12000}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

@@ -181,11 +181,24 @@ type AuditStatus interface {
 	Failures() int64
 	Dropped() int64
 	Healthy() bool
+	// Chained and HeadSeq: whether lines are chained, and the seq of the
+	// newest chained line written.
+	Chained() bool
+	HeadSeq() uint64
 }
 
 // RegisterAudit adds the audit trail's health: entries whose write failed,
-// entries lost for good, and whether every entry so far is written.
+// entries lost for good, and whether every entry so far is written; and,
+// for a chained trail, the chain head's seq. The head's link is left to the
+// log (a label changing on every call would make a series per call); the seq
+// alone shows a tail removed from the trail, the logged link also one
+// removed and written again.
 func RegisterAudit(reg prometheus.Registerer, a AuditStatus) {
+	if a.Chained() {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "alecrypt_audit_chain_seq",
+			Help: "Sequence number of the newest chained audit line written: the trail must reach it (alectl audit verify --head SEQ)."},
+			func() float64 { return float64(a.HeadSeq()) }))
+	}
 	reg.MustRegister(
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "alecrypt_audit_write_failures_total",
 			Help: "Audit entries that could not be written when they happened (held for a retry, or dropped)."}, func() float64 { return float64(a.Failures()) }),

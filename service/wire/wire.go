@@ -54,6 +54,16 @@ type Error struct {
 
 func (e *Error) Error() string { return fmt.Sprintf("ale error %d: %s", e.Code, e.Reason) }
 
+// clip bounds a peer's string quoted in a reason: the reason reaches logs,
+// and a peer could send a member name of any length.
+func clip(s string) string {
+	const max = 64
+	if len(s) <= max {
+		return s
+	}
+	return strings.ToValidUTF8(s[:max], "") + "..."
+}
+
 func headersErr(reason string) error { return &Error{Code: CodeHeaders, Reason: reason} }
 func decryptErr(reason string) error { return &Error{Code: CodeDecrypt, Reason: reason} }
 
@@ -140,7 +150,7 @@ func parseFrameJSON(data []byte) (Frame, error) {
 					return Frame{}, headersErr("frame member " + known + " is ambiguous (case)")
 				}
 			}
-			return Frame{}, decryptErr("frame has an unknown member")
+			return Frame{}, decryptErr(fmt.Sprintf("frame has an unknown member %q (a frame has only iv, fingerprint and message)", clip(name)))
 		}
 		var v *string
 		if err := dec.Decode(&v); err != nil {

@@ -3,6 +3,7 @@ package wire
 import (
 	"bytes"
 	"encoding/json"
+	"strings"
 	"testing"
 )
 
@@ -199,4 +200,27 @@ func seq(n int) []byte {
 		b[i] = byte(i)
 	}
 	return b
+}
+
+// TestParseFrameNamesUnknownMember: the reason (for logs and alectl) names
+// the member a frame should not have, bounded, so a typo is found at once.
+func TestParseFrameNamesUnknownMember(t *testing.T) {
+	t.Parallel()
+	iv16 := "AAECAwQFBgcICQoLDA0ODw=="
+	for _, tc := range []struct {
+		name, member, want string
+	}{
+		{"typo", "mesage", `frame has an unknown member "mesage" (a frame has only iv, fingerprint and message)`},
+		{"long name clipped", strings.Repeat("x", 100), `frame has an unknown member "` + strings.Repeat("x", 64) + `..." (a frame has only iv, fingerprint and message)`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			in := `{"iv":"` + iv16 + `","fingerprint":"f","` + tc.member + `":"aGk="}`
+			_, err := ParseFrame([]byte(in))
+			e, ok := AsError(err)
+			if !ok || e.Code != CodeDecrypt || e.Reason != tc.want {
+				t.Fatalf("ParseFrame(%s) err = %v, want ALE 2 with reason %q", in, err, tc.want)
+			}
+		})
+	}
 }

@@ -95,10 +95,13 @@ func TestCLIHelp(t *testing.T) {
 		{[]string{"alectl", "http"}, []string{"--authorization", "--header"}},
 		{[]string{"alectl", "keys"}, nil},
 		{[]string{"alectl", "keys", "list"}, []string{"--alias", "--addr"}},
-		{[]string{"alectl", "keys", "add"}, []string{"--alias", "--algorithm", "--keystore"}},
+		{[]string{"alectl", "keys", "init"}, []string{"--alias", "--keystore"}},
+		{[]string{"alectl", "keys", "add"}, []string{"--alias", "--algorithm", "--keystore", "--create"}},
 		{[]string{"alectl", "keys", "import"}, []string{"--replace", "--keystore"}},
 		{[]string{"alectl", "keys", "state"}, []string{"--keystore"}},
 		{[]string{"alectl", "completion"}, nil},
+		{[]string{"alectl", "audit"}, nil},
+		{[]string{"alectl", "audit", "verify"}, []string{"--key", "--head"}},
 		{[]string{"alectl", "version"}, nil},
 	}
 	singleDash := regexp.MustCompile(`(?m)^\s+-[a-z]`)
@@ -153,6 +156,9 @@ func TestCLIRefusesStrayArguments(t *testing.T) {
 		{[]string{"alectl", "completion", "bash", "extra"}, "one argument"},
 		{[]string{"alectl", "completion", "fish"}, "unknown shell"},
 		{[]string{"alectl", "keys", "nope"}, "unknown keys subcommand"},
+		{[]string{"alectl", "audit", "nope"}, "unknown audit subcommand"},
+		{[]string{"alectl", "audit", "verify"}, "needs the audit files"},
+		{[]string{"alectl", "audit", "verify", "--head", "0", "f"}, "--head"},
 		{[]string{"alecryptd", "--no-such-flag"}, "--help"},
 		{[]string{"alectl", "encrypt", "--no-such-flag"}, "--help"},
 	} {
@@ -178,10 +184,10 @@ func TestAlectlCompletion(t *testing.T) {
 		cur   string   // the word being completed
 		want  []string // exactly these candidates, in order
 	}{
-		{nil, "", []string{"encrypt", "decrypt", "resolve", "rewrap", "http", "keys", "version", "completion", "help", "--help", "--version"}},
+		{nil, "", []string{"encrypt", "decrypt", "resolve", "rewrap", "http", "keys", "audit", "version", "completion", "help", "--help", "--version"}},
 		{nil, "de", []string{"decrypt"}},
-		{[]string{"keys"}, "", []string{"list", "add", "import", "state", "seal"}},
-		{[]string{"keys"}, "i", []string{"import"}},
+		{[]string{"keys"}, "", []string{"list", "init", "add", "import", "state", "seal"}},
+		{[]string{"keys"}, "im", []string{"import"}},
 		{[]string{"completion"}, "", []string{"bash", "zsh"}},
 		{[]string{"keys", "add"}, "--al", []string{"--algorithm", "--alias"}},
 		{[]string{"keys", "seal"}, "--re", []string{"--recipient"}},
@@ -300,5 +306,41 @@ func TestMakeHelp(t *testing.T) {
 		if strings.Contains(out, "go vet") || strings.Contains(out, "go test") || strings.Contains(out, "npm ci") {
 			t.Errorf("make %v ran a target:\n%s", args, out)
 		}
+	}
+}
+
+// TestMakeBuild: `make build` puts every binary of cmd/ into BIN (bin/ by
+// default, the directory the README's Quick start puts on PATH), and `make
+// tools` builds grpcurl and buf there from the tools module, so the README's
+// bare `grpcurl` and `buf` exist for its reader. tools is checked as make
+// would run it (-n): the first buf build takes minutes.
+func TestMakeBuild(t *testing.T) {
+	mk := harness.RequireTool(t, "make")
+	root := harness.RepoRoot()
+	bin := t.TempDir()
+	if out, errOut, code := harness.Run(t, "", nil, mk, "--no-print-directory", "-C", root, "build", "BIN="+bin); code != 0 {
+		t.Fatalf("make build: exit %d\n%s%s", code, out, errOut)
+	}
+	cmds, err := os.ReadDir(filepath.Join(root, "cmd"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range cmds {
+		out, errOut, code := harness.Run(t, "", nil, filepath.Join(bin, c.Name()), "--version")
+		if code != 0 || !strings.HasPrefix(out, c.Name()+" ") {
+			t.Errorf("%s/%s --version: exit %d %q %q; want make build to have built it", bin, c.Name(), code, out, errOut)
+		}
+	}
+	out, errOut, code := harness.Run(t, "", nil, mk, "--no-print-directory", "-n", "-C", root, "tools", "BIN="+bin)
+	want := "go build -modfile=tools/go.mod -o " + bin + "/ github.com/fullstorydev/grpcurl/cmd/grpcurl github.com/bufbuild/buf/cmd/buf"
+	if code != 0 || !strings.Contains(out, want) {
+		t.Fatalf("make -n tools: exit %d\n%s%s\nwant the command %q", code, out, errOut, want)
+	}
+	readme, err := os.ReadFile(filepath.Join(root, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(readme), "export PATH=$PWD/bin:$PATH") {
+		t.Errorf("README's Quick start does not put bin/ on PATH")
 	}
 }

@@ -46,7 +46,7 @@ func addKey(t *testing.T, keystore, fingerprint, alias, secret, salt string, ite
 	if err := os.WriteFile(secretFile, []byte(secret+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	out, errOut, code := harness.Run(t, "", nil, filepath.Join(bin, "alectl"), "keys", "add",
+	out, errOut, code := harness.Run(t, "", nil, filepath.Join(bin, "alectl"), "keys", "add", "--create",
 		"--keystore", keystore, "--alias", alias, "--fingerprint", fingerprint,
 		"--secret-file", secretFile, "--salt", salt, "--iterations", strconv.Itoa(iterations))
 	if code != 0 {

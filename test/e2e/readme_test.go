@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/alecrypt/alecrypt/test/harness"
+	"github.com/alecrypt/alecrypt/test/kitchentest"
 )
 
 // readmeBlockRE finds the README's code blocks marked for this test.
@@ -29,13 +30,15 @@ func readmeBlocks(t *testing.T) map[string]string {
 }
 
 // asRun is a README block as this test runs it. The only rewrites: the
-// binaries are the ones the harness built, already on PATH, so `go build`
-// lines are dropped and `go run ./cmd/X` is X; and the fixed addresses of the
-// README (127.0.0.1:8080, Vault's :8200) become the test's free ports.
+// binaries (grpcurl included) are the ones the harness built, already on
+// PATH, so `make build` and `make tools` lines are dropped (TestMakeBuild
+// checks what they put in bin/) and `go run ./cmd/X` is X; and the fixed
+// addresses of the README (127.0.0.1:8080, alegate's :8081, Vault's :8200)
+// become the test's free ports.
 func asRun(block string, addrs *strings.Replacer) string {
 	var lines []string
 	for _, l := range strings.Split(block, "\n") {
-		if strings.HasPrefix(l, "go build ") {
+		if strings.HasPrefix(l, "make build") || strings.HasPrefix(l, "make tools") {
 			continue
 		}
 		lines = append(lines, strings.ReplaceAll(l, "go run ./cmd/", ""))
@@ -106,7 +109,7 @@ func runBlock(t *testing.T, name, block, dir string, svc *harness.Service) strin
 // then its alectl, grpcurl and key-management blocks, against examples/.
 func TestReadmeQuickStart(t *testing.T) {
 	blocks := readmeBlocks(t)
-	for _, name := range []string{"terminal-1", "terminal-2", "alectl", "grpcurl", "keys"} {
+	for _, name := range []string{"terminal-1", "terminal-2", "alectl", "grpcurl", "keys", "rewrap", "alectl-http"} {
 		if blocks[name] == "" {
 			t.Fatalf("README has no block marked readme-test: %s", name)
 		}
@@ -141,6 +144,42 @@ func TestReadmeQuickStart(t *testing.T) {
 		if !want.MatchString(out) {
 			t.Errorf("keys block: the list lacks %s:\n%s", want, out)
 		}
+	}
+
+	// Rotation: the stored frames of examples/ move off store-8's retired
+	// key, which the keys block imported, to its primary.
+	runBlock(t, "rewrap", asRun(blocks["rewrap"], addrs), svc.Dir, svc)
+	rewrapped, err := os.ReadFile(filepath.Join(svc.Dir, "rewrapped.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored, err := os.ReadFile(filepath.Join(harness.RepoRoot(), "examples", "stored-frames.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	frames := strings.Split(strings.TrimSpace(string(rewrapped)), "\n")
+	if len(frames) != strings.Count(string(stored), "\n") || len(frames) == 0 {
+		t.Fatalf("rewrap block: %d frames out for %d in:\n%s", len(frames), strings.Count(string(stored), "\n"), rewrapped)
+	}
+	for _, f := range frames {
+		if !strings.Contains(f, `"fingerprint":"ek-store-8-2026"`) {
+			t.Errorf("rewrap block: frame not under store-8's primary: %s", f)
+		}
+		if out := runBlock(t, "decrypt a rewrapped frame", "alectl decrypt --expect json --data '"+f+"'", svc.Dir, svc); !strings.HasPrefix(out, `{"order":`) {
+			t.Errorf("rewrapped frame decrypts to %q, want an order", out)
+		}
+	}
+
+	// The POS side: alectl http through alegate to a kitchen, which gets the
+	// order as plaintext.
+	kitchen := kitchentest.Start(t)
+	gate := harness.StartAlegate(t, kitchen.URL, svc.URL)
+	gateAddrs := strings.NewReplacer("127.0.0.1:8080", svc.Addr, "127.0.0.1:8081", gate.Addr)
+	t.Setenv("POS_TOKEN", "readme-token")
+	runBlock(t, "alectl-http", asRun(blocks["alectl-http"], gateAddrs), svc.Dir, svc)
+	reqs := kitchen.Requests()
+	if len(reqs) != 1 || string(reqs[0].Body) != string(order) || reqs[0].Header.Get("Authorization") != "Bearer readme-token" {
+		t.Fatalf("alectl-http block: the kitchen saw %+v, want one request with the order from examples/ and the token", reqs)
 	}
 }
 

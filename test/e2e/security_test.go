@@ -292,11 +292,17 @@ func TestTLSClientsAndListenRules(t *testing.T) {
 // TestAuditFailureDegradesHealth points the audit log at /dev/full: every
 // write fails, is counted, and health turns NOT_SERVING, so an orchestrator
 // takes the replica out of rotation rather than letting it run unaudited.
+// A chained trail writes its chain_start line at start, so it is
+// NOT_SERVING from the start; an unchained one on the first call.
 func TestAuditFailureDegradesHealth(t *testing.T) {
 	if _, err := os.Stat("/dev/full"); err != nil {
 		t.Skipf("SKIPPING: no /dev/full on this system: %v", err)
 	}
-	svc := harness.StartAlecryptd(t, harness.StartOptions{Args: []string{"--audit-log", "/dev/full"}})
+	chained := harness.StartAlecryptd(t, harness.StartOptions{Args: []string{"--audit-log", "/dev/full"}})
+	if got := health(t, chained.URL); got != "SERVING_STATUS_NOT_SERVING" {
+		t.Fatalf("health of a chained trail on /dev/full at start = %q, want NOT_SERVING", got)
+	}
+	svc := harness.StartAlecryptd(t, harness.StartOptions{Args: []string{"--audit-log", "/dev/full", "--audit-chain-key", "off"}})
 	if got := health(t, svc.URL); got != "SERVING_STATUS_SERVING" {
 		t.Fatalf("health before any audit write = %q", got)
 	}

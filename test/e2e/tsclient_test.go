@@ -13,7 +13,7 @@ import (
 )
 
 // npmInstall is the command that installs the pinned TypeScript toolchain.
-const npmInstall = "npm ci --no-audit --no-fund"
+const npmInstall = "npm ci --ignore-scripts --no-audit --no-fund"
 
 // TestTSClient runs test/node/client.test.ts, a Node program using the code
 // buf generates into gen/ts, the @alecrypt/ale-client package and

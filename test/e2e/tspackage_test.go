@@ -41,8 +41,11 @@ func TestTSPackage(t *testing.T) {
 		return string(out)
 	}
 
-	// The README's commands: build, then pack.
-	runIn(pkgDir, nil, npm, "run", "build")
+	// npm pack by hand, with no build before it: the package's prepack
+	// script must build it (a tarball without dist/ has no JavaScript).
+	if err := os.RemoveAll(filepath.Join(pkgDir, "dist")); err != nil {
+		t.Fatal(err)
+	}
 	packOut := runIn(pkgDir, nil, npm, "pack", "--json", "--pack-destination", tmp)
 	var packed []struct {
 		Filename string `json:"filename"`

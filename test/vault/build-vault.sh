@@ -2,11 +2,16 @@
 # Builds the Vault server used by the integration tests, once per machine.
 #
 # There is no Docker and no Vault package here, so the server is built from the
-# Go module proxy. Only this recipe works (see ../shared/TOOLCHAIN.md): Vault
-# v1.19.0 built as the main module from a writable copy of its module folder,
-# without the replace directives that point at nested modules missing from the
-# module zip. The binary is cached by version outside the repository; a cached
-# binary is never rebuilt. Prints the binary's path on stdout.
+# Go module proxy. Only this recipe was found to work: Vault v1.19.0 built as
+# the main module from a writable copy of its module folder, without the
+# replace directives that point at nested modules missing from the module zip
+# (sdk, api and its auth modules; the published sdk v0.15.2 and api v1.16.0
+# its go.mod requires match its tree). Importing Vault from a small module of
+# our own fails (a consumer ignores Vault's replaces and gets sdk versions that
+# do not match the tree), and so do v1.20.x and v1.21.x. Some plugin modules
+# are missing from the checksum database, hence GONOSUMDB below. The binary is
+# cached by version outside the repository; a cached binary is never rebuilt.
+# Prints the binary's path on stdout.
 set -euo pipefail
 
 VAULT_VERSION="${VAULT_VERSION:-v1.19.0}"
