@@ -23,7 +23,7 @@ var ourPrograms = map[string][]string{
 	"alesync":   nil,
 	"alebench":  {"genkeys", "startup", "memory", "floors", "serve"},
 	"alectl": {"encrypt", "decrypt", "resolve", "rewrap", "http", "keys list", "keys init", "keys add",
-		"keys import", "keys state"},
+		"keys import", "keys state", "keys seal", "audit verify"},
 }
 
 // externalFlags are the flags the docs name of programs that are not ours
@@ -33,7 +33,7 @@ var externalFlags = []string{
 	"http2-prior-knowledge", "protocol", "list-methods", // buf curl
 	"no-audit", "no-fund", "ignore-scripts", "pack-destination", "prefer-offline", "json", // npm
 	"conditions", "import", // node
-	"rm", "cert", "key", "from-file", // docker, kubectl
+	"rm", "cert", "key", "from-file", "from-literal", // docker, kubectl
 	"headless", "no-sandbox", "remote-debugging-address", "remote-debugging-port", "user-data-dir", // chromium
 	"no-install-recommends", "no-print-directory", "diff", "exit-code", "template", // apt, make, buf
 	"platform", "push", "now", "offline", "audience", "for", "all", "noEmit", // docker buildx, systemctl, systemd-analyze, kubectl, tsc
