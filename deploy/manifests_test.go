@@ -427,6 +427,7 @@ func checkExternalPrerequisites(t *testing.T, r rendered) {
 	if r.sealedKeystore() {
 		want = []string{
 			"ConfigMap alecrypt-trust",
+			"Secret alecryptd-audit-chain-key",
 			"Secret alecryptd-keystore",
 			"Secret alecryptd-keystore-identity",
 			"Secret alecryptd-tls",

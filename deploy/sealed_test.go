@@ -43,6 +43,7 @@ func TestAlecryptdWithSealedOverlayArgs(t *testing.T) {
 		"/etc/alecrypt/policy/policy.json":                []byte(cm.Data["policy.json"]),
 		"/etc/alecrypt/keystore-identity/identity":        []byte(id.String() + "\n"),
 		"/etc/alecrypt/keystore/keystore.json.recipients": []byte(id.Recipient().String() + "\n"),
+		"/etc/alecrypt/audit-chain/key":                   []byte(strings.Repeat("5a", 32) + "\n"),
 	}
 	writeFiles(t, dir, files)
 	var args []string
