@@ -168,8 +168,11 @@ func TestReplayRetryAfterStall(t *testing.T) {
 			t.Parallel()
 			srv := harness.StartRedis(t)
 			p := harness.StartStallProxy(t, srv.Addr)
-			// alegate's client settings, with a shorter command timeout.
-			rc := redis.NewClient(&redis.Options{Addr: p.Addr, MaxRetries: -1, ReadTimeout: 200 * time.Millisecond, WriteTimeout: 200 * time.Millisecond})
+			// alegate's client settings, with a command timeout that only
+			// the held claim reaches: every other command must get through
+			// on a loaded machine (at 200 ms, a retry under the race
+			// detector timed out now and then and got a second 503).
+			rc := redis.NewClient(&redis.Options{Addr: p.Addr, MaxRetries: -1, ReadTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second})
 			t.Cleanup(func() { rc.Close() })
 			e := newEnv(t, replayOpts(replay.NewRedis(rc, time.Minute, replay.DefaultRedisPrefix)), 0)
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
