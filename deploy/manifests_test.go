@@ -521,7 +521,8 @@ func checkAlecryptdDeployment(t *testing.T, r rendered) {
 		t.Error("no startupProbe: a slow first Vault login would trip liveness")
 	}
 	// The in-flight budget must leave room under the memory limit: RSS runs
-	// to about twice the budget (BENCHMARKS.md), GOGC=400 aside.
+	// to about twice the budget (the live heap of admitted calls, doubled by
+	// GOGC=100), GOGC=400 aside.
 	budget, err := strconv.ParseInt(envValue(c, "ALECRYPT_MAX_INFLIGHT_BYTES"), 10, 64)
 	limit := c.Resources.Limits.Memory().Value()
 	if err != nil || budget <= 0 || 2*budget > limit {

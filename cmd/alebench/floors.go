@@ -31,7 +31,7 @@ import (
 
 // floorsConfig is `alebench floors`: each of our paths measured next to the
 // floor it is compared with, in the same run, with the ratios of server CPU
-// per request and of throughput (issue 13).
+// per request and of throughput.
 type floorsConfig struct {
 	GateURL   string
 	GatePIDs  []int // alegate and the alecryptd behind it

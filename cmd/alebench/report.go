@@ -283,7 +283,7 @@ func (r *report) writeTable(w io.Writer) {
 		writeMarkdown(w, header, lines)
 	}
 	if ts := r.targets(); len(ts) > 0 {
-		fmt.Fprintf(w, "\n### targets (issue 7)\n\n")
+		fmt.Fprintf(w, "\n### targets\n\n")
 		var lines [][]string
 		for _, t := range ts {
 			lines = append(lines, []string{t.Name, t.Want, t.Got, t.verdict()})

@@ -7,7 +7,7 @@ import (
 	"time"
 )
 
-// Target is one of issue 7's performance targets, checked against the rows
+// Target is one of alecrypt's performance targets, checked against the rows
 // of this run only (ratios are never taken across runs).
 type Target struct {
 	Name string `json:"name"`

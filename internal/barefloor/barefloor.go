@@ -1,7 +1,7 @@
-// Package barefloor is the floor alecryptd's unary path is measured
-// against (issue 13): our generated Connect handler doing only the cipher,
-// with no guard, interceptors, policy, audit, metrics or key lookup. It is
-// what `alebench serve bare` serves and what service/api's
+// Package barefloor is the floor alecryptd's unary path is measured against:
+// our generated Connect handler doing only the cipher, with no guard,
+// interceptors, policy, audit, metrics or key lookup. It is what
+// `alebench serve bare` serves and what service/api's
 // BenchmarkServeEncryptJSON compares alecryptd's handler with, so both
 // measure against the same code.
 package barefloor

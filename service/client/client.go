@@ -31,9 +31,11 @@ type Config struct {
 	GRPC bool
 	// HTTP1 sends unary Connect calls to a plain http:// URL over HTTP/1.1
 	// keep-alive connections, and only the bidi Stream over h2c. Go's
-	// HTTP/2 server costs about twice the CPU per small unary call
-	// (BENCHMARKS.md), so this is the cheaper choice for unary-heavy
-	// callers. Ignored for gRPC, which needs HTTP/2 throughout.
+	// HTTP/2 server costs about twice the CPU of HTTP/1.1 per small unary
+	// call (48 against 26 µs for a 1 KiB Encrypt, mostly its scheduler
+	// hand-offs between connection reader, serve loop, handler and frame
+	// writer), so this is the cheaper choice for unary-heavy callers.
+	// Ignored for gRPC, which needs HTTP/2 throughout.
 	HTTP1 bool
 	// CAFile, CertFile and KeyFile configure TLS for https:// URLs. They
 	// are re-read when they change: each new connection uses the files on

@@ -10,8 +10,8 @@ import (
 	"github.com/alecrypt/alecrypt/service/keyring"
 )
 
-// benchSizes are the payload sizes of BENCHMARKS.md: a small order event, a
-// typical ticket, a large menu or report.
+// benchSizes are the payload sizes every alecrypt benchmark uses: a small
+// order event, a typical ticket, a large menu or report.
 var benchSizes = []int{64, 1 << 10, 64 << 10}
 
 func sizeName(n int) string {

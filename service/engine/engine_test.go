@@ -155,7 +155,8 @@ func TestErrors(t *testing.T) {
 		{name: "decrypt CTR expect JSON, not JSON", op: decrypt(ctrEnv, nil, engine.FormatJSON), wantErr: engine.ErrDecrypt},
 		// Go's json.Valid takes any byte inside a string; a JSON text is
 		// UTF-8 (RFC 8259 §8.1), and without that rule a random "..."
-		// passes with 222/256 per byte (issue #11's wrong-key frames).
+		// passes with 222/256 per byte: a frame opened under the wrong
+		// key is random bytes and must not pass as JSON.
 		{name: "decrypt CTR expect JSON, string of invalid UTF-8", op: decrypt(mustEncrypt(t, e, engine.Ref{Fingerprint: "fp-ctr"}, []byte("\"\xff\xfe\xb1\""), nil), nil, engine.FormatJSON), wantErr: engine.ErrDecrypt},
 		{name: "decrypt CTR expect UTF-8, tampered", op: decrypt(with(ctrEnv, func(v *engine.Envelope) { v.Message[0] ^= 0x80 }), nil, engine.FormatUTF8), wantErr: engine.ErrDecrypt},
 		{name: "decrypt CTR expect JSON, wrong key", op: decrypt(with(mustEncrypt(t, e, engine.Ref{Fingerprint: "fp-ctr"}, []byte(`{"a":1}`), nil), func(v *engine.Envelope) { v.Fingerprint = "fp-old" }), nil, engine.FormatJSON), wantErr: engine.ErrDecrypt},

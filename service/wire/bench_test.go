@@ -5,8 +5,8 @@ import (
 	"testing"
 )
 
-// Benchmarks of the WebSocket frame path (issue 13): the sizes are a small
-// frame, the 1 KiB payload BENCHMARKS.md's load uses, and a large one.
+// Benchmarks of the WebSocket frame path: the sizes are a small frame, the
+// 1 KiB payload of alebench's load, and a large one.
 var benchSizes = []int{64, 1024, 64 << 10}
 
 func benchFrame(n int) Frame {

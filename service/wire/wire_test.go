@@ -20,7 +20,7 @@ func TestParseFrame(t *testing.T) {
 		{"member order free", `{"message":"aGk=","fingerprint":"fp-1","iv":"` + iv16 + `"}`, Frame{IV: seq(16), Fingerprint: "fp-1", Message: []byte("hi")}, 0},
 		{"member name escaped", `{"i\u0076":"` + iv16 + `","fingerprint":"fp-1","message":"aGk="}`, Frame{IV: seq(16), Fingerprint: "fp-1", Message: []byte("hi")}, 0},
 		// A frame without a message must never be forwarded as an empty
-		// payload (issue #11): it is a missing security field.
+		// payload: it is a missing security field.
 		{"missing message", `{"iv":"` + iv16 + `","fingerprint":"fp-1"}`, Frame{}, CodeHeaders},
 		{"null message", `{"iv":"` + iv16 + `","fingerprint":"fp-1","message":null}`, Frame{}, CodeHeaders},
 		{"empty message", `{"iv":"` + iv16 + `","fingerprint":"fp-1","message":""}`, Frame{}, CodeHeaders},

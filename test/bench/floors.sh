@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Measures our paths next to their floors, in one run (issue 13):
+# Measures our paths next to their floors, in one run:
 #
 #   http     a POS request through alegate → alecryptd → kitchen, next to the same
 #            request through a plain httputil.ReverseProxy to the same kitchen
