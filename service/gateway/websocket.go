@@ -326,8 +326,8 @@ func (g *Gateway) upstreamToClient(ctx context.Context, up, client *websocket.Co
 }
 
 // frameBufs holds the buffers client frames are read into and frames to
-// the client are written from, for as long as one frame takes (issue 13:
-// Conn.Read grew a new buffer for every frame).
+// the client are written from, for as long as one frame takes: Conn.Read
+// would grow a new buffer for every frame.
 var frameBufs = sync.Pool{New: func() any { return new([]byte) }}
 
 // maxPooledFrame bounds the buffers kept in frameBufs: one huge frame's
