@@ -52,9 +52,9 @@ func (q *request) end(outcome string) {
 	}
 }
 
-// finish records the request in the metrics, once: a WebSocket is counted
-// when it is bridged (its duration is the handshake's), everything else
-// when ServeHTTP returns.
+// finish records the request in the metrics, once: a bridged WebSocket is
+// counted as the bridge starts (its duration is the handshake's),
+// everything else when ServeHTTP returns.
 func (q *request) finish() {
 	if q.counted {
 		return
