@@ -10,6 +10,7 @@ import (
 	"time"
 
 	alev1 "github.com/alecrypt/alecrypt/gen/ale/v1"
+	"github.com/alecrypt/alecrypt/service/gateway"
 )
 
 func TestParseConfig(t *testing.T) {
@@ -95,6 +96,19 @@ func TestParseConfig(t *testing.T) {
 			}
 		}},
 		{name: "metrics not host:port", args: []string{"--metrics-listen", "9091"}, wantErr: "--metrics-listen \"9091\""},
+		{name: "ws idle timeout default", check: func(t *testing.T, c Config) {
+			if got := c.gatewayOptions().WebSocketIdleTimeout; got != gateway.DefaultWebSocketIdleTimeout {
+				t.Errorf("WebSocketIdleTimeout = %v, want %v", got, gateway.DefaultWebSocketIdleTimeout)
+			}
+		}},
+		// The flag's 0 is "off", which the gateway spells negative (its 0
+		// means the default).
+		{name: "ws idle timeout 0 turns it off", args: []string{"--ws-idle-timeout", "0"}, check: func(t *testing.T, c Config) {
+			if got := c.gatewayOptions().WebSocketIdleTimeout; got >= 0 {
+				t.Errorf("WebSocketIdleTimeout = %v, want negative (off)", got)
+			}
+		}},
+		{name: "ws idle timeout negative refused", args: []string{"--ws-idle-timeout", "-1s"}, wantErr: "--ws-idle-timeout"},
 		{name: "utf8 still selectable", args: []string{"--ws-expect", "utf8"}, check: func(t *testing.T, c Config) {
 			if c.FrameFormat != alev1.PlaintextFormat_PLAINTEXT_FORMAT_UTF8 {
 				t.Errorf("frame check = %v", c.FrameFormat)

@@ -183,7 +183,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger, stdout io.Writer) er
 	}
 	if cfg.MetricsListen != "" {
 		reg := metrics.NewRegistry()
-		opts.Observer = metrics.NewSync(reg)
+		opts.Observer = keysync.NewMetrics(reg)
 		msrv, addr, err := metrics.Serve(cfg.MetricsListen, reg, nil, nil)
 		if err != nil {
 			return fmt.Errorf("--metrics-listen: %w", err)

@@ -65,20 +65,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	return m
 }
 
-// reqState is what one request's handling found out, for its metrics.
-type reqState struct {
-	kind     string
-	outcome  string
-	observed bool
-}
-
-func (m *Metrics) done(st *reqState, start time.Time) {
-	if m == nil || st.observed {
-		return
+// request records one request or handshake, as it ended.
+func (m *Metrics) request(kind, outcome string, d time.Duration) {
+	if m != nil {
+		m.requests.WithLabelValues(kind, outcome).Inc()
+		m.duration.WithLabelValues(kind).Observe(d.Seconds())
 	}
-	st.observed = true
-	m.requests.WithLabelValues(st.kind, st.outcome).Inc()
-	m.duration.WithLabelValues(st.kind).Observe(time.Since(start).Seconds())
 }
 
 func (m *Metrics) frame(direction, outcome string) {

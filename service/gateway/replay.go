@@ -71,7 +71,8 @@ const releaseTimeout = 5 * time.Second
 
 // claim checks an HTTP request's pair and answers the refusal itself;
 // false means refused. A request without ciphertext claims nothing.
-func (g *Gateway) claim(w http.ResponseWriter, r *http.Request, st *reqState, fingerprint string, iv, ciphertext []byte) bool {
+func (q *request) claim(fingerprint string, iv, ciphertext []byte) bool {
+	g, r := q.g, q.r
 	if g.opts.Replay == nil || len(ciphertext) == 0 {
 		return true
 	}
@@ -83,15 +84,14 @@ func (g *Gateway) claim(w http.ResponseWriter, r *http.Request, st *reqState, fi
 	case err == nil:
 		return true
 	case errors.Is(err, replay.ErrReplay):
-		st.outcome = outcomeReplay
+		q.end(outcomeReplay)
 		g.log.Warn("replayed request refused", "method", r.Method, "path", r.URL.Path, "fingerprint", truncate(fingerprint))
-		wire.WriteError(w, wire.CodeDecrypt)
+		wire.WriteError(q.w, wire.CodeDecrypt)
 	default:
-		st.outcome = outcomeReplayUnavailable
 		g.log.Error("replay check failed; request refused", "method", r.Method, "path", r.URL.Path, "err", err)
 		g.release(r.Context(), owner, id)
-		w.Header().Set("Retry-After", "1")
-		writeJSONError(w, http.StatusServiceUnavailable, replayUnavailable)
+		q.w.Header().Set("Retry-After", "1")
+		q.fail(outcomeReplayUnavailable, http.StatusServiceUnavailable, replayUnavailable)
 	}
 	return false
 }

@@ -75,25 +75,25 @@ func checkHandshake(w http.ResponseWriter, r *http.Request) (status int, reason 
 // fresh frame under the connection's key. A bad frame gets an ALE error
 // frame and is dropped; the connection stays up. The Origin was checked by
 // ServeHTTP.
-func (g *Gateway) serveWebSocket(w http.ResponseWriter, r *http.Request, st *reqState, start time.Time) {
+func (q *request) serveWebSocket() {
+	g, w, r := q.g, q.w, q.r
 	if status, reason := checkHandshake(w, r); status != 0 {
-		st.outcome = outcomeBadHandshake
 		g.log.Info("websocket handshake refused", "path", r.URL.Path, "status", status, "reason", reason)
-		writeJSONError(w, status, reason)
+		q.fail(outcomeBadHandshake, status, reason)
 		return
 	}
 	p, err := wire.ReadParams(r.Header, r.URL.Query())
 	if err != nil {
-		g.refuse(w, r, st, err)
+		q.refuse(err)
 		return
 	}
 	iv, err := p.Check()
 	if err != nil {
-		g.refuse(w, r, st, err)
+		q.refuse(err)
 		return
 	}
 	if err := g.probeHandshake(r.Context(), iv, p.Fingerprint); err != nil {
-		g.cryptoError(w, r, st, err)
+		q.cryptoFailed(err)
 		return
 	}
 	// The handshake claims nothing for replay rejection: it carries no
@@ -112,9 +112,8 @@ func (g *Gateway) serveWebSocket(w http.ResponseWriter, r *http.Request, st *req
 		if res != nil && res.Body != nil {
 			res.Body.Close()
 		}
-		st.outcome = outcomeUpstreamError
 		g.log.Warn("upstream websocket failed", "path", r.URL.Path, "err", err)
-		writeJSONError(w, http.StatusBadGateway, "upstream unavailable")
+		q.fail(outcomeUpstreamError, http.StatusBadGateway, "upstream unavailable")
 		return
 	}
 	defer up.CloseNow()
@@ -127,14 +126,16 @@ func (g *Gateway) serveWebSocket(w http.ResponseWriter, r *http.Request, st *req
 	client, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true, CompressionMode: websocket.CompressionDisabled,
 		OnPingReceived: idle.ping, OnPongReceived: idle.pong})
 	if err != nil {
-		st.outcome = outcomeBadHandshake
+		// Accept has answered the client itself.
+		q.end(outcomeBadHandshake)
 		g.log.Info("websocket accept failed", "path", r.URL.Path, "err", err)
 		up.Close(websocket.StatusGoingAway, "client handshake failed")
 		return
 	}
 	defer client.CloseNow()
-	st.outcome = outcomeForwarded
-	g.metrics.done(st, start)
+	// The bridge may last hours: the handshake is what is counted and timed.
+	q.end(outcomeForwarded)
+	q.finish()
 	g.metrics.websocketOpen(1)
 	defer g.metrics.websocketOpen(-1)
 	// Base64 makes a frame 4/3 of its plaintext, plus the JSON around it.
@@ -325,8 +326,8 @@ func (g *Gateway) upstreamToClient(ctx context.Context, up, client *websocket.Co
 }
 
 // frameBufs holds the buffers client frames are read into and frames to
-// the client are written from, for as long as one frame takes (issue 13:
-// Conn.Read grew a new buffer for every frame).
+// the client are written from, for as long as one frame takes: Conn.Read
+// would grow a new buffer for every frame.
 var frameBufs = sync.Pool{New: func() any { return new([]byte) }}
 
 // maxPooledFrame bounds the buffers kept in frameBufs: one huge frame's

@@ -27,7 +27,7 @@ const (
 	RunAborted RunOutcome = "aborted" // a Portal or store failure before any write: nothing written
 )
 
-// Observer records each run (metrics.Sync is one).
+// Observer records each run (Metrics is one).
 type Observer interface {
 	Observe(s Summary, outcome RunOutcome, at time.Time)
 }

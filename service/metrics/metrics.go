@@ -1,8 +1,10 @@
 // Package metrics owns alecrypt's Prometheus metrics: the registry, the
 // collectors that read the keyring, the keystore refresher and the audit
 // trail at scrape time (through small interfaces, so a program that does not
-// hold keys links no keyring), alesync's run metrics (Sync, a
-// keysync.Observer), and the /metrics, /healthz and /readyz listener.
+// hold keys links no keyring), and the /metrics, /healthz and /readyz
+// listener. A daemon's own metrics live with the daemon's domain package
+// (gateway.Metrics, keysync.Metrics), so importing this package links no
+// gateway or sync code.
 //
 // Labels are states and outcomes only, with one exception: the key usage
 // metrics (RegisterKeyUsage) are labelled by fingerprint, the public name of

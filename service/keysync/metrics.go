@@ -1,28 +1,28 @@
-package metrics
+package keysync
 
 import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/alecrypt/alecrypt/service/keysync"
 )
 
-// Sync holds alesync's metrics: runs by outcome, keys by result, and when
-// the last run and the last clean run finished. An operator alerts on the
-// age of the last clean run.
-type Sync struct {
+// Metrics are alesync's Prometheus metrics, an Observer: runs by outcome,
+// keys by result, and when the last run and the last clean run finished. An
+// operator alerts on the age of the last clean run. They live here, beside
+// the run they count, so that the shared metrics package links no sync or
+// Portal code into the daemons that do not sync.
+type Metrics struct {
 	runs        *prometheus.CounterVec
 	keys        *prometheus.CounterVec
 	lastRun     prometheus.Gauge
 	lastSuccess prometheus.Gauge
 }
 
-var _ keysync.Observer = (*Sync)(nil)
+var _ Observer = (*Metrics)(nil)
 
-// NewSync registers alesync's metrics on reg.
-func NewSync(reg prometheus.Registerer) *Sync {
-	s := &Sync{
+// NewMetrics registers alesync's metrics on reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	s := &Metrics{
 		runs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "alecrypt_sync_runs_total", Help: "Sync runs, by outcome (ok, failed, aborted).",
 		}, []string{"outcome"}),
@@ -36,7 +36,7 @@ func NewSync(reg prometheus.Registerer) *Sync {
 			Name: "alecrypt_sync_last_success_timestamp_seconds", Help: "Unix time the last clean sync run ended.",
 		}),
 	}
-	for _, o := range []keysync.RunOutcome{keysync.RunOK, keysync.RunFailed, keysync.RunAborted} {
+	for _, o := range []RunOutcome{RunOK, RunFailed, RunAborted} {
 		s.runs.WithLabelValues(string(o))
 	}
 	for _, r := range []string{"added", "updated", "retired", "unchanged", "failed"} {
@@ -46,15 +46,15 @@ func NewSync(reg prometheus.Registerer) *Sync {
 	return s
 }
 
-// Observe implements keysync.Observer: it records one run.
-func (s *Sync) Observe(c keysync.Summary, outcome keysync.RunOutcome, at time.Time) {
+// Observe implements Observer: it records one run.
+func (s *Metrics) Observe(c Summary, outcome RunOutcome, at time.Time) {
 	s.runs.WithLabelValues(string(outcome)).Inc()
 	for r, n := range map[string]int{"added": c.Added, "updated": c.Updated, "retired": c.Retired, "unchanged": c.Unchanged, "failed": c.Failed} {
 		s.keys.WithLabelValues(r).Add(float64(n))
 	}
 	ts := float64(at.UnixNano()) / 1e9
 	s.lastRun.Set(ts)
-	if outcome == keysync.RunOK {
+	if outcome == RunOK {
 		s.lastSuccess.Set(ts)
 	}
 }

@@ -211,8 +211,8 @@ func describe(e *audit.Entry, req, res any) {
 
 // fingerprintSet appends fingerprints to list once each, in first-seen
 // order. A batch names up to two keys per item (20,000 for a full
-// RewrapBatch): looking each up in the list made auditing it quadratic,
-// seconds for a call that takes a tenth of one. Small lists, every unary
+// RewrapBatch): looking each up in the list would make auditing it
+// quadratic, seconds for a call that takes a tenth of one. Small lists, every unary
 // call's, are scanned; past smallSet the set indexes them in a map.
 type fingerprintSet struct {
 	list *[]string
