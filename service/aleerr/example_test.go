@@ -4,20 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
-	"net/http/httptest"
 
 	"connectrpc.com/connect"
 
 	alev1 "github.com/alecrypt/alecrypt/gen/ale/v1"
 	"github.com/alecrypt/alecrypt/gen/ale/v1/alev1connect"
 	"github.com/alecrypt/alecrypt/service/aleerr"
-	"github.com/alecrypt/alecrypt/service/api"
+	"github.com/alecrypt/alecrypt/service/api/apitest"
 	"github.com/alecrypt/alecrypt/service/client"
-	"github.com/alecrypt/alecrypt/service/engine"
-	"github.com/alecrypt/alecrypt/service/key"
 	"github.com/alecrypt/alecrypt/service/key/keytest"
-	"github.com/alecrypt/alecrypt/service/keyring"
 	"github.com/alecrypt/alecrypt/service/wire"
 )
 
@@ -86,18 +81,10 @@ func ExampleItemCode() {
 	// 1 invalid_argument 1
 }
 
-// startAlecryptd serves alecryptd's API in process with one key and returns
-// a client of its CryptoService.
+// startAlecryptd serves alecryptd's API in process with one key,
+// store-1-2026, and returns a client of its CryptoService.
 func startAlecryptd() (alev1connect.CryptoServiceClient, func()) {
-	ring := keyring.New()
-	if _, _, err := ring.Replace([]key.Record{keytest.Record("store-1-2026", keytest.Aliases("store-1"))}); err != nil {
-		panic(err)
-	}
-	srv := httptest.NewUnstartedServer(api.NewHandler(engine.New(ring), ring, api.Options{}))
-	srv.Config.Protocols = new(http.Protocols)
-	srv.Config.Protocols.SetHTTP1(true)
-	srv.Config.Protocols.SetUnencryptedHTTP2(true)
-	srv.Start()
+	srv := apitest.NewServer(keytest.Record("store-1-2026", keytest.Aliases("store-1")))
 	c, err := client.New(client.Config{URL: srv.URL})
 	if err != nil {
 		panic(err)

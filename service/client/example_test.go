@@ -3,7 +3,6 @@ package client_test
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -11,12 +10,9 @@ import (
 	"connectrpc.com/connect"
 
 	alev1 "github.com/alecrypt/alecrypt/gen/ale/v1"
-	"github.com/alecrypt/alecrypt/service/api"
+	"github.com/alecrypt/alecrypt/service/api/apitest"
 	"github.com/alecrypt/alecrypt/service/client"
-	"github.com/alecrypt/alecrypt/service/engine"
-	"github.com/alecrypt/alecrypt/service/key"
 	"github.com/alecrypt/alecrypt/service/key/keytest"
-	"github.com/alecrypt/alecrypt/service/keyring"
 )
 
 // A Go program encrypts and decrypts through alecryptd; the key never
@@ -108,19 +104,10 @@ func ExampleTokenFromFile() {
 	// serving: true
 }
 
-// startAlecryptd serves alecryptd's API in process, over HTTP/1.1 and h2c
-// as alecryptd does, with one key.
+// startAlecryptd serves alecryptd's API in process with one key,
+// store-1-2026, alias store-1.
 func startAlecryptd() *httptest.Server {
-	ring := keyring.New()
-	if _, _, err := ring.Replace([]key.Record{keytest.Record("store-1-2026", keytest.Aliases("store-1"))}); err != nil {
-		panic(err)
-	}
-	srv := httptest.NewUnstartedServer(api.NewHandler(engine.New(ring), ring, api.Options{}))
-	srv.Config.Protocols = new(http.Protocols)
-	srv.Config.Protocols.SetHTTP1(true)
-	srv.Config.Protocols.SetUnencryptedHTTP2(true)
-	srv.Start()
-	return srv
+	return apitest.NewServer(keytest.Record("store-1-2026", keytest.Aliases("store-1")))
 }
 
 // tokenFile writes a token file for ExampleTokenFromFile in a directory

@@ -12,12 +12,9 @@ import (
 
 	alev1 "github.com/alecrypt/alecrypt/gen/ale/v1"
 	"github.com/alecrypt/alecrypt/gen/ale/v1/alev1connect"
-	"github.com/alecrypt/alecrypt/service/api"
+	"github.com/alecrypt/alecrypt/service/api/apitest"
 	"github.com/alecrypt/alecrypt/service/client"
-	"github.com/alecrypt/alecrypt/service/engine"
-	"github.com/alecrypt/alecrypt/service/key"
 	"github.com/alecrypt/alecrypt/service/key/keytest"
-	"github.com/alecrypt/alecrypt/service/keyring"
 	"github.com/alecrypt/alecrypt/service/posclient"
 	"github.com/alecrypt/alecrypt/service/wire"
 )
@@ -54,19 +51,10 @@ func ExampleTransport() {
 	// POS got: 201 Created {"status":"accepted"}
 }
 
-// startAlecryptd serves alecryptd's API in process, over HTTP/1.1 and h2c
-// as alecryptd does, with one key.
+// startAlecryptd serves alecryptd's API in process with one key,
+// store-1-2026, alias store-1.
 func startAlecryptd() *httptest.Server {
-	ring := keyring.New()
-	if _, _, err := ring.Replace([]key.Record{keytest.Record("store-1-2026", keytest.Aliases("store-1"))}); err != nil {
-		panic(err)
-	}
-	srv := httptest.NewUnstartedServer(api.NewHandler(engine.New(ring), ring, api.Options{}))
-	srv.Config.Protocols = new(http.Protocols)
-	srv.Config.Protocols.SetHTTP1(true)
-	srv.Config.Protocols.SetUnencryptedHTTP2(true)
-	srv.Start()
-	return srv
+	return apitest.NewServer(keytest.Record("store-1-2026", keytest.Aliases("store-1")))
 }
 
 // startKitchen is the kitchen's side, here in one handler: it opens each
