@@ -46,8 +46,9 @@ func ExampleNew() {
 	// {"order":42}
 }
 
-// The same calls over gRPC instead of the Connect protocol; an https://
-// URL would add TLS (CAFile, and CertFile and KeyFile for mTLS).
+// Any call over gRPC instead of the Connect protocol, here listing the
+// keys; an https:// URL would add TLS (CAFile, and CertFile and KeyFile for
+// mTLS).
 func ExampleNew_gRPC() {
 	alecryptd := startAlecryptd()
 	defer alecryptd.Close()
