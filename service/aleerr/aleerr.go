@@ -3,7 +3,9 @@
 // caller that must turn such an error into an ALE answer or show it: the
 // gateway, the POS client, alectl and the API's audit.
 //
-// It is separate from service/wire, which knows the protocol but must import
+// It only reads: it must never build or rewrite an error, because which
+// failure gets which code is decided in one place, alecryptd's API. It is
+// separate from service/wire, which knows the protocol but must import
 // neither Connect nor generated code.
 package aleerr
 

@@ -3,6 +3,12 @@
 // http://, TLS with HTTP/2 for https://, with a private CA and a client
 // certificate for mTLS), a bearer token on every call, and the generated
 // Connect clients over it.
+//
+// It holds no key and does no cryptography: every operation is a call to
+// alecryptd. It must never log, print or return the token (Config holds it
+// as a secret.Bytes, which redacts itself; it leaves only as the
+// Authorization header), and it reads no flags or environment: the caller
+// says everything in Config.
 package client
 
 import (

@@ -2,7 +2,9 @@
 // encrypts each outgoing request body through alecryptd, sets the sec-iv and
 // sec-fingerprint headers, and decrypts responses that come back encrypted.
 //
-// Keys stay in alecryptd; this package only moves envelopes. It never logs.
+// Keys stay in alecryptd; this package only moves envelopes. It must never
+// send a body it could not encrypt (the request fails instead) and never
+// logs.
 package posclient
 
 import (
