@@ -290,7 +290,7 @@ func (e env) printKeys(keys []*alev1.KeyInfo) error {
 
 // lastUsed is when the replica that answered last encrypted or decrypted
 // with the key: "never" when it has not since it started, which says
-// nothing of other replicas (README, "Is a key still used?").
+// nothing of other replicas (docs/keys.md, "Is a key still used?").
 func lastUsed(u *alev1.KeyUsage) string {
 	var last time.Time
 	for _, ts := range []*timestamppb.Timestamp{u.GetLastEncryptTime(), u.GetLastDecryptTime()} {

@@ -64,7 +64,7 @@ func parseConfig(args []string, getenv func(string) string, stdout io.Writer) (C
 	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", gateway.DefaultMaxBodyBytes, "largest encrypted request body (413 beyond)")
 	fs.Int64Var(&c.MaxResponseBytes, "max-response-bytes", gateway.DefaultMaxResponseBytes, "largest upstream response to encrypt (502 beyond)")
 	fs.Int64Var(&c.MaxFrameBytes, "max-frame-bytes", gateway.DefaultMaxFrameBytes, "largest WebSocket message")
-	fs.StringVar(&frameFormat, "ws-expect", "json", "check each WebSocket frame's plaintext before forwarding: json, utf8 or none (frames under a wrong key decrypt to garbage; README, Frame check)")
+	fs.StringVar(&frameFormat, "ws-expect", "json", "check each WebSocket frame's plaintext before forwarding: json, utf8 or none (frames under a wrong key decrypt to garbage; docs/gateway.md, Frame check)")
 	fs.StringVar(&allowOrigins, "allow-origins", allowOrigins, "comma-separated exact origins (scheme://host[:port], null) or * allowed for WebSockets and CORS, beyond same origin and the app origins ionic, ionic://, capacitor:// (env ALEGATE_ALLOW_ORIGINS)")
 	fs.StringVar(&wsOrigins, "ws-origins", "", "deprecated alias of --allow-origins (a bare host H means http://H and https://H)")
 	fs.DurationVar(&c.ReadTimeout, "read-timeout", gateway.DefaultReadTimeout, "cut a client whose request headers, or whose body, stop arriving for this long")

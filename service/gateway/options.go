@@ -20,7 +20,7 @@ const (
 	// DefaultFrameFormat is the check on each client frame's plaintext.
 	// EK frames are JSON, and JSON is what stops a frame sealed under the
 	// wrong key (AES-CTR turns it into random bytes, which pass a UTF-8
-	// check far too often for short frames; README, "Frame check").
+	// check far too often for short frames; docs/gateway.md, "Frame check").
 	DefaultFrameFormat = alev1.PlaintextFormat_PLAINTEXT_FORMAT_JSON
 	// DefaultReadTimeout cuts a client whose request headers, or whose
 	// body, stop arriving for this long.

@@ -195,7 +195,7 @@ func (g *Gateway) probeHandshake(ctx context.Context, iv []byte, fingerprint str
 }
 
 // notAuthentic reports alecryptd's answer to a message that did not open:
-// the only InvalidArgument that carries ALE 2 (README, "Errors").
+// the only InvalidArgument that carries ALE 2 (docs/api.md, "Errors").
 func notAuthentic(err error) bool {
 	return connect.CodeOf(err) == connect.CodeInvalidArgument && aleerr.Code(err) == wire.CodeDecrypt
 }

@@ -216,7 +216,7 @@ func TestMemoryRefusesWhenFull(t *testing.T) {
 }
 
 // TestMemoryBytesPerEntry measures the heap a full memory store holds per
-// entry, the number the README and Memory's doc state.
+// entry, the number docs/gateway.md and Memory's doc state.
 func TestMemoryBytesPerEntry(t *testing.T) {
 	if testing.Short() {
 		t.Skip("allocates tens of MB")

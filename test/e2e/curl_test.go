@@ -8,7 +8,7 @@ import (
 	"github.com/alecrypt/alecrypt/test/harness"
 )
 
-// TestCurlConnectJSON runs the README's curl commands: the Connect protocol
+// TestCurlConnectJSON runs docs/clients.md's curl commands: the Connect protocol
 // is JSON over plain HTTP/1.1, so curl needs no schema and no HTTP/2.
 func TestCurlConnectJSON(t *testing.T) {
 	curl := harness.RequireTool(t, "curl")

@@ -1,19 +1,37 @@
 package e2e
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
 	"testing"
+	"unicode"
 
 	"github.com/alecrypt/alecrypt/test/harness"
 )
 
-// The documents a user reads: what they name must exist.
-var userDocs = []string{"README.md", "deploy/README.md", "docs/alesync.md", "docs/architecture.md",
-	"clients/ts/README.md", "clients/python/README.md", "examples/README.md"}
+// The documents a user reads, besides every page of docs/ (userDocs adds
+// them): what they name must exist.
+var userReadmes = []string{"README.md", "deploy/README.md", "deploy/vault/README.md", "clients/ts/README.md",
+	"clients/python/README.md", "examples/README.md"}
+
+// userDocs are userReadmes and the pages of docs/, found rather than listed so
+// that a new page is checked from the day it is written.
+func userDocs(t *testing.T) []string {
+	t.Helper()
+	pages, err := filepath.Glob(filepath.Join(harness.RepoRoot(), "docs", "*.md"))
+	if err != nil || len(pages) == 0 {
+		t.Fatalf("no pages in docs/: %v", err)
+	}
+	docs := slices.Clone(userReadmes)
+	for _, p := range pages {
+		docs = append(docs, filepath.Join("docs", filepath.Base(p)))
+	}
+	return docs
+}
 
 // ourPrograms are the binaries whose flags the docs name, with the
 // subcommands that have flags of their own.
@@ -50,6 +68,8 @@ var (
 	spanRE       = regexp.MustCompile("`([^`\n]+)`")
 	dataFileRE   = regexp.MustCompile(`--(?:data|secret-file)[ =]@?([A-Za-z0-9_./-]+\.(?:json|jsonl|txt))\b`)
 	linkRE       = regexp.MustCompile(`\]\(([^)#\s]+)(?:#[^)]*)?\)`)
+	anchorLinkRE = regexp.MustCompile(`\]\(([^)#\s]*)#([^)\s]+)\)`)
+	headingRE    = regexp.MustCompile(`(?m)^#{1,6} +(.+?) *$`)
 	repoPathRE   = regexp.MustCompile(`^(?:\./)?((?:cmd|service|test|deploy|docs|examples|clients|internal|proto|gen|tools)/[A-Za-z0-9_./-]*[A-Za-z0-9_])`)
 	ourCommandRE = regexp.MustCompile(`(?:^|[\s/($])(alecryptd|alegate|alesync|alectl|alebench)((?:\s+[^|;&#)]*)?)`)
 )
@@ -89,7 +109,8 @@ func TestDocsNameRealFlagsAndFiles(t *testing.T) {
 		all[f] = true
 	}
 
-	for _, doc := range userDocs {
+	sections := map[string]map[string]bool{} // page -> its headings' anchors
+	for _, doc := range userDocs(t) {
 		raw, err := os.ReadFile(filepath.Join(root, doc))
 		if err != nil {
 			t.Fatal(err)
@@ -155,7 +176,57 @@ func TestDocsNameRealFlagsAndFiles(t *testing.T) {
 				t.Errorf("%s cites %s, which does not exist", doc, c)
 			}
 		}
+
+		// Sections: a link to a section of a Markdown page names a heading
+		// the page has (a section renamed or moved to another page).
+		for _, m := range anchorLinkRE.FindAllStringSubmatch(fenceRE.ReplaceAllString(text, ""), -1) {
+			page := doc
+			if m[1] != "" {
+				if strings.Contains(m[1], "://") || !strings.HasSuffix(m[1], ".md") {
+					continue
+				}
+				page = filepath.Join(filepath.Dir(doc), m[1])
+			}
+			anchors, ok := sections[page]
+			if !ok {
+				raw, err := os.ReadFile(filepath.Join(root, page))
+				if err != nil {
+					continue // reported above as a missing file
+				}
+				anchors = headingAnchors(string(raw))
+				sections[page] = anchors
+			}
+			if !anchors[m[2]] {
+				t.Errorf("%s links to %s#%s, which has no such heading", doc, page, m[2])
+			}
+		}
 	}
+}
+
+// headingAnchors are the anchors GitHub gives a Markdown page's headings:
+// lower case, spaces as hyphens, every character but letters, digits, - and
+// _ dropped, and -1, -2, ... after a repeated one.
+func headingAnchors(text string) map[string]bool {
+	anchors := map[string]bool{}
+	seen := map[string]int{}
+	for _, m := range headingRE.FindAllStringSubmatch(fenceRE.ReplaceAllString(text, ""), -1) {
+		var b strings.Builder
+		for _, r := range strings.ToLower(m[1]) {
+			switch {
+			case r == ' ':
+				b.WriteRune('-')
+			case r == '-' || r == '_' || unicode.IsLetter(r) || unicode.IsDigit(r):
+				b.WriteRune(r)
+			}
+		}
+		a := b.String()
+		if n := seen[a]; n > 0 {
+			a = fmt.Sprintf("%s-%d", a, n)
+		}
+		seen[b.String()]++
+		anchors[a] = true
+	}
+	return anchors
 }
 
 // commandOf is the command a doc's command line runs: the program and its

@@ -60,9 +60,10 @@ func TestNodeVectorsUpToDate(t *testing.T) {
 	}
 }
 
-// TestFirstStartAndAlectl is the README's walk-through: a fresh alecryptd
-// creates its keystore, then alectl encrypts, decrypts, resolves, adds and
-// rotates keys while the service keeps running.
+// TestFirstStartAndAlectl is the walk-through of the README's Quick start
+// and docs/keys.md: a fresh alecryptd creates its keystore, then alectl
+// encrypts, decrypts, resolves, adds and rotates keys while the service keeps
+// running.
 func TestFirstStartAndAlectl(t *testing.T) {
 	svc := harness.StartAlecryptd(t, harness.StartOptions{})
 	created := regexp.MustCompile(`"msg":"created keystore with a fresh key".*"fingerprint":"([0-9a-f]{32})"`).FindStringSubmatch(svc.Logs())

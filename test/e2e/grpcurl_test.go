@@ -10,7 +10,7 @@ import (
 )
 
 // TestGrpcurl runs the real grpcurl (built from the pinned tools module)
-// through the README's operator commands: reflection, describe, Encrypt with
+// through docs/clients.md's operator commands: reflection, describe, Encrypt with
 // a JSON body, Decrypt of the WebSocket frame, Resolve, health, and an error.
 func TestGrpcurl(t *testing.T) {
 	svc := harness.StartAlecryptd(t, harness.StartOptions{})

@@ -39,7 +39,7 @@ func runUnittest(t *testing.T, py string, env []string, class string, min int) {
 	}
 }
 
-// TestPythonClient runs the README's Python example and the client's tests
+// TestPythonClient runs docs/clients.md's Python example and the client's tests
 // (generated stubs, ale_client helper, Debian's grpcio and protobuf) against
 // a real alecryptd: round trips, frames, ErrorDetail on failures, batches,
 // the bidi Stream and ListKeys.

@@ -12,28 +12,40 @@ import (
 	"github.com/alecrypt/alecrypt/test/kitchentest"
 )
 
-// readmeBlockRE finds the README's code blocks marked for this test.
+// readmeBlockRE finds the code blocks marked for this test.
 var readmeBlockRE = regexp.MustCompile("(?s)<!-- readme-test: ([a-z0-9-]+) -->\n```sh\n(.*?)```")
 
-// readmeBlocks returns the README's marked blocks by name.
+// readmePages are the documents whose marked blocks this test runs: the
+// README's Quick start, and the pages of docs/ that go on from it (alectl and
+// grpcurl, key rotation and rewrap, the POS side, a local Vault).
+var readmePages = []string{"README.md", "docs/clients.md", "docs/keys.md", "docs/vault.md"}
+
+// readmeBlocks returns the marked blocks of readmePages by name; a name
+// marked twice fails the test, so each block runs from the one page it is on.
 func readmeBlocks(t *testing.T) map[string]string {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(harness.RepoRoot(), "README.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	out := map[string]string{}
-	for _, m := range readmeBlockRE.FindAllStringSubmatch(string(b), -1) {
-		out[m[1]] = m[2]
+	where := map[string]string{}
+	for _, page := range readmePages {
+		b, err := os.ReadFile(filepath.Join(harness.RepoRoot(), page))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range readmeBlockRE.FindAllStringSubmatch(string(b), -1) {
+			if prev, ok := where[m[1]]; ok {
+				t.Fatalf("block readme-test: %s is marked in %s and in %s", m[1], prev, page)
+			}
+			out[m[1]], where[m[1]] = m[2], page
+		}
 	}
 	return out
 }
 
-// asRun is a README block as this test runs it. The only rewrites: the
+// asRun is a marked block as this test runs it. The only rewrites: the
 // binaries (grpcurl included) are the ones the harness built, already on
 // PATH, so `make build` and `make tools` lines are dropped (TestMakeBuild
 // checks what they put in bin/) and `go run ./cmd/X` is X; and the fixed
-// addresses of the README (127.0.0.1:8080, alegate's :8081, Vault's :8200)
+// addresses of the pages (127.0.0.1:8080, alegate's :8081, Vault's :8200)
 // become the test's free ports.
 func asRun(block string, addrs *strings.Replacer) string {
 	var lines []string
@@ -47,7 +59,7 @@ func asRun(block string, addrs *strings.Replacer) string {
 }
 
 // readmeDir is a working directory laid out like the repository root for
-// the README's relative paths: examples/ and test/vault/build-vault.sh.
+// the pages' relative paths: examples/ and test/vault/build-vault.sh.
 func readmeDir(t *testing.T, dir string) {
 	t.Helper()
 	root := harness.RepoRoot()
@@ -100,18 +112,19 @@ func runBlock(t *testing.T, name, block, dir string, svc *harness.Service) strin
 	var out, errb strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Run(); err != nil {
-		t.Fatalf("README block %q failed: %v\n--- as run:\n%s\n--- stdout:\n%s--- stderr:\n%s", name, err, block, out.String(), errb.String())
+		t.Fatalf("block %q failed: %v\n--- as run:\n%s\n--- stdout:\n%s--- stderr:\n%s", name, err, block, out.String(), errb.String())
 	}
 	return out.String()
 }
 
 // TestReadmeQuickStart runs the README's Quick start in its two terminals,
-// then its alectl, grpcurl and key-management blocks, against examples/.
+// then the alectl, grpcurl, key-management, rewrap and POS-side blocks of
+// docs/clients.md and docs/keys.md, against examples/.
 func TestReadmeQuickStart(t *testing.T) {
 	blocks := readmeBlocks(t)
 	for _, name := range []string{"terminal-1", "terminal-2", "alectl", "grpcurl", "keys", "rewrap", "alectl-http"} {
 		if blocks[name] == "" {
-			t.Fatalf("README has no block marked readme-test: %s", name)
+			t.Fatalf("no page of %v has a block marked readme-test: %s", readmePages, name)
 		}
 	}
 	svc := startBlock(t, asRun(blocks["terminal-1"], strings.NewReplacer()))
@@ -183,15 +196,15 @@ func TestReadmeQuickStart(t *testing.T) {
 	}
 }
 
-// TestReadmeLocalVault runs the README's local-Vault walkthrough: alecryptd
+// TestReadmeLocalVault runs docs/vault.md's local-Vault walkthrough: alecryptd
 // on an empty Vault warns, naming the path, and says so in /readyz; the
-// README's `vault kv put` of examples/vault-key.json is then served.
+// page's `vault kv put` of examples/vault-key.json is then served.
 func TestReadmeLocalVault(t *testing.T) {
 	blocks := readmeBlocks(t)
 	if blocks["vault-alecryptd"] == "" || blocks["vault-put"] == "" {
-		t.Fatal("README has no blocks marked readme-test: vault-alecryptd and vault-put")
+		t.Fatalf("no page of %v has the blocks marked readme-test: vault-alecryptd and vault-put", readmePages)
 	}
-	v := harness.StartVault(t) // the README's first terminal, on a free port
+	v := harness.StartVault(t) // the page's first terminal, on a free port
 	vaddrs := strings.NewReplacer("http://127.0.0.1:8200", v.Addr)
 	svc := startBlock(t, asRun(blocks["vault-alecryptd"], vaddrs))
 	const warn = `"level":"WARN","msg":"keystore is empty: no keys to serve; every call fails until keys are added there","path":"secret/alecrypt/keys"`

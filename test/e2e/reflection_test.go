@@ -78,7 +78,7 @@ func TestGrpcurlDescribeShowsProtoComments(t *testing.T) {
 	}
 }
 
-// TestBufCurl runs the README's buf curl commands against alecryptd over all
+// TestBufCurl runs docs/clients.md's buf curl commands against alecryptd over all
 // three protocols, with the schema from reflection only.
 func TestBufCurl(t *testing.T) {
 	svc := harness.StartAlecryptd(t, harness.StartOptions{})

@@ -9,7 +9,7 @@ import (
 	"github.com/alecrypt/alecrypt/test/harness"
 )
 
-// TestAlectlRewrapRotation is the rotation the README describes, on the real
+// TestAlectlRewrapRotation is the rotation docs/keys.md describes, on the real
 // binaries: messages stored under a key are moved under a new primary with
 // `alectl rewrap` after the old key was retired, `alectl keys list` shows
 // which keys this replica used and when, and the old key can then be

@@ -452,7 +452,7 @@ func (x *KeyInfo) GetUsage() *KeyUsage {
 // anyone can forge it; every aes-256-gcm message carries its tag and counts)
 // and an encryption of an empty plaintext. Before disabling a retired key,
 // check that every replica reports no recent use of it, over a period longer
-// than any client's retry or queue (README, "Is a key still used?").
+// than any client's retry or queue (docs/keys.md, "Is a key still used?").
 type KeyUsage struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Successful encryptions of a non-empty plaintext under the key (Encrypt,
