@@ -34,8 +34,9 @@ const (
 
 // MemoryPerRequestByte is what a call is charged against the in-flight
 // budget per byte of its request message: the heap a 4 MiB Encrypt was
-// measured to hold (BENCHMARKS.md, "Memory under load": about 5.3x, rounded
-// up). connect-go's read buffer (grown by doubling, then pooled), the
+// measured to hold, about 5.3 times its size (about 21 MiB of live heap per
+// call after GC, with GODEBUG=gctrace=1 and test/bench/memory.sh), rounded
+// up. connect-go's read buffer (grown by doubling, then pooled), the
 // decoded message, the result and the marshalled response (pooled too) each
 // hold about the request's size or twice it while the call runs. The budget
 // is then the live heap of calls; with GOGC=100 the process's RSS stays
