@@ -3,8 +3,9 @@ package wire
 import "github.com/alecrypt/alecrypt/service/jsonscan"
 
 // The fast path of ParseFrame: encoding/json's decoder was 12 % of
-// alegate's CPU under WebSocket load, and this path reads a frame at about a
-// tenth of its cost (BenchmarkParseFrame). It reads only the frame every client
+// alegate's CPU under WebSocket load, and this path reads a frame five to
+// twenty times faster, with 2 allocations instead of about 50
+// (BenchmarkParseFrame, 64 B to 64 KiB). It reads only the frame every client
 // sends, a JSON object whose members are exactly "iv", "fingerprint" and
 // "message", each at most once, in any order, with JSON whitespace, whose
 // values are strings of plain characters: printable ASCII (and DEL) without
