@@ -14,8 +14,10 @@ FUZZ_TARGETS := \
 	./service/key:FuzzUnmarshalRecord \
 	./service/keystore/filestore:FuzzParse \
 	./service/portal:FuzzFetchAll \
-	./service/engine:FuzzValidJSON \
-	./service/api:FuzzContentType
+	./service/jsonscan:FuzzValidJSON \
+	./service/api:FuzzContentType \
+	./service/rpcframe:FuzzSplit \
+	./service/rpcframe:FuzzOutcome
 
 # The pinned TypeScript toolchain (protoc-gen-es, connect-node, tsx, typescript),
 # installed only when package-lock.json is newer than the installed tree.

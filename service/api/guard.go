@@ -2,7 +2,6 @@ package api
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -20,6 +19,7 @@ import (
 
 	"github.com/alecrypt/alecrypt/gen/ale/v1/alev1connect"
 	"github.com/alecrypt/alecrypt/service/authn"
+	"github.com/alecrypt/alecrypt/service/rpcframe"
 )
 
 // Defaults of the HTTP layer's limits.
@@ -34,8 +34,9 @@ const (
 
 // MemoryPerRequestByte is what a call is charged against the in-flight
 // budget per byte of its request message: the heap a 4 MiB Encrypt was
-// measured to hold (BENCHMARKS.md, "Memory under load": about 5.3x, rounded
-// up). connect-go's read buffer (grown by doubling, then pooled), the
+// measured to hold, about 5.3 times its size (about 21 MiB of live heap per
+// call after GC, with GODEBUG=gctrace=1 and test/bench/memory.sh), rounded
+// up. connect-go's read buffer (grown by doubling, then pooled), the
 // decoded message, the result and the marshalled response (pooled too) each
 // hold about the request's size or twice it while the call runs. The budget
 // is then the live heap of calls; with GOGC=100 the process's RSS stays
@@ -77,15 +78,11 @@ const callerShareDivisor = 4
 // this; it is a backstop against a bug, not a limit anyone should meet.
 const maxCallers = 1 << 16
 
-// envelopePrefix is the 5-byte frame header of gRPC, gRPC-Web and Connect
-// streaming messages: flags, then the length (big-endian uint32).
-const envelopePrefix = 5
-
 // MinInflightBytes is the least budget (and the least share of a caller)
 // that admits a stream carrying one request of maxRequest bytes, and so
 // any one request.
 func MinInflightBytes(maxRequest int) int64 {
-	return int64(maxRequest+envelopePrefix)*MemoryPerRequestByte + StreamCharge
+	return int64(maxRequest+rpcframe.PrefixLen)*MemoryPerRequestByte + StreamCharge
 }
 
 // DefaultPerCaller is the share of a budget of maxInflight bytes that one
@@ -282,7 +279,7 @@ func (g *guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		k = callerKey{id: r.RemoteAddr, conn: true}
 	}
 	stream := streamingProcedures[r.URL.Path]
-	enveloped := isEnveloped(ct)
+	enveloped := rpcframe.IsEnveloped(ct)
 	if stream && !enveloped {
 		// connect-go serves a stream only over an enveloped protocol; refusing
 		// anything else here means no stream is read without being charged
@@ -298,7 +295,7 @@ func (g *guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	} else {
 		b = new(bodyReader)
 	}
-	*b = bodyReader{g: g, lane: l, key: k, src: r.Body, rc: *http.NewResponseController(w), c: c, stream: stream, enveloped: enveloped, hdrOut: envelopePrefix}
+	*b = bodyReader{g: g, lane: l, key: k, src: r.Body, rc: *http.NewResponseController(w), c: c, stream: stream, enveloped: enveloped, hdrOut: rpcframe.PrefixLen}
 	// Charged up front, before anything is read: a stream's StreamCharge, a
 	// unary call's fixed charge in a lane that has one, and a whole unary
 	// body whose size is known (its messages otherwise, one by one).
@@ -312,7 +309,7 @@ func (g *guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		_ = b.rc.SetReadDeadline(time.Now().Add(g.readTimeout))
 		if !b.enveloped || r.ContentLength >= 0 {
 			n := r.ContentLength
-			if n > l.maxMessage+envelopePrefix {
+			if n > l.maxMessage+rpcframe.PrefixLen {
 				g.refuse(w, r, c, errTooLarge)
 				return
 			}
@@ -401,12 +398,6 @@ func (g *guard) drainAll() {
 	}
 }
 
-// isEnveloped reports whether the request's body is a sequence of enveloped
-// messages: gRPC, gRPC-Web or Connect streaming.
-func isEnveloped(ct string) bool {
-	return strings.HasPrefix(ct, "application/grpc") || strings.HasPrefix(ct, "application/connect+")
-}
-
 // contentType is the request's media type as connect-go decides the
 // protocol on it (canonicalizeContentType in its protocol.go): parsed and
 // lower-cased, or the header as sent when it does not parse. Comparing the
@@ -460,8 +451,8 @@ type bodyReader struct {
 	held      int64 // budget charged for messages and not yet released
 	read      int64 // body bytes read
 
-	hdr    [envelopePrefix]byte
-	hdrOut int   // bytes of hdr handed to the reader (envelopePrefix: all)
+	hdr    rpcframe.Prefix
+	hdrOut int   // bytes of hdr handed to the reader (rpcframe.PrefixLen: all)
 	left   int64 // payload bytes of the current message still to come
 
 	mu       sync.Mutex
@@ -616,7 +607,7 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 }
 
 func (b *bodyReader) readEnveloped(p []byte) (int, error) {
-	if b.hdrOut < envelopePrefix { // the rest of a header read by nextMessage
+	if b.hdrOut < rpcframe.PrefixLen { // the rest of a header read by nextMessage
 		n := copy(p, b.hdr[b.hdrOut:])
 		b.hdrOut += n
 		return n, nil
@@ -668,7 +659,7 @@ func (b *bodyReader) nextMessage() error {
 	case err != nil:
 		return b.wrap(err)
 	}
-	if b.stream && b.buffered() < envelopePrefix-1 {
+	if b.stream && b.buffered() < rpcframe.PrefixLen-1 {
 		b.setTimed(true) // a message, once started, must arrive in time
 	}
 	if _, err := io.ReadFull(srcReader{b}, b.hdr[1:]); err != nil {
@@ -677,8 +668,8 @@ func (b *bodyReader) nextMessage() error {
 		}
 		return b.wrap(err)
 	}
-	b.read += envelopePrefix
-	size := int64(binary.BigEndian.Uint32(b.hdr[1:]))
+	b.read += rpcframe.PrefixLen
+	size := int64(b.hdr.Size())
 	if size > b.lane.maxMessage {
 		return b.fail(errTooLarge)
 	}

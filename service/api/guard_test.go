@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -28,6 +27,7 @@ import (
 	"github.com/alecrypt/alecrypt/service/authn"
 	"github.com/alecrypt/alecrypt/service/engine"
 	"github.com/alecrypt/alecrypt/service/keyring"
+	"github.com/alecrypt/alecrypt/service/rpcframe"
 )
 
 // guarded is the real handler behind authn.Middleware, as alecryptd serves
@@ -147,11 +147,7 @@ func lines(t *testing.T, buf *syncBuffer, key, value string) []map[string]any {
 }
 
 // grpcFrame is one gRPC / Connect-streaming message on the wire.
-func grpcFrame(payload []byte) []byte {
-	out := make([]byte, 5, 5+len(payload))
-	binary.BigEndian.PutUint32(out[1:], uint32(len(payload)))
-	return append(out, payload...)
-}
+func grpcFrame(payload []byte) []byte { return rpcframe.Append(nil, 0, payload) }
 
 func mustMarshal(t *testing.T, m proto.Message) []byte {
 	t.Helper()
@@ -688,11 +684,11 @@ func TestStreamResponsesNotHeldForLaterRequests(t *testing.T) {
 			}
 			next := func() string {
 				t.Helper()
-				var hdr [5]byte
+				var hdr rpcframe.Prefix
 				if _, err := io.ReadFull(res.Body, hdr[:]); err != nil {
 					t.Fatalf("reading a response: %v", err)
 				}
-				msg := make([]byte, binary.BigEndian.Uint32(hdr[1:]))
+				msg := make([]byte, hdr.Size())
 				if _, err := io.ReadFull(res.Body, msg); err != nil {
 					t.Fatalf("reading a response: %v", err)
 				}

@@ -1,7 +1,11 @@
 // Package api owns alecrypt's Connect surface: the ale.v1 CryptoService and
 // KeyService handlers, the one mapping from domain errors to Connect codes and
 // ALE error details, the request interceptors, and the HTTP handler that also
-// serves gRPC health and server reflection.
+// serves gRPC health and server reflection, with the guard in front of it
+// (authentication, the in-flight budget, read deadlines) and the observer
+// that records calls refused before the interceptors ran. The RPC framing
+// both read (envelopes, end-of-stream messages, gRPC status) is package
+// rpcframe's.
 //
 // Handlers translate between protobuf and package engine and do nothing else;
 // cross-cutting work (logging, request ids) lives in interceptors. Nothing here

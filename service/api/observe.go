@@ -2,11 +2,7 @@ package api
 
 import (
 	"context"
-	"encoding/binary"
-	"encoding/json"
 	"net/http"
-	"net/url"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -14,6 +10,7 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/alecrypt/alecrypt/service/audit"
+	"github.com/alecrypt/alecrypt/service/rpcframe"
 )
 
 // call is one ale.v1 call as the HTTP layer sees it. connect-go refuses some
@@ -62,14 +59,14 @@ func (o *observer) begin(r *http.Request, ct string) *call {
 		return nil
 	}
 	ids := newRequestIDs(r.Header)
-	return &call{id: ids.ours, callerID: ids.caller, procedure: r.URL.Path, protocol: protocolOf(ct), start: time.Now()}
+	return &call{id: ids.ours, callerID: ids.caller, procedure: r.URL.Path, protocol: rpcframe.Protocol(ct), start: time.Now()}
 }
 
 func (o *observer) finish(ctx context.Context, c *call, rec *recorder) {
 	if c.handled.Load() {
 		return
 	}
-	code, msg, failed := rec.outcome(c.protocol)
+	code, msg, failed := rpcframe.Outcome(c.protocol, rec.status, rec.Header(), rec.body)
 	if !failed {
 		return
 	}
@@ -99,16 +96,6 @@ func (o *observer) finish(ctx context.Context, c *call, rec *recorder) {
 type connectRefusal string
 
 func (e connectRefusal) Error() string { return "refused before the handler: " + string(e) }
-
-func protocolOf(ct string) string {
-	switch {
-	case strings.HasPrefix(ct, "application/grpc-web"):
-		return connect.ProtocolGRPCWeb
-	case strings.HasPrefix(ct, "application/grpc"):
-		return connect.ProtocolGRPC
-	}
-	return connect.ProtocolConnect
-}
 
 // recorder keeps what the observer needs of a response: its status, and
 // its body while the interceptors have not taken the call (then the body is
@@ -157,108 +144,3 @@ func (r *recorder) flush() {
 
 // Unwrap lets http.ResponseController reach the connection (read deadlines).
 func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
-
-// outcome reads the Connect code and message of a finished response in the
-// call's protocol; failed is false for a success.
-func (r *recorder) outcome(protocol string) (code connect.Code, msg string, failed bool) {
-	switch protocol {
-	case connect.ProtocolGRPC, connect.ProtocolGRPCWeb:
-		status, message := r.grpcStatus()
-		if status == "" {
-			return httpToCode(r.status)
-		}
-		n, err := strconv.Atoi(status)
-		if err != nil {
-			return connect.CodeUnknown, "unparsable grpc-status", true
-		}
-		return connect.Code(n), message, n != 0
-	}
-	var wire struct {
-		Code    connect.Code `json:"code"`
-		Message string       `json:"message"`
-	}
-	body := r.body
-	if strings.HasPrefix(r.Header().Get("Content-Type"), "application/connect+") {
-		// Connect streaming: the error is in the end-of-stream message.
-		var end struct {
-			Error *json.RawMessage `json:"error"`
-		}
-		for len(body) >= envelopePrefix {
-			size := int(binary.BigEndian.Uint32(body[1:envelopePrefix]))
-			if len(body) < envelopePrefix+size {
-				break
-			}
-			if body[0]&2 != 0 && json.Unmarshal(body[envelopePrefix:envelopePrefix+size], &end) == nil && end.Error != nil {
-				if json.Unmarshal(*end.Error, &wire) == nil {
-					return wire.Code, wire.Message, true
-				}
-			}
-			body = body[envelopePrefix+size:]
-		}
-		return httpToCode(r.status)
-	}
-	if r.status == http.StatusOK || r.status == 0 {
-		return 0, "", false
-	}
-	if json.Unmarshal(body, &wire) == nil && wire.Code != 0 {
-		return wire.Code, wire.Message, true
-	}
-	return httpToCode(r.status)
-}
-
-// grpcStatus finds grpc-status and grpc-message: in the headers of a
-// trailers-only response, as HTTP trailers (gRPC), or in the trailer frame
-// that ends a gRPC-Web body.
-func (r *recorder) grpcStatus() (status, message string) {
-	for k, v := range r.Header() {
-		switch strings.ToLower(strings.TrimPrefix(k, http.TrailerPrefix)) {
-		case "grpc-status":
-			status = v[0]
-		case "grpc-message":
-			message, _ = url.PathUnescape(v[0])
-		}
-	}
-	if status != "" {
-		return status, message
-	}
-	body := r.body
-	for len(body) >= envelopePrefix {
-		size := int(binary.BigEndian.Uint32(body[1:envelopePrefix]))
-		if len(body) < envelopePrefix+size {
-			break
-		}
-		if body[0]&0x80 != 0 {
-			for line := range strings.SplitSeq(string(body[envelopePrefix:envelopePrefix+size]), "\r\n") {
-				k, v, _ := strings.Cut(line, ":")
-				switch strings.ToLower(strings.TrimSpace(k)) {
-				case "grpc-status":
-					status = strings.TrimSpace(v)
-				case "grpc-message":
-					message, _ = url.PathUnescape(strings.TrimSpace(v))
-				}
-			}
-		}
-		body = body[envelopePrefix+size:]
-	}
-	return status, message
-}
-
-// httpToCode maps an HTTP status without an RPC error (405, 415, 505 from
-// connect-go's routing) as gRPC does for HTTP errors.
-func httpToCode(status int) (connect.Code, string, bool) {
-	switch status {
-	case 0, http.StatusOK:
-		return 0, "", false
-	case http.StatusBadRequest:
-		return connect.CodeInternal, http.StatusText(status), true
-	case http.StatusUnauthorized:
-		return connect.CodeUnauthenticated, http.StatusText(status), true
-	case http.StatusForbidden:
-		return connect.CodePermissionDenied, http.StatusText(status), true
-	case http.StatusNotFound:
-		return connect.CodeUnimplemented, http.StatusText(status), true
-	case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
-		return connect.CodeUnavailable, http.StatusText(status), true
-	}
-	return connect.CodeUnknown, http.StatusText(status), true
-}

@@ -1,4 +1,4 @@
-package engine
+package jsonscan
 
 import (
 	"encoding/json"
@@ -8,7 +8,7 @@ import (
 )
 
 // jsonCases are inputs at every edge of the grammar; TestValidJSON holds
-// validJSON to encoding/json.Valid on each, and FuzzValidJSON starts from them.
+// Valid to encoding/json.Valid on each, and FuzzValidJSON starts from them.
 var jsonCases = []string{
 	``, ` `, `{}`, `[]`, ` {} `, "\t[\n]\r", `{`, `}`, `[`, `]`, `{]`, `[}`, `{}}`, `[]]`, `{} {}`, `[] x`,
 	`{"a":1}`, `{"a" : 1 , "b" : [true,false,null]}`, `{"a":}`, `{"a"}`, `{"a":1,}`, `{,"a":1}`, `{a:1}`, `{'a':1}`,
@@ -29,13 +29,13 @@ var jsonCases = []string{
 func TestValidJSON(t *testing.T) {
 	t.Parallel()
 	for i, in := range jsonCases {
-		if got, want := validJSON([]byte(in)), json.Valid([]byte(in)); got != want {
-			t.Errorf("case %d %q: validJSON = %v, json.Valid = %v", i, truncateCase(in), got, want)
+		if got, want := Valid([]byte(in)), json.Valid([]byte(in)); got != want {
+			t.Errorf("case %d %q: Valid = %v, json.Valid = %v", i, truncateCase(in), got, want)
 		}
 	}
 }
 
-// FuzzValidJSON: validJSON and encoding/json.Valid agree on every input.
+// FuzzValidJSON: Valid and encoding/json.Valid agree on every input.
 func FuzzValidJSON(f *testing.F) {
 	for _, in := range jsonCases {
 		if len(in) < 4096 {
@@ -43,8 +43,8 @@ func FuzzValidJSON(f *testing.F) {
 		}
 	}
 	f.Fuzz(func(t *testing.T, in []byte) {
-		if got, want := validJSON(in), json.Valid(in); got != want {
-			t.Fatalf("%q: validJSON = %v, json.Valid = %v", truncateCase(string(in)), got, want)
+		if got, want := Valid(in), json.Valid(in); got != want {
+			t.Fatalf("%q: Valid = %v, json.Valid = %v", truncateCase(string(in)), got, want)
 		}
 	})
 }
@@ -63,7 +63,7 @@ func BenchmarkValidJSON(b *testing.B) {
 	for _, impl := range []struct {
 		name  string
 		valid func([]byte) bool
-	}{{"validJSON", validJSON}, {"encoding-json", json.Valid}} {
+	}{{"Valid", Valid}, {"encoding-json", json.Valid}} {
 		b.Run(impl.name, func(b *testing.B) {
 			b.SetBytes(int64(len(order)))
 			b.ReportAllocs()
