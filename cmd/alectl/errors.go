@@ -41,9 +41,12 @@ func (r *remote) callError(kind op, ref *alev1.KeyRef, fingerprint string, err e
 	if !errors.As(err, &ce) {
 		return err
 	}
-	if r.grpc && ce.Code() == connect.CodeUnavailable && strings.Contains(ce.Message(), "http2:") {
+	if r.grpc && (ce.Code() == connect.CodeUnavailable && strings.Contains(ce.Message(), "http2:") ||
+		errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET)) {
 		// --grpc speaks HTTP/2 without TLS; a plain HTTP/1.1 server (the
-		// metrics port) answers in a form HTTP/2 cannot read.
+		// metrics port) answers in a form HTTP/2 cannot read, or, as
+		// often as the scheduler decides, has already closed the
+		// connection on the HTTP/2 preface while alectl still writes.
 		return fmt.Errorf("%s is not an alecryptd API port: it does not speak HTTP/2 without TLS (h2c), as alecryptd's does "+
 			"(is it the metrics port, default 9090?); point --addr or ALECRYPT_ADDR at alecryptd's --listen address (default http://127.0.0.1:8080)", r.addr)
 	}

@@ -1,4 +1,4 @@
-package e2e
+package main
 
 import (
 	"bufio"
@@ -14,32 +14,45 @@ import (
 	"testing"
 	"time"
 
+	"filippo.io/age"
 	"github.com/rogpeppe/go-internal/testscript"
 
 	"github.com/alecrypt/alecrypt/test/harness"
+	"github.com/alecrypt/alecrypt/test/kitchentest"
 )
 
-// TestAlectlScripts runs testdata/script/*.txt: alectl as a user types it,
-// with the exact output and exit status of each command (age's
-// cmd/age/testdata is the model). The scripts run the binaries the harness
-// built, in a work directory with examples/ linked in, and start
-// alecryptd and alegate on free ports with the commands below.
+// TestMain makes this test binary alectl itself when a script runs
+// "alectl": the scripts test the code of this package, not a binary built
+// from another checkout.
+func TestMain(m *testing.M) {
+	testscript.Main(m, map[string]func(){"alectl": main})
+}
+
+// TestAlectlScripts runs testdata/script/*.txt: every alectl command as a
+// user types it, with its exact output and exit status (age's
+// cmd/age/testdata is the model). The scripts run in a work directory with
+// examples/ linked in, against a real alecryptd and alegate (the binaries
+// the harness builds) started on free ports with the commands below.
 //
 //	start-alecryptd [flags]    alecryptd in $WORK (its default ./alecrypt-data/keystore.json),
 //	                           then ADDR (its URL, also ALECRYPT_ADDR) and METRICS (its metrics URL)
 //	start-alegate UPSTREAM     alegate in front of UPSTREAM, calling $ADDR; then GATE (its URL)
+//	start-kitchen              an echoing kitchen backend (test/kitchentest); then KITCHEN (its URL)
 //	closed-port                CLOSED: the URL of a loopback port nothing listens on
 //	status N PROG [ARGS...]    runs PROG like exec and wants exit status N exactly
 //	wait-key [--alias A]       until $ADDR resolves the key (a keystore edit takes up to --refresh)
+//	age-identity FILE          a fresh age X25519 identity in FILE; then RECIPIENT (its public
+//	                           key) and IDENTITY (the private key itself, to check it is never echoed)
 func TestAlectlScripts(t *testing.T) {
 	bin := harness.Binaries(t)
 	root := harness.RepoRoot()
 	testscript.Run(t, testscript.Params{
-		Dir: filepath.Join("testdata", "script"),
+		Dir:                 filepath.Join("testdata", "script"),
+		RequireExplicitExec: true,
 		Setup: func(env *testscript.Env) error {
-			env.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
 			// None of the programs' settings leak in from the caller.
-			for _, k := range []string{"ALECRYPT_ADDR", "ALECRYPT_KEYSTORE", "ALECRYPT_TOKEN", "ALECRYPT_CA"} {
+			for _, k := range []string{"ALECRYPT_ADDR", "ALECRYPT_KEYSTORE", "ALECRYPT_KEYSTORE_IDENTITY", "ALECRYPT_TOKEN",
+				"ALECRYPT_CA", "ALECRYPT_CERT", "ALECRYPT_KEY", "ALECRYPT_AUDIT_CHAIN_KEY"} {
 				env.Setenv(k, "")
 			}
 			return os.Symlink(filepath.Join(root, "examples"), filepath.Join(env.WorkDir, "examples"))
@@ -59,6 +72,11 @@ func TestAlectlScripts(t *testing.T) {
 				addrs := startScriptProgram(ts, filepath.Join(bin, "alegate"), []string{"--listen", "127.0.0.1:0",
 					"--metrics-listen", "127.0.0.1:0", "--upstream", args[0], "--crypto", ts.Getenv("ADDR")}, "alegate listening")
 				ts.Setenv("GATE", "http://"+addrs["alegate listening"])
+			},
+			"start-kitchen": func(ts *testscript.TestScript, neg bool, args []string) {
+				k := kitchentest.Start(t)
+				ts.Defer(k.Close)
+				ts.Setenv("KITCHEN", k.URL)
 			},
 			"closed-port": func(ts *testscript.TestScript, neg bool, args []string) {
 				// A port the kernel just handed out and that is closed again:
@@ -88,9 +106,9 @@ func TestAlectlScripts(t *testing.T) {
 			},
 			"wait-key": func(ts *testscript.TestScript, neg bool, args []string) {
 				deadline := time.Now().Add(10 * time.Second)
+				getenv := func(string) string { return "" }
 				for {
-					cmd := exec.Command(filepath.Join(bin, "alectl"), append([]string{"resolve", "--addr", ts.Getenv("ADDR")}, args...)...)
-					if cmd.Run() == nil {
+					if run(append([]string{"resolve", "--addr", ts.Getenv("ADDR")}, args...), nil, io.Discard, io.Discard, getenv) == 0 {
 						return
 					}
 					if time.Now().After(deadline) {
@@ -98,6 +116,16 @@ func TestAlectlScripts(t *testing.T) {
 					}
 					time.Sleep(50 * time.Millisecond)
 				}
+			},
+			"age-identity": func(ts *testscript.TestScript, neg bool, args []string) {
+				if len(args) != 1 {
+					ts.Fatalf("usage: age-identity FILE")
+				}
+				id, err := age.GenerateX25519Identity()
+				ts.Check(err)
+				ts.Check(os.WriteFile(ts.MkAbs(args[0]), []byte(id.String()+"\n"), 0o600))
+				ts.Setenv("RECIPIENT", id.Recipient().String())
+				ts.Setenv("IDENTITY", id.String())
 			},
 		},
 	})
