@@ -11,13 +11,13 @@ FUZZTIME ?= 20000x
 FUZZ_TARGETS := \
 	./service/wire:FuzzParseFrame \
 	./service/wire:FuzzParseFramePlain \
-	./service/key:FuzzUnmarshalRecord \
-	./service/keystore/filestore:FuzzParse \
-	./service/portal:FuzzFetchAll \
-	./service/jsonscan:FuzzValidJSON \
-	./service/api:FuzzContentType \
-	./service/rpcframe:FuzzSplit \
-	./service/rpcframe:FuzzOutcome
+	./internal/key:FuzzUnmarshalRecord \
+	./internal/keystore/filestore:FuzzParse \
+	./internal/portal:FuzzFetchAll \
+	./internal/jsonscan:FuzzValidJSON \
+	./internal/api:FuzzContentType \
+	./internal/rpcframe:FuzzSplit \
+	./internal/rpcframe:FuzzOutcome
 
 # The pinned TypeScript toolchain (protoc-gen-es, connect-node, tsx, typescript),
 # installed only when package-lock.json is newer than the installed tree.
@@ -109,7 +109,7 @@ deploy-test:
 
 ## bench: the in-process ceiling (ciphers, engine, Connect handler)
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./service/suite ./service/engine ./service/api
+	$(GO) test -run '^$$' -bench . -benchmem ./internal/suite ./internal/engine ./internal/api
 
 ## bench-load: alecryptd against Vault Transit (BENCHMARKS.md); QUICK=1 for a 30 s check
 bench-load:

@@ -166,7 +166,7 @@ func TestDockerfile(t *testing.T) {
 		}
 	}
 	for _, want := range []string{"CGO_ENABLED=0", "go build", "-trimpath", `-ldflags="-s -w `,
-		"-X github.com/alecrypt/alecrypt/service/cli.version=${VERSION}", "-X github.com/alecrypt/alecrypt/service/cli.commit=${COMMIT}"} {
+		"-X github.com/alecrypt/alecrypt/internal/cli.version=${VERSION}", "-X github.com/alecrypt/alecrypt/internal/cli.commit=${COMMIT}"} {
 		if !strings.Contains(goBuild, want) {
 			t.Errorf("the build stage's go build (%q) lacks %s", goBuild, want)
 		}
@@ -205,12 +205,12 @@ func TestDockerignore(t *testing.T) {
 	t.Parallel()
 	pm := readDockerignore(t)
 	for _, p := range []string{"node_modules/x/package.json", ".git/HEAD", "alecrypt-data/keystore.json", "bin/alecryptd", "deploy/go.mod",
-		"service/suite/testdata/webcrypto_vectors.json", "service/key/record_test.go"} {
+		"internal/suite/testdata/webcrypto_vectors.json", "internal/key/record_test.go"} {
 		if excluded, _ := pm.MatchesOrParentMatches(p); !excluded {
 			t.Errorf("%s is in the build context: exclude it in .dockerignore", p)
 		}
 	}
-	for _, p := range []string{"go.mod", "go.sum", "cmd/alecryptd/main.go", "service/api/handler.go", "gen/ale/v1/crypto.pb.go"} {
+	for _, p := range []string{"go.mod", "go.sum", "cmd/alecryptd/main.go", "internal/api/handler.go", "gen/ale/v1/crypto.pb.go"} {
 		if excluded, _ := pm.MatchesOrParentMatches(p); excluded {
 			t.Errorf("%s is excluded by .dockerignore, but the build needs it", p)
 		}

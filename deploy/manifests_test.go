@@ -36,8 +36,8 @@ import (
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 	"sigs.k8s.io/yaml"
 
-	"github.com/alecrypt/alecrypt/service/engine"
-	"github.com/alecrypt/alecrypt/service/policy"
+	"github.com/alecrypt/alecrypt/internal/engine"
+	"github.com/alecrypt/alecrypt/internal/policy"
 )
 
 const (
@@ -1066,7 +1066,7 @@ func checkNetworkPolicy(t *testing.T, r rendered) {
 }
 
 // checkCallerPolicy parses the example policy with alecryptd's own parser
-// (service/policy), so the example is refused here exactly when alecryptd
+// (internal/policy), so the example is refused here exactly when alecryptd
 // would refuse it, and adds what an example must also get right: no field
 // given twice (the parser, like encoding/json, keeps the last), operations
 // and keys for every caller, and an entry for alegate's certificate.

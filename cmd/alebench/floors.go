@@ -22,10 +22,10 @@ import (
 	"github.com/alecrypt/alecrypt/cmd/alebench/internal/loadgen"
 	alev1 "github.com/alecrypt/alecrypt/gen/ale/v1"
 	"github.com/alecrypt/alecrypt/gen/ale/v1/alev1connect"
-	"github.com/alecrypt/alecrypt/service/engine"
-	"github.com/alecrypt/alecrypt/service/keyring"
-	"github.com/alecrypt/alecrypt/service/keystore/filestore"
-	"github.com/alecrypt/alecrypt/service/tlsconfig"
+	"github.com/alecrypt/alecrypt/internal/engine"
+	"github.com/alecrypt/alecrypt/internal/keyring"
+	"github.com/alecrypt/alecrypt/internal/keystore/filestore"
+	"github.com/alecrypt/alecrypt/internal/tlsconfig"
 	"github.com/alecrypt/alecrypt/service/wire"
 )
 

@@ -7,9 +7,9 @@ import (
 	"io"
 	"time"
 
-	"github.com/alecrypt/alecrypt/service/engine"
-	"github.com/alecrypt/alecrypt/service/key"
-	"github.com/alecrypt/alecrypt/service/keystore/filestore"
+	"github.com/alecrypt/alecrypt/internal/engine"
+	"github.com/alecrypt/alecrypt/internal/key"
+	"github.com/alecrypt/alecrypt/internal/keystore/filestore"
 )
 
 type genkeysConfig struct {

@@ -32,7 +32,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/alecrypt/alecrypt/service/cli"
+	"github.com/alecrypt/alecrypt/internal/cli"
 )
 
 func main() {

@@ -21,11 +21,11 @@ import (
 	vaultapi "github.com/hashicorp/vault/api"
 
 	"github.com/alecrypt/alecrypt/cmd/alebench/internal/loadgen"
-	"github.com/alecrypt/alecrypt/service/api"
-	"github.com/alecrypt/alecrypt/service/engine"
-	"github.com/alecrypt/alecrypt/service/key"
-	"github.com/alecrypt/alecrypt/service/keyring"
-	"github.com/alecrypt/alecrypt/service/keystore/filestore"
+	"github.com/alecrypt/alecrypt/internal/api"
+	"github.com/alecrypt/alecrypt/internal/engine"
+	"github.com/alecrypt/alecrypt/internal/key"
+	"github.com/alecrypt/alecrypt/internal/keyring"
+	"github.com/alecrypt/alecrypt/internal/keystore/filestore"
 	"github.com/alecrypt/alecrypt/service/secret"
 )
 

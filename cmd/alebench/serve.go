@@ -16,9 +16,9 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/alecrypt/alecrypt/internal/barefloor"
-	"github.com/alecrypt/alecrypt/service/gateway"
-	"github.com/alecrypt/alecrypt/service/keystore/filestore"
-	"github.com/alecrypt/alecrypt/service/suite"
+	"github.com/alecrypt/alecrypt/internal/gateway"
+	"github.com/alecrypt/alecrypt/internal/keystore/filestore"
+	"github.com/alecrypt/alecrypt/internal/suite"
 )
 
 // The processes `alebench floors` compares ours with, each in a process of

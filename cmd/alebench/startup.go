@@ -22,7 +22,7 @@ import (
 	"github.com/alecrypt/alecrypt/cmd/alebench/internal/loadgen"
 	alev1 "github.com/alecrypt/alecrypt/gen/ale/v1"
 	"github.com/alecrypt/alecrypt/gen/ale/v1/alev1connect"
-	"github.com/alecrypt/alecrypt/service/keystore/filestore"
+	"github.com/alecrypt/alecrypt/internal/keystore/filestore"
 )
 
 type startupConfig struct {

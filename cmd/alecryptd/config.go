@@ -9,12 +9,12 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/alecrypt/alecrypt/service/api"
-	"github.com/alecrypt/alecrypt/service/cli"
-	"github.com/alecrypt/alecrypt/service/daemon"
-	"github.com/alecrypt/alecrypt/service/daemon/vaultcfg"
-	"github.com/alecrypt/alecrypt/service/engine"
-	"github.com/alecrypt/alecrypt/service/keyring/refresh"
+	"github.com/alecrypt/alecrypt/internal/api"
+	"github.com/alecrypt/alecrypt/internal/cli"
+	"github.com/alecrypt/alecrypt/internal/daemon"
+	"github.com/alecrypt/alecrypt/internal/daemon/vaultcfg"
+	"github.com/alecrypt/alecrypt/internal/engine"
+	"github.com/alecrypt/alecrypt/internal/keyring/refresh"
 )
 
 // Config is everything alecryptd reads from flags and the environment.

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 
-	"github.com/alecrypt/alecrypt/service/keystore/filestore"
+	"github.com/alecrypt/alecrypt/internal/keystore/filestore"
 )
 
 // openFileStore is the embedded keystore, sealed when --keystore-identity

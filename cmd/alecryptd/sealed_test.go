@@ -11,9 +11,9 @@ import (
 
 	"filippo.io/age"
 
-	"github.com/alecrypt/alecrypt/service/key"
-	"github.com/alecrypt/alecrypt/service/key/keytest"
-	"github.com/alecrypt/alecrypt/service/keystore/filestore"
+	"github.com/alecrypt/alecrypt/internal/key"
+	"github.com/alecrypt/alecrypt/internal/key/keytest"
+	"github.com/alecrypt/alecrypt/internal/keystore/filestore"
 )
 
 func TestParseConfigKeystoreIdentity(t *testing.T) {
@@ -26,7 +26,7 @@ func TestParseConfigKeystoreIdentity(t *testing.T) {
 		wantErr string
 	}{
 		{name: "unset", want: ""},
-		{name: "flag", args: []string{"--keystore-identity", "/run/credentials/alecryptd.service/keystore-identity"}, want: "/run/credentials/alecryptd.service/keystore-identity"},
+		{name: "flag", args: []string{"--keystore-identity", "/run/credentials/alecryptd.internal/keystore-identity"}, want: "/run/credentials/alecryptd.internal/keystore-identity"},
 		{name: "env", env: map[string]string{"ALECRYPT_KEYSTORE_IDENTITY": "/etc/alecrypt/id"}, want: "/etc/alecrypt/id"},
 		{name: "with vault", args: []string{"--keystore", "vault", "--keystore-identity", "/x"}, wantErr: "Vault seals its own storage"},
 	} {

@@ -6,8 +6,8 @@ import (
 	"os"
 	"strings"
 
-	"github.com/alecrypt/alecrypt/service/audit"
-	"github.com/alecrypt/alecrypt/service/cli"
+	"github.com/alecrypt/alecrypt/internal/audit"
+	"github.com/alecrypt/alecrypt/internal/cli"
 )
 
 const auditUsage = `alectl audit: check alecryptd's audit trail

@@ -13,8 +13,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/alecrypt/alecrypt/service/key"
-	"github.com/alecrypt/alecrypt/service/keystore/filestore"
+	"github.com/alecrypt/alecrypt/internal/key"
+	"github.com/alecrypt/alecrypt/internal/keystore/filestore"
 	"github.com/alecrypt/alecrypt/service/secret"
 )
 

@@ -17,7 +17,7 @@ import (
 
 	"golang.org/x/term"
 
-	"github.com/alecrypt/alecrypt/service/cli"
+	"github.com/alecrypt/alecrypt/internal/cli"
 )
 
 const usage = `alectl: the alecrypt CLI

@@ -8,7 +8,7 @@ import (
 
 	"filippo.io/age"
 
-	"github.com/alecrypt/alecrypt/service/keystore/filestore"
+	"github.com/alecrypt/alecrypt/internal/keystore/filestore"
 )
 
 // identityFlag registers --identity, the age identity file that opens a

@@ -11,9 +11,9 @@ import (
 	"time"
 
 	alev1 "github.com/alecrypt/alecrypt/gen/ale/v1"
-	"github.com/alecrypt/alecrypt/service/cli"
-	"github.com/alecrypt/alecrypt/service/daemon"
-	"github.com/alecrypt/alecrypt/service/gateway"
+	"github.com/alecrypt/alecrypt/internal/cli"
+	"github.com/alecrypt/alecrypt/internal/daemon"
+	"github.com/alecrypt/alecrypt/internal/gateway"
 )
 
 // Config is everything alegate reads from flags and the environment.

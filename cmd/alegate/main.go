@@ -15,11 +15,11 @@ import (
 	"connectrpc.com/otelconnect"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/alecrypt/alecrypt/internal/daemon"
+	"github.com/alecrypt/alecrypt/internal/gateway"
+	"github.com/alecrypt/alecrypt/internal/metrics"
+	"github.com/alecrypt/alecrypt/internal/tracing"
 	"github.com/alecrypt/alecrypt/service/client"
-	"github.com/alecrypt/alecrypt/service/daemon"
-	"github.com/alecrypt/alecrypt/service/gateway"
-	"github.com/alecrypt/alecrypt/service/metrics"
-	"github.com/alecrypt/alecrypt/service/tracing"
 )
 
 func main() {

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	alev1 "github.com/alecrypt/alecrypt/gen/ale/v1"
-	"github.com/alecrypt/alecrypt/service/gateway"
+	"github.com/alecrypt/alecrypt/internal/gateway"
 )
 
 func TestParseConfig(t *testing.T) {

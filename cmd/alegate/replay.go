@@ -10,7 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/alecrypt/alecrypt/service/replay"
+	"github.com/alecrypt/alecrypt/internal/replay"
 )
 
 // replayConfig is alegate's replay rejection: off unless --replay-window.

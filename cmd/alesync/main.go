@@ -1,8 +1,8 @@
 // Command alesync copies the Portal's Secret Keys into Vault, once or on an
 // interval: new and changed keys are written with check-and-set, keys the
 // Portal no longer lists become decrypt-only (never deleted), and a run
-// against an unchanged Portal writes nothing. See service/keysync for the
-// rules and service/portal for the Portal contract.
+// against an unchanged Portal writes nothing. See internal/keysync for the
+// rules and internal/portal for the Portal contract.
 //
 // A Portal failure aborts the run before anything is written; a Vault failure
 // affects only the keys it touches. Each run ends with one summary line on
@@ -26,15 +26,15 @@ import (
 	"strings"
 	"time"
 
-	"github.com/alecrypt/alecrypt/service/cli"
-	"github.com/alecrypt/alecrypt/service/daemon"
-	"github.com/alecrypt/alecrypt/service/daemon/vaultcfg"
-	"github.com/alecrypt/alecrypt/service/keysync"
-	"github.com/alecrypt/alecrypt/service/metrics"
-	"github.com/alecrypt/alecrypt/service/portal"
+	"github.com/alecrypt/alecrypt/internal/cli"
+	"github.com/alecrypt/alecrypt/internal/daemon"
+	"github.com/alecrypt/alecrypt/internal/daemon/vaultcfg"
+	"github.com/alecrypt/alecrypt/internal/keysync"
+	"github.com/alecrypt/alecrypt/internal/metrics"
+	"github.com/alecrypt/alecrypt/internal/portal"
+	"github.com/alecrypt/alecrypt/internal/tlsconfig"
+	"github.com/alecrypt/alecrypt/internal/vaultauth"
 	"github.com/alecrypt/alecrypt/service/secret"
-	"github.com/alecrypt/alecrypt/service/tlsconfig"
-	"github.com/alecrypt/alecrypt/service/vaultauth"
 )
 
 // portalRequestTimeout bounds one page request, body included: a 64 MiB page

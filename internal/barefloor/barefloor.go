@@ -1,7 +1,7 @@
 // Package barefloor is the floor alecryptd's unary path is measured against:
 // our generated Connect handler doing only the cipher, with no guard,
 // interceptors, policy, audit, metrics or key lookup. It is what
-// `alebench serve bare` serves and what service/api's
+// `alebench serve bare` serves and what internal/api's
 // BenchmarkServeEncryptJSON compares alecryptd's handler with, so both
 // measure against the same code.
 package barefloor
@@ -15,7 +15,7 @@ import (
 
 	alev1 "github.com/alecrypt/alecrypt/gen/ale/v1"
 	"github.com/alecrypt/alecrypt/gen/ale/v1/alev1connect"
-	"github.com/alecrypt/alecrypt/service/suite"
+	"github.com/alecrypt/alecrypt/internal/suite"
 )
 
 // Handler serves Encrypt and Decrypt under c, naming fingerprint in the

@@ -25,8 +25,8 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/alecrypt/alecrypt/gen/ale/v1/alev1connect"
+	"github.com/alecrypt/alecrypt/internal/tlsconfig"
 	"github.com/alecrypt/alecrypt/service/secret"
-	"github.com/alecrypt/alecrypt/service/tlsconfig"
 )
 
 // Config says how to reach alecryptd.

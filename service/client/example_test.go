@@ -10,9 +10,9 @@ import (
 	"connectrpc.com/connect"
 
 	alev1 "github.com/alecrypt/alecrypt/gen/ale/v1"
-	"github.com/alecrypt/alecrypt/service/api/apitest"
+	"github.com/alecrypt/alecrypt/internal/api/apitest"
+	"github.com/alecrypt/alecrypt/internal/key/keytest"
 	"github.com/alecrypt/alecrypt/service/client"
-	"github.com/alecrypt/alecrypt/service/key/keytest"
 )
 
 // A Go program encrypts and decrypts through alecryptd; the key never

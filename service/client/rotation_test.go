@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/alecrypt/alecrypt/internal/tlsconfig"
 	"github.com/alecrypt/alecrypt/service/client"
-	"github.com/alecrypt/alecrypt/service/tlsconfig"
 	"github.com/alecrypt/alecrypt/test/harness"
 )
 

@@ -12,9 +12,9 @@ import (
 
 	alev1 "github.com/alecrypt/alecrypt/gen/ale/v1"
 	"github.com/alecrypt/alecrypt/gen/ale/v1/alev1connect"
-	"github.com/alecrypt/alecrypt/service/api/apitest"
+	"github.com/alecrypt/alecrypt/internal/api/apitest"
+	"github.com/alecrypt/alecrypt/internal/key/keytest"
 	"github.com/alecrypt/alecrypt/service/client"
-	"github.com/alecrypt/alecrypt/service/key/keytest"
 	"github.com/alecrypt/alecrypt/service/posclient"
 	"github.com/alecrypt/alecrypt/service/wire"
 )

@@ -1,6 +1,6 @@
 package wire
 
-import "github.com/alecrypt/alecrypt/service/jsonscan"
+import "github.com/alecrypt/alecrypt/internal/jsonscan"
 
 // The fast path of ParseFrame: encoding/json's decoder was 12 % of
 // alegate's CPU under WebSocket load, and this path reads a frame five to

@@ -9,7 +9,7 @@
 // is an *Error carrying the ALE code a peer must receive (1 for missing,
 // duplicated or unusable security fields, 2 for a payload that cannot be
 // decrypted). It does no cryptography and imports neither Connect nor
-// generated code; the fingerprint rule is service/key's.
+// generated code; the fingerprint rule is internal/key's.
 package wire
 
 import (
@@ -22,7 +22,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/alecrypt/alecrypt/service/key"
+	"github.com/alecrypt/alecrypt/internal/key"
 )
 
 // The ALE error codes and messages, verbatim from the EK protocol.
@@ -41,7 +41,7 @@ const (
 	HeaderAuthorization = "authorization"
 )
 
-// MaxFingerprintSize bounds a fingerprint; the rule itself is service/key's.
+// MaxFingerprintSize bounds a fingerprint; the rule itself is internal/key's.
 const MaxFingerprintSize = key.MaxFingerprintLen
 
 // Error is a malformed ALE input.
@@ -332,7 +332,7 @@ func decodePayload(dst, b []byte) ([]byte, error) {
 	return dst[:n:n], nil
 }
 
-// CheckFingerprint checks a sec-fingerprint value with service/key's rule
+// CheckFingerprint checks a sec-fingerprint value with internal/key's rule
 // (the one fingerprint rule), as CodeHeaders.
 func CheckFingerprint(fp string) error {
 	if err := key.ValidateFingerprint(fp); err != nil {

@@ -16,7 +16,7 @@ import (
 	"connectrpc.com/connect"
 
 	alev1 "github.com/alecrypt/alecrypt/gen/ale/v1"
-	"github.com/alecrypt/alecrypt/service/api"
+	"github.com/alecrypt/alecrypt/internal/api"
 	"github.com/alecrypt/alecrypt/test/harness"
 )
 
@@ -58,7 +58,7 @@ func auditLines(t *testing.T, path string) []map[string]any {
 func TestAuditFullDiskRecovers(t *testing.T) {
 	dir := t.TempDir()
 	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs", dir).CombinedOutput(); err != nil {
-		t.Skipf("SKIPPING the real full-disk test: cannot mount a tmpfs here (%v: %s); TestAuditFailureDegradesHealth (/dev/full) and service/audit's injected short writes still run", err, bytes.TrimSpace(out))
+		t.Skipf("SKIPPING the real full-disk test: cannot mount a tmpfs here (%v: %s); TestAuditFailureDegradesHealth (/dev/full) and internal/audit's injected short writes still run", err, bytes.TrimSpace(out))
 	}
 	t.Cleanup(func() {
 		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {

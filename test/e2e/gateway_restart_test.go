@@ -13,7 +13,7 @@ import (
 	"github.com/coder/websocket"
 
 	alev1 "github.com/alecrypt/alecrypt/gen/ale/v1"
-	"github.com/alecrypt/alecrypt/service/keystore/filestore"
+	"github.com/alecrypt/alecrypt/internal/keystore/filestore"
 	"github.com/alecrypt/alecrypt/test/harness"
 	"github.com/alecrypt/alecrypt/test/kitchentest"
 )

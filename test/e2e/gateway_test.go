@@ -17,8 +17,8 @@ import (
 	"github.com/coder/websocket"
 
 	alev1 "github.com/alecrypt/alecrypt/gen/ale/v1"
-	"github.com/alecrypt/alecrypt/service/key"
-	"github.com/alecrypt/alecrypt/service/keystore/filestore"
+	"github.com/alecrypt/alecrypt/internal/key"
+	"github.com/alecrypt/alecrypt/internal/keystore/filestore"
 	"github.com/alecrypt/alecrypt/service/posclient"
 	"github.com/alecrypt/alecrypt/test/harness"
 	"github.com/alecrypt/alecrypt/test/kitchentest"

@@ -14,9 +14,9 @@ import (
 	"connectrpc.com/connect"
 
 	alev1 "github.com/alecrypt/alecrypt/gen/ale/v1"
-	"github.com/alecrypt/alecrypt/service/key"
-	"github.com/alecrypt/alecrypt/service/keystore/filestore"
-	"github.com/alecrypt/alecrypt/service/keystore/vaultstore"
+	"github.com/alecrypt/alecrypt/internal/key"
+	"github.com/alecrypt/alecrypt/internal/keystore/filestore"
+	"github.com/alecrypt/alecrypt/internal/keystore/vaultstore"
 	"github.com/alecrypt/alecrypt/test/harness"
 )
 
@@ -171,7 +171,7 @@ func TestVaultInvalidRecordSkipped(t *testing.T) {
 // to forget them: every request keeps succeeding while the removal is held,
 // metrics and /readyz report it, health stays SERVING. When the keys come
 // back the hold ends. (Confirmation after --removal-confirm-after is tested
-// with an injected clock in service/keystore; here it is an hour, so nothing
+// with an injected clock in internal/keystore; here it is an hour, so nothing
 // races the checks.)
 func TestVaultRestartKeepsServing(t *testing.T) {
 	v := harness.StartVault(t)

@@ -17,7 +17,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
-	"github.com/alecrypt/alecrypt/service/keystore/filestore"
+	"github.com/alecrypt/alecrypt/internal/keystore/filestore"
 	"github.com/alecrypt/alecrypt/test/harness"
 	"github.com/alecrypt/alecrypt/test/kitchentest"
 )

@@ -12,7 +12,7 @@ import (
 
 	"github.com/coder/websocket"
 
-	"github.com/alecrypt/alecrypt/service/suite"
+	"github.com/alecrypt/alecrypt/internal/suite"
 	"github.com/alecrypt/alecrypt/test/harness"
 )
 

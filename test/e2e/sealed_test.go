@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/alecrypt/alecrypt/service/key"
-	"github.com/alecrypt/alecrypt/service/keystore/filestore"
+	"github.com/alecrypt/alecrypt/internal/key"
+	"github.com/alecrypt/alecrypt/internal/keystore/filestore"
 	"github.com/alecrypt/alecrypt/test/harness"
 )
 

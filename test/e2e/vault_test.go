@@ -15,9 +15,9 @@ import (
 	vaultapi "github.com/hashicorp/vault/api"
 
 	alev1 "github.com/alecrypt/alecrypt/gen/ale/v1"
-	"github.com/alecrypt/alecrypt/service/key"
-	"github.com/alecrypt/alecrypt/service/keystore"
-	"github.com/alecrypt/alecrypt/service/keystore/vaultstore"
+	"github.com/alecrypt/alecrypt/internal/key"
+	"github.com/alecrypt/alecrypt/internal/keystore"
+	"github.com/alecrypt/alecrypt/internal/keystore/vaultstore"
 	"github.com/alecrypt/alecrypt/test/harness"
 )
 

@@ -222,7 +222,7 @@ async function interop() {
 // --self-test: the helpers above against the WebCrypto vectors, no network.
 async function selfTest() {
   const file = path.resolve(path.dirname(fileURLToPath(import.meta.url)),
-    '../../service/suite/testdata/webcrypto_vectors.json');
+    '../../internal/suite/testdata/webcrypto_vectors.json');
   const { vectors } = JSON.parse(readFileSync(file, 'utf8'));
   for (const v of vectors.filter((x) => x.algorithm === 'aes-256-ctr')) {
     await check(`self-test ${v.name}`, async () => {

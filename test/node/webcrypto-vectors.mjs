@@ -5,7 +5,7 @@
 //   node test/node/webcrypto-vectors.mjs [out.json]          write the file
 //   node test/node/webcrypto-vectors.mjs --check [out.json]  exit 1 if stale
 //
-// The default output is service/suite/testdata/webcrypto_vectors.json,
+// The default output is internal/suite/testdata/webcrypto_vectors.json,
 // resolved relative to this script, so it works from any directory. Every
 // input (secret, salt, IV, plaintext) is fixed: re-running gives a
 // byte-identical file. Before writing, every vector is recomputed with
@@ -18,7 +18,7 @@ import { fileURLToPath } from 'node:url';
 
 const subtle = globalThis.crypto.subtle;
 const here = path.dirname(fileURLToPath(import.meta.url));
-const DEFAULT_OUT = path.resolve(here, '../../service/suite/testdata/webcrypto_vectors.json');
+const DEFAULT_OUT = path.resolve(here, '../../internal/suite/testdata/webcrypto_vectors.json');
 
 const utf8 = (s) => new TextEncoder().encode(s);
 const hex = (b) => Buffer.from(b).toString('hex');

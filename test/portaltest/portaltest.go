@@ -21,7 +21,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/alecrypt/alecrypt/service/key"
+	"github.com/alecrypt/alecrypt/internal/key"
 )
 
 // Portal is a running HTTPS Portal.
