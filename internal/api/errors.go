@@ -21,7 +21,7 @@ const (
 	ALEDecryptMessage = wire.MessageDecrypt
 )
 
-// Refusals of the HTTP layer (guard.go), before connect-go reads a body.
+// Refusals of the HTTP layer (guard.go, budget.go, body.go), before connect-go reads a body.
 var (
 	errOverBudget   = errors.New("request bytes in flight would exceed --max-inflight-bytes")
 	errOverShare    = errors.New("the caller's request bytes in flight would exceed --max-inflight-bytes-per-caller")
