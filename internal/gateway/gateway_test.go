@@ -30,6 +30,7 @@ import (
 	"github.com/alecrypt/alecrypt/internal/gateway"
 	"github.com/alecrypt/alecrypt/internal/key"
 	"github.com/alecrypt/alecrypt/internal/keyring"
+	"github.com/alecrypt/alecrypt/service/client"
 	"github.com/alecrypt/alecrypt/service/secret"
 	"github.com/alecrypt/alecrypt/test/kitchentest"
 )
@@ -134,9 +135,12 @@ func newEnvWith(t testing.TB, opts gateway.Options, readTimeout time.Duration, c
 	cryptoSrv.Config.Protocols.SetUnencryptedHTTP2(true)
 	cryptoSrv.Start()
 	t.Cleanup(cryptoSrv.Close)
-	var h2c http.Protocols
-	h2c.SetUnencryptedHTTP2(true)
-	cc := alev1connect.NewCryptoServiceClient(&http.Client{Transport: &http.Transport{Protocols: &h2c}}, cryptoSrv.URL)
+	// The client alegate builds (h2c).
+	clients, err := client.New(client.Config{URL: cryptoSrv.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc := clients.Crypto
 
 	// The terminals' side: the same keys, all still active there (a
 	// terminal seals under a key that was retired since).

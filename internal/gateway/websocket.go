@@ -297,14 +297,23 @@ func (g *Gateway) refuseFrame(ctx context.Context, client *websocket.Conn, err e
 func (g *Gateway) upstreamToClient(ctx context.Context, up, client *websocket.Conn, fingerprint string, idle *idleTimer) {
 	key := byFingerprint(fingerprint)
 	for {
-		_, data, err := up.Read(ctx)
+		_, r, err := up.Reader(ctx)
 		if err != nil {
 			closeLike(client, err)
 			return
 		}
-		idle.touch()
-		res, err := g.encrypt(ctx, &alev1.EncryptRequest{Plaintext: data, Key: key})
+		buf := getFrameBuf()
+		*buf, err = readAll((*buf)[:0], r)
 		if err != nil {
+			putFrameBuf(buf)
+			closeLike(client, err)
+			return
+		}
+		idle.touch()
+		res, err := g.encrypt(ctx, &alev1.EncryptRequest{Plaintext: *buf, Key: key})
+		if err != nil {
+			// The buffer is not pooled again: a call that failed may still
+			// be queued to be sent with it.
 			// Never send plaintext the client expects encrypted.
 			g.metrics.frame("upstream", outcomeCryptoError)
 			g.log.Error("encrypting an upstream websocket message failed; closing", "err", err)
@@ -312,8 +321,9 @@ func (g *Gateway) upstreamToClient(ctx context.Context, up, client *websocket.Co
 			up.Close(websocket.StatusGoingAway, "client side closed")
 			return
 		}
+		// Answered: the plaintext has been sent, so its buffer takes the
+		// frame to the client.
 		e := res.GetEnvelope()
-		buf := getFrameBuf()
 		*buf = wire.AppendFrame((*buf)[:0], wire.Frame{IV: e.GetIv(), Fingerprint: e.GetFingerprint(), Message: e.GetMessage()})
 		err = client.Write(ctx, websocket.MessageText, *buf) // copies the frame out before it returns
 		putFrameBuf(buf)

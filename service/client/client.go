@@ -97,6 +97,7 @@ func New(cfg Config, opts ...connect.ClientOption) (*Clients, error) {
 	default:
 		return nil, fmt.Errorf("alecryptd URL %q: scheme must be http or https", cfg.URL)
 	}
+	rt = envelopeBodies{next: rt}
 	if !cfg.Token.IsZero() {
 		rt = bearer{next: rt, value: "Bearer " + string(cfg.Token.Expose())}
 	}
