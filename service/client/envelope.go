@@ -1,11 +1,11 @@
 package client
 
 import (
-	"encoding/binary"
 	"errors"
 	"io"
 	"net/http"
-	"strings"
+
+	"github.com/alecrypt/alecrypt/internal/rpcframe"
 )
 
 // envelopeBodies gives the HTTP/2 transport a stream's messages whole.
@@ -21,7 +21,7 @@ type envelopeBodies struct {
 }
 
 func (e envelopeBodies) RoundTrip(r *http.Request) (*http.Response, error) {
-	if r.Body == nil || r.Body == http.NoBody || !enveloped(r.Header.Get("Content-Type")) {
+	if r.Body == nil || r.Body == http.NoBody || !rpcframe.IsEnveloped(r.Header.Get("Content-Type")) {
 		return e.next.RoundTrip(r)
 	}
 	// A shallow copy: a RoundTripper must not modify the caller's request.
@@ -29,15 +29,6 @@ func (e envelopeBodies) RoundTrip(r *http.Request) (*http.Response, error) {
 	r2.Body = &wholeMessages{ReadCloser: r.Body}
 	return e.next.RoundTrip(r2)
 }
-
-// enveloped says whether a body of this type is a sequence of enveloped
-// messages: the Connect protocol's streams and every gRPC call.
-func enveloped(contentType string) bool {
-	return strings.HasPrefix(contentType, "application/connect+") || strings.HasPrefix(contentType, "application/grpc")
-}
-
-// envelopePrefix is a message's flags byte and its big-endian length.
-const envelopePrefix = 5
 
 // wholeMessages reads an enveloped body so that a Read returns a message's
 // prefix together with its data (as much of the data as fits in the
@@ -58,16 +49,16 @@ func (w *wholeMessages) Read(p []byte) (int, error) {
 		n, err := io.ReadFull(w.ReadCloser, p[:min(len(p), w.left)])
 		w.left -= n
 		return n, endOf(err)
-	case len(p) < envelopePrefix:
+	case len(p) < rpcframe.PrefixLen:
 		w.raw = true
 		return w.ReadCloser.Read(p)
 	}
-	n, err := io.ReadFull(w.ReadCloser, p[:envelopePrefix])
+	n, err := io.ReadFull(w.ReadCloser, p[:rpcframe.PrefixLen])
 	if err != nil {
 		return n, endOf(err)
 	}
-	size := int(binary.BigEndian.Uint32(p[1:envelopePrefix]))
-	m, err := io.ReadFull(w.ReadCloser, p[envelopePrefix:envelopePrefix+min(size, len(p)-envelopePrefix)])
+	size := int(rpcframe.Prefix(p[:rpcframe.PrefixLen]).Size())
+	m, err := io.ReadFull(w.ReadCloser, p[rpcframe.PrefixLen:rpcframe.PrefixLen+min(size, len(p)-rpcframe.PrefixLen)])
 	w.left = size - m
 	return n + m, endOf(err)
 }
