@@ -61,7 +61,7 @@ func parseConns(args []string, stdout io.Writer) (connsConfig, error) {
 	fs.StringVar(&c.ProxyURL, "proxy-url", "", "the plain proxy's base URL (the floor); empty skips it")
 	fs.IntVar(&c.ProxyPID, "proxy-pid", 0, "the plain proxy's process id")
 	fs.StringVar(&c.Fingerprint, "fingerprint", "", "the key's fingerprint for the ALE handshake (required)")
-	fs.StringVar(&holds, "hold", "1000,10000", "connections to hold open at once, one run each (comma-separated)")
+	fs.StringVar(&holds, "hold", "1000,10000", "connections to hold open at once, one run each (comma-separated); empty holds none")
 	fs.IntVar(&c.DialConcurrency, "dial-concurrency", 64, "handshakes in flight while opening the held connections")
 	fs.DurationVar(&c.Settle, "settle", 3*time.Second, "wait after the last connection opened before reading RSS")
 	fs.DurationVar(&c.Idle, "idle", 5*time.Second, "window in which the CPU of the idle, held connections is read")
@@ -72,11 +72,13 @@ func parseConns(args []string, stdout io.Writer) (connsConfig, error) {
 	if err := parseFlags(fs, args); err != nil {
 		return c, err
 	}
-	ns, err := parseInts("--hold", holds, 1)
-	if err != nil {
-		return c, err
+	if holds != "" {
+		ns, err := parseInts("--hold", holds, 1)
+		if err != nil {
+			return c, err
+		}
+		c.Holds = ns
 	}
-	c.Holds = ns
 	switch {
 	case fs.NArg() > 0:
 		return c, usagef("conns: unexpected arguments: %q", fs.Args())
@@ -198,9 +200,24 @@ type dialer struct {
 	client  *http.Client
 }
 
+// loopbackSources spreads the load generator's connections to a loopback
+// target over several source addresses: tens of thousands of connections
+// opened and closed in a minute (each leaving a TIME_WAIT) would otherwise
+// run one source address out of ephemeral ports, and the kernel's search
+// for a free one shows up as the server's CPU.
+const loopbackSources = 16
+
 func newDialer(c connsConfig, t connsTarget) *dialer {
+	var next atomic.Uint32
+	dialContext := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		d := net.Dialer{Timeout: c.HandshakeTimeout}
+		if host, _, err := net.SplitHostPort(addr); err == nil && host == "127.0.0.1" {
+			d.LocalAddr = &net.TCPAddr{IP: net.IPv4(127, 0, 1, byte(1+next.Add(1)%loopbackSources))}
+		}
+		return d.DialContext(ctx, network, addr)
+	}
 	tr := &http.Transport{
-		DialContext:       (&net.Dialer{Timeout: c.HandshakeTimeout}).DialContext,
+		DialContext:       dialContext,
 		DisableKeepAlives: true,
 		ForceAttemptHTTP2: false,
 	}

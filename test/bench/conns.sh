@@ -16,6 +16,9 @@
 #   HOLD=1000 STORM_RATE=500 test/bench/conns.sh smaller
 #   test/bench/conns.sh -- --json                extra alebench conns flags after --
 #
+# The load generator connects from 127.0.1.1-16 (alebench conns), so a run of
+# tens of thousands of connections does not run out of ephemeral ports.
+#
 # Descriptors: a bridged WebSocket costs alegate two (the client's and the
 # kitchen's connection), the proxy two, the kitchen and the load generator
 # one; a process also holds a few of its own (listeners, the alecryptd
@@ -82,17 +85,37 @@ mkdir -p "$work/keys"
 "$bin/alebench" genkeys --n 1 --algorithm aes-256-ctr --out "$work/keys/keystore.json" >&2
 fp=$(sed -n 's/.*"fingerprint": *"\([^"]*\)".*/\1/p' "$work/keys/keystore.json" | head -1)
 
-start kitchen "alebench serve listening" "${lg[@]}" "$bin/alebench" serve kitchen
-start crypto "alecryptd listening" "${srv[@]}" "$bin/alecryptd" --listen 127.0.0.1:0 --metrics-listen '' \
-  --keystore "$work/keys/keystore.json"
-# alegate's defaults, its WebSocket idle timeout (10 minutes) included: a
-# run is shorter, and the timer is part of what an idle connection holds.
-start gate "alegate listening" "${srv[@]}" "$bin/alegate" --listen 127.0.0.1:0 --metrics-listen '' \
-  --upstream "http://$kitchen_addr" --crypto "http://$crypto_addr"
-start proxy "alebench serve listening" "${srv[@]}" "$bin/alebench" serve proxy --upstream "http://$kitchen_addr"
+# servers: fresh processes for one measurement, so that none starts from
+# memory an earlier one grew. A kitchen each for alegate and the proxy: their
+# connections to it (and the TIME_WAITs those leave) do not share one
+# destination's ephemeral ports.
+servers() {
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  pids=()
+  start kitchen "alebench serve listening" "${lg[@]}" "$bin/alebench" serve kitchen
+  start kitchen2 "alebench serve listening" "${lg[@]}" "$bin/alebench" serve kitchen
+  start crypto "alecryptd listening" "${srv[@]}" "$bin/alecryptd" --listen 127.0.0.1:0 --metrics-listen '' \
+    --keystore "$work/keys/keystore.json"
+  # alegate's defaults, its WebSocket idle timeout (10 minutes) included: a
+  # run is shorter, and the timer is part of what an idle connection holds.
+  start gate "alegate listening" "${srv[@]}" "$bin/alegate" --listen 127.0.0.1:0 --metrics-listen '' \
+    --upstream "http://$kitchen_addr" --crypto "http://$crypto_addr"
+  start proxy "alebench serve listening" "${srv[@]}" "$bin/alebench" serve proxy --upstream "http://$kitchen2_addr"
+}
+
+# conns FLAGS...: one alebench conns run against fresh servers.
+conns() {
+  servers
+  "${lg[@]}" "$bin/alebench" conns --gate-url "http://$gate_addr" --gate-pid "$gate_pid" --crypto-pid "$crypto_pid" \
+    --proxy-url "http://$proxy_addr" --proxy-pid "$proxy_pid" --fingerprint "$fp" "$@" "${extra[@]}"
+}
 
 log "alebench conns ($layout)"
 echo "machine: $(nproc) cores, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1); $layout; open files $(ulimit -Hn) per process; GOGC=${GOGC:-default}"
-"${lg[@]}" "$bin/alebench" conns --gate-url "http://$gate_addr" --gate-pid "$gate_pid" --crypto-pid "$crypto_pid" \
-  --proxy-url "http://$proxy_addr" --proxy-pid "$proxy_pid" --fingerprint "$fp" \
-  --hold "$hold" --storm-rate "$storm_rate" --storm-duration "$storm_duration" "${extra[@]}"
+for n in ${hold//,/ }; do
+  conns --hold "$n" --storm-rate 0
+done
+if [ "$storm_rate" != 0 ]; then
+  conns --hold "" --storm-rate "$storm_rate" --storm-duration "$storm_duration"
+fi
