@@ -15,6 +15,7 @@
 #   test/bench/conns.sh                          hold 1000 and 9990, storm 1000/s for 10 s
 #   HOLD=1000 STORM_RATE=500 test/bench/conns.sh smaller
 #   test/bench/conns.sh -- --json                extra alebench conns flags after --
+#   ALEGATE=/path/to/alegate test/bench/conns.sh measure another build (e.g. an older commit)
 #
 # The load generator connects from 127.0.1.1-16 (alebench conns), so a run of
 # tens of thousands of connections does not run out of ephemeral ports.
@@ -52,6 +53,7 @@ log() { printf '== %s\n' "$*" >&2; }
 log "building alecryptd, alegate and alebench"
 go build -o "$work/bin/" ./cmd/alecryptd ./cmd/alegate ./cmd/alebench
 bin=$work/bin
+alegate=${ALEGATE:-$bin/alegate}
 
 srv=() lg=()
 if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
@@ -99,7 +101,7 @@ servers() {
     --keystore "$work/keys/keystore.json"
   # alegate's defaults, its WebSocket idle timeout (10 minutes) included: a
   # run is shorter, and the timer is part of what an idle connection holds.
-  start gate "alegate listening" "${srv[@]}" "$bin/alegate" --listen 127.0.0.1:0 --metrics-listen '' \
+  start gate "alegate listening" "${srv[@]}" "$alegate" --listen 127.0.0.1:0 --metrics-listen '' \
     --upstream "http://$kitchen_addr" --crypto "http://$crypto_addr"
   start proxy "alebench serve listening" "${srv[@]}" "$bin/alebench" serve proxy --upstream "http://$kitchen2_addr"
 }
