@@ -213,7 +213,9 @@ func TestConns(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var store struct{ Keys []struct{ Fingerprint string } }
+	var store struct {
+		Keys []struct{ Fingerprint string }
+	}
 	if err := json.Unmarshal(b, &store); err != nil || len(store.Keys) != 1 {
 		t.Fatalf("keystore %s: %v", b, err)
 	}
