@@ -47,7 +47,6 @@ type connsTarget struct {
 	// client connects to); cpuPIDs are the processes a handshake costs CPU in.
 	rssPID  int
 	cpuPIDs []int
-	ale     bool
 }
 
 func parseConns(args []string, stdout io.Writer) (connsConfig, error) {
@@ -93,7 +92,7 @@ func parseConns(args []string, stdout io.Writer) (connsConfig, error) {
 	if c.CryptoPID > 0 {
 		cpu = append(cpu, c.CryptoPID)
 	}
-	c.targets = []connsTarget{{name: "alegate", url: c.GateURL, rssPID: c.GatePID, cpuPIDs: cpu, ale: true}}
+	c.targets = []connsTarget{{name: "alegate", url: c.GateURL, rssPID: c.GatePID, cpuPIDs: cpu}}
 	if c.ProxyURL != "" {
 		c.targets = append(c.targets, connsTarget{name: "proxy", url: c.ProxyURL, rssPID: c.ProxyPID, cpuPIDs: []int{c.ProxyPID}})
 	}
@@ -195,7 +194,6 @@ func runConns(ctx context.Context, c connsConfig, stdout, stderr io.Writer) erro
 type dialer struct {
 	url     string
 	fp      string
-	ale     bool
 	timeout time.Duration
 	client  *http.Client
 }
@@ -219,10 +217,9 @@ func newDialer(c connsConfig, t connsTarget) *dialer {
 	tr := &http.Transport{
 		DialContext:       dialContext,
 		DisableKeepAlives: true,
-		ForceAttemptHTTP2: false,
 	}
 	u := strings.Replace(strings.Replace(t.url, "https://", "wss://", 1), "http://", "ws://", 1) + "/kds"
-	return &dialer{url: u, fp: c.Fingerprint, ale: t.ale, timeout: c.HandshakeTimeout, client: &http.Client{Transport: tr}}
+	return &dialer{url: u, fp: c.Fingerprint, timeout: c.HandshakeTimeout, client: &http.Client{Transport: tr}}
 }
 
 func (d *dialer) dial(ctx context.Context) (*websocket.Conn, error) {
