@@ -67,6 +67,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		if cfg, err = parseServe(args[1:], stdout); err == nil {
 			err = serve(ctx, cfg, stderr)
 		}
+	case len(args) > 0 && args[0] == "conns":
+		var cfg connsConfig
+		if cfg, err = parseConns(args[1:], stdout); err == nil {
+			err = runConns(ctx, cfg, stdout, stderr)
+		}
 	case len(args) > 0 && args[0] == "startup":
 		var cfg startupConfig
 		if cfg, err = parseStartup(args[1:], stdout); err == nil {
@@ -109,6 +114,7 @@ var usages = map[string]string{
   alebench memory --help       alecryptd's memory under large concurrent calls and floods
   alebench floors --help       alegate and alecryptd next to their bare floors
   alebench serve --help        a bare handler or proxy for floors
+  alebench conns --help        many WebSockets held through alegate, and a handshake storm
 `,
 	"alebench genkeys": `alebench genkeys: write a keystore of N keys for startup measurements
 
@@ -125,6 +131,12 @@ var usages = map[string]string{
   alebench memory --alecrypt-pid PID [--alecrypt-url URL] [--token T] [flags]
 `,
 	"alebench serve": usagesServe,
+	"alebench conns": `alebench conns: many WebSockets held open at once through alegate and the plain proxy
+(RSS per held connection, CPU while idle) and a storm of new ones (handshakes per second);
+test/bench/conns.sh starts the processes and runs it
+
+  alebench conns --gate-url URL --gate-pid PID --fingerprint FP [--crypto-pid PID] [--proxy-url URL --proxy-pid PID] [flags]
+`,
 	"alebench startup": `alebench startup: start alecryptd on a large keystore and measure when every key is ready
 
   alebench startup --alecryptd BIN --keystore FILE [flags]

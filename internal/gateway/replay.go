@@ -116,12 +116,13 @@ type connClaims struct {
 	// held are the pairs under the handshake IV that frames claimed: they
 	// are the connection's and are never released. Usually one; at most
 	// one per key a frame decrypted under, since a frame is claimed only
-	// once it decrypted.
+	// once it decrypted. Nil until the first: a connection that sends
+	// nothing holds no map.
 	held map[replay.ID]struct{}
 }
 
 func newConnClaims(handshakeIV []byte) *connClaims {
-	return &connClaims{owner: replay.NewOwner(), handshakeIV: handshakeIV, held: map[replay.ID]struct{}{}}
+	return &connClaims{owner: replay.NewOwner(), handshakeIV: handshakeIV}
 }
 
 // claimFrame checks a client frame: its pair, which must be new unless it
@@ -145,6 +146,9 @@ func (g *Gateway) claimFrame(ctx context.Context, client, up *websocket.Conn, cc
 		err = replay.ErrReplay // a frame IV used twice on one connection
 	}
 	if err == nil && onHandshake {
+		if cc.held == nil {
+			cc.held = make(map[replay.ID]struct{}, 1)
+		}
 		cc.held[pair] = struct{}{}
 	}
 	if err == nil {

@@ -100,7 +100,6 @@ func (q *request) serveWebSocket() {
 	// ciphertext, so anyone can forge it (replay.go).
 
 	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
-	defer cancel()
 	idle := newIdleTimer(g.opts.WebSocketIdleTimeout)
 	up, res, err := websocket.Dial(ctx, g.upstreamWS(r), &websocket.DialOptions{
 		HTTPHeader:     upstreamHeaders(r, p),
@@ -109,6 +108,7 @@ func (q *request) serveWebSocket() {
 		OnPongReceived: idle.pong,
 	})
 	if err != nil {
+		cancel()
 		if res != nil && res.Body != nil {
 			res.Body.Close()
 		}
@@ -116,7 +116,6 @@ func (q *request) serveWebSocket() {
 		q.fail(outcomeUpstreamError, http.StatusBadGateway, "upstream unavailable")
 		return
 	}
-	defer up.CloseNow()
 	up.SetReadLimit(g.opts.MaxFrameBytes)
 
 	// The Origin was judged by the gateway's own rule (which knows app
@@ -130,34 +129,54 @@ func (q *request) serveWebSocket() {
 		q.end(outcomeBadHandshake)
 		g.log.Info("websocket accept failed", "path", r.URL.Path, "err", err)
 		up.Close(websocket.StatusGoingAway, "client handshake failed")
+		up.CloseNow()
+		cancel()
 		return
 	}
-	defer client.CloseNow()
 	// The bridge may last hours: the handshake is what is counted and timed.
 	q.end(outcomeForwarded)
 	q.finish()
 	g.metrics.websocketOpen(1)
-	defer g.metrics.websocketOpen(-1)
 	// Base64 makes a frame 4/3 of its plaintext, plus the JSON around it.
 	client.SetReadLimit(g.opts.MaxFrameBytes*4/3 + 1024)
 
 	// A bridge nobody uses is closed like an idle keep-alive connection,
 	// both sides told why; pings count as use, so clients that heartbeat
 	// stay up.
-	defer idle.start(func() {
-		g.log.Info("websocket idle; closing", "path", r.URL.Path, "after", g.opts.WebSocketIdleTimeout)
+	path := r.URL.Path
+	stopIdle := idle.start(func() {
+		g.log.Info("websocket idle; closing", "path", path, "after", g.opts.WebSocketIdleTimeout)
 		go up.Close(websocket.StatusGoingAway, "idle timeout")
 		client.Close(websocket.StatusGoingAway, "idle timeout")
-	})()
+	})
 	// Frames' crypto calls go on the shared streams, traced or not: a
 	// span per frame would outlive any trace of the handshake.
 	ctx = trace.ContextWithSpanContext(ctx, trace.SpanContext{})
-	done := make(chan struct{}, 2)
-	go func() { g.clientToUpstream(ctx, client, up, newConnClaims(iv), idle); done <- struct{}{} }()
-	go func() { g.upstreamToClient(ctx, up, client, p.Fingerprint, idle); done <- struct{}{} }()
-	<-done
-	cancel()
-	<-done
+	claims, fingerprint := newConnClaims(iv), p.Fingerprint
+
+	// The handler returns once the bridge is up, and the bridge runs on
+	// two goroutines of its own, one per direction (coder/websocket's
+	// reads block): an idle bridge then holds two small stacks and its
+	// two connections, and not the handler's stack (grown by the
+	// handshake's crypto calls), the request, its response writer and the
+	// server's connection state, which are the hijacked connection's no
+	// longer.
+	go func() {
+		defer cancel()
+		defer up.CloseNow()
+		defer client.CloseNow()
+		defer g.metrics.websocketOpen(-1)
+		defer stopIdle()
+		done := make(chan struct{})
+		go func() {
+			g.upstreamToClient(ctx, up, client, fingerprint, idle)
+			cancel() // ends the other direction's read
+			close(done)
+		}()
+		g.clientToUpstream(ctx, client, up, claims, idle)
+		cancel()
+		<-done
+	}()
 }
 
 // probeHandshake proves what the connection will need before anything is

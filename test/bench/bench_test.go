@@ -200,6 +200,67 @@ func TestFloors(t *testing.T) {
 	}
 }
 
+// TestConns: alebench conns holds WebSockets through alegate and the plain
+// proxy and storms both with new ones, with no error on either.
+func TestConns(t *testing.T) {
+	t.Parallel()
+	bin := alebenchBinary(t)
+	ks := filepath.Join(t.TempDir(), "keystore.json")
+	if out, errs, code := harness.Run(t, "", nil, bin, "genkeys", "--n", "1", "--iterations", "1000", "--algorithm", "aes-256-ctr", "--out", ks); code != 0 {
+		t.Fatalf("genkeys exit %d: %s%s", code, out, errs)
+	}
+	b, err := os.ReadFile(ks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var store struct {
+		Keys []struct{ Fingerprint string }
+	}
+	if err := json.Unmarshal(b, &store); err != nil || len(store.Keys) != 1 {
+		t.Fatalf("keystore %s: %v", b, err)
+	}
+	svc := harness.StartAlecryptd(t, harness.StartOptions{Keystore: ks, Args: []string{"--log-level", "info"}})
+	kitchen := startServe(t, bin, "kitchen")
+	gate := harness.StartAlegate(t, kitchen.URL, svc.URL)
+	proxy := startServe(t, bin, "proxy", "--upstream", kitchen.URL)
+
+	stdout, stderr, code := harness.Run(t, "", nil, bin, "conns", "--json",
+		"--gate-url", gate.URL, "--gate-pid", fmt.Sprint(gate.PID()), "--crypto-pid", fmt.Sprint(svc.PID()),
+		"--proxy-url", proxy.URL, "--proxy-pid", fmt.Sprint(proxy.pid), "--fingerprint", store.Keys[0].Fingerprint,
+		"--hold", "20", "--settle", "100ms", "--idle", "100ms", "--storm-rate", "50", "--storm-duration", "400ms")
+	if code != 0 {
+		t.Fatalf("alebench conns exit %d:\n%s", code, stderr)
+	}
+	var got struct {
+		Held []struct {
+			Target string
+			Held   int
+			Errors int
+		}
+		Storm []struct {
+			Target string
+			Done   int
+			Errors int
+		}
+	}
+	if err := json.Unmarshal([]byte(stdout), &got); err != nil {
+		t.Fatalf("report %s: %v", stdout, err)
+	}
+	if len(got.Held) != 2 || len(got.Storm) != 2 {
+		t.Fatalf("report has %d held and %d storm rows, want 2 each (alegate, proxy):\n%s", len(got.Held), len(got.Storm), stdout)
+	}
+	for _, h := range got.Held {
+		if h.Held != 20 || h.Errors != 0 {
+			t.Errorf("%s held %d with %d errors, want 20 and 0", h.Target, h.Held, h.Errors)
+		}
+	}
+	for _, s := range got.Storm {
+		if s.Done != 20 || s.Errors != 0 {
+			t.Errorf("%s storm: %d done with %d errors, want 20 and 0", s.Target, s.Done, s.Errors)
+		}
+	}
+}
+
 type served struct {
 	URL string
 	pid int

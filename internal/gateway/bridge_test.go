@@ -1,0 +1,58 @@
+package gateway_test
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/alecrypt/alecrypt/internal/gateway"
+)
+
+// TestBridgeOutlivesHandler: ServeHTTP returns once a WebSocket is bridged
+// (an idle bridge holds no handler goroutine, request or response writer),
+// and the bridge goes on carrying frames both ways and the kitchen's close
+// code after it has.
+func TestBridgeOutlivesHandler(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, defaultOpts(), 0)
+	up, err := url.Parse(e.kitchen.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw := gateway.New(e.crypto, up, defaultOpts())
+	t.Cleanup(gw.Close)
+	returned := make(chan struct{}, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		gw.ServeHTTP(w, r)
+		returned <- struct{}{}
+	}))
+	t.Cleanup(srv.Close)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c := dial(t, ctx, wsURL(srv.URL)+"/kds", e.handshakeHeader("k-ctr"))
+	select {
+	case <-returned:
+	case <-ctx.Done():
+		t.Fatal("ServeHTTP still runs while the bridge is open; want it returned once the bridge is up")
+	}
+	for _, msg := range []string{`{"ticket":1}`, `{"ticket":2}`} {
+		if err := c.Write(ctx, websocket.MessageText, []byte(e.frame(t, "k-ctr", msg))); err != nil {
+			t.Fatal(err)
+		}
+		if got := e.open(t, readText(t, ctx, c)); got != "echo:"+msg {
+			t.Errorf("echo = %s, want echo:%s", got, msg)
+		}
+	}
+	if err := c.Write(ctx, websocket.MessageText, []byte(e.frame(t, "k-ctr", `{"close":4001}`))); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := c.Read(ctx); websocket.CloseStatus(err) != 4001 {
+		t.Fatalf("close = %v, want 4001 from the kitchen", err)
+	}
+}
