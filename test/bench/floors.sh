@@ -42,53 +42,10 @@ while [ $# -gt 0 ]; do
   shift
 done
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/alefloors.XXXXXX")
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  # FLOORS_KEEP=DIR keeps the servers' logs.
-  if [ -n "${FLOORS_KEEP:-}" ]; then mkdir -p "$FLOORS_KEEP" && cp "$work"/*.log "$FLOORS_KEEP"/; fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-log() { printf '== %s\n' "$*" >&2; }
-
-log "building alecryptd, alegate and alebench"
-go build -o "$work/bin/" ./cmd/alecryptd ./cmd/alegate ./cmd/alebench
-bin=$work/bin
-
-srv=() lg=()
-if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
-  srv=(taskset -c 0) lg=(taskset -c 1)
-  layout="servers under test on CPU 0, kitchen and load generator on CPU 1"
-else
-  layout="everything shares the cores"
-fi
-
-# start NAME READY-MSG CMD...: starts a process logging JSON to NAME.log and
-# prints the address of its READY-MSG line.
-start() {
-  local name=$1 ready=$2
-  shift 2
-  "$@" 2>"$work/$name.log" >>"$work/$name.log" &
-  local pid=$!
-  pids+=("$pid")
-  for _ in $(seq 300); do
-    if grep -q "\"$ready\"" "$work/$name.log" 2>/dev/null; then
-      eval "${name}_pid=$pid"
-      eval "${name}_addr=$(grep "\"$ready\"" "$work/$name.log" | sed -n 's/.*"addr":"\([^"]*\)".*/\1/p' | head -1)"
-      return 0
-    fi
-    kill -0 "$pid" 2>/dev/null || { echo "floors.sh: $name exited:" >&2; cat "$work/$name.log" >&2; return 1; }
-    sleep 0.1
-  done
-  echo "floors.sh: $name did not start" >&2; cat "$work/$name.log" >&2; return 1
-}
-
-mkdir -p "$work/keys"
-"$bin/alebench" genkeys --n 1 --algorithm aes-256-ctr --out "$work/keys/keystore.json" >&2
+# FLOORS_KEEP=DIR keeps the servers' logs.
+script=floors.sh keep=${FLOORS_KEEP:-}
+# shellcheck source=test/bench/lib.sh
+source test/bench/lib.sh
 
 start kitchen "alebench serve listening" "${lg[@]}" "$bin/alebench" serve kitchen
 start crypto "alecryptd listening" "${srv[@]}" "$bin/alecryptd" --listen 127.0.0.1:0 --metrics-listen '' \
