@@ -47,13 +47,7 @@ func TestAlecryptdWithManifestArgs(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs alecryptd")
 	}
-	r := rendered{all: kustomizeBuild(t, baseDir)}
-	d := find[appsv1.Deployment](r, "alecryptd")
-	cm := find[corev1.ConfigMap](r, "alecrypt-policy")
-	if d == nil || cm == nil {
-		t.Fatal("no Deployment alecryptd or ConfigMap alecrypt-policy")
-	}
-	c := d.Spec.Template.Spec.Containers[0]
+	r, c, cm := renderAlecryptd(t, baseDir)
 
 	dir := t.TempDir()
 	bin := buildProgram(t, dir, "alecryptd")
@@ -74,25 +68,19 @@ func TestAlecryptdWithManifestArgs(t *testing.T) {
 	if err := os.MkdirAll(filepath.Dir(keystore), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	var args []string
-	for _, a := range c.Args {
-		name, value, _ := strings.Cut(strings.TrimPrefix(a, "--"), "=")
+	args := localArgs(c.Args, dir, func(name, value string) ([]string, bool) {
 		switch {
-		case name == "listen" || name == "metrics-listen":
-			args = append(args, "--"+name+"=127.0.0.1:0")
 		case name == "keystore":
-			args = append(args, "--keystore="+keystore)
+			return []string{"--keystore=" + keystore}, true
 		case strings.HasPrefix(name, "vault-"):
-			// Vault is replaced by the embedded keystore here.
+			return nil, true // Vault is replaced by the embedded keystore here.
 		case strings.HasPrefix(value, "/"):
 			if _, ok := files[value]; !ok {
 				t.Fatalf("--%s=%s: no stand-in file for it", name, value)
 			}
-			args = append(args, "--"+name+"="+filepath.Join(dir, value))
-		default:
-			args = append(args, a)
 		}
-	}
+		return nil, false
+	})
 
 	proc := startProgram(t, bin, args, "alecryptd listening", "metrics listening")
 	api, metrics := proc.addrs["alecryptd listening"], proc.addrs["metrics listening"]
@@ -445,4 +433,43 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// renderAlecryptd renders the kustomization in dir and returns it with
+// alecryptd's container and the caller policy ConfigMap.
+func renderAlecryptd(t *testing.T, dir string) (rendered, corev1.Container, *corev1.ConfigMap) {
+	t.Helper()
+	r := rendered{all: kustomizeBuild(t, dir)}
+	d := find[appsv1.Deployment](r, "alecryptd")
+	cm := find[corev1.ConfigMap](r, "alecrypt-policy")
+	if d == nil || cm == nil {
+		t.Fatal("no Deployment alecryptd or ConfigMap alecrypt-policy")
+	}
+	return r, d.Spec.Template.Spec.Containers[0], cm
+}
+
+// localArgs turns a container's arguments into ones for a local run: the
+// listeners on free loopback ports, absolute paths under root (where the
+// test lays out the pod's files). special sees each --name=value first and
+// may replace it (its arguments, true) or leave it to these rules (false).
+func localArgs(args []string, root string, special func(name, value string) ([]string, bool)) []string {
+	var out []string
+	for _, a := range args {
+		name, value, _ := strings.Cut(strings.TrimPrefix(a, "--"), "=")
+		if special != nil {
+			if repl, ok := special(name, value); ok {
+				out = append(out, repl...)
+				continue
+			}
+		}
+		switch {
+		case name == "listen" || name == "metrics-listen":
+			out = append(out, "--"+name+"=127.0.0.1:0")
+		case strings.HasPrefix(value, "/"):
+			out = append(out, "--"+name+"="+filepath.Join(root, value))
+		default:
+			out = append(out, a)
+		}
+	}
+	return out
 }

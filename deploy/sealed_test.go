@@ -8,8 +8,6 @@ import (
 	"testing"
 
 	"filippo.io/age"
-	appsv1 "k8s.io/api/apps/v1"
-	corev1 "k8s.io/api/core/v1"
 )
 
 // TestAlecryptdWithSealedOverlayArgs starts alecryptd with the
@@ -21,13 +19,7 @@ func TestAlecryptdWithSealedOverlayArgs(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs alecryptd")
 	}
-	r := rendered{all: kustomizeBuild(t, filepath.Join(k8sDir, "overlays", "sealed-keystore"))}
-	d := find[appsv1.Deployment](r, "alecryptd")
-	cm := find[corev1.ConfigMap](r, "alecrypt-policy")
-	if d == nil || cm == nil {
-		t.Fatal("no Deployment alecryptd or ConfigMap alecrypt-policy")
-	}
-	c := d.Spec.Template.Spec.Containers[0]
+	_, c, cm := renderAlecryptd(t, filepath.Join(k8sDir, "overlays", "sealed-keystore"))
 	dir := t.TempDir()
 	bin := buildProgram(t, dir, "alecryptd")
 
@@ -46,18 +38,7 @@ func TestAlecryptdWithSealedOverlayArgs(t *testing.T) {
 		"/etc/alecrypt/audit-chain/key":                   []byte(strings.Repeat("5a", 32) + "\n"),
 	}
 	writeFiles(t, dir, files)
-	var args []string
-	for _, a := range c.Args {
-		name, value, _ := strings.Cut(strings.TrimPrefix(a, "--"), "=")
-		switch {
-		case name == "listen" || name == "metrics-listen":
-			args = append(args, "--"+name+"=127.0.0.1:0")
-		case strings.HasPrefix(value, "/"):
-			args = append(args, "--"+name+"="+filepath.Join(dir, value))
-		default:
-			args = append(args, a)
-		}
-	}
+	args := localArgs(c.Args, dir, nil)
 
 	// The first start creates the sealed keystore (one fresh key, sealed to
 	// the recipients file), as an operator's alectl would have; then the
