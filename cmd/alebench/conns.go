@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -19,6 +21,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/alecrypt/alecrypt/cmd/alebench/internal/loadgen"
+	"github.com/alecrypt/alecrypt/internal/engine"
 	"github.com/alecrypt/alecrypt/service/wire"
 )
 
@@ -30,7 +33,10 @@ type connsConfig struct {
 	GatePID, CryptoPID int
 	ProxyPID           int
 	Fingerprint        string
+	Keystore           string // seals the warm frames
 	Holds              []int
+	WarmFrames         int
+	WarmSize           int
 	DialConcurrency    int
 	Settle, Idle       time.Duration
 	StormRate          int
@@ -43,6 +49,10 @@ type connsConfig struct {
 type connsTarget struct {
 	name string
 	url  string
+	// resealed: the target answers a sealed frame with one sealed under a
+	// fresh IV (alegate); otherwise it passes the kitchen's echo through
+	// byte for byte (the plain proxy).
+	resealed bool
 	// rssPID is the process whose RSS a held connection grows (the one the
 	// client connects to); cpuPIDs are the processes a handshake costs CPU in.
 	rssPID  int
@@ -60,13 +70,16 @@ func parseConns(args []string, stdout io.Writer) (connsConfig, error) {
 	fs.StringVar(&c.ProxyURL, "proxy-url", "", "the plain proxy's base URL (the floor); empty skips it")
 	fs.IntVar(&c.ProxyPID, "proxy-pid", 0, "the plain proxy's process id")
 	fs.StringVar(&c.Fingerprint, "fingerprint", "", "the key's fingerprint for the ALE handshake (required)")
+	fs.StringVar(&c.Keystore, "keystore", "", "the keystore alegate's alecryptd serves: warm frames are sealed with it locally (required with --warm-frames)")
 	fs.StringVar(&holds, "hold", "1000,10000", "connections to hold open at once, one run each (comma-separated); empty holds none")
 	fs.IntVar(&c.DialConcurrency, "dial-concurrency", 64, "handshakes in flight while opening the held connections")
+	fs.IntVar(&c.WarmFrames, "warm-frames", 0, "sealed frames sent through each held connection, and their echoes read, once all are open and before the settle: traffic grows buffers and stacks an idle-only run never touches")
+	fs.IntVar(&c.WarmSize, "warm-size", 1024, "plaintext bytes of a warm frame (a JSON order)")
 	fs.DurationVar(&c.Settle, "settle", 3*time.Second, "wait after the last connection opened before reading RSS")
 	fs.DurationVar(&c.Idle, "idle", 5*time.Second, "window in which the CPU of the idle, held connections is read")
 	fs.IntVar(&c.StormRate, "storm-rate", 1000, "new WebSockets a second in the storm (each closed once open); 0 skips the storm")
 	fs.DurationVar(&c.StormDuration, "storm-duration", 10*time.Second, "how long the storm lasts")
-	fs.DurationVar(&c.HandshakeTimeout, "handshake-timeout", 10*time.Second, "a handshake slower than this counts as an error")
+	fs.DurationVar(&c.HandshakeTimeout, "handshake-timeout", 10*time.Second, "a handshake, or a warm frame's round trip, slower than this counts as an error")
 	fs.BoolVar(&c.JSON, "json", false, "print JSON instead of the table")
 	if err := parseFlags(fs, args); err != nil {
 		return c, err
@@ -87,12 +100,18 @@ func parseConns(args []string, stdout io.Writer) (connsConfig, error) {
 		return c, usagef("conns: --proxy-url needs --proxy-pid")
 	case c.DialConcurrency < 1 || c.Settle < 0 || c.Idle <= 0 || c.StormRate < 0 || c.StormDuration <= 0 || c.HandshakeTimeout <= 0:
 		return c, usagef("conns: --dial-concurrency, --idle, --storm-duration and --handshake-timeout must be positive")
+	case c.WarmFrames < 0:
+		return c, usagef("conns: --warm-frames must not be negative")
+	case c.WarmFrames > 0 && c.Keystore == "":
+		return c, usagef("conns: --warm-frames needs --keystore (the frames are sealed locally)")
+	case c.WarmSize < len(`{"order":""}`):
+		return c, usagef("conns: --warm-size must be at least 12 (a JSON order)")
 	}
 	cpu := []int{c.GatePID}
 	if c.CryptoPID > 0 {
 		cpu = append(cpu, c.CryptoPID)
 	}
-	c.targets = []connsTarget{{name: "alegate", url: c.GateURL, rssPID: c.GatePID, cpuPIDs: cpu}}
+	c.targets = []connsTarget{{name: "alegate", url: c.GateURL, resealed: true, rssPID: c.GatePID, cpuPIDs: cpu}}
 	if c.ProxyURL != "" {
 		c.targets = append(c.targets, connsTarget{name: "proxy", url: c.ProxyURL, rssPID: c.ProxyPID, cpuPIDs: []int{c.ProxyPID}})
 	}
@@ -101,15 +120,24 @@ func parseConns(args []string, stdout io.Writer) (connsConfig, error) {
 
 // HoldResult is one target holding N connections.
 type HoldResult struct {
-	Target    string  `json:"target"`
-	Want      int     `json:"connections"`
-	Held      int     `json:"held"`
-	Errors    int     `json:"errors"`
-	FirstErr  string  `json:"first_error,omitempty"`
-	BaseRSS   int64   `json:"rss_before_bytes"`
-	HeldRSS   int64   `json:"rss_held_bytes"`
-	PerConn   float64 `json:"rss_per_connection_bytes"`
-	IdleCPUMs float64 `json:"idle_cpu_ms_per_s"`
+	Target   string `json:"target"`
+	Want     int    `json:"connections"`
+	Held     int    `json:"held"`
+	Errors   int    `json:"errors"`
+	FirstErr string `json:"first_error,omitempty"`
+	// Warm frames: WarmFrames sent through each held connection, of which
+	// WarmEchoed came back as sent (alegate: sealed again, opening to the
+	// same plaintext); WarmErrors connections failed one, and sent no more.
+	WarmFrames   int     `json:"warm_frames_per_connection"`
+	WarmSize     int     `json:"warm_frame_bytes,omitempty"`
+	WarmEchoed   int     `json:"warm_frames_echoed"`
+	WarmErrors   int     `json:"warm_errors"`
+	WarmFirstErr string  `json:"warm_first_error,omitempty"`
+	WarmSeconds  float64 `json:"warm_seconds"`
+	BaseRSS      int64   `json:"rss_before_bytes"`
+	HeldRSS      int64   `json:"rss_held_bytes"`
+	PerConn      float64 `json:"rss_per_connection_bytes"`
+	IdleCPUMs    float64 `json:"idle_cpu_ms_per_s"`
 }
 
 // StormResult is one target's handshake storm.
@@ -132,10 +160,17 @@ type StormResult struct {
 func runConns(ctx context.Context, c connsConfig, stdout, stderr io.Writer) error {
 	var holds []HoldResult
 	var storms []StormResult
+	var seal *sealer
+	if c.WarmFrames > 0 && len(c.Holds) > 0 {
+		var err error
+		if seal, err = newSealer(c.Keystore, c.Fingerprint); err != nil {
+			return err
+		}
+	}
 	for _, n := range c.Holds {
 		for _, t := range c.targets {
 			fmt.Fprintf(stderr, "== %s: holding %d WebSockets\n", t.name, n)
-			r, err := hold(ctx, c, t, n)
+			r, err := hold(ctx, c, t, n, seal)
 			if err != nil {
 				return err
 			}
@@ -160,16 +195,24 @@ func runConns(ctx context.Context, c connsConfig, stdout, stderr io.Writer) erro
 		_, err = fmt.Fprintln(stdout, string(b))
 		return err
 	}
-	fmt.Fprintf(stdout, "held WebSockets (RSS growth of the process the clients connect to ÷ connections, read %s after the last opened; CPU while they idle over %s)\n\n", c.Settle, c.Idle)
-	fmt.Fprintln(stdout, "| target | connections | held | errors | RSS before | RSS held | per connection | idle CPU |")
-	fmt.Fprintln(stdout, "|---|---|---|---|---|---|---|---|")
+	warmed := "no frame passed (idle from the handshake on)"
+	if c.WarmFrames > 0 {
+		warmed = fmt.Sprintf("each carried %d sealed frame(s) of %d plaintext bytes, echoed by the kitchen, once all were open", c.WarmFrames, c.WarmSize)
+	}
+	fmt.Fprintf(stdout, "held WebSockets (RSS growth of the process the clients connect to ÷ connections, read %s after the last opened and warmed; CPU while they idle over %s); %s\n\n", c.Settle, c.Idle, warmed)
+	fmt.Fprintln(stdout, "| target | connections | held | errors | frames echoed | frame errors | RSS before | RSS held | per connection | idle CPU |")
+	fmt.Fprintln(stdout, "|---|---|---|---|---|---|---|---|---|---|")
 	for _, r := range holds {
-		fmt.Fprintf(stdout, "| %s | %d | %d | %d | %.0f MiB | %.0f MiB | %.1f KiB | %.1f ms/s |\n", r.Target, r.Want, r.Held, r.Errors,
+		fmt.Fprintf(stdout, "| %s | %d | %d | %d | %d of %d (%.1fs) | %d | %.0f MiB | %.0f MiB | %.1f KiB | %.1f ms/s |\n", r.Target, r.Want, r.Held, r.Errors,
+			r.WarmEchoed, r.WarmFrames*r.Held, r.WarmSeconds, r.WarmErrors,
 			float64(r.BaseRSS)/(1<<20), float64(r.HeldRSS)/(1<<20), r.PerConn/1024, r.IdleCPUMs)
 	}
 	for _, r := range holds {
 		if r.FirstErr != "" {
 			fmt.Fprintf(stdout, "\n%s at %d: first error: %s\n", r.Target, r.Want, r.FirstErr)
+		}
+		if r.WarmFirstErr != "" {
+			fmt.Fprintf(stdout, "\n%s at %d: first frame error: %s\n", r.Target, r.Want, r.WarmFirstErr)
 		}
 	}
 	if len(storms) > 0 {
@@ -241,8 +284,8 @@ func (d *dialer) dial(ctx context.Context) (*websocket.Conn, error) {
 	return c, nil
 }
 
-func hold(ctx context.Context, c connsConfig, t connsTarget, n int) (HoldResult, error) {
-	r := HoldResult{Target: t.name, Want: n}
+func hold(ctx context.Context, c connsConfig, t connsTarget, n int, seal *sealer) (HoldResult, error) {
+	r := HoldResult{Target: t.name, Want: n, WarmFrames: c.WarmFrames}
 	probe := loadgen.ProcProbe(t.rssPID)
 	cpuProbe := sumProbe([]int{t.rssPID})
 	before, err := probe()
@@ -288,6 +331,16 @@ func hold(ctx context.Context, c connsConfig, t connsTarget, n int) (HoldResult,
 		// next run reads its baseline.
 		time.Sleep(c.Settle)
 	}()
+	if c.WarmFrames > 0 {
+		r.WarmSize = c.WarmSize
+		w := warmer{seal: seal, order: jsonPayload(c.WarmSize), frames: c.WarmFrames, timeout: c.HandshakeTimeout, resealed: t.resealed}
+		t0 := time.Now()
+		r.WarmEchoed, r.WarmErrors, r.WarmFirstErr = w.run(ctx, slices.DeleteFunc(slices.Clone(conns), func(c *websocket.Conn) bool { return c == nil }), c.DialConcurrency)
+		r.WarmSeconds = time.Since(t0).Seconds()
+		if err := ctx.Err(); err != nil {
+			return r, err
+		}
+	}
 	select {
 	case <-time.After(c.Settle):
 	case <-ctx.Done():
@@ -318,6 +371,103 @@ func hold(ctx context.Context, c connsConfig, t connsTarget, n int) (HoldResult,
 	}
 	runtime.KeepAlive(conns)
 	return r, nil
+}
+
+// warmer sends sealed frames through held connections and checks each
+// echo, so a held connection has carried traffic before it is measured:
+// stacks and buffers that grow on the first message (coder/websocket's
+// read and write paths, the bridge's frame buffers, alecryptd's stream)
+// count in the per-connection figure, as they would for a kitchen display
+// that has shown one order.
+type warmer struct {
+	seal    *sealer
+	order   []byte // the plaintext of every frame
+	frames  int    // per connection, one at a time
+	timeout time.Duration
+	// resealed: the echo is sealed again under a fresh IV (alegate) and
+	// must open to order; otherwise it must be the sent bytes (a proxy).
+	resealed bool
+}
+
+// run warms conns with at most workers connections in flight at once. It
+// returns the frames echoed, the connections on which a frame failed (each
+// sends no more) and the first failure.
+func (w warmer) run(ctx context.Context, conns []*websocket.Conn, workers int) (echoed, errs int, firstErr string) {
+	var next atomic.Int64
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for range min(workers, len(conns)) {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(conns) || ctx.Err() != nil {
+					return
+				}
+				n, err := w.conn(ctx, conns[i])
+				mu.Lock()
+				echoed += n
+				if err != nil {
+					errs++
+					if firstErr == "" {
+						firstErr = err.Error()
+					}
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return echoed, errs, firstErr
+}
+
+// conn sends w.frames frames through c, one round trip at a time, and
+// returns how many came back as they should before the first that did not.
+func (w warmer) conn(ctx context.Context, c *websocket.Conn) (int, error) {
+	for i := range w.frames {
+		if err := w.roundTrip(ctx, c); err != nil {
+			return i, fmt.Errorf("frame %d: %w", i+1, err)
+		}
+	}
+	return w.frames, nil
+}
+
+func (w warmer) roundTrip(ctx context.Context, c *websocket.Conn) error {
+	env, err := w.seal.seal(w.order)
+	if err != nil {
+		return err
+	}
+	sent := wire.MarshalFrame(wire.Frame{IV: env.IV, Fingerprint: env.Fingerprint, Message: env.Message})
+	ctx, cancel := context.WithTimeout(ctx, w.timeout)
+	defer cancel()
+	if err := c.Write(ctx, websocket.MessageText, sent); err != nil {
+		return err
+	}
+	_, got, err := c.Read(ctx)
+	if err != nil {
+		return err
+	}
+	if !w.resealed {
+		if !bytes.Equal(got, sent) {
+			return fmt.Errorf("echo differs from the frame sent: %.200s", got)
+		}
+		return nil
+	}
+	f, err := wire.ParseFrame(got)
+	if err != nil {
+		return fmt.Errorf("echo is not a sealed frame (%v): %.200s", err, got)
+	}
+	if bytes.Equal(f.IV, env.IV) {
+		// The kitchen's echo passed through as it was: nothing sealed it again.
+		return errors.New("echo carries the sent frame's IV: not sealed again")
+	}
+	pt, _, err := w.seal.eng.Decrypt(ctx, engine.Envelope{IV: f.IV, Fingerprint: f.Fingerprint, Message: f.Message}, nil, engine.FormatAny)
+	if err != nil {
+		return fmt.Errorf("echo does not open: %w", err)
+	}
+	if !bytes.Equal(pt, w.order) {
+		return fmt.Errorf("echo opens to other plaintext: %.200s", pt)
+	}
+	return nil
 }
 
 func storm(ctx context.Context, c connsConfig, t connsTarget) (StormResult, error) {

@@ -135,7 +135,8 @@ var usages = map[string]string{
 (RSS per held connection, CPU while idle) and a storm of new ones (handshakes per second);
 test/bench/conns.sh starts the processes and runs it
 
-  alebench conns --gate-url URL --gate-pid PID --fingerprint FP [--crypto-pid PID] [--proxy-url URL --proxy-pid PID] [flags]
+  alebench conns --gate-url URL --gate-pid PID --fingerprint FP [--crypto-pid PID] [--proxy-url URL --proxy-pid PID]
+                 [--warm-frames K --keystore FILE] [flags]
 `,
 	"alebench startup": `alebench startup: start alecryptd on a large keystore and measure when every key is ready
 

@@ -2,8 +2,10 @@
 # Measures many WebSockets through alegate next to the plain proxy, in one run
 # (BENCHMARKS.md, "Many WebSocket connections"):
 #
-#   held     N WebSockets open at once and idle: RSS growth of alegate (and of
-#            the proxy) ÷ N, and their CPU while the connections idle
+#   held     N WebSockets open at once, each having carried WARM_FRAMES sealed
+#            frames (default 1, echoed by the kitchen) and then idle: RSS
+#            growth of alegate (and of the proxy) ÷ N, and their CPU while the
+#            connections idle
 #   storm    new WebSockets at a fixed rate (each closed once open): errors,
 #            handshakes per second, latency, and CPU per handshake (alegate +
 #            alecryptd; the proxy alone)
@@ -14,6 +16,7 @@
 #
 #   test/bench/conns.sh                          hold 1000 and 9990, storm 1000/s for 10 s
 #   HOLD=1000 STORM_RATE=500 test/bench/conns.sh smaller
+#   WARM_FRAMES=0 test/bench/conns.sh            held connections that never carried a frame
 #   test/bench/conns.sh -- --json                extra alebench conns flags after --
 #   ALEGATE=/path/to/alegate test/bench/conns.sh measure another build (e.g. an older commit)
 #
@@ -37,6 +40,7 @@ fi
 hold=${HOLD:-1000,9990}
 storm_rate=${STORM_RATE:-1000}
 storm_duration=${STORM_DURATION:-10s}
+warm_frames=${WARM_FRAMES:-1}
 
 script=conns.sh keep=${CONNS_KEEP:-}
 # shellcheck source=test/bench/lib.sh
@@ -67,7 +71,8 @@ servers() {
 conns() {
   servers
   "${lg[@]}" "$bin/alebench" conns --gate-url "http://$gate_addr" --gate-pid "$gate_pid" --crypto-pid "$crypto_pid" \
-    --proxy-url "http://$proxy_addr" --proxy-pid "$proxy_pid" --fingerprint "$fp" "$@" "${extra[@]}"
+    --proxy-url "http://$proxy_addr" --proxy-pid "$proxy_pid" --fingerprint "$fp" --keystore "$work/keys/keystore.json" \
+    --warm-frames "$warm_frames" "$@" "${extra[@]}"
 }
 
 log "alebench conns ($layout)"
