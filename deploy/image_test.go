@@ -329,7 +329,7 @@ func TestImageBuildStage(t *testing.T) {
 	}
 
 	flags := map[string]map[string]bool{}
-	var alecryptdUsage []byte
+	usages := map[string][]byte{}
 	for _, b := range binaries {
 		p := filepath.Join(binDir, b)
 		checkStaticBinary(t, p)
@@ -339,20 +339,19 @@ func TestImageBuildStage(t *testing.T) {
 			t.Errorf("%s --version = %q (%v), want the stamped VERSION and COMMIT", b, out, err)
 		}
 		if b != "alectl" { // alectl's flags belong to its subcommands
-			usage := programUsage(t, p)
-			flags[b] = usageFlags(t, b, usage)
-			if b == "alecryptd" {
-				alecryptdUsage = usage
-			}
+			usages[b] = programUsage(t, p)
+			flags[b] = usageFlags(t, b, usages[b])
 		}
 	}
 	checkFlagsUsed(t, flags)
-	// The env file's ALECRYPT_* variables are ones alecryptd reads (its
-	// usage names each as "env NAME").
-	for _, l := range readEnvExample(t) {
-		name, _, _ := strings.Cut(l.text, "=")
-		if strings.HasPrefix(name, "ALECRYPT_") && !bytes.Contains(alecryptdUsage, []byte("env "+name+")")) {
-			t.Errorf("%s:%d: alecryptd reads no %s", envExample, l.n, name)
+	// Each env file's variables of its program (ALECRYPT_*, ALEGATE_*) are
+	// ones the program reads (its usage names each as "env NAME").
+	for _, su := range systemdUnits {
+		for _, l := range readEnvExample(t, su.env) {
+			name, _, _ := strings.Cut(l.text, "=")
+			if strings.HasPrefix(name, su.prefix) && name != su.argsVar && !bytes.Contains(usages[su.program], []byte("env "+name+")")) {
+				t.Errorf("%s:%d: %s reads no %s", su.env, l.n, su.program, name)
+			}
 		}
 	}
 }
@@ -480,12 +479,13 @@ func checkFlagsUsed(t *testing.T, flags map[string]map[string]bool) {
 			}
 		}
 	}
-	unit := readUnit(t)
-	execStart := strings.Fields(unit.get("Service", "ExecStart"))
-	check(unitFile+" ExecStart", filepath.Base(execStart[0]), execStart[1:])
-	for _, line := range readEnvExample(t) {
-		if v, ok := strings.CutPrefix(line.text, "ALECRYPTD_ARGS="); ok {
-			check(fmt.Sprintf("%s:%d", envExample, line.n), "alecryptd", strings.Fields(v))
+	for _, su := range systemdUnits {
+		execStart := strings.Fields(readUnit(t, su.file).get("Service", "ExecStart"))
+		check(su.file+" ExecStart", filepath.Base(execStart[0]), execStart[1:])
+		for _, line := range readEnvExample(t, su.env) {
+			if v, ok := strings.CutPrefix(line.text, su.argsVar+"="); ok {
+				check(fmt.Sprintf("%s:%d", su.env, line.n), su.program, strings.Fields(v))
+			}
 		}
 	}
 }
