@@ -28,6 +28,9 @@ func main() {
 }
 
 func run(ctx context.Context, cfg Config, log *slog.Logger) error {
+	if limit, ok := daemon.OpenFiles(); ok {
+		logOpenFiles(log, limit)
+	}
 	tr, err := tracing.FromEnv(ctx, os.Getenv, "alegate", os.Stdout)
 	if err != nil {
 		return err
