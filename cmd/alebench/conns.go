@@ -198,14 +198,18 @@ func runConns(ctx context.Context, c connsConfig, stdout, stderr io.Writer) erro
 	if len(holds) > 0 {
 		warmed := "no frame passed (idle from the handshake on)"
 		if c.WarmFrames > 0 {
-			warmed = fmt.Sprintf("each carried %d sealed frame(s) of %d plaintext bytes, echoed by the kitchen, once all were open", c.WarmFrames, c.WarmSize)
+			warmed = fmt.Sprintf("once all were open each carried %d sealed frame(s) of %d plaintext bytes, echoed by the kitchen", c.WarmFrames, c.WarmSize)
 		}
 		fmt.Fprintf(stdout, "held WebSockets (RSS growth of the process the clients connect to ÷ connections, read %s after the last opened and warmed; CPU while they idle over %s); %s\n\n", c.Settle, c.Idle, warmed)
 		fmt.Fprintln(stdout, "| target | connections | held | errors | frames echoed | frame errors | RSS before | RSS held | per connection | idle CPU |")
 		fmt.Fprintln(stdout, "|---|---|---|---|---|---|---|---|---|---|")
 		for _, r := range holds {
-			fmt.Fprintf(stdout, "| %s | %d | %d | %d | %d of %d (%.1fs) | %d | %.0f MiB | %.0f MiB | %.1f KiB | %.1f ms/s |\n", r.Target, r.Want, r.Held, r.Errors,
-				r.WarmEchoed, r.WarmFrames*r.Held, r.WarmSeconds, r.WarmErrors,
+			echoed, warmErrs := "—", "—"
+			if r.WarmFrames > 0 {
+				echoed, warmErrs = fmt.Sprintf("%d of %d (%.1fs)", r.WarmEchoed, r.WarmFrames*r.Held, r.WarmSeconds), fmt.Sprint(r.WarmErrors)
+			}
+			fmt.Fprintf(stdout, "| %s | %d | %d | %d | %s | %s | %.0f MiB | %.0f MiB | %.1f KiB | %.1f ms/s |\n", r.Target, r.Want, r.Held, r.Errors,
+				echoed, warmErrs,
 				float64(r.BaseRSS)/(1<<20), float64(r.HeldRSS)/(1<<20), r.PerConn/1024, r.IdleCPUMs)
 		}
 		for _, r := range holds {

@@ -1,12 +1,16 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -62,7 +66,9 @@ func TestParseConns(t *testing.T) {
 	}
 }
 
-func testSealer(t *testing.T) *sealer {
+// testSealer writes a keystore of one key and returns a sealer on it, and
+// the keystore's path.
+func testSealer(t *testing.T) (*sealer, string) {
 	t.Helper()
 	out := filepath.Join(t.TempDir(), "keystore.json")
 	cfg, err := parseGenkeys([]string{"--n", "1", "--out", out, "--iterations", "1000", "--algorithm", "aes-256-ctr"}, io.Discard)
@@ -76,7 +82,7 @@ func testSealer(t *testing.T) *sealer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return s
+	return s, out
 }
 
 // wsServer serves WebSockets, answering each message with reply(message)
@@ -107,35 +113,38 @@ func wsServer(t *testing.T, reply func([]byte) []byte) string {
 	return "ws" + strings.TrimPrefix(srv.URL, "http")
 }
 
+// resealer answers as alegate does, with the kitchen's echo sealed again
+// under a fresh IV: it opens a frame and seals what it held (or other, when
+// not nil).
+func resealer(seal *sealer, other []byte) func([]byte) []byte {
+	return func(data []byte) []byte {
+		f, err := wire.ParseFrame(data)
+		if err != nil {
+			return []byte(`{"errorCode":1}`)
+		}
+		pt, _, err := seal.eng.Decrypt(context.Background(), engine.Envelope{IV: f.IV, Fingerprint: f.Fingerprint, Message: f.Message}, nil, engine.FormatAny)
+		if err != nil {
+			return []byte(`{"errorCode":2}`)
+		}
+		if other != nil {
+			pt = other
+		}
+		env, err := seal.seal(pt)
+		if err != nil {
+			return nil
+		}
+		return wire.MarshalFrame(wire.Frame{IV: env.IV, Fingerprint: env.Fingerprint, Message: env.Message})
+	}
+}
+
 // TestWarmer runs the warm-up against servers that answer as alegate does
 // (the frame sealed again), as a proxy does (the kitchen's echo as it is),
 // and wrongly; each wrong answer must count as an error.
 func TestWarmer(t *testing.T) {
 	t.Parallel()
-	seal := testSealer(t)
+	seal, _ := testSealer(t)
 	order := jsonPayload(100)
-	// reseal opens a frame and seals what it held (or other) under a fresh
-	// IV, as alegate answers the kitchen's echo.
-	reseal := func(other []byte) func([]byte) []byte {
-		return func(data []byte) []byte {
-			f, err := wire.ParseFrame(data)
-			if err != nil {
-				return []byte(`{"errorCode":1}`)
-			}
-			pt, _, err := seal.eng.Decrypt(context.Background(), engine.Envelope{IV: f.IV, Fingerprint: f.Fingerprint, Message: f.Message}, nil, engine.FormatAny)
-			if err != nil {
-				return []byte(`{"errorCode":2}`)
-			}
-			if other != nil {
-				pt = other
-			}
-			env, err := seal.seal(pt)
-			if err != nil {
-				return nil
-			}
-			return wire.MarshalFrame(wire.Frame{IV: env.IV, Fingerprint: env.Fingerprint, Message: env.Message})
-		}
-	}
+	reseal := func(other []byte) func([]byte) []byte { return resealer(seal, other) }
 	echo := func(data []byte) []byte { return data }
 	for _, tc := range []struct {
 		name     string
@@ -176,5 +185,38 @@ func TestWarmer(t *testing.T) {
 				t.Errorf("run = %d echoed, %d errors, first %q; want 0, 5, one containing %q", echoed, errs, first, tc.wantErr)
 			}
 		})
+	}
+}
+
+// TestRunConnsWarm holds a few connections through two in-process servers,
+// one answering as alegate and one as the proxy, warms each with two frames
+// and checks the JSON report counts them.
+func TestRunConnsWarm(t *testing.T) {
+	t.Parallel()
+	seal, ks := testSealer(t)
+	gate := wsServer(t, resealer(seal, nil))
+	proxy := wsServer(t, func(data []byte) []byte { return data })
+	pid := strconv.Itoa(os.Getpid()) // RSS and CPU are read from /proc: this process serves both
+	c, err := parseConns([]string{"--gate-url", "http" + strings.TrimPrefix(gate, "ws"), "--gate-pid", pid,
+		"--proxy-url", "http" + strings.TrimPrefix(proxy, "ws"), "--proxy-pid", pid, "--fingerprint", seal.fp, "--keystore", ks,
+		"--hold", "4", "--warm-frames", "2", "--warm-size", "64", "--settle", "0s", "--idle", "10ms", "--storm-rate", "0", "--json"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := runConns(context.Background(), c, &out, io.Discard); err != nil {
+		t.Fatalf("runConns: %v", err)
+	}
+	var rep struct{ Held []HoldResult }
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+		t.Fatalf("report is not JSON: %v\n%s", err, out.String())
+	}
+	if len(rep.Held) != 2 {
+		t.Fatalf("%d held rows, want 2 (alegate, proxy):\n%s", len(rep.Held), out.String())
+	}
+	for _, r := range rep.Held {
+		if r.Held != 4 || r.Errors != 0 || r.WarmFrames != 2 || r.WarmSize != 64 || r.WarmEchoed != 8 || r.WarmErrors != 0 {
+			t.Errorf("%s: %+v; want 4 held, 8 frames echoed, no error", r.Target, r)
+		}
 	}
 }
