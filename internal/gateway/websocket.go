@@ -165,9 +165,11 @@ func (q *request) serveWebSocket() {
 			// with the client's answer to a close, or its timeout. (A
 			// close sent already makes this a no-op.)
 			client.Close(wsconn.StatusGoingAway, "peer went away")
+			up.AwaitClose()
 		}()
 		g.clientToUpstream(ctx, client, up, claims, idle)
 		up.Close(wsconn.StatusGoingAway, "peer went away")
+		client.AwaitClose()
 		<-done
 	}()
 }

@@ -53,6 +53,9 @@ type Conn struct {
 	rbuf    *[]byte
 	r, w    int
 	readErr error
+	// skip is the payload of a frame over the read limit still to come:
+	// AwaitClose discards it to reach the peer's close frame.
+	skip int64
 
 	wmu       sync.Mutex
 	closeSent bool
@@ -125,6 +128,7 @@ func (c *Conn) read(dst []byte) (MessageType, []byte, error) {
 			typ = MessageType(h.op)
 		}
 		if c.limit > 0 && int64(len(dst)-start)+h.length > c.limit {
+			c.skip = h.length
 			return 0, dst, c.fail(StatusMessageTooBig, fmt.Errorf("message over the read limit of %d bytes", c.limit))
 		}
 		if dst, err = c.payload(dst, h); err != nil {
@@ -267,6 +271,60 @@ func (c *Conn) control(h header) error {
 		// unless this side's own close went first.
 		_ = c.writeClose(ce.Code, "")
 		return ce
+	}
+	return nil
+}
+
+// AwaitClose reads until the peer's close frame answers the one this side
+// sent, discarding messages, and returns at once when no close was sent or
+// the peer's has been read already (or the connection broke). Closing a
+// socket with unread data resets the connection, which can cut off the
+// very close frame that tells the peer why (a message over the limit is
+// still arriving when its header is refused). Close's deadline bounds the
+// wait. It takes the reader's place: call it once no Read runs.
+func (c *Conn) AwaitClose() {
+	c.wmu.Lock()
+	sent := c.closeSent
+	c.wmu.Unlock()
+	if !sent {
+		return
+	}
+	if c.readErr != nil && c.skip == 0 {
+		return
+	}
+	defer c.release()
+	if c.skip > 0 {
+		if err := c.discard(c.skip); err != nil {
+			return
+		}
+		c.skip = 0
+	}
+	for {
+		h, err := c.nextHeader()
+		if err != nil || h.check(!c.client) != nil {
+			return
+		}
+		if h.op.control() {
+			if c.control(h) != nil {
+				return
+			}
+			continue
+		}
+		if c.discard(h.length) != nil {
+			return
+		}
+	}
+}
+
+// discard reads and drops n bytes.
+func (c *Conn) discard(n int64) error {
+	var chunk [512]byte
+	for n > 0 {
+		p := chunk[:min(n, int64(len(chunk)))]
+		if err := c.readFull(p); err != nil {
+			return err
+		}
+		n -= int64(len(p))
 	}
 	return nil
 }
