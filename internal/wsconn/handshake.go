@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 )
@@ -119,7 +120,7 @@ func Dial(ctx context.Context, rawURL string, o DialOptions) (*Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("websocket: %w", err)
 	}
-	c, err := handshake(ctx, nc, u, o)
+	c, err := handshake(ctx, nc, u, o, timeout)
 	if err != nil {
 		nc.Close()
 		return nil, err
@@ -127,7 +128,7 @@ func Dial(ctx context.Context, rawURL string, o DialOptions) (*Conn, error) {
 	return c, nil
 }
 
-func handshake(ctx context.Context, nc net.Conn, u *url.URL, o DialOptions) (*Conn, error) {
+func handshake(ctx context.Context, nc net.Conn, u *url.URL, o DialOptions, timeout time.Duration) (*Conn, error) {
 	// The context's end interrupts whatever the handshake waits for.
 	if d, ok := ctx.Deadline(); ok {
 		_ = nc.SetDeadline(d)
@@ -135,8 +136,11 @@ func handshake(ctx context.Context, nc net.Conn, u *url.URL, o DialOptions) (*Co
 	stop := context.AfterFunc(ctx, func() { _ = nc.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 	wrap := func(err error) error {
-		if ctx.Err() != nil {
+		switch {
+		case errors.Is(ctx.Err(), context.Canceled):
 			err = context.Cause(ctx)
+		case ctx.Err() != nil, errors.Is(err, os.ErrDeadlineExceeded):
+			err = fmt.Errorf("handshake not done within %v: %w", timeout, err)
 		}
 		return fmt.Errorf("websocket: %w", err)
 	}
