@@ -25,7 +25,13 @@ import (
 // peer's answer to a close before closing the socket.
 func echoServer(t *testing.T, limit int64, seen chan<- error) *httptest.Server {
 	t.Helper()
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := httptest.NewServer(echoHandler(t, limit, seen))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func echoHandler(t *testing.T, limit int64, seen chan<- error) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c, err := Accept(w, r)
 		if err != nil {
 			t.Errorf("Accept: %v", err)
@@ -49,9 +55,7 @@ func echoServer(t *testing.T, limit int64, seen chan<- error) *httptest.Server {
 				return
 			}
 		}
-	}))
-	t.Cleanup(srv.Close)
-	return srv
+	})
 }
 
 func wsURL(s string) string { return "ws" + strings.TrimPrefix(s, "http") }
@@ -273,5 +277,64 @@ func TestFramesBehindHandshake(t *testing.T) {
 	echo := make([]byte, 7)
 	if _, err := io.ReadFull(br, echo); err != nil || string(echo) != "\x81\x05Hello" {
 		t.Fatalf("echo of the frame behind the handshake = %q, %v", echo, err)
+	}
+}
+
+// TestTLS: over TLS (where a reader waits in a read, not for readiness)
+// Accept and Dial carry messages the same way.
+func TestTLS(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+
+	srv := httptest.NewUnstartedServer(echoHandler(t, 1<<20, nil))
+	srv.StartTLS()
+	defer srv.Close()
+	c, _, err := websocket.Dial(ctx, "wss"+strings.TrimPrefix(srv.URL, "https"), &websocket.DialOptions{HTTPClient: srv.Client()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+	for _, msg := range []string{"one", strings.Repeat("two", 3000)} {
+		if err := c.Write(ctx, websocket.MessageText, []byte(msg)); err != nil {
+			t.Fatal(err)
+		}
+		if _, got, err := c.Read(ctx); err != nil || string(got) != msg {
+			t.Fatalf("echo over TLS of %d bytes = %d bytes, %v", len(msg), len(got), err)
+		}
+	}
+
+	kitchen := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.CloseNow()
+		typ, p, err := c.Read(r.Context())
+		if err == nil {
+			c.Write(r.Context(), typ, p)
+		}
+		c.Close(websocket.StatusNormalClosure, "")
+	}))
+	kitchen.StartTLS()
+	defer kitchen.Close()
+	up, err := Dial(ctx, "wss"+strings.TrimPrefix(kitchen.URL, "https"),
+		DialOptions{TLSConfig: kitchen.Client().Transport.(*http.Transport).TLSClientConfig})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer up.CloseNow()
+	if err := up.Write(Text, []byte("over wss")); err != nil {
+		t.Fatal(err)
+	}
+	if _, p, err := up.Read(nil); err != nil || string(p) != "over wss" {
+		t.Fatalf("echo over wss = %q, %v", p, err)
+	}
+	if _, _, err := up.Read(nil); CloseStatus(err) != StatusNormalClosure {
+		t.Fatalf("end = %v, want a normal closure", err)
+	}
+	if _, err := Dial(ctx, "wss"+strings.TrimPrefix(kitchen.URL, "https"), DialOptions{}); err == nil ||
+		!strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("Dial to an untrusted certificate = %v, want a certificate error", err)
 	}
 }
