@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
 	"net/http"
 	"strings"
@@ -20,51 +19,11 @@ import (
 	"github.com/alecrypt/alecrypt/service/wire"
 )
 
-func isWebSocket(r *http.Request) bool {
-	return headerHasToken(r.Header, "Upgrade", "websocket") && headerHasToken(r.Header, "Connection", "upgrade")
-}
-
 // isUpgrade is any request asking to switch protocols the way
 // httputil.ReverseProxy would forward it (Connection: upgrade and an
 // Upgrade header).
 func isUpgrade(r *http.Request) bool {
-	return headerHasToken(r.Header, "Connection", "upgrade") && r.Header.Get("Upgrade") != ""
-}
-
-func headerHasToken(h http.Header, name, token string) bool {
-	for _, v := range h.Values(name) {
-		for _, t := range strings.Split(v, ",") {
-			if strings.EqualFold(strings.TrimSpace(t), token) {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-// checkHandshake applies RFC 6455's rules for an opening handshake (the ones
-// websocket.Accept would apply) so that a handshake that cannot be accepted
-// is refused before the kitchen is dialed: the dial carries the client's
-// Authorization and Cookie, and a refused client must not open a kitchen
-// connection with them. It returns 0 when the handshake is acceptable.
-func checkHandshake(w http.ResponseWriter, r *http.Request) (status int, reason string) {
-	switch {
-	case !r.ProtoAtLeast(1, 1):
-		return http.StatusUpgradeRequired, "websocket handshake needs HTTP/1.1"
-	case r.Method != http.MethodGet:
-		return http.StatusMethodNotAllowed, "websocket handshake must be GET"
-	case r.Header.Get("Sec-WebSocket-Version") != "13":
-		w.Header().Set("Sec-WebSocket-Version", "13")
-		return http.StatusUpgradeRequired, "websocket version must be 13"
-	}
-	keys := r.Header.Values("Sec-WebSocket-Key")
-	if len(keys) != 1 {
-		return http.StatusBadRequest, "websocket handshake needs one Sec-WebSocket-Key"
-	}
-	if k, err := base64.StdEncoding.DecodeString(strings.TrimSpace(keys[0])); err != nil || len(k) != 16 {
-		return http.StatusBadRequest, "Sec-WebSocket-Key must be 16 bytes in base64"
-	}
-	return 0, ""
+	return wsconn.HasToken(r.Header, "Connection", "upgrade") && r.Header.Get("Upgrade") != ""
 }
 
 // serveWebSocket checks the handshake (protocol, ALE values, and that the
@@ -77,7 +36,10 @@ func checkHandshake(w http.ResponseWriter, r *http.Request) (status int, reason 
 // ServeHTTP.
 func (q *request) serveWebSocket() {
 	g, w, r := q.g, q.w, q.r
-	if status, reason := checkHandshake(w, r); status != 0 {
+	// A handshake that cannot be accepted is refused before the kitchen is
+	// dialed: the dial carries the client's Authorization and Cookie, and
+	// a refused client must not open a kitchen connection with them.
+	if status, reason := wsconn.CheckHandshake(w, r); status != 0 {
 		g.log.Info("websocket handshake refused", "path", r.URL.Path, "status", status, "reason", reason)
 		q.fail(outcomeBadHandshake, status, reason)
 		return
@@ -432,7 +394,6 @@ func newIdleTimer(d time.Duration) *idleTimer {
 }
 
 func (t *idleTimer) touch() { t.last.Store(t.now().UnixNano()) }
-
 
 // start arms the timer: onIdle runs once the bridge has been idle for d.
 // The returned function disarms it.

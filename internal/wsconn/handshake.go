@@ -27,9 +27,39 @@ func acceptKey(key string) string {
 	return base64.StdEncoding.EncodeToString(h[:])
 }
 
+// IsHandshake reports whether r asks to open a WebSocket.
+func IsHandshake(r *http.Request) bool {
+	return HasToken(r.Header, "Upgrade", "websocket") && HasToken(r.Header, "Connection", "upgrade")
+}
+
+// CheckHandshake applies section 4.2.1's rules to a client's opening
+// handshake, so that one Accept could not complete is refused before
+// anything else is done for it. It returns 0 when the handshake is
+// acceptable, else the status to answer and why; a wrong version's answer
+// names the one spoken, in w's header.
+func CheckHandshake(w http.ResponseWriter, r *http.Request) (status int, reason string) {
+	switch {
+	case !r.ProtoAtLeast(1, 1):
+		return http.StatusUpgradeRequired, "websocket handshake needs HTTP/1.1"
+	case r.Method != http.MethodGet:
+		return http.StatusMethodNotAllowed, "websocket handshake must be GET"
+	case r.Header.Get("Sec-WebSocket-Version") != "13":
+		w.Header().Set("Sec-WebSocket-Version", "13")
+		return http.StatusUpgradeRequired, "websocket version must be 13"
+	}
+	keys := r.Header.Values("Sec-WebSocket-Key")
+	if len(keys) != 1 {
+		return http.StatusBadRequest, "websocket handshake needs one Sec-WebSocket-Key"
+	}
+	if k, err := base64.StdEncoding.DecodeString(strings.TrimSpace(keys[0])); err != nil || len(k) != 16 {
+		return http.StatusBadRequest, "Sec-WebSocket-Key must be 16 bytes in base64"
+	}
+	return 0, ""
+}
+
 // Accept answers a client's opening handshake with 101 Switching
 // Protocols and takes the connection over from the HTTP server. The caller
-// has checked the handshake (GET, HTTP/1.1, version 13, one key). Headers
+// has checked the handshake (CheckHandshake). Headers
 // already set on w go out with the 101; no extension or subprotocol is
 // chosen.
 func Accept(w http.ResponseWriter, r *http.Request) (*Conn, error) {
@@ -205,9 +235,9 @@ func checkResponse(res *http.Response, key string) error {
 	switch {
 	case res.StatusCode != http.StatusSwitchingProtocols:
 		return fail(http.StatusText(res.StatusCode))
-	case !hasToken(res.Header, "Upgrade", "websocket"):
+	case !HasToken(res.Header, "Upgrade", "websocket"):
 		return fail("no Upgrade: websocket")
-	case !hasToken(res.Header, "Connection", "upgrade"):
+	case !HasToken(res.Header, "Connection", "upgrade"):
 		return fail("no Connection: upgrade")
 	case res.Header.Get("Sec-WebSocket-Accept") != acceptKey(key):
 		return fail("Sec-WebSocket-Accept does not match the key")
@@ -219,7 +249,9 @@ func checkResponse(res *http.Response, key string) error {
 	return nil
 }
 
-func hasToken(h http.Header, name, token string) bool {
+// HasToken reports whether a header field of h named name lists token
+// (compared without case).
+func HasToken(h http.Header, name, token string) bool {
 	for _, v := range h.Values(name) {
 		for t := range strings.SplitSeq(v, ",") {
 			if strings.EqualFold(strings.TrimSpace(t), token) {
