@@ -17,7 +17,8 @@ FUZZ_TARGETS := \
 	./internal/jsonscan:FuzzValidJSON \
 	./internal/api:FuzzContentType \
 	./internal/rpcframe:FuzzSplit \
-	./internal/rpcframe:FuzzOutcome
+	./internal/rpcframe:FuzzOutcome \
+	./internal/wsconn:FuzzRead
 
 # The pinned TypeScript toolchain (protoc-gen-es, connect-node, tsx, typescript),
 # installed only when package-lock.json is newer than the installed tree.

@@ -26,6 +26,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/alecrypt/alecrypt/gen/ale/v1/alev1connect"
+	"github.com/alecrypt/alecrypt/internal/wsconn"
 )
 
 // Gateway is the http.Handler in front of the kitchen backend.
@@ -78,7 +79,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		q.fail(outcomeOrigin, http.StatusForbidden, "origin not allowed")
 		return
 	}
-	if isWebSocket(r) {
+	if wsconn.IsHandshake(r) {
 		q.kind = kindWebSocket
 		q.serveWebSocket()
 		return

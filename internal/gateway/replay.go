@@ -6,9 +6,8 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/coder/websocket"
-
 	"github.com/alecrypt/alecrypt/internal/replay"
+	"github.com/alecrypt/alecrypt/internal/wsconn"
 	"github.com/alecrypt/alecrypt/service/wire"
 )
 
@@ -130,7 +129,7 @@ func newConnClaims(handshakeIV []byte) *connClaims {
 // when the frame must not go upstream; when the connection must end as well
 // it has been closed. The pair goes first: a frame reusing another frame's
 // IV is then refused without leaving an entry for its copy.
-func (g *Gateway) claimFrame(ctx context.Context, client, up *websocket.Conn, cc *connClaims, f wire.Frame) (forward, keepOpen bool) {
+func (g *Gateway) claimFrame(ctx context.Context, client, up *wsconn.Conn, cc *connClaims, f wire.Frame) (forward, keepOpen bool) {
 	if g.opts.Replay == nil {
 		return true, true
 	}
@@ -167,13 +166,13 @@ func (g *Gateway) claimFrame(ctx context.Context, client, up *websocket.Conn, cc
 	case errors.Is(err, replay.ErrReplay):
 		g.log.Warn("replayed websocket frame refused", "fingerprint", truncate(f.Fingerprint))
 		g.metrics.frame("client", outcomeReplay)
-		return false, client.Write(ctx, websocket.MessageText, wire.ErrorBody(wire.CodeDecrypt)) == nil
+		return false, client.Write(wsconn.Text, wire.ErrorBody(wire.CodeDecrypt)) == nil
 	default:
 		g.log.Error("replay check failed on a websocket frame; closing", "err", err)
 		g.metrics.frame("client", outcomeReplayUnavailable)
 		g.release(ctx, cc.owner, unsure...)
-		client.Close(websocket.StatusTryAgainLater, replayUnavailable)
-		up.Close(websocket.StatusGoingAway, "client side closed")
+		client.Close(wsconn.StatusTryAgainLater, replayUnavailable)
+		up.Close(wsconn.StatusGoingAway, "client side closed")
 		return false, false
 	}
 }

@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
 	"net/http"
 	"strings"
@@ -12,59 +11,19 @@ import (
 	"unicode/utf8"
 
 	"connectrpc.com/connect"
-	"github.com/coder/websocket"
 	"go.opentelemetry.io/otel/trace"
 
 	alev1 "github.com/alecrypt/alecrypt/gen/ale/v1"
+	"github.com/alecrypt/alecrypt/internal/wsconn"
 	"github.com/alecrypt/alecrypt/service/aleerr"
 	"github.com/alecrypt/alecrypt/service/wire"
 )
-
-func isWebSocket(r *http.Request) bool {
-	return headerHasToken(r.Header, "Upgrade", "websocket") && headerHasToken(r.Header, "Connection", "upgrade")
-}
 
 // isUpgrade is any request asking to switch protocols the way
 // httputil.ReverseProxy would forward it (Connection: upgrade and an
 // Upgrade header).
 func isUpgrade(r *http.Request) bool {
-	return headerHasToken(r.Header, "Connection", "upgrade") && r.Header.Get("Upgrade") != ""
-}
-
-func headerHasToken(h http.Header, name, token string) bool {
-	for _, v := range h.Values(name) {
-		for _, t := range strings.Split(v, ",") {
-			if strings.EqualFold(strings.TrimSpace(t), token) {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-// checkHandshake applies RFC 6455's rules for an opening handshake (the ones
-// websocket.Accept would apply) so that a handshake that cannot be accepted
-// is refused before the kitchen is dialed: the dial carries the client's
-// Authorization and Cookie, and a refused client must not open a kitchen
-// connection with them. It returns 0 when the handshake is acceptable.
-func checkHandshake(w http.ResponseWriter, r *http.Request) (status int, reason string) {
-	switch {
-	case !r.ProtoAtLeast(1, 1):
-		return http.StatusUpgradeRequired, "websocket handshake needs HTTP/1.1"
-	case r.Method != http.MethodGet:
-		return http.StatusMethodNotAllowed, "websocket handshake must be GET"
-	case r.Header.Get("Sec-WebSocket-Version") != "13":
-		w.Header().Set("Sec-WebSocket-Version", "13")
-		return http.StatusUpgradeRequired, "websocket version must be 13"
-	}
-	keys := r.Header.Values("Sec-WebSocket-Key")
-	if len(keys) != 1 {
-		return http.StatusBadRequest, "websocket handshake needs one Sec-WebSocket-Key"
-	}
-	if k, err := base64.StdEncoding.DecodeString(strings.TrimSpace(keys[0])); err != nil || len(k) != 16 {
-		return http.StatusBadRequest, "Sec-WebSocket-Key must be 16 bytes in base64"
-	}
-	return 0, ""
+	return wsconn.HasToken(r.Header, "Connection", "upgrade") && r.Header.Get("Upgrade") != ""
 }
 
 // serveWebSocket checks the handshake (protocol, ALE values, and that the
@@ -77,7 +36,10 @@ func checkHandshake(w http.ResponseWriter, r *http.Request) (status int, reason 
 // ServeHTTP.
 func (q *request) serveWebSocket() {
 	g, w, r := q.g, q.w, q.r
-	if status, reason := checkHandshake(w, r); status != 0 {
+	// A handshake that cannot be accepted is refused before the kitchen is
+	// dialed: the dial carries the client's Authorization and Cookie, and
+	// a refused client must not open a kitchen connection with them.
+	if status, reason := wsconn.CheckHandshake(w, r); status != 0 {
 		g.log.Info("websocket handshake refused", "path", r.URL.Path, "status", status, "reason", reason)
 		q.fail(outcomeBadHandshake, status, reason)
 		return
@@ -100,35 +62,23 @@ func (q *request) serveWebSocket() {
 	// ciphertext, so anyone can forge it (replay.go).
 
 	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
-	idle := newIdleTimer(g.opts.WebSocketIdleTimeout)
-	up, res, err := websocket.Dial(ctx, g.upstreamWS(r), &websocket.DialOptions{
-		HTTPHeader:     upstreamHeaders(r, p),
-		HTTPClient:     &http.Client{Transport: g.opts.Transport},
-		OnPingReceived: idle.ping,
-		OnPongReceived: idle.pong,
-	})
+	up, err := wsconn.Dial(ctx, g.upstreamWS(r), g.upstreamDial(upstreamHeaders(r, p)))
 	if err != nil {
 		cancel()
-		if res != nil && res.Body != nil {
-			res.Body.Close()
-		}
 		g.log.Warn("upstream websocket failed", "path", r.URL.Path, "err", err)
 		q.fail(outcomeUpstreamError, http.StatusBadGateway, "upstream unavailable")
 		return
 	}
 	up.SetReadLimit(g.opts.MaxFrameBytes)
 
-	// The Origin was judged by the gateway's own rule (which knows app
-	// origins such as "ionic" that coder/websocket's host patterns cannot
-	// express); permessage-deflate is not offered back, so every client
-	// can read what it gets.
-	client, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true, CompressionMode: websocket.CompressionDisabled,
-		OnPingReceived: idle.ping, OnPongReceived: idle.pong})
+	// The Origin was judged by the gateway's own rule; no extension
+	// (permessage-deflate) is chosen, so every client can read what it
+	// gets.
+	client, err := wsconn.Accept(w, r)
 	if err != nil {
-		// Accept has answered the client itself.
 		q.end(outcomeBadHandshake)
 		g.log.Info("websocket accept failed", "path", r.URL.Path, "err", err)
-		up.Close(websocket.StatusGoingAway, "client handshake failed")
+		up.Close(wsconn.StatusGoingAway, "client handshake failed")
 		up.CloseNow()
 		cancel()
 		return
@@ -143,11 +93,14 @@ func (q *request) serveWebSocket() {
 	// A bridge nobody uses is closed like an idle keep-alive connection,
 	// both sides told why; pings count as use, so clients that heartbeat
 	// stay up.
+	idle := newIdleTimer(g.opts.WebSocketIdleTimeout)
+	up.OnControl(idle.touch)
+	client.OnControl(idle.touch)
 	path := r.URL.Path
 	stopIdle := idle.start(func() {
 		g.log.Info("websocket idle; closing", "path", path, "after", g.opts.WebSocketIdleTimeout)
-		go up.Close(websocket.StatusGoingAway, "idle timeout")
-		client.Close(websocket.StatusGoingAway, "idle timeout")
+		up.Close(wsconn.StatusGoingAway, "idle timeout")
+		client.Close(wsconn.StatusGoingAway, "idle timeout")
 	})
 	// Frames' crypto calls go on the shared streams, traced or not: a
 	// span per frame would outlive any trace of the handshake.
@@ -155,12 +108,11 @@ func (q *request) serveWebSocket() {
 	claims, fingerprint := newConnClaims(iv), p.Fingerprint
 
 	// The handler returns once the bridge is up, and the bridge runs on
-	// two goroutines of its own, one per direction (coder/websocket's
-	// reads block): an idle bridge then holds two small stacks and its
-	// two connections, and not the handler's stack (grown by the
-	// handshake's crypto calls), the request, its response writer and the
-	// server's connection state, which are the hijacked connection's no
-	// longer.
+	// two goroutines of its own, one per direction: an idle bridge holds
+	// two small stacks, its two connections and no buffer (a read waits
+	// for its socket to be readable before it takes one), and not the
+	// handler's stack, the request, its response writer and the server's
+	// connection state.
 	go func() {
 		defer cancel()
 		defer up.CloseNow()
@@ -169,12 +121,17 @@ func (q *request) serveWebSocket() {
 		defer stopIdle()
 		done := make(chan struct{})
 		go func() {
+			defer close(done)
 			g.upstreamToClient(ctx, up, client, fingerprint, idle)
-			cancel() // ends the other direction's read
-			close(done)
+			// Whatever ended this direction, the other's reader ends too:
+			// with the client's answer to a close, or its timeout. (A
+			// close sent already makes this a no-op.)
+			client.Close(wsconn.StatusGoingAway, "peer went away")
+			up.AwaitClose()
 		}()
 		g.clientToUpstream(ctx, client, up, claims, idle)
-		cancel()
+		up.Close(wsconn.StatusGoingAway, "peer went away")
+		client.AwaitClose()
 		<-done
 	}()
 }
@@ -219,17 +176,14 @@ func notAuthentic(err error) bool {
 	return connect.CodeOf(err) == connect.CodeInvalidArgument && aleerr.Code(err) == wire.CodeDecrypt
 }
 
-func (g *Gateway) clientToUpstream(ctx context.Context, client, up *websocket.Conn, claims *connClaims, idle *idleTimer) {
+// Each direction ends when its reader does: the close (or failure) is
+// passed to the other side, whose reader then ends with its peer's answer
+// to it (or after wsconn.CloseTimeout).
+func (g *Gateway) clientToUpstream(ctx context.Context, client, up *wsconn.Conn, claims *connClaims, idle *idleTimer) {
 	for {
-		// Reader waits for the message; only then is a buffer taken, so an
-		// idle connection holds none.
-		_, r, err := client.Reader(ctx)
-		if err != nil {
-			closeLike(up, err)
-			return
-		}
 		buf := getFrameBuf()
-		*buf, err = readAll((*buf)[:0], r) // what Conn.Read returns, without a new buffer
+		var err error
+		_, *buf, err = client.Read((*buf)[:0])
 		if err != nil {
 			putFrameBuf(buf)
 			closeLike(up, err)
@@ -239,7 +193,7 @@ func (g *Gateway) clientToUpstream(ctx context.Context, client, up *websocket.Co
 		f, err := wire.ParseFrame(*buf) // f shares no memory with the buffer
 		putFrameBuf(buf)
 		if err != nil {
-			if !g.refuseFrame(ctx, client, err) {
+			if !g.refuseFrame(client, err) {
 				return
 			}
 			continue
@@ -258,7 +212,7 @@ func (g *Gateway) clientToUpstream(ctx context.Context, client, up *websocket.Co
 				}
 				g.logRefusal(ctx, code, "websocket frame refused", "ale_code", c, "reason", reasonOf(err))
 				g.metrics.frame("client", aleOutcome(c))
-				if err := client.Write(ctx, websocket.MessageText, wire.ErrorBody(c)); err != nil {
+				if err := client.Write(wsconn.Text, wire.ErrorBody(c)); err != nil {
 					return
 				}
 				continue
@@ -268,7 +222,7 @@ func (g *Gateway) clientToUpstream(ctx context.Context, client, up *websocket.Co
 				// answer (413), and the connection stays up.
 				g.metrics.frame("client", outcomeTooLarge)
 				g.log.Info("websocket frame refused by alecryptd as too large or busy", "reason", reasonOf(err))
-				if err := client.Write(ctx, websocket.MessageText, jsonError(msgTooLarge)); err != nil {
+				if err := client.Write(wsconn.Text, jsonError(msgTooLarge)); err != nil {
 					return
 				}
 				continue
@@ -277,8 +231,8 @@ func (g *Gateway) clientToUpstream(ctx context.Context, client, up *websocket.Co
 		if err != nil {
 			g.metrics.frame("client", outcomeCryptoError)
 			g.log.Error("crypto service failed on a websocket frame; closing", "err", err)
-			client.Close(websocket.StatusInternalError, "crypto service unavailable")
-			up.Close(websocket.StatusGoingAway, "client side closed")
+			client.Close(wsconn.StatusInternalError, "crypto service unavailable")
+			up.Close(wsconn.StatusGoingAway, "client side closed")
 			return
 		}
 		if forward, keepOpen := g.claimFrame(ctx, client, up, claims, f); !forward {
@@ -288,13 +242,13 @@ func (g *Gateway) clientToUpstream(ctx context.Context, client, up *websocket.Co
 			continue
 		}
 		pt := res.GetPlaintext()
-		typ := websocket.MessageText
+		typ := wsconn.Text
 		if !utf8.Valid(pt) {
-			typ = websocket.MessageBinary
+			typ = wsconn.Binary
 		}
-		if err := up.Write(ctx, typ, pt); err != nil {
+		if err := up.Write(typ, pt); err != nil {
 			g.metrics.frame("client", outcomeUpstreamError)
-			client.Close(websocket.StatusInternalError, "upstream write failed")
+			client.Close(wsconn.StatusInternalError, "upstream write failed")
 			return
 		}
 		g.metrics.frame("client", outcomeForwarded)
@@ -303,26 +257,22 @@ func (g *Gateway) clientToUpstream(ctx context.Context, client, up *websocket.Co
 
 // refuseFrame answers a frame that failed the gateway's own checks with
 // its ALE error frame; false when the client cannot be written to.
-func (g *Gateway) refuseFrame(ctx context.Context, client *websocket.Conn, err error) bool {
+func (g *Gateway) refuseFrame(client *wsconn.Conn, err error) bool {
 	code := wire.CodeDecrypt
 	if e, ok := wire.AsError(err); ok {
 		code = e.Code
 	}
 	g.log.Info("websocket frame refused", "ale_code", code, "reason", err.Error())
 	g.metrics.frame("client", aleOutcome(code))
-	return client.Write(ctx, websocket.MessageText, wire.ErrorBody(code)) == nil
+	return client.Write(wsconn.Text, wire.ErrorBody(code)) == nil
 }
 
-func (g *Gateway) upstreamToClient(ctx context.Context, up, client *websocket.Conn, fingerprint string, idle *idleTimer) {
+func (g *Gateway) upstreamToClient(ctx context.Context, up, client *wsconn.Conn, fingerprint string, idle *idleTimer) {
 	key := byFingerprint(fingerprint)
 	for {
-		_, r, err := up.Reader(ctx)
-		if err != nil {
-			closeLike(client, err)
-			return
-		}
 		buf := getFrameBuf()
-		*buf, err = readAll((*buf)[:0], r)
+		var err error
+		_, *buf, err = up.Read((*buf)[:0])
 		if err != nil {
 			putFrameBuf(buf)
 			closeLike(client, err)
@@ -336,18 +286,18 @@ func (g *Gateway) upstreamToClient(ctx context.Context, up, client *websocket.Co
 			// Never send plaintext the client expects encrypted.
 			g.metrics.frame("upstream", outcomeCryptoError)
 			g.log.Error("encrypting an upstream websocket message failed; closing", "err", err)
-			client.Close(websocket.StatusInternalError, "encryption failed")
-			up.Close(websocket.StatusGoingAway, "client side closed")
+			client.Close(wsconn.StatusInternalError, "encryption failed")
+			up.Close(wsconn.StatusGoingAway, "client side closed")
 			return
 		}
 		// Answered: the plaintext has been sent, so its buffer takes the
 		// frame to the client.
 		e := res.GetEnvelope()
 		*buf = wire.AppendFrame((*buf)[:0], wire.Frame{IV: e.GetIv(), Fingerprint: e.GetFingerprint(), Message: e.GetMessage()})
-		err = client.Write(ctx, websocket.MessageText, *buf) // copies the frame out before it returns
+		err = client.Write(wsconn.Text, *buf) // copies the frame out before it returns
 		putFrameBuf(buf)
 		if err != nil {
-			up.Close(websocket.StatusGoingAway, "client write failed")
+			up.Close(wsconn.StatusGoingAway, "client write failed")
 			return
 		}
 		g.metrics.frame("upstream", outcomeForwarded)
@@ -373,13 +323,13 @@ func putFrameBuf(b *[]byte) {
 
 // closeLike closes c with the status and reason that ended the other side,
 // so close codes pass through the gateway.
-func closeLike(c *websocket.Conn, err error) {
-	var ce websocket.CloseError
+func closeLike(c *wsconn.Conn, err error) {
+	var ce wsconn.CloseError
 	if errors.As(err, &ce) {
 		_ = c.Close(ce.Code, ce.Reason)
 		return
 	}
-	_ = c.Close(websocket.StatusGoingAway, "peer went away")
+	_ = c.Close(wsconn.StatusGoingAway, "peer went away")
 }
 
 // upstreamWS is the upstream WebSocket URL for r: the upstream's scheme
@@ -396,6 +346,18 @@ func (g *Gateway) upstreamWS(r *http.Request) string {
 	u.RawPath = ""
 	u.RawQuery = wire.StripQuery(r.URL.RawQuery)
 	return u.String()
+}
+
+// upstreamDial is how the bridge reaches the kitchen: with the upstream
+// transport's dialer and TLS settings when it is an *http.Transport (its
+// proxy setting is not used: the bridge dials the kitchen directly).
+func (g *Gateway) upstreamDial(h http.Header) wsconn.DialOptions {
+	o := wsconn.DialOptions{Header: h}
+	if tr, ok := g.opts.Transport.(*http.Transport); ok {
+		o.DialContext = tr.DialContext
+		o.TLSConfig = tr.TLSClientConfig
+	}
+	return o
 }
 
 // upstreamHeaders forwards the handshake headers a backend uses (auth,
@@ -432,9 +394,6 @@ func newIdleTimer(d time.Duration) *idleTimer {
 }
 
 func (t *idleTimer) touch() { t.last.Store(t.now().UnixNano()) }
-
-func (t *idleTimer) ping(context.Context, []byte) bool { t.touch(); return true }
-func (t *idleTimer) pong(context.Context, []byte)      { t.touch() }
 
 // start arms the timer: onIdle runs once the bridge has been idle for d.
 // The returned function disarms it.
