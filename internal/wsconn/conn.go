@@ -76,8 +76,13 @@ func newConn(nc net.Conn, client bool, leftover []byte) *Conn {
 }
 
 // SetReadLimit bounds the size of a message (its fragments together); a
-// larger one ends the connection with StatusMessageTooBig.
-func (c *Conn) SetReadLimit(n int64) { c.limit = n }
+// larger one ends the connection with StatusMessageTooBig. There is always
+// a limit: n <= 0 keeps the one set before.
+func (c *Conn) SetReadLimit(n int64) {
+	if n > 0 {
+		c.limit = n
+	}
+}
 
 // OnControl sets the function called for each ping and pong read. Set it
 // before the first Read.
@@ -127,7 +132,7 @@ func (c *Conn) read(dst []byte) (MessageType, []byte, error) {
 		case typ == 0:
 			typ = MessageType(h.op)
 		}
-		if c.limit > 0 && int64(len(dst)-start)+h.length > c.limit {
+		if int64(len(dst)-start)+h.length > c.limit {
 			c.skip = h.length
 			return 0, dst, c.fail(StatusMessageTooBig, fmt.Errorf("message over the read limit of %d bytes", c.limit))
 		}

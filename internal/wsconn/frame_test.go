@@ -146,6 +146,7 @@ func TestProtocolErrors(t *testing.T) {
 		{"close status 999", false, "880203e7", 0, StatusProtocolError},
 		{"close reason not UTF-8", false, "880403e8fffe", 0, StatusInvalidFramePayloadData},
 		{"length with top bit", false, "827f8000000000000000", 0, StatusProtocolError},
+		{"length over the default limit", false, "827f0000000100000000", 0, StatusMessageTooBig},
 		{"message over the limit", false, "820a" + strings.Repeat("00", 10), 9, StatusMessageTooBig},
 		{"fragments over the limit", false, "0205" + strings.Repeat("00", 5) + "8005" + strings.Repeat("00", 5), 9, StatusMessageTooBig},
 	} {
@@ -156,9 +157,7 @@ func TestProtocolErrors(t *testing.T) {
 			}
 			s := &streamConn{r: bytes.NewReader(b)}
 			c := newConn(s, !tc.fromClient, nil)
-			if tc.limit > 0 {
-				c.SetReadLimit(tc.limit)
-			}
+			c.SetReadLimit(tc.limit) // 0 keeps the default
 			got, err := readAll(c)
 			if len(got) != 0 || err == nil || CloseStatus(err) != 0 {
 				t.Fatalf("read %q, %v; want no message and a protocol error", got, err)
