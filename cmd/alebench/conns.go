@@ -381,10 +381,9 @@ func hold(ctx context.Context, c connsConfig, t connsTarget, n int, seal *sealer
 
 // warmer sends sealed frames through held connections and checks each
 // echo, so a held connection has carried traffic before it is measured:
-// stacks and buffers that grow on the first message (coder/websocket's
-// read and write paths, the bridge's frame buffers) count in the
-// per-connection figure, as they would for a kitchen display that has shown
-// one order.
+// stacks and buffers that grow on the first message (the read and write
+// paths, the bridge's frame buffers) count in the per-connection figure,
+// as they would for a kitchen display that has shown one order.
 type warmer struct {
 	seal    *sealer
 	order   []byte // the plaintext of every frame
