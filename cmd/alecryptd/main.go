@@ -85,6 +85,11 @@ func run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	if cfg.TLSCert == "" {
+		// h2c: Go's HTTP/2 server would read each frame in two system
+		// calls (crypto/tls buffers for it otherwise).
+		ln = daemon.BufferReads(ln)
+	}
 	switch {
 	case pol == nil && cfg.ClientCA != "":
 		log.Warn("no --policy: every caller with a client certificate from --client-ca may use every key")
