@@ -24,6 +24,7 @@ import (
 	"github.com/alecrypt/alecrypt/internal/daemon"
 	"github.com/alecrypt/alecrypt/internal/daemon/vaultcfg"
 	"github.com/alecrypt/alecrypt/internal/engine"
+	"github.com/alecrypt/alecrypt/internal/h2conn"
 	"github.com/alecrypt/alecrypt/internal/key"
 	"github.com/alecrypt/alecrypt/internal/keyring"
 	"github.com/alecrypt/alecrypt/internal/keyring/refresh"
@@ -86,9 +87,9 @@ func run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	if cfg.TLSCert == "" {
-		// h2c: Go's HTTP/2 server would read each frame in two system
-		// calls (crypto/tls buffers for it otherwise).
-		ln = daemon.BufferReads(ln)
+		// h2c: Go's HTTP/2 server reads each frame in two system calls
+		// and sends each window update in a write of its own (see h2conn).
+		ln = h2conn.Listen(ln)
 	}
 	switch {
 	case pol == nil && cfg.ClientCA != "":
