@@ -138,7 +138,7 @@ func newEnvWith(t testing.TB, opts gateway.Options, readTimeout time.Duration, c
 	cryptoSrv.Start()
 	t.Cleanup(cryptoSrv.Close)
 	// The client alegate builds (h2c).
-	clients, err := client.New(client.Config{URL: cryptoSrv.URL})
+	clients, err := client.New(client.Config{URL: cryptoSrv.URL}, gateway.ClientCodec())
 	if err != nil {
 		t.Fatal(err)
 	}
