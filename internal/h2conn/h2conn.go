@@ -1,7 +1,6 @@
-// Package h2conn groups the bytes of plaintext HTTP/2 (h2c) connections
-// into fewer system calls, for Go's HTTP/2 server (alecryptd) and client
-// (alegate's crypto stream). It changes no byte that crosses a connection,
-// only how reads and writes are batched:
+// Package h2conn groups the bytes of alecryptd's plaintext HTTP/2 (h2c)
+// connections into fewer system calls for Go's HTTP/2 server. It changes no
+// byte that crosses a connection, only how reads and writes are batched:
 //
 //   - Reads go through a buffer. Go's HTTP/2 server reads an unencrypted
 //     connection unbuffered: every frame cost a read for its 9-byte header
@@ -10,14 +9,12 @@
 //     them all. (With TLS, crypto/tls buffers whole records already.)
 //   - A write made only of WINDOW_UPDATE frames is held until the next
 //     write, and goes out with it in one system call, or after holdFor.
-//     Go's HTTP/2 sends one for every 4 KiB a reader consumes, in a write
-//     of its own: the client after reading each answer of a stream, the
-//     server after reading each message. Each woke the peer (a context
-//     switch when both share a core) only to update its send window;
-//     held, it rides on the next message or answer, which follows within
-//     microseconds under load. Send windows are far larger than what
-//     holdFor delays (1 MiB per connection and stream on Go's server, 1 GiB
-//     and 4 MiB on its client): a held update slows no sender.
+//     Go's HTTP/2 server sends one for every 4 KiB a handler reads, in a
+//     write of its own, just before the handler answers: a stream message
+//     cost a write (and a wake-up of the client) for the update, then the
+//     answer's. Held, the update rides on the answer. Send windows are far
+//     larger than what holdFor delays (1 MiB per connection and stream on
+//     Go's server): a held update slows no sender.
 //
 // It knows the HTTP/2 frame header only to recognise WINDOW_UPDATE frames
 // (RFC 9113, section 6.9) and the connection preface.
@@ -46,10 +43,6 @@ func (l listener) Accept() (net.Conn, error) {
 	}
 	return &Conn{Conn: c, direct: serverDirect}, nil
 }
-
-// Client wraps a connection a client speaks HTTP/2 on from its first byte
-// (h2c with prior knowledge).
-func Client(c net.Conn) *Conn { return &Conn{Conn: c, direct: readBufSize, h2: true} }
 
 // readBufSize holds an HTTP/2 frame of the default maximum size (16 KiB)
 // and the small frames around it. serverDirect: see Listen.

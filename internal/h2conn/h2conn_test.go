@@ -211,7 +211,7 @@ func dataFrame(payload string) []byte {
 func TestWindowUpdatesRideOnTheNextWrite(t *testing.T) {
 	t.Parallel()
 	under := &recordingConn{}
-	c := Client(under)
+	c := &Conn{Conn: under, direct: serverDirect, h2: true}
 	updates := append(windowUpdate(0, 1), windowUpdate(1, 1)...)
 	for _, p := range [][]byte{updates, windowUpdate(0, 2)} {
 		if n, err := c.Write(p); n != len(p) || err != nil {
@@ -236,7 +236,7 @@ func TestWindowUpdatesRideOnTheNextWrite(t *testing.T) {
 func TestWindowUpdatesNotHeldForEver(t *testing.T) {
 	t.Parallel()
 	under := &recordingConn{}
-	c := Client(under)
+	c := &Conn{Conn: under, direct: serverDirect, h2: true}
 	if _, err := c.Write(windowUpdate(1, 1)); err != nil {
 		t.Fatal(err)
 	}

@@ -16,7 +16,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -26,7 +25,6 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/alecrypt/alecrypt/gen/ale/v1/alev1connect"
-	"github.com/alecrypt/alecrypt/internal/h2conn"
 	"github.com/alecrypt/alecrypt/internal/tlsconfig"
 	"github.com/alecrypt/alecrypt/service/secret"
 )
@@ -76,14 +74,6 @@ func New(cfg Config, opts ...connect.ClientOption) (*Clients, error) {
 		// gRPC and streams need HTTP/2; without TLS that is h2c with prior
 		// knowledge.
 		tr.Protocols.SetUnencryptedHTTP2(true)
-		tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
-			var d net.Dialer
-			c, err := d.DialContext(ctx, network, addr)
-			if err != nil {
-				return nil, err
-			}
-			return h2conn.Client(c), nil
-		}
 		if cfg.HTTP1 && !cfg.GRPC {
 			h1 := &http.Transport{Protocols: new(http.Protocols), MaxIdleConnsPerHost: 256, IdleConnTimeout: 90 * time.Second}
 			h1.Protocols.SetHTTP1(true)
