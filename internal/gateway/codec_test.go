@@ -112,3 +112,36 @@ func TestClientCodecOtherMessages(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkStreamAnswer decodes an answer of five 1 KiB decrypt results,
+// as the gateway's codec and as plain protobuf.
+func BenchmarkStreamAnswer(b *testing.B) {
+	key := &alev1.KeyInfo{Fingerprint: "k-1", Aliases: []string{"store-1"}, Version: 3,
+		CreatedAt: timestamppb.New(timestamppb.Now().AsTime()), Source: "local", Primary: true}
+	res := &alev1.DecryptBatchResponse{}
+	for range 5 {
+		res.Results = append(res.Results, &alev1.DecryptResult{Result: &alev1.DecryptResult_Response{
+			Response: &alev1.DecryptResponse{Plaintext: bytes.Repeat([]byte("p"), 1024), Key: key}}})
+	}
+	data, err := proto.Marshal(&alev1.StreamResponse{RequestId: "a1", Result: &alev1.StreamResponse_DecryptBatch{DecryptBatch: res}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, c := range []struct {
+		name      string
+		unmarshal func([]byte, any) error
+	}{
+		{"codec", streamCodec{}.Unmarshal},
+		{"proto", func(d []byte, m any) error { return proto.Unmarshal(d, m.(proto.Message)) }},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				var got alev1.StreamResponse
+				if err := c.unmarshal(data, &got); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
