@@ -41,14 +41,15 @@ func (l listener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Conn{Conn: c, direct: serverDirect}, nil
+	return &conn{Conn: c}, nil
 }
 
 // readBufSize holds an HTTP/2 frame of the default maximum size (16 KiB)
-// and the small frames around it. serverDirect: see Listen.
+// and the small frames around it. Reads of 1 byte or of directMin bytes or
+// more bypass the buffer (see Listen).
 const (
-	readBufSize  = 16<<10 + 64
-	serverDirect = 4 << 10
+	readBufSize = 16<<10 + 64
+	directMin   = 4 << 10
 )
 
 // holdFor bounds how long a WINDOW_UPDATE waits for a write to ride on.
@@ -59,13 +60,12 @@ const maxHeld = 512
 
 var readBufs = sync.Pool{New: func() any { return new([readBufSize]byte) }}
 
-// Conn is a connection grouped as the package says. One reader at a time,
+// conn is a connection grouped as the package says. One reader at a time,
 // as net/http reads its connections.
-type Conn struct {
+type conn struct {
 	net.Conn
-	direct int  // reads of 1 byte or of direct bytes or more bypass the buffer
-	h2     bool // the connection speaks HTTP/2: its updates may be held
-	seen   bool // the first read has been looked at (for the preface)
+	h2   bool // the connection speaks HTTP/2: its updates may be held
+	seen bool // the first read has been looked at (for the preface)
 
 	buf  *[readBufSize]byte // nil while empty: a buffer is held only while it has data
 	r, w int                // buf[r:w] is read and not yet consumed
@@ -80,9 +80,9 @@ type Conn struct {
 
 var preface = []byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
 
-func (c *Conn) Read(p []byte) (int, error) {
+func (c *conn) Read(p []byte) (int, error) {
 	if c.buf == nil {
-		if len(p) <= 1 || len(p) >= c.direct {
+		if len(p) <= 1 || len(p) >= directMin {
 			n, err := c.Conn.Read(p)
 			c.look(p[:n])
 			return n, err
@@ -109,7 +109,7 @@ func (c *Conn) Read(p []byte) (int, error) {
 
 // look notes whether the connection opens with the HTTP/2 preface (net/http
 // reads it whole in its first read, through the buffer).
-func (c *Conn) look(first []byte) {
+func (c *conn) look(first []byte) {
 	if c.seen || len(first) == 0 {
 		return
 	}
@@ -121,7 +121,7 @@ func (c *Conn) look(first []byte) {
 	}
 }
 
-func (c *Conn) Write(p []byte) (int, error) {
+func (c *conn) Write(p []byte) (int, error) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	if c.werr != nil {
@@ -157,7 +157,7 @@ func (c *Conn) Write(p []byte) (int, error) {
 }
 
 // sendHeld sends the held updates no write came to carry.
-func (c *Conn) sendHeld() {
+func (c *conn) sendHeld() {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	if len(c.held) == 0 || c.werr != nil {
@@ -169,7 +169,7 @@ func (c *Conn) sendHeld() {
 	c.held = c.held[:0]
 }
 
-func (c *Conn) Close() error {
+func (c *conn) Close() error {
 	c.wmu.Lock()
 	if c.timer != nil {
 		c.timer.Stop()
@@ -180,7 +180,7 @@ func (c *Conn) Close() error {
 
 // CloseWrite passes net/http's half-close (its closeWriteAndWait before
 // closing a connection with an error response) on to a TCP connection.
-func (c *Conn) CloseWrite() error {
+func (c *conn) CloseWrite() error {
 	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
 		return cw.CloseWrite()
 	}

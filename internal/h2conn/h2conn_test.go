@@ -48,7 +48,7 @@ func TestReadsFrames(t *testing.T) {
 	t.Parallel()
 	src := frames()
 	under := &countingConn{src: src}
-	c := &Conn{Conn: under, direct: serverDirect}
+	c := &conn{Conn: under}
 	var got []byte
 	hdr := make([]byte, 9)
 	for range 3 {
@@ -89,7 +89,7 @@ func TestReadsPassesLargeAndOneByteReads(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			under := &countingConn{src: make([]byte, 128<<10)}
-			c := &Conn{Conn: under, direct: serverDirect}
+			c := &conn{Conn: under}
 			n, err := c.Read(make([]byte, tc.size))
 			if err != nil || n != tc.size {
 				t.Fatalf("Read = %d, %v; want %d, nil", n, err, tc.size)
@@ -113,7 +113,7 @@ func TestReadsStream(t *testing.T) {
 	for i := range src {
 		src[i] = byte(rng.IntN(256))
 	}
-	c := &Conn{Conn: &countingConn{src: src}, direct: serverDirect}
+	c := &conn{Conn: &countingConn{src: src}}
 	var got []byte
 	for {
 		p := make([]byte, 1+rng.IntN(20<<10))
@@ -211,7 +211,7 @@ func dataFrame(payload string) []byte {
 func TestWindowUpdatesRideOnTheNextWrite(t *testing.T) {
 	t.Parallel()
 	under := &recordingConn{}
-	c := &Conn{Conn: under, direct: serverDirect, h2: true}
+	c := &conn{Conn: under, h2: true}
 	updates := append(windowUpdate(0, 1), windowUpdate(1, 1)...)
 	for _, p := range [][]byte{updates, windowUpdate(0, 2)} {
 		if n, err := c.Write(p); n != len(p) || err != nil {
@@ -236,7 +236,7 @@ func TestWindowUpdatesRideOnTheNextWrite(t *testing.T) {
 func TestWindowUpdatesNotHeldForEver(t *testing.T) {
 	t.Parallel()
 	under := &recordingConn{}
-	c := &Conn{Conn: under, direct: serverDirect, h2: true}
+	c := &conn{Conn: under, h2: true}
 	if _, err := c.Write(windowUpdate(1, 1)); err != nil {
 		t.Fatal(err)
 	}
@@ -268,7 +268,7 @@ func TestWritesNotHeld(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			under := &recordingConn{}
-			c := &Conn{Conn: under, direct: serverDirect, h2: tc.h2}
+			c := &conn{Conn: under, h2: tc.h2}
 			if _, err := c.Write(tc.write); err != nil {
 				t.Fatal(err)
 			}
@@ -294,7 +294,7 @@ func TestServerHoldsOnlyAfterPreface(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			under := &recordingConn{}
-			c := &Conn{Conn: &countingConn{Conn: under, src: tc.first}, direct: serverDirect}
+			c := &conn{Conn: &countingConn{Conn: under, src: tc.first}}
 			// net/http's first read: the length of the preface's first line.
 			if _, err := c.Read(make([]byte, 14)); err != nil {
 				t.Fatal(err)
