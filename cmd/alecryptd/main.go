@@ -24,6 +24,7 @@ import (
 	"github.com/alecrypt/alecrypt/internal/daemon"
 	"github.com/alecrypt/alecrypt/internal/daemon/vaultcfg"
 	"github.com/alecrypt/alecrypt/internal/engine"
+	"github.com/alecrypt/alecrypt/internal/h2conn"
 	"github.com/alecrypt/alecrypt/internal/key"
 	"github.com/alecrypt/alecrypt/internal/keyring"
 	"github.com/alecrypt/alecrypt/internal/keyring/refresh"
@@ -84,6 +85,11 @@ func run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	ln, err := daemon.Listen(srv, cfg.Listen, cfg.TLSCert, cfg.TLSKey, cfg.ClientCA, log)
 	if err != nil {
 		return err
+	}
+	if cfg.TLSCert == "" {
+		// h2c: Go's HTTP/2 server reads each frame in two system calls
+		// and sends each window update in a write of its own (see h2conn).
+		ln = h2conn.Listen(ln)
 	}
 	switch {
 	case pol == nil && cfg.ClientCA != "":

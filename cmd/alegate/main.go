@@ -98,7 +98,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger) error {
 // h2c per call), WebSocket sessions' Stream over h2c; TLS negotiates HTTP/2.
 // With tracing on, its calls carry the trace.
 func cryptoClient(cfg Config, tr *tracing.Tracing, log *slog.Logger) (*client.Clients, error) {
-	var opts []connect.ClientOption
+	opts := []connect.ClientOption{gateway.ClientCodec()}
 	if tr.Provider != nil {
 		otel, err := otelconnect.NewInterceptor(otelconnect.WithTracerProvider(tr.Provider),
 			otelconnect.WithPropagator(tr.Propagator), otelconnect.WithoutMetrics())

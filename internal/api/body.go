@@ -68,6 +68,7 @@ const aheadSize = 16 << 10
 var aheadPool = sync.Pool{New: func() any { return new(aheadBuf) }}
 
 func (b *bodyReader) endAhead() {
+	b.c.rec.release()
 	b.flushHeld()
 	a := b.ahead
 	b.ahead = nil

@@ -25,27 +25,67 @@ type cryptoServer struct {
 
 var _ alev1connect.CryptoServiceHandler = (*cryptoServer)(nil)
 
+// encryptItem and decryptItem hold the messages of one item's answer, so
+// that a batch allocates those of all its items at once (one allocation per
+// batch, not three or four per item) and a single call its response and
+// envelope together.
+type encryptItem struct {
+	result alev1.EncryptResult
+	ok     alev1.EncryptResult_Response
+	res    alev1.EncryptResponse
+	env    alev1.Envelope
+}
+
+type decryptItem struct {
+	result alev1.DecryptResult
+	ok     alev1.DecryptResult_Response
+	res    alev1.DecryptResponse
+}
+
 func (s *cryptoServer) encrypt(ctx context.Context, req *alev1.EncryptRequest) (*alev1.EncryptResponse, error) {
-	env, k, err := s.eng.Encrypt(ctx, refFromProto(req.GetKey()), req.GetPlaintext(), req.GetAssociatedData())
-	if err != nil {
+	m := new(struct {
+		res alev1.EncryptResponse
+		env alev1.Envelope
+	})
+	if err := s.encryptInto(ctx, req, &m.res, &m.env); err != nil {
 		return nil, err
 	}
-	return &alev1.EncryptResponse{Envelope: envelopeToProto(env), Key: s.keys.get(k)}, nil
+	return &m.res, nil
+}
+
+// encryptInto fills res, with env as its envelope.
+func (s *cryptoServer) encryptInto(ctx context.Context, req *alev1.EncryptRequest, res *alev1.EncryptResponse, env *alev1.Envelope) error {
+	e, k, err := s.eng.Encrypt(ctx, refFromProto(req.GetKey()), req.GetPlaintext(), req.GetAssociatedData())
+	if err != nil {
+		return err
+	}
+	env.Iv, env.Fingerprint, env.Message = e.IV, e.Fingerprint, e.Message
+	res.Envelope, res.Key = env, s.keys.get(k)
+	return nil
 }
 
 func (s *cryptoServer) decrypt(ctx context.Context, req *alev1.DecryptRequest) (*alev1.DecryptResponse, error) {
+	res := new(alev1.DecryptResponse)
+	if err := s.decryptInto(ctx, req, res); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+func (s *cryptoServer) decryptInto(ctx context.Context, req *alev1.DecryptRequest, res *alev1.DecryptResponse) error {
 	if req.GetEnvelope() == nil {
-		return nil, &engine.FieldError{Field: "envelope", Reason: "missing"}
+		return &engine.FieldError{Field: "envelope", Reason: "missing"}
 	}
 	expect, err := formatFromProto(req.GetExpect())
 	if err != nil {
-		return nil, err
+		return err
 	}
 	pt, k, err := s.eng.Decrypt(ctx, envelopeFromProto(req.GetEnvelope()), req.GetAssociatedData(), expect)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	return &alev1.DecryptResponse{Plaintext: pt, Key: s.keys.get(k)}, nil
+	res.Plaintext, res.Key = pt, s.keys.get(k)
+	return nil
 }
 
 func (s *cryptoServer) rewrap(ctx context.Context, req *alev1.RewrapRequest) (*alev1.RewrapResponse, error) {
@@ -133,8 +173,9 @@ func (s *cryptoServer) encryptBatch(ctx context.Context, req *alev1.EncryptBatch
 		return nil, err
 	}
 	out := &alev1.EncryptBatchResponse{Results: make([]*alev1.EncryptResult, len(req.GetItems()))}
+	items := make([]encryptItem, len(req.GetItems()))
 	for i, item := range req.GetItems() {
-		out.Results[i] = s.encryptResult(ctx, item)
+		out.Results[i] = s.encryptResult(ctx, item, &items[i])
 	}
 	return out, nil
 }
@@ -144,8 +185,9 @@ func (s *cryptoServer) decryptBatch(ctx context.Context, req *alev1.DecryptBatch
 		return nil, err
 	}
 	out := &alev1.DecryptBatchResponse{Results: make([]*alev1.DecryptResult, len(req.GetItems()))}
+	items := make([]decryptItem, len(req.GetItems()))
 	for i, item := range req.GetItems() {
-		out.Results[i] = s.decryptResult(ctx, item)
+		out.Results[i] = s.decryptResult(ctx, item, &items[i])
 	}
 	return out, nil
 }
@@ -157,20 +199,24 @@ func checkBatch(n int) error {
 	return nil
 }
 
-func (s *cryptoServer) encryptResult(ctx context.Context, item *alev1.EncryptRequest) *alev1.EncryptResult {
-	res, err := s.encrypt(ctx, item)
-	if err != nil {
-		return &alev1.EncryptResult{Result: &alev1.EncryptResult_Error{Error: toItemError(err)}}
+func (s *cryptoServer) encryptResult(ctx context.Context, item *alev1.EncryptRequest, m *encryptItem) *alev1.EncryptResult {
+	if err := s.encryptInto(ctx, item, &m.res, &m.env); err != nil {
+		m.result.Result = &alev1.EncryptResult_Error{Error: toItemError(err)}
+		return &m.result
 	}
-	return &alev1.EncryptResult{Result: &alev1.EncryptResult_Response{Response: res}}
+	m.ok.Response = &m.res
+	m.result.Result = &m.ok
+	return &m.result
 }
 
-func (s *cryptoServer) decryptResult(ctx context.Context, item *alev1.DecryptRequest) *alev1.DecryptResult {
-	res, err := s.decrypt(ctx, item)
-	if err != nil {
-		return &alev1.DecryptResult{Result: &alev1.DecryptResult_Error{Error: toItemError(err)}}
+func (s *cryptoServer) decryptResult(ctx context.Context, item *alev1.DecryptRequest, m *decryptItem) *alev1.DecryptResult {
+	if err := s.decryptInto(ctx, item, &m.res); err != nil {
+		m.result.Result = &alev1.DecryptResult_Error{Error: toItemError(err)}
+		return &m.result
 	}
-	return &alev1.DecryptResult{Result: &alev1.DecryptResult_Response{Response: res}}
+	m.ok.Response = &m.res
+	m.result.Result = &m.ok
+	return &m.result
 }
 
 // Stream answers each request in order on the same stream. A failed item gets

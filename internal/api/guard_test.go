@@ -714,3 +714,67 @@ func TestStreamResponsesNotHeldForLaterRequests(t *testing.T) {
 		})
 	}
 }
+
+// writeCounter is a ResponseWriter that keeps each Write apart.
+type writeCounter struct {
+	header http.Header
+	writes [][]byte
+}
+
+func (w *writeCounter) Header() http.Header { return w.header }
+func (w *writeCounter) WriteHeader(int)     {}
+func (w *writeCounter) Flush()              {}
+func (w *writeCounter) Write(p []byte) (int, error) {
+	w.writes = append(w.writes, bytes.Clone(p))
+	return len(p), nil
+}
+
+// TestStreamMessagesWrittenWhole: each message of a stream's response
+// reaches the server's ResponseWriter in one Write, prefix and data
+// together. Go's HTTP/2 server sends a message of 4 KiB or more written as
+// two writes as two DATA frames.
+func TestStreamMessagesWrittenWhole(t *testing.T) {
+	t.Parallel()
+	ring := keyring.New()
+	if _, _, err := ring.Replace(testRecords()); err != nil {
+		t.Fatal(err)
+	}
+	h := api.NewHandler(engine.New(ring, engine.WithDefaultAlias("store-1")), ring, api.Options{})
+	for _, ct := range []string{"application/grpc", "application/connect+proto"} {
+		t.Run(ct, func(t *testing.T) {
+			t.Parallel()
+			var body []byte
+			for i, size := range []int{6 << 10, 0, 100, 70 << 10} {
+				body = append(body, grpcFrame(mustMarshal(t, &alev1.StreamRequest{RequestId: fmt.Sprint(i),
+					Operation: &alev1.StreamRequest_Encrypt{Encrypt: &alev1.EncryptRequest{Plaintext: bytes.Repeat([]byte("p"), size)}}}))...)
+			}
+			r := httptest.NewRequest(http.MethodPost, "/ale.v1.CryptoService/Stream", bytes.NewReader(body))
+			r.Header.Set("Content-Type", ct)
+			r.ProtoMajor, r.ProtoMinor = 2, 0
+			w := &writeCounter{header: http.Header{}}
+			h.ServeHTTP(w, r)
+			var ids []string
+			for i := 0; i < len(w.writes); i++ {
+				p := w.writes[i]
+				if len(p) < rpcframe.PrefixLen {
+					t.Fatalf("write %d of %d bytes is not one whole message", i, len(p))
+				}
+				hdr := rpcframe.Prefix(p[:rpcframe.PrefixLen])
+				if len(p) == rpcframe.PrefixLen && hdr.Size() > 64<<10 && i+1 < len(w.writes) && len(w.writes[i+1]) == int(hdr.Size()) {
+					i++ // over 64 KiB, a message may go as its prefix and its data
+					continue
+				}
+				if len(p) != rpcframe.PrefixLen+int(hdr.Size()) {
+					t.Fatalf("write %d of %d bytes is not one whole message", i, len(p))
+				}
+				var res alev1.StreamResponse
+				if hdr.Flags() == 0 && proto.Unmarshal(p[rpcframe.PrefixLen:], &res) == nil {
+					ids = append(ids, res.GetRequestId())
+				}
+			}
+			if got := strings.Join(ids, ","); got != "0,1,2" {
+				t.Errorf("whole responses for requests %q, want 0,1,2 (the 70 KiB one may be split)", got)
+			}
+		})
+	}
+}

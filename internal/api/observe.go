@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -100,11 +101,21 @@ func (e connectRefusal) Error() string { return "refused before the handler: " +
 // recorder keeps what the observer needs of a response: its status, and
 // its body while the interceptors have not taken the call (then the body is
 // only an error, a few hundred bytes).
+//
+// For a stream it also passes each message on in one Write. connect-go
+// writes a message's 5-byte envelope prefix and then its data; Go's HTTP/2
+// server buffers a response in 4 KiB chunks, so a message of 4 KiB or more
+// (a batch of four 1 KiB items) left as two DATA frames, a 4 KiB one and the
+// rest, each a hand-off to the connection's goroutine and a write, and the
+// caller's window updates doubled with them. Passed on whole, a message is
+// one DATA frame.
 type recorder struct {
 	http.ResponseWriter
 	c      *call
 	status int
 	body   []byte
+	prefix [rpcframe.PrefixLen]byte
+	held   bool // prefix holds a write not yet passed on
 }
 
 const maxRecordedBody = 4 << 10
@@ -123,7 +134,48 @@ func (r *recorder) Write(p []byte) (int, error) {
 	if !r.c.handled.Load() && len(r.body) < maxRecordedBody {
 		r.body = append(r.body, p[:min(len(p), maxRecordedBody-len(r.body))]...)
 	}
+	switch {
+	case r.held:
+		return r.writeJoined(p)
+	case len(p) == rpcframe.PrefixLen && r.c.body != nil && r.c.body.ahead != nil:
+		// Our Stream (see aheadBuf): the next write is this message's data.
+		copy(r.prefix[:], p)
+		r.held = true
+		return len(p), nil
+	}
 	return r.ResponseWriter.Write(p)
+}
+
+// maxJoined bounds the messages passed on in one Write; a larger one goes
+// as two writes (its prefix is then a small part of it).
+const maxJoined = 64 << 10
+
+var joinBufs = sync.Pool{New: func() any { return new([]byte) }}
+
+// writeJoined writes the held prefix and p as one.
+func (r *recorder) writeJoined(p []byte) (int, error) {
+	r.held = false
+	if len(p) > maxJoined {
+		if _, err := r.ResponseWriter.Write(r.prefix[:]); err != nil {
+			return 0, err
+		}
+		return r.ResponseWriter.Write(p)
+	}
+	bp := joinBufs.Get().(*[]byte)
+	buf := append(append((*bp)[:0], r.prefix[:]...), p...)
+	// The ResponseWriter keeps no reference to buf after Write.
+	n, err := r.ResponseWriter.Write(buf)
+	*bp = buf[:0]
+	joinBufs.Put(bp)
+	return max(n-rpcframe.PrefixLen, 0), err
+}
+
+// release passes a held prefix on.
+func (r *recorder) release() {
+	if r.held {
+		r.held = false
+		_, _ = r.ResponseWriter.Write(r.prefix[:])
+	}
 }
 
 // Flush flushes the response, unless the call is a stream with its next
@@ -137,6 +189,7 @@ func (r *recorder) Flush() {
 }
 
 func (r *recorder) flush() {
+	r.release()
 	if f, ok := r.ResponseWriter.(http.Flusher); ok {
 		f.Flush()
 	}

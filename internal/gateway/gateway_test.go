@@ -28,6 +28,7 @@ import (
 	"github.com/alecrypt/alecrypt/internal/api"
 	"github.com/alecrypt/alecrypt/internal/engine"
 	"github.com/alecrypt/alecrypt/internal/gateway"
+	"github.com/alecrypt/alecrypt/internal/h2conn"
 	"github.com/alecrypt/alecrypt/internal/key"
 	"github.com/alecrypt/alecrypt/internal/keyring"
 	"github.com/alecrypt/alecrypt/service/client"
@@ -133,10 +134,11 @@ func newEnvWith(t testing.TB, opts gateway.Options, readTimeout time.Duration, c
 	cryptoSrv.Config.Protocols = new(http.Protocols)
 	cryptoSrv.Config.Protocols.SetHTTP1(true)
 	cryptoSrv.Config.Protocols.SetUnencryptedHTTP2(true)
+	cryptoSrv.Listener = h2conn.Listen(cryptoSrv.Listener) // as alecryptd serves h2c
 	cryptoSrv.Start()
 	t.Cleanup(cryptoSrv.Close)
 	// The client alegate builds (h2c).
-	clients, err := client.New(client.Config{URL: cryptoSrv.URL})
+	clients, err := client.New(client.Config{URL: cryptoSrv.URL}, gateway.ClientCodec())
 	if err != nil {
 		t.Fatal(err)
 	}

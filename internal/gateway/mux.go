@@ -112,18 +112,38 @@ func (m *cryptoMux) close() {
 // fits says whether a payload of n bytes goes through the mux.
 func fits(n int) bool { return n <= maxMuxItemBytes }
 
+// muxItems recycles items with their channels, two allocations per call
+// otherwise. An item goes back only once its caller has taken its answer:
+// every item is answered at most once, so no late answer can reach the
+// item's next caller. An item whose caller gave up is left to the GC.
+var muxItems = sync.Pool{New: func() any { return &muxItem{done: make(chan muxResult, 1)} }}
+
+func newMuxItem(ctx context.Context) *muxItem {
+	it := muxItems.Get().(*muxItem)
+	it.ctx = ctx
+	return it
+}
+
+func (it *muxItem) recycle() {
+	*it = muxItem{done: it.done}
+	muxItems.Put(it)
+}
+
 func (m *cryptoMux) decrypt(ctx context.Context, req *alev1.DecryptRequest) (*alev1.DecryptResponse, error) {
-	r, err := m.do(ctx, &muxItem{ctx: ctx, dec: req})
+	it := newMuxItem(ctx)
+	it.dec = req
+	r, err := m.do(ctx, it)
 	return r.dec, err
 }
 
 func (m *cryptoMux) encrypt(ctx context.Context, req *alev1.EncryptRequest) (*alev1.EncryptResponse, error) {
-	r, err := m.do(ctx, &muxItem{ctx: ctx, enc: req})
+	it := newMuxItem(ctx)
+	it.enc = req
+	r, err := m.do(ctx, it)
 	return r.enc, err
 }
 
 func (m *cryptoMux) do(ctx context.Context, it *muxItem) (muxResult, error) {
-	it.done = make(chan muxResult, 1)
 	if m.ctx.Err() != nil {
 		return muxResult{}, errMuxClosed
 	}
@@ -138,12 +158,14 @@ func (m *cryptoMux) do(ctx context.Context, it *muxItem) (muxResult, error) {
 	// end answers it too.
 	select {
 	case r := <-it.done:
+		it.recycle()
 		return r, r.err
 	case <-ctx.Done():
 		return muxResult{}, connect.NewError(connect.CodeCanceled, ctx.Err())
 	case <-m.ctx.Done():
 		select {
 		case r := <-it.done: // answered as the streams ended
+			it.recycle()
 			return r, r.err
 		default:
 			return muxResult{}, errMuxClosed
