@@ -17,6 +17,7 @@ import (
 
 	"github.com/alecrypt/alecrypt/internal/barefloor"
 	"github.com/alecrypt/alecrypt/internal/gateway"
+	"github.com/alecrypt/alecrypt/internal/h2conn"
 	"github.com/alecrypt/alecrypt/internal/keystore/filestore"
 	"github.com/alecrypt/alecrypt/internal/suite"
 )
@@ -101,6 +102,11 @@ func serve(ctx context.Context, c serveConfig, stderr io.Writer) error {
 	ln, err := net.Listen("tcp", c.listen)
 	if err != nil {
 		return err
+	}
+	if c.kind == "bare" {
+		// Connections grouped as alecryptd's plaintext ones are: the bare
+		// handler is the floor of the same transport.
+		ln = h2conn.Listen(ln)
 	}
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 30 * time.Second, Protocols: new(http.Protocols)}
 	srv.Protocols.SetHTTP1(true)

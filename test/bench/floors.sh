@@ -21,12 +21,16 @@
 #                                            alike) runs with GOGC=400, as deploy/ runs ours
 #   test/bench/floors.sh --profile DIR       also write 10 s CPU profiles of alegate and
 #                                            alecryptd under the http load to DIR
+#   test/bench/floors.sh --hop-floor         and the gateway paths again with alegate on
+#                                            the bare handler instead of alecryptd: the
+#                                            floor of the crypto hop itself
 #   test/bench/floors.sh -- --paths http     extra alebench floors flags after --
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 quick=0
 transit=0
+hop_floor=0
 profile=""
 extra=()
 while [ $# -gt 0 ]; do
@@ -34,9 +38,10 @@ while [ $# -gt 0 ]; do
     --quick) quick=1 ;;
     --gogc) shift; export GOGC=$1 ;;
     --transit) transit=1 ;;
+    --hop-floor) hop_floor=1 ;;
     --profile) shift; profile=$1 ;;
     --) shift; extra=("$@"); break ;;
-    -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "floors.sh: unknown argument $1" >&2; exit 2 ;;
   esac
   shift
@@ -54,6 +59,10 @@ start gate "alegate listening" "${srv[@]}" "$bin/alegate" --listen 127.0.0.1:0 -
   --upstream "http://$kitchen_addr" --crypto "http://$crypto_addr"
 start proxy "alebench serve listening" "${srv[@]}" "$bin/alebench" serve proxy --upstream "http://$kitchen_addr"
 start bare "alebench serve listening" "${srv[@]}" "$bin/alebench" serve bare --keystore "$work/keys/keystore.json"
+if [ "$hop_floor" = 1 ]; then
+  start gatebare "alegate listening" "${srv[@]}" "$bin/alegate" --listen 127.0.0.1:0 --metrics-listen '' \
+    --upstream "http://$kitchen_addr" --crypto "http://$bare_addr"
+fi
 
 # The production configuration: TLS with client certificates, a policy, the
 # audit log on disk, metrics on.
@@ -129,3 +138,14 @@ fi
 log "alebench floors ($layout)"
 echo "machine: $(nproc) cores, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1); $layout; GOGC=${GOGC:-default} for every server"
 "${lg[@]}" "$bin/alebench" floors "${flags[@]}" --paths "$paths" "${timing[@]}" "${extra[@]}"
+if [ "$hop_floor" = 1 ]; then
+  log "alebench floors with alegate on the bare handler (the crypto hop's floor)"
+  hop_flags=("${flags[@]}")
+  for i in "${!hop_flags[@]}"; do
+    case "${hop_flags[$i]}" in
+      --gate-url) hop_flags[$((i + 1))]="http://$gatebare_addr" ;;
+      --gate-pids) hop_flags[$((i + 1))]="$gatebare_pid,$bare_pid" ;;
+    esac
+  done
+  "${lg[@]}" "$bin/alebench" floors "${hop_flags[@]}" --paths http,ws "${timing[@]}" "${extra[@]}"
+fi
