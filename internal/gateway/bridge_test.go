@@ -1,10 +1,14 @@
 package gateway_test
 
 import (
+	"bufio"
 	"context"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -54,5 +58,59 @@ func TestBridgeOutlivesHandler(t *testing.T) {
 	}
 	if _, _, err := c.Read(ctx); websocket.CloseStatus(err) != 4001 {
 		t.Fatalf("close = %v, want 4001 from the kitchen", err)
+	}
+}
+
+// TestBridgeDialsThroughUpstreamProxy: the kitchen's WebSocket goes
+// through the upstream transport's proxy, as its HTTP requests do (a
+// CONNECT tunnel), and frames pass through it both ways.
+func TestBridgeDialsThroughUpstreamProxy(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	tunnels := make(chan string, 4)
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer conn.Close()
+				req, err := http.ReadRequest(bufio.NewReader(conn))
+				if err != nil || req.Method != http.MethodConnect {
+					return
+				}
+				up, err := net.Dial("tcp", req.Host)
+				if err != nil {
+					return
+				}
+				defer up.Close()
+				tunnels <- req.Host
+				io.WriteString(conn, "HTTP/1.1 200 Connection established\r\n\r\n")
+				go io.Copy(up, conn)
+				io.Copy(conn, up)
+			}()
+		}
+	}()
+	opts := defaultOpts()
+	opts.Transport = &http.Transport{Proxy: http.ProxyURL(&url.URL{Scheme: "http", Host: ln.Addr().String()})}
+	e := newEnv(t, opts, 0)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c := dial(t, ctx, wsURL(e.url)+"/kds", e.handshakeHeader("k-ctr"))
+	// The round trip first: a direct dial would have carried it too, and
+	// then no tunnel was opened.
+	e.roundTrip(t, ctx, c, `{"ticket":7}`)
+	select {
+	case got := <-tunnels:
+		if want := strings.TrimPrefix(e.kitchen.URL, "http://"); got != want {
+			t.Errorf("tunnel to %s, want the kitchen %s", got, want)
+		}
+	default:
+		t.Fatal("the kitchen's WebSocket was dialed without the upstream transport's proxy")
 	}
 }

@@ -348,14 +348,15 @@ func (g *Gateway) upstreamWS(r *http.Request) string {
 	return u.String()
 }
 
-// upstreamDial is how the bridge reaches the kitchen: with the upstream
-// transport's dialer and TLS settings when it is an *http.Transport (its
-// proxy setting is not used: the bridge dials the kitchen directly).
+// upstreamDial is how the bridge reaches the kitchen: as HTTP requests do,
+// with the upstream transport's dialer, TLS settings and proxy rule when it
+// is an *http.Transport.
 func (g *Gateway) upstreamDial(h http.Header) wsconn.DialOptions {
 	o := wsconn.DialOptions{Header: h}
 	if tr, ok := g.opts.Transport.(*http.Transport); ok {
 		o.DialContext = tr.DialContext
 		o.TLSConfig = tr.TLSClientConfig
+		o.Proxy = tr.Proxy
 	}
 	return o
 }

@@ -4,11 +4,13 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -336,5 +338,95 @@ func TestTLS(t *testing.T) {
 	if _, err := Dial(ctx, "wss"+strings.TrimPrefix(kitchen.URL, "https"), DialOptions{}); err == nil ||
 		!strings.Contains(err.Error(), "certificate") {
 		t.Fatalf("Dial to an untrusted certificate = %v, want a certificate error", err)
+	}
+}
+
+// connectProxy is an HTTP proxy that tunnels CONNECT requests carrying
+// want as their Proxy-Authorization, and refuses others with 407. It
+// records the targets it tunneled to.
+func connectProxy(t *testing.T, want string) (*url.URL, <-chan string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	targets := make(chan string, 8)
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer conn.Close()
+				req, err := http.ReadRequest(bufio.NewReader(conn))
+				if err != nil {
+					return
+				}
+				if req.Method != http.MethodConnect || req.Header.Get("Proxy-Authorization") != want {
+					io.WriteString(conn, "HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n")
+					return
+				}
+				up, err := net.Dial("tcp", req.Host)
+				if err != nil {
+					io.WriteString(conn, "HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
+					return
+				}
+				defer up.Close()
+				targets <- req.Host
+				io.WriteString(conn, "HTTP/1.1 200 Connection established\r\n\r\n")
+				go io.Copy(up, conn)
+				io.Copy(conn, up)
+			}()
+		}
+	}()
+	return &url.URL{Scheme: "http", Host: ln.Addr().String()}, targets
+}
+
+// TestDialThroughProxy: with a proxy chosen, Dial tunnels through it with
+// CONNECT and the proxy URL's credentials, and a proxy's refusal is the
+// dial's error, naming the proxy without its password.
+func TestDialThroughProxy(t *testing.T) {
+	t.Parallel()
+	srv := echoServer(t, 1<<10, nil)
+	target := strings.TrimPrefix(srv.URL, "http://")
+	proxy, targets := connectProxy(t, "Basic "+base64.StdEncoding.EncodeToString([]byte("gate:s3cret")))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+
+	withUser := *proxy
+	withUser.User = url.UserPassword("gate", "s3cret")
+	var asked *http.Request
+	c, err := Dial(ctx, wsURL(srv.URL)+"/kds", DialOptions{Proxy: func(r *http.Request) (*url.URL, error) {
+		asked = r
+		return &withUser, nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+	if asked.URL.String() != srv.URL+"/kds" {
+		t.Errorf("the proxy rule was asked about %s, want %s/kds", asked.URL, srv.URL)
+	}
+	if got := <-targets; got != target {
+		t.Errorf("tunnel to %s, want %s", got, target)
+	}
+	if err := c.Write(Text, []byte("via proxy")); err != nil {
+		t.Fatal(err)
+	}
+	if _, p, err := c.Read(nil); err != nil || string(p) != "via proxy" {
+		t.Fatalf("echo through the tunnel = %q, %v", p, err)
+	}
+
+	wrong := *proxy
+	wrong.User = url.UserPassword("gate", "wrong-password")
+	_, err = Dial(ctx, wsURL(srv.URL), DialOptions{Proxy: http.ProxyURL(&wrong)})
+	if err == nil || !strings.Contains(err.Error(), "407") || strings.Contains(err.Error(), "wrong-password") {
+		t.Fatalf("Dial through a refusing proxy = %v, want its 407 without the password", err)
+	}
+	if _, err := Dial(ctx, wsURL(srv.URL), DialOptions{Proxy: http.ProxyURL(&url.URL{Scheme: "socks5", Host: proxy.Host})}); err == nil ||
+		!strings.Contains(err.Error(), "socks5") {
+		t.Fatalf("Dial through a socks5 proxy = %v, want it refused by scheme", err)
 	}
 }

@@ -97,6 +97,12 @@ type DialOptions struct {
 	// HandshakeTimeout bounds the connection and its handshake; 0 is
 	// DefaultHandshakeTimeout.
 	HandshakeTimeout time.Duration
+	// Proxy chooses an HTTP proxy as an http.Transport's does, from the
+	// request for the WebSocket's http or https URL
+	// (http.ProxyFromEnvironment: HTTP_PROXY, HTTPS_PROXY, NO_PROXY).
+	// The WebSocket then goes through a CONNECT tunnel, whatever its
+	// scheme. nil, or a nil URL: no proxy.
+	Proxy func(*http.Request) (*url.URL, error)
 }
 
 // DefaultHandshakeTimeout bounds a Dial whose options set none.
@@ -140,17 +146,28 @@ func Dial(ctx context.Context, rawURL string, o DialOptions) (*Conn, error) {
 	if timeout <= 0 {
 		timeout = DefaultHandshakeTimeout
 	}
+	proxy, err := chooseProxy(u, o.Proxy)
+	if err != nil {
+		return nil, err
+	}
+	dialAddr := addr
+	if proxy != nil {
+		dialAddr = proxy.Host
+		if proxy.Port() == "" {
+			dialAddr = net.JoinHostPort(proxy.Hostname(), map[string]string{"http": "80", "https": "443"}[proxy.Scheme])
+		}
+	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	dial := o.DialContext
 	if dial == nil {
 		dial = (&net.Dialer{KeepAlive: 30 * time.Second}).DialContext
 	}
-	nc, err := dial(ctx, "tcp", addr)
+	nc, err := dial(ctx, "tcp", dialAddr)
 	if err != nil {
 		return nil, fmt.Errorf("websocket: %w", err)
 	}
-	c, err := handshake(ctx, nc, u, o, timeout)
+	c, err := handshake(ctx, nc, u, addr, proxy, o, timeout)
 	if err != nil {
 		nc.Close()
 		return nil, err
@@ -158,7 +175,64 @@ func Dial(ctx context.Context, rawURL string, o DialOptions) (*Conn, error) {
 	return c, nil
 }
 
-func handshake(ctx context.Context, nc net.Conn, u *url.URL, o DialOptions, timeout time.Duration) (*Conn, error) {
+// chooseProxy asks choose for u's proxy, with the request an HTTP client
+// would make for it.
+func chooseProxy(u *url.URL, choose func(*http.Request) (*url.URL, error)) (*url.URL, error) {
+	if choose == nil {
+		return nil, nil
+	}
+	hu := *u
+	hu.Scheme = map[string]string{"ws": "http", "wss": "https"}[u.Scheme]
+	proxy, err := choose(&http.Request{Method: http.MethodGet, URL: &hu, Host: u.Host, Header: http.Header{}})
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("websocket: choosing a proxy: %w", err)
+	case proxy != nil && proxy.Scheme != "http" && proxy.Scheme != "https":
+		return nil, fmt.Errorf("websocket: proxy scheme %q is not http or https", proxy.Scheme)
+	}
+	return proxy, nil
+}
+
+// tunnel asks the proxy nc reaches to connect it to addr (CONNECT,
+// RFC 9110 section 9.3.6), with the proxy URL's user as Basic
+// credentials.
+func tunnel(ctx context.Context, nc net.Conn, proxy *url.URL, addr string, o DialOptions) (net.Conn, error) {
+	if proxy.Scheme == "https" {
+		cfg := &tls.Config{}
+		if o.TLSConfig != nil {
+			cfg = o.TLSConfig.Clone()
+		}
+		cfg.ServerName = proxy.Hostname()
+		tc := tls.Client(nc, cfg)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			return nil, err
+		}
+		nc = tc
+	}
+	req := &http.Request{Method: http.MethodConnect, URL: &url.URL{Opaque: addr}, Host: addr, Header: http.Header{}}
+	if proxy.User != nil {
+		pass, _ := proxy.User.Password()
+		req.Header.Set("Proxy-Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(proxy.User.Username()+":"+pass)))
+	}
+	if err := req.Write(nc); err != nil {
+		return nil, err
+	}
+	br := bufio.NewReader(&io.LimitedReader{R: nc, N: maxResponseHeader})
+	res, err := http.ReadResponse(br, req)
+	if err != nil {
+		return nil, err
+	}
+	if res.StatusCode/100 != 2 {
+		return nil, fmt.Errorf("proxy %s refused the tunnel: %s", proxy.Redacted(), res.Status)
+	}
+	if br.Buffered() > 0 {
+		// Nothing may come through the tunnel before the handshake.
+		return nil, fmt.Errorf("proxy %s sent data after its answer", proxy.Redacted())
+	}
+	return nc, nil
+}
+
+func handshake(ctx context.Context, nc net.Conn, u *url.URL, addr string, proxy *url.URL, o DialOptions, timeout time.Duration) (*Conn, error) {
 	// The context's end interrupts whatever the handshake waits for.
 	if d, ok := ctx.Deadline(); ok {
 		_ = nc.SetDeadline(d)
@@ -173,6 +247,12 @@ func handshake(ctx context.Context, nc net.Conn, u *url.URL, o DialOptions, time
 			err = fmt.Errorf("handshake not done within %v: %w", timeout, err)
 		}
 		return fmt.Errorf("websocket: %w", err)
+	}
+	if proxy != nil {
+		var err error
+		if nc, err = tunnel(ctx, nc, proxy, addr, o); err != nil {
+			return nil, wrap(err)
+		}
 	}
 	if u.Scheme == "wss" {
 		cfg := &tls.Config{}
