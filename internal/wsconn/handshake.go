@@ -237,7 +237,8 @@ func handshake(ctx context.Context, nc net.Conn, u *url.URL, addr string, proxy 
 	if d, ok := ctx.Deadline(); ok {
 		_ = nc.SetDeadline(d)
 	}
-	stop := context.AfterFunc(ctx, func() { _ = nc.SetDeadline(time.Unix(1, 0)) })
+	raw := nc // what the layers put on it (a tunnel's TLS, the server's) read and write through
+	stop := context.AfterFunc(ctx, func() { _ = raw.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 	wrap := func(err error) error {
 		switch {
