@@ -39,7 +39,7 @@ var ourPrograms = map[string][]string{
 	"alecryptd": nil,
 	"alegate":   nil,
 	"alesync":   nil,
-	"alebench":  {"genkeys", "startup", "memory", "floors", "serve"},
+	"alebench":  {"genkeys", "startup", "memory", "floors", "serve", "conns"},
 	"alectl": {"encrypt", "decrypt", "resolve", "rewrap", "http", "keys list", "keys init", "keys add",
 		"keys import", "keys state", "keys seal", "audit verify"},
 }
