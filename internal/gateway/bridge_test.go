@@ -1,10 +1,7 @@
 package gateway_test
 
 import (
-	"bufio"
 	"context"
-	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -15,6 +12,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/alecrypt/alecrypt/internal/gateway"
+	"github.com/alecrypt/alecrypt/internal/wsconn/wsconntest"
 )
 
 // TestBridgeOutlivesHandler: ServeHTTP returns once a WebSocket is bridged
@@ -66,38 +64,9 @@ func TestBridgeOutlivesHandler(t *testing.T) {
 // CONNECT tunnel), and frames pass through it both ways.
 func TestBridgeDialsThroughUpstreamProxy(t *testing.T) {
 	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	tunnels := make(chan string, 4)
-	go func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer conn.Close()
-				req, err := http.ReadRequest(bufio.NewReader(conn))
-				if err != nil || req.Method != http.MethodConnect {
-					return
-				}
-				up, err := net.Dial("tcp", req.Host)
-				if err != nil {
-					return
-				}
-				defer up.Close()
-				tunnels <- req.Host
-				io.WriteString(conn, "HTTP/1.1 200 Connection established\r\n\r\n")
-				go io.Copy(up, conn)
-				io.Copy(conn, up)
-			}()
-		}
-	}()
+	proxy, tunnels := wsconntest.ConnectProxy(t, "")
 	opts := defaultOpts()
-	opts.Transport = &http.Transport{Proxy: http.ProxyURL(&url.URL{Scheme: "http", Host: ln.Addr().String()})}
+	opts.Transport = &http.Transport{Proxy: http.ProxyURL(proxy)}
 	e := newEnv(t, opts, 0)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()

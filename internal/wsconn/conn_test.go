@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/alecrypt/alecrypt/internal/wsconn/wsconntest"
 )
 
 // The tests below put a Conn opposite coder/websocket over loopback TCP:
@@ -341,49 +343,6 @@ func TestTLS(t *testing.T) {
 	}
 }
 
-// connectProxy is an HTTP proxy that tunnels CONNECT requests carrying
-// want as their Proxy-Authorization, and refuses others with 407. It
-// records the targets it tunneled to.
-func connectProxy(t *testing.T, want string) (*url.URL, <-chan string) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	targets := make(chan string, 8)
-	go func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer conn.Close()
-				req, err := http.ReadRequest(bufio.NewReader(conn))
-				if err != nil {
-					return
-				}
-				if req.Method != http.MethodConnect || req.Header.Get("Proxy-Authorization") != want {
-					io.WriteString(conn, "HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n")
-					return
-				}
-				up, err := net.Dial("tcp", req.Host)
-				if err != nil {
-					io.WriteString(conn, "HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
-					return
-				}
-				defer up.Close()
-				targets <- req.Host
-				io.WriteString(conn, "HTTP/1.1 200 Connection established\r\n\r\n")
-				go io.Copy(up, conn)
-				io.Copy(conn, up)
-			}()
-		}
-	}()
-	return &url.URL{Scheme: "http", Host: ln.Addr().String()}, targets
-}
-
 // TestDialThroughProxy: with a proxy chosen, Dial tunnels through it with
 // CONNECT and the proxy URL's credentials, and a proxy's refusal is the
 // dial's error, naming the proxy without its password.
@@ -391,7 +350,7 @@ func TestDialThroughProxy(t *testing.T) {
 	t.Parallel()
 	srv := echoServer(t, 1<<10, nil)
 	target := strings.TrimPrefix(srv.URL, "http://")
-	proxy, targets := connectProxy(t, "Basic "+base64.StdEncoding.EncodeToString([]byte("gate:s3cret")))
+	proxy, targets := wsconntest.ConnectProxy(t, "Basic "+base64.StdEncoding.EncodeToString([]byte("gate:s3cret")))
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 
